@@ -1,0 +1,95 @@
+# Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
+from kinject.grid import cells, check_config, ft_rag_sets
+
+check_config(config)
+
+TASKS = list(config["tasks"])
+MODELS = list(config["models"])
+CELLS = cells(config)
+
+
+wildcard_constraints:
+    task="|".join(TASKS),
+    model="|".join(MODELS),
+    group="[a-z0-9_]+",
+    method=r"base|rag|ft-p\d+|ftrag-p\d+",
+    k=r"\d+",
+    shots=r"\d+",
+    lr=r"[0-9.e+-]+",
+
+
+def tasks_regex(keep):
+    """A wildcard constraint matching exactly the tasks for which keep(task config) holds."""
+    names = [name for name, task in config["tasks"].items() if keep(task)]
+    return "|".join(names) if names else "(?!)"
+
+
+def task_cfg(wildcards):
+    return config["tasks"][wildcards.task]
+
+
+def gpu_resources(rule_name="gpu_rules"):
+    """Resources of a GPU rule, from the config (gpu=0 in the demo: nothing asks SLURM for a GPU)."""
+    res = config["resources"]
+    return {**res["gpu_rules"], **res.get(rule_name, {})}
+
+
+def base_model_input(wildcards):
+    """A locally built base model is a file dependency; a hub id is loaded at run time."""
+    if "build" in config["models"][wildcards.model]:
+        return f"results/models/{wildcards.model}/base"
+    return []
+
+
+def base_model_path(wildcards):
+    model = config["models"][wildcards.model]
+    return model.get("pretrained") or f"results/models/{wildcards.model}/base"
+
+
+def embedder_input(wildcards=None):
+    return "results/embedder" if "package" in config["embedder"] else []
+
+
+def embedder_path():
+    return config["embedder"].get("pretrained") or "results/embedder"
+
+
+def eval_model_input(wildcards):
+    if wildcards.method.startswith("ft"):
+        p = wildcards.method.split("-p")[1]
+        return f"results/finetune/{wildcards.model}/{wildcards.task}/k{p}/checkpoint"
+    return base_model_input(wildcards)
+
+
+def eval_model_path(wildcards):
+    if wildcards.method.startswith("ft"):
+        p = wildcards.method.split("-p")[1]
+        return f"results/finetune/{wildcards.model}/{wildcards.task}/k{p}/checkpoint"
+    return base_model_path(wildcards)
+
+
+def groups():
+    out = {}
+    for name, task in config["tasks"].items():
+        out.setdefault(task["group"], set()).update(task["shots"])
+    return out
+
+
+def table_outputs():
+    return [
+        f"results/tables/{group}_{shots}shot.{ext}"
+        for group, shots_set in groups().items()
+        for shots in sorted(shots_set)
+        for ext in ("csv", "parquet", "md")
+    ]
+
+
+FIGURES = ["paraphrases_vs_accuracy", "train_loss", "accuracy_vs_k"]
+
+
+def all_outputs():
+    return (
+        table_outputs()
+        + ["results/tables/scores.csv", "results/tables/best_k.csv"]
+        + [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "csv")]
+    )

@@ -1,0 +1,67 @@
+# Paraphrases of every chunk (the LLM, the paper's prompt) and the paraphrase sets 0..N that FT trains on.
+
+
+def generated_paraphrases_input(wildcards):
+    if int(wildcards.k) == 0:
+        return []
+    return f"results/{wildcards.task}/paraphrases/generated.parquet"
+
+
+rule paraphrase_chunks:
+    input:
+        "results/{task}/chunks.parquet",
+    output:
+        paraphrases="results/{task}/paraphrases/generated.parquet",
+        quarantine="results/{task}/paraphrases/generated_quarantine.jsonl",
+    params:
+        llm=config["llm"],
+        total=config["paraphrases"]["count"],
+        per_call=config["paraphrases"]["per_call"],
+        seed=config["seed"],
+    log:
+        "logs/paraphrase_chunks/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=1440,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/paraphrase_chunks.py"
+
+
+rule paraphrase_set:
+    input:
+        chunks="results/{task}/chunks.parquet",
+        generated=generated_paraphrases_input,
+    output:
+        "results/{task}/paraphrases/paraphrases_k{k}.parquet",
+    log:
+        "logs/paraphrase_set/{task}_k{k}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/paraphrase_set.py"
+
+
+rule validation_paraphrases:
+    input:
+        "results/{task}/chunks.parquet",
+    output:
+        paraphrases="results/{task}/validation/paraphrases.parquet",
+        quarantine="results/{task}/validation/paraphrases_quarantine.jsonl",
+    params:
+        llm=config["llm"],
+        validation=lambda wc: task_cfg(wc)["validation"],
+        seed=config["seed"],
+    log:
+        "logs/validation_paraphrases/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=720,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/validation_paraphrases.py"

@@ -1,0 +1,94 @@
+# Question sets: MMLU subjects, or current-events questions generated from the chunks by the LLM.
+
+
+def review_input(wildcards):
+    """The human accept/reject file counts as an input once it exists (so adding it re-runs the review)."""
+    review = task_cfg(wildcards)["questions"].get("review")
+    return review if review and os.path.exists(review) else []
+
+
+GENERATED = tasks_regex(lambda t: t["questions"]["source"] == "generated")
+
+
+rule load_mmlu_questions:
+    wildcard_constraints:
+        task=tasks_regex(lambda t: t["questions"]["source"] != "generated"),
+    output:
+        "results/{task}/questions.parquet",
+    params:
+        questions=lambda wc: task_cfg(wc)["questions"],
+    log:
+        "logs/load_mmlu_questions/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/load_mmlu_questions.py"
+
+
+rule generate_questions:
+    wildcard_constraints:
+        task=GENERATED,
+    input:
+        "results/{task}/chunks.parquet",
+    output:
+        candidates="results/{task}/questions/candidates.parquet",
+        quarantine="results/{task}/questions/candidates_quarantine.jsonl",
+    params:
+        llm=config["llm"],
+        per_chunk=lambda wc: task_cfg(wc)["questions"].get("per_chunk", 4),
+        seed=config["seed"],
+    log:
+        "logs/generate_questions/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=1440,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/generate_questions.py"
+
+
+rule select_questions:
+    wildcard_constraints:
+        task=GENERATED,
+    input:
+        "results/{task}/questions/candidates.parquet",
+    output:
+        selected="results/{task}/questions/selected.parquet",
+        quarantine="results/{task}/questions/selected_quarantine.jsonl",
+    params:
+        llm=config["llm"],
+        keep=lambda wc: task_cfg(wc)["questions"].get("keep", 2),
+        seed=config["seed"],
+    log:
+        "logs/select_questions/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=720,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/select_questions.py"
+
+
+rule review_questions:
+    wildcard_constraints:
+        task=GENERATED,
+    input:
+        selected="results/{task}/questions/selected.parquet",
+        review=review_input,
+    output:
+        "results/{task}/questions.parquet",
+    log:
+        "logs/review_questions/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/review_questions.py"
+

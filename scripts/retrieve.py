@@ -1,0 +1,6 @@
+from kinject.cli import rule_main
+from kinject.retrieval import retrieve
+
+rule_main(snakemake, retrieve, snakemake.input.index, snakemake.input.chunks, snakemake.input.questions,
+          snakemake.params.embedder, snakemake.output[0], k_max=snakemake.params.k_max,
+          batch_size=snakemake.params.batch_size, query_prefix=snakemake.params.query_prefix)

@@ -1,0 +1,7 @@
+from kinject.cli import rule_main
+from kinject.llm import client_from_config
+from kinject.questions import select_questions
+
+rule_main(snakemake, select_questions, snakemake.input[0], snakemake.output.selected,
+          snakemake.output.quarantine, client_from_config(snakemake.params.llm),
+          keep=snakemake.params.keep, seed=snakemake.params.seed)

@@ -1,0 +1,126 @@
+"""The study's grid: which score files exist for a config, and the checks that make a grid possible.
+
+Both the Snakefile (``rules/common.smk``) and the tests use these functions, so the DAG and the
+documented job counts cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kinject.errors import KinjectError
+
+SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot.json"
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    task: str
+    method: str  # base | rag | ft-p{n} | ftrag-p{n}
+    k: int
+    shots: int
+
+    @property
+    def path(self) -> str:
+        return SCORE_PATTERN.format(**self.__dict__)
+
+    @property
+    def paraphrase_set(self) -> int | None:
+        return int(self.method.split("-p")[1]) if "-p" in self.method else None
+
+    @property
+    def finetuned(self) -> bool:
+        return self.method.startswith("ft")
+
+
+def ft_rag_sets(task: dict) -> list[int]:
+    """Paraphrase sets whose fine-tuned model is also RAG's generator (default: the largest set)."""
+    return list(task.get("ft_rag_paraphrase_sets", [max(task["paraphrase_sets"])]))
+
+
+def check_config(config: dict, source: str = "config") -> None:
+    """Reject grids the schema cannot: one line each, naming the key and what is wrong."""
+    count = config["paraphrases"]["count"]
+    if config["chunking"]["min_words"] > config["chunking"]["max_words"]:
+        raise KinjectError(source, "chunking.min_words is larger than chunking.max_words")
+    if config["finetune"]["batch_size"] % config["finetune"]["per_device_batch_size"]:
+        raise KinjectError(source, "finetune.batch_size must be a multiple of finetune.per_device_batch_size")
+    for name, task in config["tasks"].items():
+        key = f"tasks.{name}"
+        q, kb = task["questions"], task["knowledge_base"]
+        if max(task["paraphrase_sets"]) > count:
+            raise KinjectError(source, f"{key}.paraphrase_sets asks for set {max(task['paraphrase_sets'])} "
+                               f"but paraphrases.count is {count}")
+        extra = sorted(set(ft_rag_sets(task)) - set(task["paraphrase_sets"]))
+        if extra:
+            raise KinjectError(source, f"{key}.ft_rag_paraphrase_sets {extra} are not in paraphrase_sets")
+        if q["source"] == "generated" and any(s > 0 for s in task["shots"]):
+            raise KinjectError(source, f"{key}.shots: generated questions have no dev split for few-shot; use [0]")
+        if q["source"] in ("mmlu", "mmlu_csv") and "subject" not in q:
+            raise KinjectError(source, f"{key}.questions.subject is required for source {q['source']}")
+        if q["source"] == "mmlu_csv" and "path" not in q:
+            raise KinjectError(source, f"{key}.questions.path is required for source mmlu_csv")
+        if q["source"] == "generated" and q.get("keep", 2) > q.get("per_chunk", 4):
+            raise KinjectError(source, f"{key}.questions.keep is larger than questions.per_chunk")
+        if kb["source"] == "dump" and "path" not in kb:
+            raise KinjectError(source, f"{key}.knowledge_base.path is required for source dump")
+        if kb["source"] == "mediawiki" and "hub_pages_file" not in kb:
+            raise KinjectError(source, f"{key}.knowledge_base.hub_pages_file is required for source mediawiki")
+        if "validation" in task and "search" not in config["finetune"]:
+            raise KinjectError(source, f"{key}.validation is set but finetune.search is missing")
+        if "validation" in task and task["validation"]["paraphrases"] > count:
+            raise KinjectError(source, f"{key}.validation.paraphrases is larger than paraphrases.count")
+
+
+def cells(config: dict) -> list[Cell]:
+    """Every cell of the grid: base, FT per paraphrase set, RAG per K, FT+RAG per set and K; per shots."""
+    ks = sorted(config["retrieval"]["k"])
+    rag_ks = [k for k in ks if k > 0]
+    out = []
+    for model in config["models"]:
+        for name, task in config["tasks"].items():
+            for shots in sorted(task["shots"]):
+                out.append(Cell(model, name, "base", 0, shots))
+                out += [Cell(model, name, "rag", k, shots) for k in rag_ks]
+                out += [Cell(model, name, f"ft-p{p}", 0, shots) for p in sorted(task["paraphrase_sets"])]
+                out += [Cell(model, name, f"ftrag-p{p}", k, shots) for p in ft_rag_sets(task) for k in rag_ks]
+    return out
+
+
+def expected_job_counts(config: dict) -> dict[str, int]:
+    """Jobs per rule for ``snakemake all`` from scratch (the formula the README documents)."""
+    models, tasks = config["models"], config["tasks"]
+    n_models, n_tasks = len(models), len(tasks)
+    generated = [t for t in tasks.values() if t["questions"]["source"] == "generated"]
+    validated = [t for t in tasks.values() if "validation" in t]
+    paraphrased = [t for t in tasks.values() if max(t["paraphrase_sets"]) > 0]
+    ks = config["retrieval"]["k"]
+    n_search = len(config["finetune"].get("search", {}).get("lr", []))
+    all_cells = cells(config)
+    task_dirs = {(c.task, c.k) for c in all_cells}
+    counts = {
+        "fetch": n_tasks,
+        "clean_dump": n_tasks,
+        "make_chunks": n_tasks,
+        "generate_questions": len(generated),
+        "select_questions": len(generated),
+        "review_questions": len(generated),
+        "load_mmlu_questions": n_tasks - len(generated),
+        "paraphrase_chunks": len(paraphrased),
+        "paraphrase_set": sum(len(t["paraphrase_sets"]) for t in tasks.values()),
+        "validation_paraphrases": len(validated),
+        "build_base_model": sum(1 for m in models.values() if "build" in m),
+        "hparam_trial": n_models * len(validated) * n_search,
+        "choose_hparams": n_models * len(validated),
+        "finetune": n_models * sum(len(t["paraphrase_sets"]) for t in tasks.values()),
+        "extract_embedder": 1 if "package" in config["embedder"] else 0,
+        "index_chunks": n_tasks if any(k > 0 for k in ks) else 0,
+        "retrieve": n_tasks if any(k > 0 for k in ks) else 0,
+        "lmeval_task": len(task_dirs),
+        "evaluate": len(all_cells),
+        "tables": 1,
+        "figures": 1,
+        "all": 1,
+    }
+    return {rule: n for rule, n in counts.items() if n}

@@ -1,0 +1,65 @@
+"""Atomic artifact writes: a killed job never leaves a half-written file that Snakemake would trust."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from kinject.errors import KinjectError
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, directory: bool = False):
+    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if directory and path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_parquet(path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def read_parquet(path, *, columns: list[str] | None = None, allow_empty: bool = False) -> pd.DataFrame:
+    """Read a parquet artifact; a missing column, an unreadable file or no rows is a one-line error."""
+    try:
+        df = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise KinjectError(path, "file not found") from None
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise KinjectError(path, f"not a readable parquet file ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in (columns or []) if c not in df.columns]
+    if missing:
+        raise KinjectError(path, f"missing column(s) {', '.join(missing)}; has {', '.join(df.columns)}")
+    if not allow_empty and df.empty:
+        raise KinjectError(path, "has no rows")
+    return df

@@ -1,0 +1,169 @@
+"""Chat completions through the openai client, behind a content-addressed response cache.
+
+Every request (model, messages, seed, temperature, response format) hashes to one cache file. A cached
+reply is replayed without any network; a miss calls the live, OpenAI-compatible endpoint (``llm.base_url``,
+key from ``llm.api_key_env``). The demo ships its cache, so it runs offline through this same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from kinject.errors import KinjectError
+from kinject.io import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+
+def request_key(request: dict) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class ResponseCache:
+    """One JSON file per request: ``<dir>/<key[:2]>/<key>.json`` holding the request and the reply."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+
+    def path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.json"
+
+    def get(self, request: dict) -> str | None:
+        path = self.path(request_key(request))
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["reply"]
+        except (json.JSONDecodeError, KeyError):
+            raise KinjectError(path, "corrupt response-cache entry (delete it to ask again)") from None
+
+    def put(self, request: dict, reply: str, usage: dict | None = None) -> None:
+        write_json(self.path(request_key(request)), {"request": request, "reply": reply, "usage": usage or {}})
+
+
+@dataclass
+class Spend:
+    calls: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    invalid: int = 0
+
+    def add_usage(self, usage) -> None:
+        self.calls += 1
+        if usage:
+            self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
+            self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+
+
+@dataclass
+class LLMClient:
+    """JSON-returning chat calls with a cache, a spend counter, bounded retries and a quarantine file."""
+
+    model: str
+    cache: ResponseCache
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.7
+    max_retries: int = 5
+    invalid_retries: int = 2
+    timeout_s: float = 120.0
+    backend: Callable[[dict], tuple[str, object]] | None = None  # request -> (reply, usage)
+    spend: Spend = field(default_factory=Spend)
+    quarantined: list = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, llm: dict, *, backend=None) -> "LLMClient":
+        return cls(model=llm["model"], cache=ResponseCache(llm["cache"]), base_url=llm.get("base_url"),
+                   api_key_env=llm.get("api_key_env", "OPENAI_API_KEY"),
+                   temperature=llm.get("temperature", 0.7), max_retries=llm.get("max_retries", 5),
+                   invalid_retries=llm.get("invalid_retries", 2), timeout_s=llm.get("timeout_s", 120.0),
+                   backend=backend)
+
+    def request(self, messages: list[dict], seed: int, attempt: int = 0) -> dict:
+        req = {"model": self.model, "messages": messages, "seed": seed, "temperature": self.temperature,
+               "response_format": {"type": "json_object"}}
+        if attempt:  # a retry after an invalid reply is a new request (and a new cache entry)
+            req["seed"] = seed + 1000003 * attempt
+        return req
+
+    def missing(self, requests: list[dict]) -> list[dict]:
+        return [r for r in requests if self.cache.get(r) is None]
+
+    def ensure_can_call(self, requests: list[dict]) -> None:
+        """Before any spend: every request is cached, or a key/endpoint is configured for the misses."""
+        misses = self.missing(requests)
+        if misses and self.backend is None and not self._has_endpoint():
+            raise KinjectError(self.cache.dir, f"{len(misses)} of {len(requests)} LLM requests are not in the "
+                               f"response cache and no API key is set (export {self.api_key_env}, "
+                               f"or set llm.base_url for a local OpenAI-compatible server)")
+
+    def _has_endpoint(self) -> bool:
+        return bool(os.environ.get(self.api_key_env)) or bool(self.base_url)
+
+    def _call(self, req: dict) -> str:
+        if self.backend is not None:
+            reply, usage = self.backend(req)
+        else:
+            if not self._has_endpoint():
+                raise KinjectError(self.cache.dir, f"LLM request {request_key(req)[:12]} is not cached and "
+                                   f"{self.api_key_env} is not set")
+            import openai
+
+            client = openai.OpenAI(api_key=os.environ.get(self.api_key_env) or "unused",
+                                   base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout_s)
+            try:
+                resp = client.chat.completions.create(**req)
+            except openai.OpenAIError as exc:
+                raise KinjectError(self.base_url or "OpenAI API",
+                                   f"LLM call failed after {self.max_retries} retries: {exc}") from None
+            reply, usage = resp.choices[0].message.content or "", resp.usage
+        self.spend.add_usage(usage)
+        self.cache.put(req, reply, usage.model_dump() if hasattr(usage, "model_dump") else dict(usage or {}))
+        return reply
+
+    def chat_json(self, messages: list[dict], seed: int, validate: Callable[[dict], object]):
+        """Ask for JSON; ``validate`` turns the parsed reply into a result or raises ValueError.
+        An invalid reply is asked again (a new seed); after ``invalid_retries`` it is quarantined: None."""
+        replies = []
+        for attempt in range(self.invalid_retries + 1):
+            req = self.request(messages, seed, attempt)
+            reply = self.cache.get(req)
+            if reply is None:
+                reply = self._call(req)
+            else:
+                self.spend.cached += 1
+            try:
+                return validate(json.loads(reply))
+            except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                self.spend.invalid += 1
+                replies.append({"seed": req["seed"], "reply": reply, "error": str(exc)})
+                log.warning("invalid LLM reply (attempt %d): %s", attempt + 1, exc)
+        self.quarantined.append({"messages": messages, "seed": seed, "replies": replies})
+        return None
+
+    def write_quarantine(self, path) -> None:
+        """Replies that never validated, for a person to inspect (an empty file when there were none)."""
+        write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.quarantined))
+
+    def log_spend(self) -> None:
+        s = self.spend
+        log.info("LLM spend: %d calls, %d cached replies, %d prompt tokens, %d completion tokens, %d invalid",
+                 s.calls, s.cached, s.prompt_tokens, s.completion_tokens, s.invalid)
+
+
+def client_from_config(llm: dict) -> LLMClient:
+    """The configured client. ``backend: demo_author`` answers misses from the demo world's offline author
+    (how the shipped demo cache was written; see kinject.demo.build_cache), never the network."""
+    backend = None
+    if llm.get("backend") == "demo_author":
+        from kinject.demo.author import request_backend
+
+        backend = request_backend(llm["author_world"])
+    return LLMClient.from_config(llm, backend=backend)

@@ -1,0 +1,86 @@
+"""Paraphrase sets 0..N: the paper's prompt, N paraphrases per call, a different seed per iteration."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+
+from kinject import prompts
+from kinject.errors import KinjectError
+from kinject.io import read_parquet, write_parquet
+from kinject.llm import LLMClient
+
+log = logging.getLogger(__name__)
+
+
+def valid_paraphrases(n: int):
+    def validate(reply: dict) -> list[str]:
+        items = [str(p).strip() for p in reply["paraphrases"]]
+        if len(items) < n or not all(items[:n]):
+            raise ValueError(f"expected {n} non-empty paraphrases, got {len(items)}")
+        return items[:n]
+
+    return validate
+
+
+def _plan(chunks: pd.DataFrame, count: int, per_call: int, seed: int) -> list[tuple[str, int, int, list]]:
+    """(chunk_id, first paraphrase number, seed, messages) for every call: iteration i uses seed + i."""
+    calls = []
+    for c in chunks.itertuples():
+        for i in range(math.ceil(count / per_call)):
+            n = min(per_call, count - i * per_call)
+            calls.append((c.chunk_id, i * per_call + 1, seed + i, prompts.paraphrase_messages(c.text, n)))
+    return calls
+
+
+def generate(chunks: pd.DataFrame, client: LLMClient, *, count: int, per_call: int, seed: int) -> pd.DataFrame:
+    calls = _plan(chunks, count, per_call, seed)
+    client.ensure_can_call([client.request(m, s) for _, _, s, m in calls])
+    rows = []
+    for chunk_id, first, call_seed, messages in calls:
+        n = min(per_call, count - first + 1)
+        for j, text in enumerate(client.chat_json(messages, call_seed, valid_paraphrases(n)) or []):
+            rows.append({"chunk_id": chunk_id, "paraphrase": first + j, "text": text})
+    client.log_spend()
+    return pd.DataFrame(rows, columns=["chunk_id", "paraphrase", "text"])
+
+
+def paraphrase_chunks(chunks_path, out, quarantine, client: LLMClient, *, count: int, per_call: int, seed: int):
+    chunks = read_parquet(chunks_path, columns=["chunk_id", "text"])
+    df = generate(chunks, client, count=count, per_call=per_call, seed=seed)
+    client.write_quarantine(quarantine)
+    if df.empty:
+        raise KinjectError(chunks_path, "no chunk got valid paraphrases (see the quarantine file)")
+    write_parquet(out, df)
+
+
+def paraphrase_set(chunks_path, generated_path, out, *, k: int) -> None:
+    """Set k: every original chunk plus its paraphrases 1..k (the FT training text)."""
+    chunks = read_parquet(chunks_path, columns=["chunk_id", "text"])
+    parts = [chunks.assign(paraphrase=0)[["chunk_id", "paraphrase", "text"]]]
+    if k > 0:
+        gen = read_parquet(generated_path, columns=["chunk_id", "paraphrase", "text"])
+        have = gen["paraphrase"].max()
+        if have < k:
+            raise KinjectError(generated_path, f"holds paraphrases up to {have}, set k={k} needs {k}")
+        parts.append(gen[gen["paraphrase"] <= k])
+    df = pd.concat(parts).sort_values(["paraphrase", "chunk_id"], kind="stable").reset_index(drop=True)
+    write_parquet(out, df)
+    log.info("paraphrase set k=%d: %d texts", k, len(df))
+
+
+def validation_paraphrases(chunks_path, out, quarantine, client: LLMClient, *, n_chunks: int, per_chunk: int,
+                           seed: int) -> None:
+    """The held-out validation set: `n_chunks` random chunks x `per_chunk` paraphrases (the paper: 240 x 2),
+    with seeds apart from the training paraphrases'."""
+    chunks = read_parquet(chunks_path, columns=["chunk_id", "text"])
+    rng = np.random.default_rng(seed)
+    picked = chunks.iloc[np.sort(rng.choice(len(chunks), size=min(n_chunks, len(chunks)), replace=False))]
+    df = generate(picked, client, count=per_chunk, per_call=per_chunk, seed=seed + 100_000)
+    client.write_quarantine(quarantine)
+    if df.empty:
+        raise KinjectError(chunks_path, "no validation paraphrase was produced (see the quarantine file)")
+    write_parquet(out, df)

@@ -1,0 +1,181 @@
+"""The question sets: MMLU subjects (datasets or the original CSV layout) and generated current events."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from kinject import prompts
+from kinject.errors import KinjectError
+from kinject.io import read_parquet, write_parquet
+from kinject.llm import LLMClient
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["id", "question", "choices", "answer", "split", "chunk_id"]
+LETTERS = "ABCD"
+
+
+def check_questions(df: pd.DataFrame, path) -> pd.DataFrame:
+    """The question-file contract every later stage relies on; a violation names the file and row."""
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise KinjectError(path, f"missing column(s) {', '.join(missing)}")
+    if df.empty:
+        raise KinjectError(path, "has no questions")
+    dup = df["id"][df["id"].duplicated()]
+    if len(dup):
+        raise KinjectError(path, f"duplicate question id {dup.iloc[0]!r}")
+    for row in df.itertuples():
+        choices = list(row.choices) if row.choices is not None else []
+        if not str(row.question or "").strip():
+            raise KinjectError(path, f"question {row.id!r} has no text")
+        if len(choices) < 2:
+            raise KinjectError(path, f"question {row.id!r} has fewer than 2 choices")
+        if pd.isna(row.answer) or not 0 <= int(row.answer) < len(choices):
+            raise KinjectError(path, f"question {row.id!r} has a missing or out-of-range answer ({row.answer!r})")
+        if row.split not in ("test", "dev"):
+            raise KinjectError(path, f"question {row.id!r} has split {row.split!r} (expected test or dev)")
+    return df
+
+
+def read_questions(path) -> pd.DataFrame:
+    return check_questions(read_parquet(path, allow_empty=True), path)
+
+
+def write_questions(path, df: pd.DataFrame) -> None:
+    df = df[COLUMNS].reset_index(drop=True)
+    check_questions(df, path)
+    write_parquet(path, df)
+
+
+def _mmlu_rows(records, subject: str, split: str) -> list[dict]:
+    return [{"id": f"{subject}-{split}-{i}", "question": r["question"], "choices": list(r["choices"]),
+             "answer": int(r["answer"]), "split": split, "chunk_id": None} for i, r in enumerate(records)]
+
+
+def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
+    """The original MMLU release layout: data/{test,dev}/{subject}_{split}.csv, no header, answer letter."""
+    rows = []
+    for split in ("test", "dev"):
+        candidates = [Path(root) / "data" / split / f"{subject}_{split}.csv", Path(root) / split / f"{subject}_{split}.csv"]
+        path = next((p for p in candidates if p.exists()), None)
+        if path is None:
+            if split == "test":
+                raise KinjectError(candidates[0], f"MMLU test file for subject {subject!r} not found")
+            continue
+        df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
+        if df.shape[1] != 6:
+            raise KinjectError(path, f"expected 6 columns (question, A, B, C, D, answer), found {df.shape[1]}")
+        records = []
+        for i, r in enumerate(df.itertuples(index=False), 1):
+            if r[5].strip() not in LETTERS:
+                raise KinjectError(path, f"row {i}: answer {r[5]!r} is not one of A, B, C, D")
+            records.append({"question": r[0], "choices": list(r[1:5]), "answer": LETTERS.index(r[5].strip())})
+        rows += _mmlu_rows(records, subject, split)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def mmlu_from_hub(dataset: str, subject: str) -> pd.DataFrame:
+    """MMLU from the hub through `datasets` (e.g. cais/mmlu, config = subject): test + dev (5-shot) splits."""
+    import datasets
+
+    ds = datasets.load_dataset(dataset, subject)
+    return pd.DataFrame(_mmlu_rows(ds["test"], subject, "test") + _mmlu_rows(ds["dev"], subject, "dev"),
+                        columns=COLUMNS)
+
+
+def load_mmlu_questions(spec: dict, out) -> None:
+    if spec["source"] == "mmlu_csv":
+        df = mmlu_from_csv(spec["path"], spec["subject"])
+    else:
+        df = mmlu_from_hub(spec.get("dataset", "cais/mmlu"), spec["subject"])
+    write_questions(out, df)
+    log.info("%d MMLU questions (%s)", len(df), ", ".join(f"{k}: {v}" for k, v in df["split"].value_counts().items()))
+
+
+def valid_questions(n: int, options: int = 4):
+    def validate(reply: dict) -> list[dict]:
+        items = reply["questions"]
+        if not isinstance(items, list) or len(items) < n:
+            raise ValueError(f"expected {n} questions, got {len(items) if isinstance(items, list) else items!r}")
+        out = []
+        for q in items[:n]:
+            choices = [str(c) for c in q["choices"]]
+            if len(choices) != options or len(set(choices)) != options:
+                raise ValueError(f"a question needs {options} distinct choices: {choices!r}")
+            answer = int(q["answer"])
+            if not 0 <= answer < options or not str(q["question"]).strip():
+                raise ValueError(f"bad question or answer index: {q!r}")
+            out.append({"question": str(q["question"]).strip(), "choices": choices, "answer": answer})
+        return out
+
+    return validate
+
+
+def valid_selection(n: int, keep: int):
+    def validate(reply: dict) -> list[int]:
+        picked = [int(i) for i in reply["keep"]]
+        if len(picked) != keep or len(set(picked)) != keep or not all(0 <= i < n for i in picked):
+            raise ValueError(f"expected {keep} distinct indices below {n}, got {reply['keep']!r}")
+        return picked
+
+    return validate
+
+
+def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_chunk: int, seed: int) -> None:
+    """Ask for `per_chunk` specific multiple-choice questions about every chunk (the paper: 4)."""
+    chunks = read_parquet(chunks_path, columns=["chunk_id", "text"])
+    jobs = [(c.chunk_id, prompts.questions_messages(c.text, per_chunk)) for c in chunks.itertuples()]
+    client.ensure_can_call([client.request(m, seed) for _, m in jobs])
+    rows = []
+    for chunk_id, messages in jobs:
+        qs = client.chat_json(messages, seed, valid_questions(per_chunk))
+        rows += [{"chunk_id": chunk_id, "candidate": i, **q} for i, q in enumerate(qs or [])]
+    client.log_spend()
+    client.write_quarantine(quarantine)
+    if not rows:
+        raise KinjectError(chunks_path, "no chunk produced valid questions (see the quarantine file)")
+    write_parquet(out, pd.DataFrame(rows))
+
+
+def select_questions(candidates_path, out, quarantine, client: LLMClient, *, keep: int, seed: int) -> None:
+    """Ask the LLM to keep the `keep` most specific candidates of each chunk (the paper: 2 of 4)."""
+    cands = read_parquet(candidates_path, columns=["chunk_id", "candidate", "question", "choices", "answer"])
+    groups = []
+    for chunk_id, group in cands.groupby("chunk_id", sort=False):
+        listing = [{"question": r.question, "choices": list(r.choices), "answer": int(r.answer)} for r in group.itertuples()]
+        groups.append((chunk_id, listing, prompts.select_messages(listing, keep)))
+    client.ensure_can_call([client.request(m, seed) for _, _, m in groups])
+    rows = []
+    for chunk_id, listing, messages in groups:
+        picked = client.chat_json(messages, seed, valid_selection(len(listing), keep)) if len(listing) > keep \
+            else list(range(len(listing)))
+        for j, i in enumerate(picked or []):
+            rows.append({"id": f"{chunk_id}-q{j}", **listing[i], "split": "test", "chunk_id": chunk_id})
+    client.log_spend()
+    client.write_quarantine(quarantine)
+    write_questions(out, pd.DataFrame(rows, columns=COLUMNS))
+
+
+def apply_review(selected_path, review_path, out) -> None:
+    """The manual validation pass: a CSV `id,decision` (accept | reject); unlisted questions are kept."""
+    df = read_questions(selected_path)
+    if review_path:
+        review = pd.read_csv(review_path, dtype=str)
+        if list(review.columns[:2]) != ["id", "decision"]:
+            raise KinjectError(review_path, "expected a header 'id,decision'")
+        bad = review[~review["decision"].str.strip().str.lower().isin(["accept", "reject"])]
+        if len(bad):
+            raise KinjectError(review_path, f"decision {bad['decision'].iloc[0]!r} for {bad['id'].iloc[0]!r} "
+                               "is not accept or reject")
+        unknown = sorted(set(review["id"]) - set(df["id"]))
+        if unknown:
+            raise KinjectError(review_path, f"reviews unknown question id {unknown[0]!r}")
+        rejected = set(review.loc[review["decision"].str.strip().str.lower() == "reject", "id"])
+        log.info("review: %d reviewed, %d rejected, %d unreviewed kept", len(review), len(rejected),
+                 len(df) - len(review))
+        df = df[~df["id"].isin(rejected)]
+    write_questions(out, df)

@@ -1,0 +1,174 @@
+"""Result tables and figures in the shape of the paper's: one accuracy per grid cell, aggregated."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from kinject.errors import KinjectError
+from kinject.io import atomic_path, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]+)_k(?P<k>\d+)_(?P<shots>\d+)shot\.json$")
+
+
+def read_scores(paths, tasks: dict) -> pd.DataFrame:
+    """Long table: one row per score file (model, task, group, method, paraphrase set, K, shots, accuracy)."""
+    rows = []
+    for path in map(str, paths):
+        m = SCORE_RE.search(path)
+        if not m:
+            raise KinjectError(path, "not a score file path (scores/{model}/{task}/{method}_k{K}_{shots}shot.json)")
+        try:
+            score = json.loads(Path(path).read_text())
+            acc = float(score["accuracy"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise KinjectError(path, f"not a score file ({exc})") from None
+        if not 0.0 <= acc <= 1.0:
+            raise KinjectError(path, f"accuracy {acc} is outside [0, 1]")
+        method = m["method"]
+        rows.append({"model": m["model"], "task": m["task"], "group": tasks[m["task"]]["group"],
+                     "method": method.split("-p")[0], "paraphrase_set": int(method.split("-p")[1]) if "-p" in method else None,
+                     "k": int(m["k"]), "shots": int(m["shots"]), "accuracy": acc,
+                     "n_questions": score.get("n_questions")})
+    df = pd.DataFrame(rows)
+    df["paraphrase_set"] = df["paraphrase_set"].astype("Int64")
+    return df.sort_values(["model", "task", "shots", "method", "paraphrase_set", "k"]).reset_index(drop=True)
+
+
+def _label(method: str, p) -> str:
+    if method in ("base", "rag"):
+        return {"base": "Base", "rag": "RAG"}[method]
+    ft = "FT" if int(p) == 0 else f"FT-par{int(p)}"
+    return ft if method == "ft" else f"{ft}+RAG"
+
+
+def best_k(scores: pd.DataFrame) -> pd.DataFrame:
+    """Best K per setting (model, task, shots, method, paraphrase set) among the retrieval methods."""
+    rag = scores[scores["method"].isin(["rag", "ftrag"])]
+    keys = ["model", "task", "shots", "method", "paraphrase_set"]
+    idx = rag.groupby(keys, dropna=False)["accuracy"].idxmax()
+    return rag.loc[idx, keys + ["k", "accuracy"]].rename(columns={"k": "best_k"}).reset_index(drop=True)
+
+
+def group_table(scores: pd.DataFrame, group: str, shots: int) -> pd.DataFrame:
+    """The paper's table for a group of tasks: per task and model, Base / FT / RAG / FT+RAG (RAG at its best K)."""
+    sub = scores[(scores["group"] == group) & (scores["shots"] == shots)]
+    best = best_k(sub)
+    plain = sub[sub["method"].isin(["base", "ft"])]
+    cells = pd.concat([
+        plain.assign(column=[_label(m, p) for m, p in zip(plain["method"], plain["paraphrase_set"])]),
+        best.rename(columns={"best_k": "k"}).assign(
+            column=[_label(m, p) for m, p in zip(best["method"], best["paraphrase_set"])]),
+    ])
+    ft_sets = set(best.loc[best["method"] == "ftrag", "paraphrase_set"].dropna())
+    cells = cells[(cells["method"] != "ft") | cells["paraphrase_set"].isin(ft_sets)]
+    table = cells.pivot_table(index=["task", "model"], columns="column", values="accuracy", sort=False)
+    order = ["Base"] + sorted({c for c in table.columns if c.startswith("FT") and "+" not in c}) + ["RAG"] \
+        + sorted({c for c in table.columns if c.endswith("+RAG")})
+    table = table[[c for c in order if c in table.columns]]
+    ks = best.assign(column=[_label(m, p) + " K" for m, p in zip(best["method"], best["paraphrase_set"])])
+    ks = ks.pivot_table(index=["task", "model"], columns="column", values="k", sort=False)
+    return table.join(ks).reset_index()
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    def fmt(column: str, value) -> str:
+        if pd.isna(value):
+            return ""
+        if column.endswith(" K"):
+            return str(int(value))
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(c, v) for c, v in zip(df.columns, row)) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(score_paths, tasks: dict, out_dir, scores_csv, best_k_csv) -> None:
+    scores = read_scores(score_paths, tasks)
+    out_dir = Path(out_dir)
+    for (group, shots), _ in scores.groupby(["group", "shots"]):
+        table = group_table(scores, group, shots)
+        stem = out_dir / f"{group}_{shots}shot"
+        with atomic_path(f"{stem}.csv") as tmp:
+            table.to_csv(tmp, index=False, float_format="%.4f")
+        write_parquet(f"{stem}.parquet", table)
+        write_text(f"{stem}.md", f"# {group}, {shots}-shot: accuracy\n\n" + _markdown(table))
+    with atomic_path(scores_csv) as tmp:
+        scores.to_csv(tmp, index=False)
+    with atomic_path(best_k_csv) as tmp:
+        best_k(scores).to_csv(tmp, index=False)
+
+
+def read_losses(paths) -> pd.DataFrame:
+    """Per-step training loss of every fine-tuning run (…/{model}/{task}/k{k}/train_loss.csv)."""
+    frames = []
+    for path in map(str, paths):
+        m = re.search(r"finetune/(?P<model>[^/]+)/(?P<task>[^/]+)/k(?P<k>\d+)/train_loss\.csv$", path)
+        df = pd.read_csv(path)
+        frames.append(df.assign(model=m["model"], task=m["task"], paraphrase_set=int(m["k"])))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _save_figure(fig, png) -> None:
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+
+
+def write_figures(scores_csv, loss_paths, out: dict) -> None:
+    """(a) accuracy vs paraphrase set, (b) training loss vs step with epoch boundaries, (c) accuracy vs K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = pd.read_csv(scores_csv)
+    ft = scores[(scores["method"] == "ft") & (scores["k"] == 0)]
+    ft = ft[ft.groupby(["model", "task", "shots"])["paraphrase_set"].transform("nunique") > 1]
+    with atomic_path(out["paraphrases_csv"]) as tmp:
+        ft[["model", "task", "shots", "paraphrase_set", "accuracy"]].to_csv(tmp, index=False)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (model, task, shots), g in ft.groupby(["model", "task", "shots"]):
+        ax.plot(g["paraphrase_set"], g["accuracy"], marker="o", label=f"{model} / {task}")
+    ax.set(xlabel="paraphrases per chunk in the FT data (set k)", ylabel="accuracy",
+           title="Fine-tuning: accuracy vs number of paraphrases")
+    ax.legend(fontsize=7) if len(ft) else None
+    _save_figure(fig, out["paraphrases_png"])
+    plt.close(fig)
+
+    losses = read_losses(loss_paths)
+    with atomic_path(out["loss_csv"]) as tmp:
+        losses.to_csv(tmp, index=False)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    longest = losses[losses["paraphrase_set"] == losses.groupby(["model", "task"])["paraphrase_set"].transform("max")]
+    for (model, task), g in longest.groupby(["model", "task"]):
+        ax.plot(g["step"], g["loss"], label=f"{model} / {task} (set {g['paraphrase_set'].iloc[0]})")
+        ends = g.loc[g["epoch"].apply(int).diff().fillna(0) > 0, "step"]
+        for step in ends:
+            ax.axvline(step, color="grey", lw=0.5, ls="--")
+    ax.set(xlabel="optimizer step", ylabel="training loss", title="Training loss (dashed: epoch boundaries)")
+    ax.legend(fontsize=7)
+    _save_figure(fig, out["loss_png"])
+    plt.close(fig)
+
+    keys = ["model", "task", "shots", "method", "paraphrase_set"]
+    rag = scores[scores["method"].isin(["rag", "ftrag"])]
+    anchors = pd.concat([scores[scores["method"] == "base"].assign(method="rag"),
+                         scores[scores["method"] == "ft"].assign(method="ftrag")])  # K = 0: no retrieval
+    curve = pd.concat([anchors.merge(rag[keys].drop_duplicates(), on=keys), rag]).sort_values(keys + ["k"])
+    with atomic_path(out["k_csv"]) as tmp:
+        curve[["model", "task", "shots", "method", "paraphrase_set", "k", "accuracy"]].to_csv(tmp, index=False)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, g in curve.groupby(["model", "task", "shots", "method", "paraphrase_set"], dropna=False):
+        model, task, shots, method, p = key
+        ax.plot(g["k"], g["accuracy"], marker=".", label=f"{model}/{task}/{shots}-shot/{_label(method, p)}")
+    ax.set(xlabel="retrieved chunks K", ylabel="accuracy", title="Accuracy vs K")
+    ax.legend(fontsize=5)
+    _save_figure(fig, out["k_png"])
+    plt.close(fig)
