@@ -163,7 +163,7 @@ def client_from_config(llm: dict) -> LLMClient:
     (how the shipped demo cache was written; see kinject.demo.build_cache), never the network."""
     backend = None
     if llm.get("backend") == "demo_author":
-        from kinject.demo.author import request_backend
+        from kinject.demo.backend import request_backend
 
         backend = request_backend(llm["author_world"])
     return LLMClient.from_config(llm, backend=backend)

@@ -1,0 +1,41 @@
+"""The demo's stand-in for GPT-4: answers the pipeline's own prompts from the fictional world's facts.
+
+It is used only to (re)write the response cache that ships in resources/demo/llm_cache
+(``python -m kinject.demo.build_cache``); the demo itself replays that cache through the openai-client code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import partial
+
+from kinject.demo.author import author_paraphrases, author_questions, author_selection, load_world
+
+
+def _between(text: str, start: str, end: str | None = None) -> str:
+    body = text.split(start, 1)[1]
+    return body.split(end, 1)[0] if end else body
+
+
+def answer(world, request: dict) -> tuple[str, None]:
+    prompt = request["messages"][-1]["content"]
+    seed = request["seed"]
+    if prompt.startswith("Write "):
+        n = int(re.match(r"Write (\d+) ", prompt)[1])
+        reply = {"questions": author_questions(world, _between(prompt, "\n\nText:\n"), n=n, seed=seed)}
+    elif prompt.startswith("Below are "):
+        keep = int(re.search(r"Choose the (\d+) most specific", prompt)[1])
+        questions = json.loads(_between(prompt, "Questions:\n"))
+        reply = {"keep": author_selection(world, questions, keep=keep)}
+    elif prompt.startswith("Your task is to paraphrase"):
+        n = int(re.search(r"Give (\d+) different paraphrases", prompt)[1])
+        text = _between(prompt, "Input paragraph:\n", "\n\nBelow are some examples")
+        reply = {"paraphrases": author_paraphrases(world, text, n=n, seed=seed)}
+    else:
+        raise ValueError(f"the demo author does not know this prompt: {prompt[:60]!r}")
+    return json.dumps(reply, ensure_ascii=False), None
+
+
+def request_backend(world_path):
+    return partial(answer, load_world(world_path))

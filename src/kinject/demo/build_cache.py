@@ -1,0 +1,40 @@
+"""Rewrite the demo's LLM response cache from scratch: run the demo's LLM rules with the offline author.
+
+    python -m kinject.demo.build_cache
+
+Run it after changing the demo world, the chunking settings or a prompt (each changes the cache keys).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+LLM_RULES = ["generate_questions", "select_questions", "paraphrase_chunks", "validation_paraphrases"]
+
+
+def main() -> None:
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    cache = ROOT / config["llm"]["cache"]
+    shutil.rmtree(cache, ignore_errors=True)
+    targets = []
+    for name, task in config["tasks"].items():
+        if task["questions"]["source"] == "generated":
+            targets.append(f"results/{name}/questions/selected.parquet")
+        if max(task["paraphrase_sets"]) > 0:
+            targets.append(f"results/{name}/paraphrases/generated.parquet")
+        if "validation" in task:
+            targets.append(f"results/{name}/validation/paraphrases.parquet")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/demo.yaml",
+           "config/demo_author.yaml", "--forcerun", *LLM_RULES, "--", *targets]
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    print(f"wrote {sum(1 for _ in cache.rglob('*.json'))} cached replies to {cache}")
+
+
+if __name__ == "__main__":
+    main()
