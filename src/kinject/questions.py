@@ -71,7 +71,7 @@ def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
             raise KinjectError(path, f"expected 6 columns (question, A, B, C, D, answer), found {df.shape[1]}")
         records = []
         for i, r in enumerate(df.itertuples(index=False), 1):
-            if r[5].strip() not in LETTERS:
+            if r[5].strip() not in tuple(LETTERS):
                 raise KinjectError(path, f"row {i}: answer {r[5]!r} is not one of A, B, C, D")
             records.append({"question": r[0], "choices": list(r[1:5]), "answer": LETTERS.index(r[5].strip())})
         rows += _mmlu_rows(records, subject, split)
