@@ -73,7 +73,8 @@ def group_table(scores: pd.DataFrame, group: str, shots: int) -> pd.DataFrame:
         + sorted({c for c in table.columns if c.endswith("+RAG")})
     table = table[[c for c in order if c in table.columns]]
     ks = best.assign(column=[_label(m, p) + " K" for m, p in zip(best["method"], best["paraphrase_set"])])
-    ks = ks.pivot_table(index=["task", "model"], columns="column", values="k", sort=False)
+    ks = ks.pivot_table(index=["task", "model"], columns="column", values="best_k", sort=False)
+    ks = ks[[f"{c} K" for c in table.columns if f"{c} K" in ks.columns]]
     return table.join(ks).reset_index()
 
 

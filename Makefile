@@ -1,0 +1,26 @@
+# The two commands of the README:
+#   make demo   set up a fresh machine and run the embedded offline demo to its result tables
+#   make test   set up a fresh machine and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# rules' shell commands (accelerate launch) and the tests find the venv's tools first
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test venv
+
+venv: $(VENV)/.installed
+
+# torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements.txt -e .
+	touch $@
+
+demo: venv
+	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml all
+
+test: venv
+	$(BIN)/python -m pytest -ra

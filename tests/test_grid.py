@@ -1,0 +1,63 @@
+"""The full paper grid: the dry run is the documented formula, and bad configs fail with one line."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kinject.errors import KinjectError
+from kinject.grid import cells, expected_job_counts
+from kinject.settings import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dry_run_counts(*args) -> dict[str, int]:
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = proc.stdout.split("Job stats:")[1].split("Reasons:")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M) if m[1] != "total"}
+
+
+def test_paper_grid_dry_run_matches_formula():
+    config = load_config(ROOT / "config.yaml")
+    expected = expected_job_counts(config)
+    assert dry_run_counts() == expected
+    # the paper's grid: 3 models x (5 MMLU tasks x 2 shots x (base + 5 RAG + FT + 5 FT+RAG)
+    #                              + current events x (base + 5 RAG + 11 FT + 2 x 5 FT+RAG))
+    assert expected["evaluate"] == 3 * (5 * 2 * 12 + 27) == len(cells(config))
+    assert expected["finetune"] == 3 * (5 + 11)
+    assert expected["hparam_trial"] == 3 * 5 * 5
+
+
+def test_demo_grid_dry_run_matches_formula():
+    config = load_config(ROOT / "config" / "demo.yaml")
+    assert dry_run_counts("--configfile", "config/demo.yaml") == expected_job_counts(config)
+
+
+def write_config(tmp_path, edit):
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    edit(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(typo_key=1), "Additional properties are not allowed .'typo_key' was unexpected."),
+    (lambda c: c["retrieval"].update(k="3"), "'3' is not of type 'array'"),
+    (lambda c: c["finetune"].update(lr=-1), "-1 is less than or equal to the minimum of 0"),
+    (lambda c: c["tasks"]["current_events"].update(shots=[0, 5]), "tasks.current_events.shots: generated questions have no dev split"),
+    (lambda c: c["tasks"]["current_events"].update(paraphrase_sets=[0, 12]), "asks for set 12 but paraphrases.count is 10"),
+    (lambda c: c["tasks"]["current_events"].update(ft_rag_paraphrase_sets=[3]), r"ft_rag_paraphrase_sets \[3\] are not in paraphrase_sets"),
+    (lambda c: c["finetune"].update(batch_size=10, per_device_batch_size=4), "batch_size must be a multiple"),
+])
+def test_bad_config_is_one_clear_line(tmp_path, edit, message):
+    path = write_config(tmp_path, edit)
+    with pytest.raises(KinjectError, match=message) as err:
+        load_config(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
