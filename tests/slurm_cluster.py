@@ -1,0 +1,244 @@
+"""A real one-node SLURM cluster on localhost (Debian slurm-wlm + munge), for tests.
+
+`local_slurm_cluster(workdir)` installs what is missing (apt-get, as root), starts a private
+munged (own key and socket, so no system munge is touched or needed), writes a slurm.conf into
+`workdir`, starts slurmctld and slurmd in the foreground as child processes on free ports, waits
+until the node is idle and yields a `SlurmCluster`. On exit it stops exactly the daemons it started.
+Several such clusters can run side by side on one machine.
+"""
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+PARTITION = "debug"
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+REQUIRED = ("slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scontrol", "munged", "munge")
+MEMORY_HEADROOM_MB = 1024
+STARTUP_TIMEOUT_S = 60
+
+
+class SlurmUnavailable(RuntimeError):
+    """SLURM cannot be installed or started here (callers turn this into a skip)."""
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """A running test cluster.
+
+    conf: its slurm.conf; env: the full environment to run SLURM clients and snakemake with
+    (os.environ plus SLURM_CONF, SBATCH_PARTITION and PATH); partition: its only partition.
+    """
+
+    conf: Path
+    env: dict[str, str]
+    partition: str
+
+
+def which(name: str) -> str | None:
+    """Path of an executable, also searching the sbin directories."""
+    return shutil.which(name, path=SBIN_PATH)
+
+
+def node_memory_mb(meminfo: str, headroom_mb: int = MEMORY_HEADROOM_MB) -> int:
+    """RealMemory for slurm.conf: MemTotal from /proc/meminfo text, in MB, minus headroom."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            total_mb = int(line.split()[1]) // 1024
+            return max(total_mb - headroom_mb, total_mb // 2)
+    raise ValueError("no MemTotal line in /proc/meminfo")
+
+
+def render_slurm_conf(workdir: Path, node: str, cpus: int, memory_mb: int, ports: tuple[int, int],
+                      munge_socket: Path) -> str:
+    """slurm.conf text for one node and one default partition, all state under `workdir`.
+
+    MinJobAge keeps finished jobs visible to squeue/scontrol for a day (there is no accounting).
+    """
+    ctld_port, slurmd_port = ports
+    return f"""\
+ClusterName=kinjecttest
+SlurmctldHost={node}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={munge_socket}
+StateSaveLocation={workdir}/state
+SlurmdSpoolDir={workdir}/spool
+SlurmctldPidFile={workdir}/run/slurmctld.pid
+SlurmdPidFile={workdir}/run/slurmd.pid
+SlurmctldLogFile={workdir}/log/slurmctld.log
+SlurmdLogFile={workdir}/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+MpiDefault=none
+MailProg=/bin/true
+ReturnToService=2
+MinJobAge=86400
+NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def srun_wrapper(conf: Path, srun: str) -> str:
+    """An `srun` that finds `conf`: snakemake's slurm-jobstep executor strips SLURM_CONF before the
+    srun it runs inside each job, and this cluster's config is not at the default path."""
+    return f"#!/bin/sh\nSLURM_CONF={shlex.quote(str(conf))} exec {shlex.quote(srun)} \"$@\"\n"
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_checked(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run a command, raising SlurmUnavailable with its error output when it fails."""
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise SlurmUnavailable(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return result
+
+
+def ensure_installed() -> None:
+    """Install slurm-wlm and munge with apt-get unless their programs are all on the path."""
+    if all(which(name) for name in REQUIRED):
+        return
+    if not which("apt-get"):
+        raise SlurmUnavailable("slurm-wlm/munge are not installed and there is no apt-get to install them")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run_checked(["apt-get", "update"], env=env)
+    run_checked(["apt-get", "install", "-y", "--no-install-recommends", "slurm-wlm", "munge"], env=env)
+    missing = [name for name in REQUIRED if not which(name)]
+    if missing:
+        raise SlurmUnavailable(f"still missing after installing slurm-wlm and munge: {missing}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a daemon we started; kill it if it does not exit within 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_daemon(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a daemon in the foreground with stdout/stderr in `log`; stop it when `stack` closes."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    stack.callback(stop, proc)
+    return proc
+
+
+def daemon_logs(log_dir: Path) -> str:
+    """The tails of all daemon logs, for error messages."""
+    return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+                     for path in sorted(log_dir.glob("*.log")))
+
+
+def start_munged(stack: ExitStack, log_dir: Path) -> Path:
+    """Start a private munged with a fresh key; return its socket. It is stopped when `stack` closes.
+
+    Its files live in their own world-traversable temporary directory: munged refuses a socket
+    whose directory (or any parent) is not executable by all.
+    """
+    run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kinject-munge-")))
+    run_dir.chmod(0o755)
+    key = run_dir / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    sock = run_dir / "munge.socket"
+    proc = start_daemon(stack, [which("munged"), "--foreground", f"--key-file={key}", f"--socket={sock}",
+                                f"--pid-file={run_dir / 'munged.pid'}", f"--seed-file={run_dir / 'munged.seed'}"],
+                        dict(os.environ), log_dir / "munged.log")
+    deadline = time.monotonic() + 15
+    while subprocess.run([which("munge"), "-n", "-S", str(sock)], capture_output=True).returncode != 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"munged did not start\n{daemon_logs(log_dir)}")
+        time.sleep(0.2)
+    return sock
+
+
+def wait_until_idle(node: str, env: dict[str, str], procs: list[subprocess.Popen], log_dir: Path) -> None:
+    """Block until sinfo reports `node` idle; fail with the daemon logs on timeout or daemon exit."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    state = ""
+    while time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc in procs):
+            raise RuntimeError(f"a SLURM daemon exited during start-up\n{daemon_logs(log_dir)}")
+        result = subprocess.run(["sinfo", "--noheader", "--nodes", node, "--format", "%T"],
+                                env=env, capture_output=True, text=True)
+        state = result.stdout.strip() or result.stderr.strip()
+        if state == "idle":
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"SLURM node {node} not idle after {STARTUP_TIMEOUT_S} s (last sinfo: {state!r})\n"
+                       f"{daemon_logs(log_dir)}")
+
+
+@contextmanager
+def local_slurm_cluster(workdir: Path) -> Iterator[SlurmCluster]:
+    """Run a one-node SLURM cluster with its config, state and logs in `workdir`; stop its daemons on exit.
+
+    Raises SlurmUnavailable when not root or SLURM cannot be installed; RuntimeError (with the
+    daemon logs) when the daemons do not come up.
+    """
+    if os.geteuid() != 0:
+        raise SlurmUnavailable("the test cluster runs munged, slurmctld and slurmd as root; not running as root")
+    ensure_installed()
+    workdir = Path(workdir).resolve()
+    for sub in ("state", "spool", "run", "log", "bin"):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+    log_dir, conf, node = workdir / "log", workdir / "slurm.conf", socket.gethostname().split(".")[0]
+    wrapper = workdir / "bin" / "srun"
+    wrapper.write_text(srun_wrapper(conf, which("srun")))
+    wrapper.chmod(0o755)
+    env = {**os.environ, "SLURM_CONF": str(conf), "SBATCH_PARTITION": PARTITION,
+           "PATH": os.pathsep.join([str(workdir / "bin"), os.environ.get("PATH", "")])}
+    with ExitStack() as stack:
+        munge_socket = start_munged(stack, log_dir)
+        conf.write_text(render_slurm_conf(workdir, node, os.cpu_count() or 1,
+                                          node_memory_mb(Path("/proc/meminfo").read_text()),
+                                          (free_port(), free_port()), munge_socket))
+        procs = [start_daemon(stack, [which("slurmctld"), "-D", "-i", "-f", str(conf)], env,
+                              log_dir / "slurmctld.stdout.log"),
+                 start_daemon(stack, [which("slurmd"), "-D", "-N", node, "-f", str(conf)], env,
+                              log_dir / "slurmd.stdout.log")]
+        wait_until_idle(node, env, procs, log_dir)
+        yield SlurmCluster(conf=conf, env=env, partition=PARTITION)
+
+
+def snakemake_flags() -> list[str]:
+    """Extra `snakemake --profile slurm` flags the test cluster needs (its partition comes via `SlurmCluster.env`).
+
+    - status via squeue: without slurmdbd, the plugin's default sacct polling never sees a job finish;
+      squeue works because MinJobAge keeps finished jobs listed.
+    - first status check after 2 s instead of 40 s, so small test workflows finish in seconds.
+    - keep the per-job SLURM logs (named <jobid>.log), the proof that jobs ran through SLURM.
+    - no account: the cluster has no accounting (plugin 2.8 accepts but ignores this flag; it then
+      tries to guess an account with sacct, fails quietly and submits without -A).
+    """
+    return ["--slurm-status-command", "squeue",
+            "--slurm-init-seconds-before-status-checks", "2",
+            "--slurm-keep-successful-logs",
+            "--slurm-no-account"]
