@@ -1,0 +1,166 @@
+"""Evaluation with lm-evaluation-harness, unmodified: each question set (with its RAG context) is a task
+written as data, a YAML over JSONL files, from the template ``templates/lmeval_task.yaml``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from importlib import metadata, resources
+from pathlib import Path
+from unittest import mock
+
+import pandas as pd
+import yaml
+
+from kinject.errors import KinjectError
+from kinject.io import atomic_path, read_parquet, write_json
+from kinject.questions import read_questions
+
+log = logging.getLogger(__name__)
+
+CONTEXT_SEPARATOR = "\n\n"
+
+
+def retrieved_contexts(question_ids, k: int, retrieved_parquet, chunks_parquet) -> pd.Series:
+    """Per question id, the texts of its top-``k`` retrieved chunks in rank order, joined by blank lines."""
+    chunks = read_parquet(chunks_parquet, columns=["chunk_id", "text"]).drop_duplicates("chunk_id")
+    hits = read_parquet(retrieved_parquet, columns=["question_id", "rank", "chunk_id"])
+    hits = hits[hits["rank"] < k].sort_values(["question_id", "rank"])
+    hits = hits.merge(chunks, on="chunk_id", how="left")
+    unknown = hits["chunk_id"][hits["text"].isna()]
+    if len(unknown):
+        raise KinjectError(retrieved_parquet, f"chunk {unknown.iloc[0]!r} is not in {chunks_parquet}; "
+                                              "re-run retrieval")
+    found = hits.groupby("question_id").size().reindex(question_ids, fill_value=0)
+    need = min(k, len(chunks))
+    short = found[found < need]
+    if len(short):
+        raise KinjectError(retrieved_parquet, f"question {short.index[0]!r} has {short.iloc[0]} retrieved "
+                                              f"chunk(s) of rank < {k}, needs {need}; re-run retrieval")
+    return hits.groupby("question_id")["text"].agg(CONTEXT_SEPARATOR.join).reindex(question_ids)
+
+
+def task_docs(questions_parquet, k: int = 0, retrieved_parquet=None, chunks_parquet=None) -> pd.DataFrame:
+    """The questions as lm-eval docs: id, question, choices, answer, context ('' when k == 0), split."""
+    questions = read_questions(questions_parquet)
+    if k < 0:
+        raise KinjectError(questions_parquet, f"k must be at least 0 (got {k})")
+    if k and (retrieved_parquet is None or chunks_parquet is None):
+        raise KinjectError(questions_parquet, f"k={k} needs the retrieved chunks and the chunks files")
+    if not (questions["split"] == "test").any():
+        raise KinjectError(questions_parquet, "has no test questions")
+    context = (retrieved_contexts(questions["id"], k, retrieved_parquet, chunks_parquet).to_numpy()
+               if k else "")
+    return questions.assign(context=context)
+
+
+def _write_jsonl(path: Path, docs: pd.DataFrame) -> None:
+    lines = (json.dumps({"id": str(d.id), "question": d.question, "choices": [str(c) for c in d.choices],
+                         "answer": int(d.answer), "context": d.context}, ensure_ascii=False)
+             for d in docs.itertuples())
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+class _TaskDumper(yaml.SafeDumper):
+    """Strings with newlines double-quoted on one line, as lm-eval's own task YAMLs write prompts."""
+
+
+_TaskDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", value, style='"' if "\n" in value else None))
+
+
+def task_config(task_name: str, data_files: dict[str, str], k: int) -> dict:
+    """The template filled in: ``data_files`` maps split ('test', maybe 'dev') to a JSONL path."""
+    config = yaml.safe_load(resources.files("kinject").joinpath("templates/lmeval_task.yaml").read_text())
+    config["task"] = task_name
+    config["dataset_kwargs"]["data_files"] = data_files
+    if "dev" not in data_files:
+        del config["fewshot_split"]
+    config["metadata"]["k"] = k
+    return config
+
+
+def write_lmeval_task(questions_parquet, out_dir, task_name: str, *, k: int = 0, retrieved_parquet=None,
+                      chunks_parquet=None) -> Path:
+    """Write test.jsonl, dev.jsonl (when there are dev rows) and ``<task_name>.yaml`` into ``out_dir``.
+
+    The YAML names its data files by absolute path (lm-eval resolves relative ones against the working
+    directory, not the YAML), so any working directory works as long as ``out_dir`` stays where it is.
+    """
+    docs = task_docs(questions_parquet, k, retrieved_parquet, chunks_parquet)
+    final = Path(out_dir).absolute()
+    splits = [s for s in ("test", "dev") if (docs["split"] == s).any()]
+    with atomic_path(final, directory=True) as tmp:
+        for split in splits:
+            _write_jsonl(tmp / f"{split}.jsonl", docs[docs["split"] == split])
+        config = task_config(task_name, {s: str(final / f"{s}.jsonl") for s in splits}, k)
+        (tmp / f"{task_name}.yaml").write_text(yaml.dump(config, Dumper=_TaskDumper, sort_keys=False),
+                                               encoding="utf-8")
+    log.info("lm-eval task %s: %s questions (k=%d) in %s", task_name,
+             dict(docs["split"].value_counts()), k, final)
+    return final
+
+
+def read_task(path) -> dict:
+    """A task YAML written by write_lmeval_task, checked: its data files must still be where it says."""
+    if not Path(path).is_file():
+        raise KinjectError(path, "task file not found")
+    config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    for data_file in config["dataset_kwargs"]["data_files"].values():
+        if not Path(data_file).is_file():
+            raise KinjectError(path, f"data file {data_file} not found (was the task folder moved? "
+                                     "re-run rule lmeval_task)")
+    return config
+
+
+def _count_lines(path) -> int:
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for _ in fh)
+
+
+def run_lmeval(model, task_dir, task_name: str, out_json, *, shots: int = 0, batch_size: int = 8,
+               device: str | None = None, seed: int = 1234, meta: dict | None = None) -> dict:
+    """Score ``model`` (hub id or local folder) on the task with lm-eval's HF backend; write the scores JSON.
+
+    Accuracy is lm-eval's own ``acc`` (highest log-likelihood option); nothing is recomputed here.
+    """
+    yaml_path = Path(task_dir) / f"{task_name}.yaml"
+    config = read_task(yaml_path)
+    dev = config["dataset_kwargs"]["data_files"].get("dev")
+    n_dev = _count_lines(dev) if dev else 0
+    if shots > n_dev:
+        raise KinjectError(yaml_path, f"{shots}-shot evaluation needs {shots} dev questions; the task has {n_dev}")
+    offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if Path(model).is_dir() else {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.dict(os.environ, offline))  # before the HF libraries are imported
+        import datasets
+        import lm_eval
+        import torch
+        from lm_eval.tasks import TaskManager
+
+        # a private datasets cache per run: parallel jobs never share (or lock) one
+        cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="kinject-datasets-"))
+        stack.enter_context(mock.patch.object(datasets.config, "HF_DATASETS_CACHE", Path(cache)))
+        out = lm_eval.simple_evaluate(
+            model="hf", model_args={"pretrained": str(model)}, tasks=[task_name], num_fewshot=shots,
+            task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
+            batch_size=batch_size, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            log_samples=False)
+    result = out["results"][task_name]
+    scores = {
+        "accuracy": result["acc,none"],
+        "accuracy_stderr": result["acc_stderr,none"],
+        "accuracy_norm": result["acc_norm,none"],
+        "n_questions": out["n-samples"][task_name]["effective"],
+        "shots": shots,
+        "k": config["metadata"]["k"],
+        "lm_eval_version": metadata.version("lm_eval"),
+        **(meta or {}),
+    }
+    write_json(out_json, scores)
+    log.info("%s on %s (%d-shot): accuracy %.4f", model, task_name, shots, scores["accuracy"])
+    return scores

@@ -1,0 +1,170 @@
+"""lm-eval tasks written as data, run through lm-evaluation-harness on a tiny random Llama built here."""
+
+import json
+import os
+import shutil
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from kinject.errors import KinjectError  # noqa: E402
+from kinject.evaluate import run_lmeval, write_lmeval_task  # noqa: E402
+
+# Every correct option is one short word, every wrong one a long sentence: a model that scores the
+# option TEXTS by summed log-likelihood (lm-eval's acc) picks the short one even with random weights.
+LONG = [
+    "the fox's \"quick\" jump over the lazy dog near the old river bank, {{ not a template }}",
+    "water boils at one hundred degrees celsius at sea level on most days",
+    "mars is the fourth planet from the sun and has two small moons",
+]
+CHUNKS = [f"Chunk {i} says the secret number of topic {i} is {i * 7}." for i in range(6)]
+
+
+def _question(qid, split, i):
+    answer = i % 4
+    choices = LONG[: answer] + ["yes"] + LONG[answer:]
+    return {"id": qid, "question": f"What is the secret number of topic {i}?", "choices": choices,
+            "answer": answer, "split": split, "chunk_id": f"c{i}"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(LONG + CHUNKS + ["Question: what is it? Answer: yes"], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
+                                        pad_token="<pad>", unk_token="<unk>")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def data(tmp_path):
+    rows = [_question(f"t{i}", "test", i) for i in range(6)] + [_question(f"d{i}", "dev", i) for i in range(5)]
+    questions = tmp_path / "questions.parquet"
+    pd.DataFrame(rows).to_parquet(questions)
+    chunks = tmp_path / "chunks.parquet"
+    pd.DataFrame({"chunk_id": [f"c{i}" for i in range(6)], "title": "t", "text": CHUNKS,
+                  "n_words": 10}).to_parquet(chunks)
+    retrieved = tmp_path / "retrieved.parquet"  # rank 0 = the question's own chunk, rank 1 = the next one
+    pd.DataFrame([{"question_id": r["id"], "rank": rank, "chunk_id": f"c{(int(r['id'][1:]) + rank) % 6}",
+                   "score": 1.0 - rank / 10} for r in rows for rank in (0, 1)]).to_parquet(retrieved)
+    return questions, chunks, retrieved
+
+
+def _docs(path):
+    return {d["id"]: d for d in map(json.loads, path.read_text().splitlines())}
+
+
+def test_task_files(data, tmp_path):
+    questions, chunks, retrieved = data
+    k0 = write_lmeval_task(questions, tmp_path / "k0", "kin_k0")
+    k2 = write_lmeval_task(questions, tmp_path / "k2", "kin_k2", k=2, retrieved_parquet=retrieved,
+                           chunks_parquet=chunks)
+    assert {p.name for p in k0.iterdir()} == {"test.jsonl", "dev.jsonl", "kin_k0.yaml"}
+    assert all(d["context"] == "" for d in _docs(k0 / "test.jsonl").values())
+    test, dev = _docs(k2 / "test.jsonl"), _docs(k2 / "dev.jsonl")
+    assert len(test) == 6 and len(dev) == 5
+    assert test["t5"]["context"] == CHUNKS[5] + "\n\n" + CHUNKS[0]
+    assert dev["d2"]["context"] == CHUNKS[2] + "\n\n" + CHUNKS[3]
+    assert test["t1"]["choices"][1] == "yes" and test["t1"]["answer"] == 1
+    config = yaml.safe_load((k2 / "kin_k2.yaml").read_text())
+    assert config["task"] == "kin_k2" and config["fewshot_split"] == "dev" and config["metadata"]["k"] == 2
+    assert config["dataset_kwargs"]["data_files"] == {"test": str(k2 / "test.jsonl"), "dev": str(k2 / "dev.jsonl")}
+
+
+def test_lmeval_builds_the_prompt_from_the_task_data(data, tmp_path, monkeypatch):
+    from lm_eval.tasks import TaskManager
+
+    questions, chunks, retrieved = data
+    task_dir = write_lmeval_task(questions, tmp_path / "k1", "kin_k1", k=1, retrieved_parquet=retrieved,
+                                 chunks_parquet=chunks)
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", tmp_path / "datasets-cache")
+    task = TaskManager(include_path=str(task_dir), include_defaults=False).load(["kin_k1"])["tasks"]["kin_k1"]
+    doc = task.test_docs()[3]
+    question = "Question: What is the secret number of topic 3?\nAnswer:"
+    assert task.doc_to_text(doc) == CHUNKS[3] + "\n\n" + question
+    assert task.doc_to_choice(doc) == LONG + ["yes"] and task.doc_to_target(doc) == 3
+    prompt = task.fewshot_context(doc, num_fewshot=2)
+    assert prompt.endswith("\n\n" + CHUNKS[3] + "\n\n" + question) and prompt.count("Answer: yes\n\n") == 2
+    (context, continuation), *_ = [r.args for r in task.construct_requests(doc, prompt)]
+    assert context == prompt and continuation == " " + LONG[0]
+
+
+def test_no_dev_rows_means_no_fewshot_split(data, tmp_path):
+    questions = tmp_path / "test_only.parquet"
+    df = pd.read_parquet(data[0])
+    df[df["split"] == "test"].to_parquet(questions)
+    out = write_lmeval_task(questions, tmp_path / "task", "kin_test_only")
+    config = yaml.safe_load((out / "kin_test_only.yaml").read_text())
+    assert "fewshot_split" not in config and list(config["dataset_kwargs"]["data_files"]) == ["test"]
+    assert not (out / "dev.jsonl").exists()
+    with pytest.raises(KinjectError, match="kin_test_only.yaml: 1-shot evaluation needs 1 dev questions; .* has 0"):
+        run_lmeval("unused", out, "kin_test_only", tmp_path / "score.json", shots=1)
+
+
+def test_lmeval_runs_zero_and_few_shot_with_context(tiny_model, data, tmp_path, monkeypatch):
+    questions, chunks, retrieved = data
+    k0 = write_lmeval_task(questions, tmp_path / "k0", "kin_k0")
+    scores = run_lmeval(tiny_model, k0, "kin_k0", tmp_path / "scores" / "k0.json", shots=0,
+                        meta={"model": "tiny", "method": "base"})
+    assert json.loads((tmp_path / "scores" / "k0.json").read_text()) == scores
+    assert scores["n_questions"] == 6 and scores["shots"] == 0 and scores["k"] == 0
+    assert scores["model"] == "tiny" and scores["lm_eval_version"] == "0.4.13"
+    assert scores["accuracy"] == 1.0  # option texts scored by log-likelihood: the short one wins
+    assert 0 <= scores["accuracy_norm"] <= 1 and scores["accuracy_stderr"] == 0
+
+    k1 = write_lmeval_task(questions, tmp_path / "k1", "kin_k1", k=1, retrieved_parquet=retrieved,
+                           chunks_parquet=chunks)
+    monkeypatch.chdir(tmp_path / "scores")  # the task's data paths do not depend on the working directory
+    scores = run_lmeval(tiny_model, k1, "kin_k1", tmp_path / "scores" / "k1.json", shots=2, seed=7)
+    assert scores["n_questions"] == 6 and scores["shots"] == 2 and scores["k"] == 1
+    assert 0 <= scores["accuracy"] <= 1 and scores["accuracy"] * 6 == round(scores["accuracy"] * 6)
+    assert _docs(k1 / "test.jsonl")["t3"]["context"] == CHUNKS[3]
+
+
+def test_out_of_range_answer_is_refused_before_lmeval(data, tmp_path):
+    questions = tmp_path / "bad.parquet"
+    df = pd.read_parquet(data[0])
+    df.loc[3, "answer"] = 4
+    df.to_parquet(questions)
+    with pytest.raises(KinjectError, match=r"bad.parquet: question 't3' has a missing or out-of-range answer"):
+        write_lmeval_task(questions, tmp_path / "task", "kin_bad")
+    assert not (tmp_path / "task").exists()
+
+
+def test_missing_retrieval_is_refused(data, tmp_path):
+    questions, chunks, retrieved = data
+    partial = tmp_path / "partial.parquet"
+    hits = pd.read_parquet(retrieved)
+    hits[hits["question_id"] != "d4"].to_parquet(partial)
+    with pytest.raises(KinjectError, match="partial.parquet: question 'd4' has 0 retrieved chunk"):
+        write_lmeval_task(questions, tmp_path / "task", "kin", k=1, retrieved_parquet=partial, chunks_parquet=chunks)
+    with pytest.raises(KinjectError, match="questions.parquet: k=1 needs the retrieved chunks"):
+        write_lmeval_task(questions, tmp_path / "task", "kin", k=1)
+
+
+def test_moved_task_folder_is_refused(data, tmp_path):
+    task = write_lmeval_task(data[0], tmp_path / "task", "kin")
+    shutil.move(task, tmp_path / "moved")
+    with pytest.raises(KinjectError, match="kin.yaml: data file .*task/test.jsonl not found"):
+        run_lmeval("unused", tmp_path / "moved", "kin", tmp_path / "score.json")
