@@ -14,6 +14,15 @@ import pandas as pd
 from kinject.errors import KinjectError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, directory: bool = False):
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -27,6 +36,7 @@ def atomic_path(path, *, directory: bool = False):
         tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_UMASK)  # mkstemp/mkdtemp create private files
         if directory and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
