@@ -1,7 +1,9 @@
 # kinject: fine-tuning vs retrieval for knowledge injection (Ovadia et al., 2023).
 #   snakemake --profile slurm all                          the paper's study (config.yaml) on SLURM
 #   snakemake --cores 2 --configfile config/demo.yaml all  the embedded offline demo
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from kinject.settings import validate_config
 
 min_version("9.0")
 
@@ -16,7 +18,8 @@ if not workflow.overwrite_configfiles:
 report: "report/workflow.rst"
 
 
-validate(config, schema="config/schema.yaml")
+# validated against config/schema.yaml with snakemake.utils.validate; a bad key or grid is one clear line
+validate_config(config, " ".join(map(str, workflow.overwrite_configfiles)) or "config.yaml")
 
 
 include: "rules/common.smk"

@@ -1,11 +1,31 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
-from kinject.grid import cells, check_config, ft_rag_sets
-
-check_config(config)
+from kinject.grid import cells, ft_rag_sets
 
 TASKS = list(config["tasks"])
 MODELS = list(config["models"])
 CELLS = cells(config)
+
+
+# Rules that run where snakemake runs, never as cluster jobs: they are light, and the ones that reach the
+# network (MediaWiki, the hub, the LLM API) must run on a login node, since compute nodes often have none.
+# The rest (build_base_model, hparam_trial, finetune, index_chunks, retrieve, evaluate) go to the executor.
+localrules:
+    all,
+    fetch,
+    clean_dump,
+    make_chunks,
+    load_mmlu_questions,
+    generate_questions,
+    select_questions,
+    review_questions,
+    paraphrase_chunks,
+    paraphrase_set,
+    validation_paraphrases,
+    choose_hparams,
+    extract_embedder,
+    lmeval_task,
+    tables,
+    figures,
 
 
 wildcard_constraints:
@@ -93,3 +113,56 @@ def all_outputs():
         + ["results/tables/scores.csv", "results/tables/best_k.csv"]
         + [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "csv")]
     )
+
+
+def fetch_input(wildcards):
+    kb = task_cfg(wildcards)["knowledge_base"]
+    return kb["path"] if kb["source"] == "dump" else kb["hub_pages_file"]
+
+
+def review_input(wildcards):
+    """The human accept/reject file counts as an input once it exists (so adding it re-runs the review)."""
+    review = task_cfg(wildcards)["questions"].get("review")
+    return review if review and os.path.exists(review) else []
+
+
+GENERATED = tasks_regex(lambda t: t["questions"]["source"] == "generated")
+
+
+def generated_paraphrases_input(wildcards):
+    if int(wildcards.k) == 0:
+        return []
+    return f"results/{wildcards.task}/paraphrases/generated.parquet"
+
+
+def search_lrs():
+    return [f"{lr:g}" for lr in config["finetune"].get("search", {}).get("lr", [])]
+
+
+def hparams_input(wildcards):
+    if "validation" in task_cfg(wildcards):
+        return f"results/hparams/{wildcards.model}/{wildcards.task}/chosen.json"
+    return []
+
+
+def accelerate_args(rule_name):
+    gpus = gpu_resources(rule_name)["gpu"]
+    return f"--num_processes {gpus} --multi_gpu" if gpus > 1 else ("--num_processes 1" if gpus else "--cpu --num_processes 1")
+
+
+def retrieval_input(wildcards):
+    if int(wildcards.k) == 0:
+        return {}
+    return {
+        "retrieved": f"results/{wildcards.task}/retrieval/retrieved.parquet",
+        "chunks": f"results/{wildcards.task}/chunks.parquet",
+    }
+
+
+def loss_files():
+    return [
+        f"results/finetune/{model}/{task}/k{p}/train_loss.csv"
+        for model in MODELS
+        for task, cfg in config["tasks"].items()
+        for p in cfg["paraphrase_sets"]
+    ]

@@ -1,11 +1,6 @@
 # Knowledge base: raw MediaWiki pages -> wikiextractor clean text -> chunks (the unit everywhere).
 
 
-def fetch_input(wildcards):
-    kb = task_cfg(wildcards)["knowledge_base"]
-    return kb["path"] if kb["source"] == "dump" else kb["hub_pages_file"]
-
-
 rule fetch:
     input:
         fetch_input,

@@ -2,15 +2,6 @@
 # over our JSONL, RAG context prepended); each grid cell is one lm-eval run and one score file.
 
 
-def retrieval_input(wildcards):
-    if int(wildcards.k) == 0:
-        return {}
-    return {
-        "retrieved": f"results/{wildcards.task}/retrieval/retrieved.parquet",
-        "chunks": f"results/{wildcards.task}/chunks.parquet",
-    }
-
-
 rule lmeval_task:
     input:
         unpack(retrieval_input),

@@ -2,21 +2,6 @@
 # learning-rate / epochs search on held-out validation paraphrases as its own sub-DAG.
 
 
-def search_lrs():
-    return [f"{lr:g}" for lr in config["finetune"].get("search", {}).get("lr", [])]
-
-
-def hparams_input(wildcards):
-    if "validation" in task_cfg(wildcards):
-        return f"results/hparams/{wildcards.model}/{wildcards.task}/chosen.json"
-    return []
-
-
-def accelerate_args(rule_name):
-    gpus = gpu_resources(rule_name)["gpu"]
-    return f"--num_processes {gpus} --multi_gpu" if gpus > 1 else ("--num_processes 1" if gpus else "--cpu --num_processes 1")
-
-
 rule build_base_model:
     input:
         chunks=expand("results/{task}/chunks.parquet", task=TASKS),

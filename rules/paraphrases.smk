@@ -1,12 +1,6 @@
 # Paraphrases of every chunk (the LLM, the paper's prompt) and the paraphrase sets 0..N that FT trains on.
 
 
-def generated_paraphrases_input(wildcards):
-    if int(wildcards.k) == 0:
-        return []
-    return f"results/{wildcards.task}/paraphrases/generated.parquet"
-
-
 rule paraphrase_chunks:
     input:
         "results/{task}/chunks.parquet",

@@ -1,15 +1,6 @@
 # Question sets: MMLU subjects, or current-events questions generated from the chunks by the LLM.
 
 
-def review_input(wildcards):
-    """The human accept/reject file counts as an input once it exists (so adding it re-runs the review)."""
-    review = task_cfg(wildcards)["questions"].get("review")
-    return review if review and os.path.exists(review) else []
-
-
-GENERATED = tasks_regex(lambda t: t["questions"]["source"] == "generated")
-
-
 rule load_mmlu_questions:
     wildcard_constraints:
         task=tasks_regex(lambda t: t["questions"]["source"] != "generated"),

@@ -1,15 +1,6 @@
 # Result tables (CSV + parquet + markdown) and figures, in the shape of the paper's.
 
 
-def loss_files():
-    return [
-        f"results/finetune/{model}/{task}/k{p}/train_loss.csv"
-        for model in MODELS
-        for task, cfg in config["tasks"].items()
-        for p in cfg["paraphrase_sets"]
-    ]
-
-
 rule tables:
     input:
         [cell.path for cell in CELLS],

@@ -53,7 +53,7 @@ def write_config(tmp_path, edit):
     (lambda c: c["finetune"].update(lr=-1), "-1 is less than or equal to the minimum of 0"),
     (lambda c: c["tasks"]["current_events"].update(shots=[0, 5]), "tasks.current_events.shots: generated questions have no dev split"),
     (lambda c: c["tasks"]["current_events"].update(paraphrase_sets=[0, 12]), "asks for set 12 but paraphrases.count is 10"),
-    (lambda c: c["tasks"]["current_events"].update(ft_rag_paraphrase_sets=[3]), r"ft_rag_paraphrase_sets \[3\] are not in paraphrase_sets"),
+    (lambda c: c["tasks"]["current_events"].update(paraphrase_sets=[0, 1], ft_rag_paraphrase_sets=[3]), r"ft_rag_paraphrase_sets \[3\] are not in paraphrase_sets"),
     (lambda c: c["finetune"].update(batch_size=10, per_device_batch_size=4), "batch_size must be a multiple"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, edit, message):

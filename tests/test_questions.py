@@ -130,3 +130,24 @@ def test_validation_paraphrases_are_seeded_and_held_out(tmp_path, chunks):
     v1, v2 = pd.read_parquet(tmp_path / "v1.parquet"), pd.read_parquet(tmp_path / "v2.parquet")
     assert v1.equals(v2) and v1["chunk_id"].nunique() == 2 and len(v1) == 4
     assert v1["text"].str.contains("seed 100005").all()  # apart from the training paraphrases' seeds
+
+
+def test_interrupted_generation_never_pays_twice(tmp_path, chunks):
+    """A run killed after two paid calls: the rerun replays those two from the cache and pays only the rest."""
+    paid = []
+    inner = fake_llm(tmp_path).backend
+
+    def flaky(req):
+        if len(paid) == 2:
+            raise KeyboardInterrupt  # the job is killed mid-rule
+        paid.append(req)
+        return inner(req)
+
+    llm = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=flaky)
+    with pytest.raises(KeyboardInterrupt):
+        generate_questions(chunks, tmp_path / "cand.parquet", tmp_path / "q.jsonl", llm, per_chunk=4, seed=1)
+    assert not (tmp_path / "cand.parquet").exists()
+    again = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=lambda r: (paid.append(r), inner(r))[1])
+    generate_questions(chunks, tmp_path / "cand.parquet", tmp_path / "q.jsonl", again, per_chunk=4, seed=1)
+    assert len(paid) == 3 and again.spend.calls == 1 and again.spend.cached == 2
+    assert len(pd.read_parquet(tmp_path / "cand.parquet")) == 12

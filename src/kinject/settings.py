@@ -22,18 +22,26 @@ def deep_update(base: dict, other: dict) -> dict:
     return base
 
 
-def load_config(*paths) -> dict:
+def validate_config(config: dict, source) -> None:
+    """Snakemake's schema validation (filling defaults) plus the grid checks; one line per problem."""
     from snakemake.utils import validate
 
+    try:
+        validate(config, str(SCHEMA))
+    except Exception as exc:  # snakemake's WorkflowError wraps jsonschema's message
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        where = next((line for line in lines if line.startswith("On instance[")), "").rstrip(":")
+        problem = next((line for line in lines if not line.startswith("Error validating")), lines[0])
+        raise KinjectError(source, f"{problem.removeprefix('ValidationError: ')} {where}".strip()) from None
+    check_config(config, str(source))
+
+
+def load_config(*paths) -> dict:
     config: dict = {}
     for path in paths:
         try:
             deep_update(config, yaml.safe_load(Path(path).read_text()) or {})
         except yaml.YAMLError as exc:
             raise KinjectError(path, f"not valid YAML ({exc})") from None
-    try:
-        validate(config, str(SCHEMA))
-    except Exception as exc:  # snakemake's WorkflowError wraps jsonschema's message
-        raise KinjectError(paths[-1], str(exc).splitlines()[0]) from None
-    check_config(config, str(paths[-1]))
+    validate_config(config, paths[-1])
     return config

@@ -1,0 +1,69 @@
+"""The embedded demo, end to end: result tables, targeted rebuilds and what a touched file re-runs."""
+
+import os
+import re
+import time
+
+import pandas as pd
+import pytest
+from conftest import run_snakemake
+
+from kinject.grid import cells
+from kinject.settings import load_config
+
+pytestmark = pytest.mark.slow
+DEMO = ["--configfile", "config/demo.yaml"]
+
+
+def planned_jobs(workdir, *args) -> dict[str, int]:
+    proc = run_snakemake(workdir, "-n", *args, *DEMO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if "Nothing to be done" in proc.stdout + proc.stderr:
+        return {}
+    stats = proc.stdout.split("Job stats:")[1].split("Reasons:")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M) if m[1] != "total"}
+
+
+def test_result_tables_hold_one_accuracy_per_cell(demo_run):
+    config = load_config(demo_run / "config" / "demo.yaml")
+    scores = pd.read_csv(demo_run / "results" / "tables" / "scores.csv")
+    assert len(scores) == len(cells(config)) == len(scores.drop_duplicates(
+        ["model", "task", "method", "paraphrase_set", "k", "shots"]))
+    assert scores["accuracy"].between(0, 1).all() and scores["accuracy"].notna().all()
+    for name in ("mmlu_0shot", "mmlu_5shot", "current_events_0shot"):
+        for ext in ("csv", "parquet", "md"):
+            assert (demo_run / "results" / "tables" / f"{name}.{ext}").stat().st_size > 0
+    mmlu = pd.read_csv(demo_run / "results" / "tables" / "mmlu_0shot.csv")
+    assert list(mmlu.columns[:6]) == ["task", "model", "Base", "FT", "RAG", "FT+RAG"]
+    assert mmlu[["Base", "FT", "RAG", "FT+RAG"]].stack().between(0, 1).all()
+    news = pd.read_csv(demo_run / "results" / "tables" / "current_events_0shot.csv")
+    assert {"Base", "FT", "FT-par10", "RAG", "FT+RAG", "FT-par10+RAG"} <= set(news.columns)
+    for name in ("paraphrases_vs_accuracy", "train_loss", "accuracy_vs_k"):
+        assert (demo_run / "results" / "figures" / f"{name}.png").stat().st_size > 1000
+    sweep = pd.read_csv(demo_run / "results" / "figures" / "paraphrases_vs_accuracy.csv")
+    assert sorted(sweep["paraphrase_set"]) == list(range(11))
+
+
+def test_nothing_left_to_do_after_the_run(demo_run):
+    assert planned_jobs(demo_run) == {}
+
+
+def test_targeted_rebuild_of_one_table(demo_run):
+    table = demo_run / "results" / "tables" / "mmlu_0shot.csv"
+    assert planned_jobs(demo_run, "results/tables/mmlu_0shot.csv", "--forcerun", "tables") == {"tables": 1}
+    assert table.exists()
+
+
+def test_dag_and_summary_are_quick_to_print(demo_run):
+    dag = run_snakemake(demo_run, "--dag", *DEMO)
+    assert dag.returncode == 0 and dag.stdout.lstrip().startswith("digraph") and "finetune" in dag.stdout
+    summary = run_snakemake(demo_run, "--summary", *DEMO)
+    assert summary.returncode == 0 and "results/tables/mmlu_0shot.csv" in summary.stdout
+
+
+def test_touching_one_paraphrase_set_reruns_only_its_downstream(demo_run):  # keep last: it dirties the run
+    target = demo_run / "results" / "current_events" / "paraphrases" / "paraphrases_k3.parquet"
+    later = time.time() + 5
+    os.utime(target, (later, later))
+    # set 3 feeds one fine-tuning run, which feeds one score (FT+RAG uses sets 0 and 10 only)
+    assert planned_jobs(demo_run) == {"finetune": 1, "evaluate": 1, "tables": 1, "figures": 1, "all": 1}
