@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml all
+	$(BIN)/snakemake all --cores 2 --configfile config/demo.yaml
 
 test: venv
 	$(BIN)/python -m pytest -ra
