@@ -242,3 +242,10 @@ def snakemake_flags() -> list[str]:
             "--slurm-init-seconds-before-status-checks", "2",
             "--slurm-keep-successful-logs",
             "--slurm-no-account"]
+
+
+def scontrol_job(job_id: str, env: dict[str, str]) -> dict[str, str]:
+    """`scontrol show job` as a field -> value dict."""
+    out = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return dict(field.split("=", 1) for field in out.split() if "=" in field)

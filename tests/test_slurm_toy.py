@@ -9,7 +9,7 @@ import pytest
 from snakemake.cli import get_profile_dir
 from snakemake.profiles import ProfileConfigFileParser
 
-from slurm_cluster import snakemake_flags
+from slurm_cluster import scontrol_job, snakemake_flags
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -64,13 +64,6 @@ def test_partition_and_account_come_from_the_environment(monkeypatch):
     given = load_slurm_profile(monkeypatch, SBATCH_PARTITION="gpu-a100", SBATCH_ACCOUNT="12345")
     assert "slurm_partition=gpu-a100" in given["default-resources"]
     assert "slurm_account='12345'" in given["default-resources"]
-
-
-def scontrol_job(job_id: str, env: dict[str, str]) -> dict[str, str]:
-    """`scontrol show job` as a field -> value dict."""
-    out = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    return dict(field.split("=", 1) for field in out.split() if "=" in field)
 
 
 @pytest.mark.slurm
