@@ -120,8 +120,12 @@ def fetch_mediawiki(hub_pages_file, task: str, out, *, api: str, user_agent: str
     titles = list(dict.fromkeys(titles))
     log.info("%s: %d pages from %d hub pages", task, len(titles), len(hubs[task]))
     exports = [client.export(titles[i : i + 50]) for i in range(0, len(titles), 50)]
-    write_text(out, merge_exports(exports))
-    check_dump(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(merge_exports(exports), encoding="utf-8")
+        try:
+            check_dump(tmp)
+        except KinjectError as err:
+            raise KinjectError(api, f"the export for {out} is unusable: {err.problem}") from None
 
 
 def merge_exports(exports: list[str]) -> str:
