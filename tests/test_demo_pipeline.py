@@ -61,6 +61,15 @@ def test_dag_and_summary_are_quick_to_print(demo_run):
     assert summary.returncode == 0 and "results/tables/mmlu_0shot.csv" in summary.stdout
 
 
+def test_snakemake_report_holds_tables_and_figures(demo_run):
+    report = run_snakemake(demo_run, "--report", "report.html", *DEMO)
+    assert report.returncode == 0, report.stderr[-2000:]
+    html = (demo_run / "report.html").read_text()
+    for name in ("mmlu_0shot.csv", "current_events_0shot.csv", "best_k.csv", "paraphrases_vs_accuracy.png",
+                 "train_loss.png", "accuracy_vs_k.png"):
+        assert name in html
+
+
 def test_touching_one_paraphrase_set_reruns_only_its_downstream(demo_run):  # keep last: it dirties the run
     target = demo_run / "results" / "current_events" / "paraphrases" / "paraphrases_k3.parquet"
     later = time.time() + 5

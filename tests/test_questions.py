@@ -6,7 +6,8 @@ import pytest
 from kinject.errors import KinjectError
 from kinject.llm import LLMClient, ResponseCache
 from kinject.paraphrases import paraphrase_chunks, paraphrase_set, validation_paraphrases
-from kinject.questions import apply_review, generate_questions, mmlu_from_csv, read_questions, select_questions, write_questions
+from kinject.questions import (apply_review, generate_questions, load_mmlu_questions, mmlu_from_csv, read_questions,
+                               select_questions, write_questions)
 
 
 def write_mmlu(root, subject, rows, split="test"):
@@ -151,3 +152,22 @@ def test_interrupted_generation_never_pays_twice(tmp_path, chunks):
     generate_questions(chunks, tmp_path / "cand.parquet", tmp_path / "q.jsonl", again, per_chunk=4, seed=1)
     assert len(paid) == 3 and again.spend.calls == 1 and again.spend.cached == 2
     assert len(pd.read_parquet(tmp_path / "cand.parquet")) == 12
+
+
+def test_mmlu_from_the_hub_through_datasets(tmp_path, monkeypatch):
+    """cais/mmlu's layout (question, subject, choices, answer as an index) via datasets.load_dataset."""
+    import datasets
+
+    def split(n):
+        return datasets.Dataset.from_dict({"question": [f"Q{i}?" for i in range(n)], "subject": ["anatomy"] * n,
+                                           "choices": [["a", "b", "c", "d"]] * n, "answer": [i % 4 for i in range(n)]})
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a) or
+                        datasets.DatasetDict({"test": split(7), "validation": split(3), "dev": split(5)}))
+    out = tmp_path / "questions.parquet"
+    load_mmlu_questions({"source": "mmlu", "dataset": "cais/mmlu", "subject": "anatomy"}, out)
+    df = read_questions(out)
+    assert calls == [("cais/mmlu", "anatomy")]
+    assert df["split"].value_counts().to_dict() == {"test": 7, "dev": 5}
+    assert df["answer"].tolist()[:4] == [0, 1, 2, 3]
