@@ -35,6 +35,8 @@ class FakeWiki(BaseHTTPRequestHandler):
         if q.get("export"):
             body = HEAD + "".join(page(i, t, ARTICLES[t]) for i, t in enumerate(q["titles"].split("|"), 1)) + "</mediawiki>\n"
             self._send(body, "text/xml")
+        elif q.get("list") == "categorymembers":
+            self._send(json.dumps({"query": {"categorymembers": [{"ns": 0, "title": "Gamma"}]}}), "application/json")
         elif q.get("prop") == "links":  # two result pages, as the API continues long link lists
             links = ["Alpha", "Beta"] if "plcontinue" not in q else ["Gamma"]
             data = {"query": {"pages": [{"title": q["titles"], "links": [{"ns": 0, "title": t} for t in links]}]}}
@@ -87,6 +89,14 @@ def test_fetch_gives_up_with_a_clear_error(api, hubs, tmp_path, monkeypatch):
     with pytest.raises(KinjectError, match="MediaWiki API request failed: HTTP 503"):
         fetch_mediawiki(hubs, "islands", tmp_path / "pages.xml", api=api, user_agent="kinject-test/0")
     assert not (tmp_path / "pages.xml").exists()
+
+
+def test_a_category_hub_contributes_its_members(api, tmp_path):
+    hubs = tmp_path / "hub_pages.yaml"
+    hubs.write_text(yaml.safe_dump({"islands": ["Category:Invented islands"]}))
+    fetch_mediawiki(hubs, "islands", tmp_path / "pages.xml", api=api, user_agent="kinject-test/0")
+    assert check_dump(tmp_path / "pages.xml") == 1
+    assert FakeWiki.calls[0]["cmtitle"] == "Category:Invented islands"
 
 
 def test_task_without_hub_pages(api, hubs, tmp_path):

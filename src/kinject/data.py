@@ -102,6 +102,18 @@ class MediaWikiClient:
                 break
         return titles[:limit]
 
+    def category_members(self, category: str, limit: int) -> list[str]:
+        """The articles filed in a category page (hub pages may be categories, e.g. 'Category:Anatomy')."""
+        titles, cont = [], {}
+        while len(titles) < limit:
+            data = self.get(action="query", list="categorymembers", cmtitle=category, cmnamespace=0,
+                            cmlimit="max", **cont).json()
+            titles += [m["title"] for m in data.get("query", {}).get("categorymembers", [])]
+            cont = data.get("continue", {})
+            if not cont:
+                break
+        return titles[:limit]
+
     def export(self, titles: list[str]) -> str:
         """MediaWiki XML export of up to 50 pages (the same format as a dump)."""
         return self.get(action="query", titles="|".join(titles), export=1, exportnowrap=1, format="xml").text
@@ -109,14 +121,17 @@ class MediaWikiClient:
 
 def fetch_mediawiki(hub_pages_file, task: str, out, *, api: str, user_agent: str,
                     requests_per_second: float = 1.0, max_pages_per_hub: int = 500) -> None:
-    """Walk each hub page's links through the API and save every page as one MediaWiki export."""
+    """Walk each hub page's links (or a hub category's members) through the API; save one MediaWiki export."""
     hubs = yaml.safe_load(Path(hub_pages_file).read_text()) or {}
     if task not in hubs or not hubs[task]:
         raise KinjectError(hub_pages_file, f"no hub pages listed for task {task!r}")
     client = MediaWikiClient(api, user_agent, requests_per_second)
     titles = []
     for hub in hubs[task]:
-        titles += [hub] + client.linked_titles(hub, max_pages_per_hub)
+        if hub.startswith("Category:"):
+            titles += client.category_members(hub, max_pages_per_hub)
+        else:
+            titles += [hub] + client.linked_titles(hub, max_pages_per_hub)
     titles = list(dict.fromkeys(titles))
     log.info("%s: %d pages from %d hub pages", task, len(titles), len(hubs[task]))
     exports = [client.export(titles[i : i + 50]) for i in range(0, len(titles), 50)]
