@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from kinject.errors import KinjectError
@@ -14,14 +15,17 @@ log = logging.getLogger(__name__)
 
 
 def run_trial(base, train_parquet, validation_parquet, out, *, lr: float, finetune: dict, seed: int, work_dir) -> dict:
-    """Fine-tune with one learning rate for up to max_epochs; record the validation loss after each epoch."""
+    """Fine-tune with one learning rate for up to max_epochs; record the validation loss after each epoch.
+    The trial's model is deleted afterwards (a 7B checkpoint per trial would fill the disk)."""
+    trial_model = Path(work_dir) / "model"
     result = train_causal_lm(
-        base, training_texts(train_parquet), Path(work_dir) / "model", Path(work_dir) / "train_loss.csv",
+        base, training_texts(train_parquet), trial_model, Path(work_dir) / "train_loss.csv",
         block_size=finetune["block_size"], lr=lr, epochs=finetune["search"]["max_epochs"],
         batch_size=finetune["batch_size"], per_device_batch_size=finetune["per_device_batch_size"], seed=seed,
         work_dir=Path(work_dir) / "checkpoints", eval_texts=training_texts(validation_parquet))
     trial = {"lr": lr, "val_loss_per_epoch": result["eval_loss_per_epoch"], "final_train_loss": result["final_loss"]}
     write_json(out, trial)
+    shutil.rmtree(trial_model, ignore_errors=True)
     log.info("lr %g: validation loss per epoch %s", lr, trial["val_loss_per_epoch"])
     return trial
 
