@@ -1,10 +1,9 @@
 """The LLM client: cache replay, the no-key error before any spend, retries, quarantine, a live endpoint."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from loopback import Handler, serve
 
 from kinject.errors import KinjectError
 from kinject.llm import LLMClient, ResponseCache, request_key
@@ -66,7 +65,7 @@ def test_valid_retry_after_invalid(tmp_path):
     assert again.chat_json(MESSAGES, 3, ok) == 5
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
+class FakeOpenAI(Handler):
     """An OpenAI-compatible endpoint on loopback: a 429 and a 503 first, then a real completion."""
 
     failures = [429, 503]
@@ -76,34 +75,18 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append(body)
         if self.failures:
-            self.send_response(self.failures.pop(0))
-            self.send_header("retry-after-ms", "10")
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"error": {"message": "slow down"}}')
-            return
+            return self.respond(self.failures.pop(0), '{"error": {"message": "slow down"}}', retry_after_ms="10")
         reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                  "choices": [{"index": 0, "finish_reason": "stop",
                               "message": {"role": "assistant", "content": json.dumps({"value": body["seed"]})}}],
                  "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.respond(200, json.dumps(reply))
 
 
 @pytest.fixture
 def endpoint():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+    with serve(FakeOpenAI) as url:
+        yield f"{url}/v1"
 
 
 def test_live_endpoint_with_429_and_5xx_retries(tmp_path, endpoint, monkeypatch):

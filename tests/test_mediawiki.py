@@ -1,12 +1,11 @@
 """The MediaWiki API client against a MediaWiki-shaped server on loopback: links, export, retries."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
+from loopback import Handler, serve
 from test_data import HEAD, page
 
 from kinject.data import check_dump, clean_dump, fetch_mediawiki
@@ -20,7 +19,7 @@ ARTICLES = {
 }
 
 
-class FakeWiki(BaseHTTPRequestHandler):
+class FakeWiki(Handler):
     calls: list = []
     fail_first: list = []
 
@@ -29,40 +28,25 @@ class FakeWiki(BaseHTTPRequestHandler):
         type(self).calls.append(q)
         assert self.headers["User-Agent"].startswith("kinject-test")
         if self.fail_first:
-            self.send_response(self.fail_first.pop(0))
-            self.end_headers()
-            return
+            return self.respond(self.fail_first.pop(0), "")
         if q.get("export"):
             body = HEAD + "".join(page(i, t, ARTICLES[t]) for i, t in enumerate(q["titles"].split("|"), 1)) + "</mediawiki>\n"
-            self._send(body, "text/xml")
+            self.respond(200, body, "text/xml")
         elif q.get("list") == "categorymembers":
-            self._send(json.dumps({"query": {"categorymembers": [{"ns": 0, "title": "Gamma"}]}}), "application/json")
+            self.respond(200, json.dumps({"query": {"categorymembers": [{"ns": 0, "title": "Gamma"}]}}))
         elif q.get("prop") == "links":  # two result pages, as the API continues long link lists
             links = ["Alpha", "Beta"] if "plcontinue" not in q else ["Gamma"]
             data = {"query": {"pages": [{"title": q["titles"], "links": [{"ns": 0, "title": t} for t in links]}]}}
             if "plcontinue" not in q:
                 data["continue"] = {"plcontinue": "1|0|Gamma", "continue": "||"}
-            self._send(json.dumps(data), "application/json")
-
-    def _send(self, body, kind):
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+            self.respond(200, json.dumps(data))
 
 
 @pytest.fixture
 def api():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeWiki)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     FakeWiki.calls, FakeWiki.fail_first = [], []
-    yield f"http://127.0.0.1:{server.server_port}/w/api.php"
-    server.shutdown()
+    with serve(FakeWiki) as url:
+        yield f"{url}/w/api.php"
 
 
 @pytest.fixture
