@@ -60,3 +60,35 @@ def demo_run(tmp_path_factory):
     proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", "config/demo.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return workdir
+
+
+def small_demo_config(workdir: Path) -> str:
+    """The demo's grid scaled down (two paraphrase sets, K in {0, 1}, atlas 0-shot without the search,
+    a shorter base-model pre-training, one-core jobs) for tests that run the pipeline more than once."""
+    import yaml
+
+    config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
+    config["models"]["tiny-llama"]["build"]["pretrain_epochs"] = 1
+    atlas, news = config["tasks"]["atlas"], config["tasks"]["current_events"]
+    atlas["shots"] = [0]
+    del atlas["validation"]
+    news["paraphrase_sets"], news["ft_rag_paraphrase_sets"] = [0, 1], [1]
+    config["retrieval"]["k"] = [0, 1]
+    config["resources"]["gpu_rules"]["cpus_per_task"] = 1
+    (workdir / "config" / "small_demo.yaml").write_text(yaml.safe_dump(config))
+    return "config/small_demo.yaml"
+
+
+@pytest.fixture(scope="session")
+def small_demo_local(tmp_path_factory):
+    """The scaled-down demo run locally in a fresh copy: (workdir, config path)."""
+    workdir = copy_checkout(tmp_path_factory.mktemp("small_demo"))
+    config = small_demo_config(workdir)
+    proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", config)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir, config
+
+
+def result_tables(workdir: Path) -> dict[str, str]:
+    """Every result table's text, by file name."""
+    return {p.name: p.read_text() for p in sorted((workdir / "results" / "tables").glob("*.csv"))}
