@@ -1,5 +1,5 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
-from kinject.grid import cells, ft_rag_sets
+from kinject.grid import cells
 
 TASKS = list(config["tasks"])
 MODELS = list(config["models"])
@@ -54,16 +54,14 @@ def gpu_resources(rule_name="gpu_rules"):
     return {**res["gpu_rules"], **res.get(rule_name, {})}
 
 
-def base_model_input(wildcards):
-    """A locally built base model is a file dependency; a hub id is loaded at run time."""
-    if "build" in config["models"][wildcards.model]:
-        return f"results/models/{wildcards.model}/base"
-    return []
-
-
 def base_model_path(wildcards):
     model = config["models"][wildcards.model]
     return model.get("pretrained") or f"results/models/{wildcards.model}/base"
+
+
+def base_model_input(wildcards):
+    """A locally built base model is a file dependency; a hub id is loaded at run time."""
+    return [] if "pretrained" in config["models"][wildcards.model] else base_model_path(wildcards)
 
 
 def embedder_input(wildcards=None):
@@ -74,18 +72,16 @@ def embedder_path():
     return config["embedder"].get("pretrained") or "results/embedder"
 
 
-def eval_model_input(wildcards):
-    if wildcards.method.startswith("ft"):
-        p = wildcards.method.split("-p")[1]
-        return f"results/finetune/{wildcards.model}/{wildcards.task}/k{p}/checkpoint"
-    return base_model_input(wildcards)
-
-
 def eval_model_path(wildcards):
+    """The model a score file evaluates: the method's fine-tuned checkpoint, or the base model."""
     if wildcards.method.startswith("ft"):
         p = wildcards.method.split("-p")[1]
         return f"results/finetune/{wildcards.model}/{wildcards.task}/k{p}/checkpoint"
     return base_model_path(wildcards)
+
+
+def eval_model_input(wildcards):
+    return eval_model_path(wildcards) if wildcards.method.startswith("ft") else base_model_input(wildcards)
 
 
 def groups():
