@@ -59,6 +59,11 @@ def write_parquet(path, df: pd.DataFrame) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def write_csv(path, df: pd.DataFrame, **kwargs) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, **kwargs)
+
+
 def read_parquet(path, *, columns: list[str] | None = None, allow_empty: bool = False) -> pd.DataFrame:
     """Read a parquet artifact; a missing column, an unreadable file or no rows is a one-line error."""
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, write_parquet, write_text
+from kinject.io import atomic_path, write_csv, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +56,23 @@ def best_k(scores: pd.DataFrame) -> pd.DataFrame:
     return rag.loc[idx, keys + ["k", "accuracy"]].rename(columns={"k": "best_k"}).reset_index(drop=True)
 
 
+def _labelled(df: pd.DataFrame, suffix: str = "") -> pd.DataFrame:
+    return df.assign(column=[_label(m, p) + suffix for m, p in zip(df["method"], df["paraphrase_set"])])
+
+
 def group_table(scores: pd.DataFrame, group: str, shots: int) -> pd.DataFrame:
     """The paper's table for a group of tasks: per task and model, Base / FT / RAG / FT+RAG (RAG at its best K)."""
     sub = scores[(scores["group"] == group) & (scores["shots"] == shots)]
     best = best_k(sub)
     plain = sub[sub["method"].isin(["base", "ft"])]
-    cells = pd.concat([
-        plain.assign(column=[_label(m, p) for m, p in zip(plain["method"], plain["paraphrase_set"])]),
-        best.rename(columns={"best_k": "k"}).assign(
-            column=[_label(m, p) for m, p in zip(best["method"], best["paraphrase_set"])]),
-    ])
+    cells = pd.concat([_labelled(plain), _labelled(best)])
     ft_sets = set(best.loc[best["method"] == "ftrag", "paraphrase_set"].dropna())
     cells = cells[(cells["method"] != "ft") | cells["paraphrase_set"].isin(ft_sets)]
     table = cells.pivot_table(index=["task", "model"], columns="column", values="accuracy", sort=False)
     order = ["Base"] + sorted({c for c in table.columns if c.startswith("FT") and "+" not in c}) + ["RAG"] \
         + sorted({c for c in table.columns if c.endswith("+RAG")})
     table = table[[c for c in order if c in table.columns]]
-    ks = best.assign(column=[_label(m, p) + " K" for m, p in zip(best["method"], best["paraphrase_set"])])
-    ks = ks.pivot_table(index=["task", "model"], columns="column", values="best_k", sort=False)
+    ks = _labelled(best, " K").pivot_table(index=["task", "model"], columns="column", values="best_k", sort=False)
     ks = ks[[f"{c} K" for c in table.columns if f"{c} K" in ks.columns]]
     return table.join(ks).reset_index()
 
@@ -97,14 +96,11 @@ def write_tables(score_paths, tasks: dict, out_dir, scores_csv, best_k_csv) -> N
     for (group, shots), _ in scores.groupby(["group", "shots"]):
         table = group_table(scores, group, shots)
         stem = out_dir / f"{group}_{shots}shot"
-        with atomic_path(f"{stem}.csv") as tmp:
-            table.to_csv(tmp, index=False, float_format="%.4f")
+        write_csv(f"{stem}.csv", table, float_format="%.4f")
         write_parquet(f"{stem}.parquet", table)
         write_text(f"{stem}.md", f"# {group}, {shots}-shot: accuracy\n\n" + _markdown(table))
-    with atomic_path(scores_csv) as tmp:
-        scores.to_csv(tmp, index=False)
-    with atomic_path(best_k_csv) as tmp:
-        best_k(scores).to_csv(tmp, index=False)
+    write_csv(scores_csv, scores)
+    write_csv(best_k_csv, best_k(scores))
 
 
 def read_losses(paths) -> pd.DataFrame:
@@ -132,8 +128,7 @@ def write_figures(scores_csv, loss_paths, out: dict) -> None:
     scores = pd.read_csv(scores_csv)
     ft = scores[(scores["method"] == "ft") & (scores["k"] == 0)]
     ft = ft[ft.groupby(["model", "task", "shots"])["paraphrase_set"].transform("nunique") > 1]
-    with atomic_path(out["paraphrases_csv"]) as tmp:
-        ft[["model", "task", "shots", "paraphrase_set", "accuracy"]].to_csv(tmp, index=False)
+    write_csv(out["paraphrases_csv"], ft[["model", "task", "shots", "paraphrase_set", "accuracy"]])
     fig, ax = plt.subplots(figsize=(6, 4))
     for (model, task, shots), g in ft.groupby(["model", "task", "shots"]):
         ax.plot(g["paraphrase_set"], g["accuracy"], marker="o", label=f"{model} / {task}")
@@ -144,8 +139,7 @@ def write_figures(scores_csv, loss_paths, out: dict) -> None:
     plt.close(fig)
 
     losses = read_losses(loss_paths)
-    with atomic_path(out["loss_csv"]) as tmp:
-        losses.to_csv(tmp, index=False)
+    write_csv(out["loss_csv"], losses)
     fig, ax = plt.subplots(figsize=(7, 4))
     longest = losses[losses["paraphrase_set"] == losses.groupby(["model", "task"])["paraphrase_set"].transform("max")]
     for (model, task), g in longest.groupby(["model", "task"]):
@@ -163,8 +157,7 @@ def write_figures(scores_csv, loss_paths, out: dict) -> None:
     anchors = pd.concat([scores[scores["method"] == "base"].assign(method="rag"),
                          scores[scores["method"] == "ft"].assign(method="ftrag")])  # K = 0: no retrieval
     curve = pd.concat([anchors.merge(rag[keys].drop_duplicates(), on=keys), rag]).sort_values(keys + ["k"])
-    with atomic_path(out["k_csv"]) as tmp:
-        curve[["model", "task", "shots", "method", "paraphrase_set", "k", "accuracy"]].to_csv(tmp, index=False)
+    write_csv(out["k_csv"], curve[keys + ["k", "accuracy"]])
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, g in curve.groupby(["model", "task", "shots", "method", "paraphrase_set"], dropna=False):
         model, task, shots, method, p = key
