@@ -12,7 +12,7 @@ import pytest
 from kinject.io import write_parquet
 from kinject.models import build_tiny_model
 
-TEXTS = [f"The ferry {i} of the Orrin line sails at {6 + i % 12} o'clock from pier {i % 7} to Velmar." for i in range(160)]
+TEXTS = [f"The ferry {i} of the Orrin line sails at {6 + i % 12} o'clock from pier {i % 7} to Velmar." for i in range(480)]
 
 
 def finetune_cmd(base, train, out, work, loss):
@@ -35,14 +35,14 @@ def test_sigkill_mid_epoch_then_rerun_reaches_the_same_loss(tmp_path):
                            env=env, capture_output=True, text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr[-2000:]
     steps = len(pd.read_csv(tmp_path / "whole.csv"))
-    assert steps > 20
+    assert steps > 100  # checkpoints every 5 steps: the first one comes early in epoch 1
 
     args = (base, train, tmp_path / "ft", tmp_path / "w2", tmp_path / "loss.csv")
     job = subprocess.Popen(finetune_cmd(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
-    while not list((tmp_path / "w2").glob("checkpoint-10/trainer_state.json")):  # killed mid-epoch 1
-        assert job.poll() is None and time.monotonic() < deadline, "the job ended before its checkpoint at step 10"
-        time.sleep(0.05)
+    while not list((tmp_path / "w2").glob("checkpoint-*/trainer_state.json")):  # killed mid-epoch 1
+        assert job.poll() is None and time.monotonic() < deadline, "the job ended before its first checkpoint"
+        time.sleep(0.02)
     job.send_signal(signal.SIGKILL)
     job.wait()
     assert not (tmp_path / "ft").exists() and not (tmp_path / "loss.csv").exists()
