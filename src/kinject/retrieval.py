@@ -66,7 +66,7 @@ def _read_chunks(path, columns: list[str]) -> pd.DataFrame:
     return chunks
 
 
-def build_index(chunks_parquet, embedder, index_path, *, batch_size: int = 64, exact_max: int = 100_000) -> None:
+def build_index(chunks_parquet, embedder, index_path, *, batch_size: int = 64, exact_max: int = 10_000_000) -> None:
     """Embed every chunk's text; row i of the index is row i of ``chunks_parquet``."""
     chunks = _read_chunks(chunks_parquet, ["chunk_id", "text"])
     vectors = embed(_embedder(embedder), chunks["text"].tolist(), batch_size=batch_size)
