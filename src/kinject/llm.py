@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -107,6 +108,14 @@ class LLMClient:
     def _has_endpoint(self) -> bool:
         return bool(os.environ.get(self.api_key_env)) or bool(self.base_url)
 
+    @cached_property
+    def _openai(self):
+        """One openai client per LLMClient, so its HTTP connections are reused across calls."""
+        import openai
+
+        return openai.OpenAI(api_key=os.environ.get(self.api_key_env) or "unused", base_url=self.base_url,
+                             max_retries=self.max_retries, timeout=self.timeout_s)
+
     def _call(self, req: dict) -> str:
         if self.backend is not None:
             reply, usage = self.backend(req)
@@ -116,10 +125,8 @@ class LLMClient:
                                    f"{self.api_key_env} is not set")
             import openai
 
-            client = openai.OpenAI(api_key=os.environ.get(self.api_key_env) or "unused",
-                                   base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout_s)
             try:
-                resp = client.chat.completions.create(**req)
+                resp = self._openai.chat.completions.create(**req)
             except openai.OpenAIError as exc:
                 raise KinjectError(self.base_url or "OpenAI API",
                                    f"LLM call failed after {self.max_retries} retries: {exc}") from None
