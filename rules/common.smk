@@ -1,14 +1,16 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
-from kinject.grid import cells
+from kinject.grid import SCORE_PATTERN, cells, evaluation_cells, rag_ks
 
 TASKS = list(config["tasks"])
 MODELS = list(config["models"])
 CELLS = cells(config)
+RAG_KS = rag_ks(config)
+EVALUATION_CELLS = evaluation_cells(config)
 
 
 # Rules that run where snakemake runs, never as cluster jobs: they are light, and the ones that reach the
 # network (MediaWiki, the hub, the LLM API) must run on a login node, since compute nodes often have none.
-# The rest (build_base_model, hparam_trial, finetune, index_chunks, retrieve, evaluate) go to the executor.
+# The rest (build_base_model, hparam_trial, finetune, index_chunks, retrieve, evaluate_*) go to the executor.
 localrules:
     all,
     fetch,
@@ -32,7 +34,7 @@ wildcard_constraints:
     task="|".join(TASKS),
     model="|".join(MODELS),
     group="[a-z0-9_]+",
-    method=r"base|rag|ft-p\d+|ftrag-p\d+",
+    p=r"\d+",
     k=r"\d+",
     shots=r"\d+",
     lr=r"[0-9.e+-]+",
@@ -72,16 +74,22 @@ def embedder_path():
     return config["embedder"].get("pretrained") or "results/embedder"
 
 
-def eval_model_path(wildcards):
-    """The model a score file evaluates: the method's fine-tuned checkpoint, or the base model."""
-    if wildcards.method.startswith("ft"):
-        p = wildcards.method.split("-p")[1]
-        return f"results/finetune/{wildcards.model}/{wildcards.task}/k{p}/checkpoint"
-    return base_model_path(wildcards)
+def eval_score_outputs(rule_name):
+    """The score files written by one job of an evaluation rule, one per (method, K) it scores."""
+    return [
+        SCORE_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}")
+        for method, k in EVALUATION_CELLS[rule_name]
+    ]
 
 
-def eval_model_input(wildcards):
-    return eval_model_path(wildcards) if wildcards.method.startswith("ft") else base_model_input(wildcards)
+def eval_task_inputs(rule_name):
+    """The lm-eval task folders of those cells, in the same order."""
+    return [f"results/{{task}}/lmeval/k{k}" for _, k in EVALUATION_CELLS[rule_name]]
+
+
+def eval_runs(rule_name):
+    """(method, K) of each output, the paraphrase set filled in: what each score file records."""
+    return lambda wildcards: [(method.format(**dict(wildcards.items())), k) for method, k in EVALUATION_CELLS[rule_name]]
 
 
 def groups():

@@ -1,5 +1,8 @@
 # Evaluation with lm-evaluation-harness: each (task, K) becomes an lm-eval task written as data (a YAML
-# over our JSONL, RAG context prepended); each grid cell is one lm-eval run and one score file.
+# over our JSONL, RAG context prepended). Each grid cell is one score file; one job scores every cell of
+# one model checkpoint at one shot count in a single lm-eval call, so the model is loaded once per job
+# (kinject.grid.evaluation_cells): the base model for base and all RAG K, a fine-tuned one for FT, and
+# again for all FT+RAG K.
 
 
 rule lmeval_task:
@@ -21,22 +24,66 @@ rule lmeval_task:
         "../scripts/lmeval_task.py"
 
 
-rule evaluate:
+rule evaluate_base:
     input:
-        model=eval_model_input,
-        task="results/{task}/lmeval/k{k}",
+        model=base_model_input,
+        tasks=eval_task_inputs("evaluate_base"),
     output:
-        "results/scores/{model}/{task}/{method}_k{k}_{shots}shot.json",
+        eval_score_outputs("evaluate_base"),
     params:
-        model=eval_model_path,
-        task_name="kinject_{task}_k{k}",
+        model=base_model_path,
+        runs=eval_runs("evaluate_base"),
         batch_size=config["evaluation"].get("batch_size", 8),
         seed=config["seed"],
     log:
-        "logs/evaluate/{model}_{task}_{method}_k{k}_{shots}shot.log",
+        "logs/evaluate/{model}_{task}_base_{shots}shot.log",
     resources:
-        **gpu_resources(),
+        **gpu_resources("evaluate"),
     conda:
         "../envs/evaluate.yaml"
     script:
         "../scripts/evaluate.py"
+
+
+rule evaluate_ft:
+    input:
+        model="results/finetune/{model}/{task}/k{p}/checkpoint",
+        tasks=eval_task_inputs("evaluate_ft"),
+    output:
+        eval_score_outputs("evaluate_ft"),
+    params:
+        model=lambda wildcards, input: input.model,
+        runs=eval_runs("evaluate_ft"),
+        batch_size=config["evaluation"].get("batch_size", 8),
+        seed=config["seed"],
+    log:
+        "logs/evaluate/{model}_{task}_ft-p{p}_{shots}shot.log",
+    resources:
+        **gpu_resources("evaluate"),
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+if RAG_KS:
+
+    rule evaluate_ftrag:
+        input:
+            model="results/finetune/{model}/{task}/k{p}/checkpoint",
+            tasks=eval_task_inputs("evaluate_ftrag"),
+        output:
+            eval_score_outputs("evaluate_ftrag"),
+        params:
+            model=lambda wildcards, input: input.model,
+            runs=eval_runs("evaluate_ftrag"),
+            batch_size=config["evaluation"].get("batch_size", 8),
+            seed=config["seed"],
+        log:
+            "logs/evaluate/{model}_{task}_ftrag-p{p}_{shots}shot.log",
+        resources:
+            **gpu_resources("evaluate"),
+        conda:
+            "../envs/evaluate.yaml"
+        script:
+            "../scripts/evaluate.py"

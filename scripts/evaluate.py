@@ -1,7 +1,10 @@
 from kinject.cli import rule_main
-from kinject.evaluate import run_lmeval
+from kinject.evaluate import Run, run_lmeval
 
 w = snakemake.wildcards
-rule_main(snakemake, run_lmeval, snakemake.params.model, snakemake.input.task, snakemake.params.task_name,
-          snakemake.output[0], shots=int(w.shots), batch_size=snakemake.params.batch_size, seed=snakemake.params.seed,
-          meta={"model": w.model, "task": w.task, "method": w.method, "k": int(w.k)})
+runs = [
+    Run(task_dir, f"kinject_{w.task}_k{k}", out, meta={"model": w.model, "task": w.task, "method": method, "k": k})
+    for task_dir, out, (method, k) in zip(snakemake.input.tasks, snakemake.output, snakemake.params.runs, strict=True)
+]
+rule_main(snakemake, run_lmeval, snakemake.params.model, runs, shots=int(w.shots),
+          batch_size=snakemake.params.batch_size, seed=snakemake.params.seed)

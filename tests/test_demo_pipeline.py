@@ -75,7 +75,7 @@ def test_editing_one_paraphrase_set_reruns_only_its_downstream(demo_run):  # kee
     df.to_parquet(target, index=False)
     # set 3 feeds one fine-tuning run, which feeds one score (FT+RAG uses sets 0 and 10 only). A bare
     # `touch` re-runs nothing: Snakemake sees by checksum that a small file's content did not change.
-    assert planned_jobs(demo_run) == {"finetune": 1, "evaluate": 1, "tables": 1, "figures": 1, "all": 1}
+    assert planned_jobs(demo_run) == {"finetune": 1, "evaluate_ft": 1, "tables": 1, "figures": 1, "all": 1}
 
 
 def test_two_runs_give_identical_tables(small_demo_local, tmp_path):

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from kinject.errors import KinjectError  # noqa: E402
-from kinject.evaluate import run_lmeval, write_lmeval_task  # noqa: E402
+from kinject.evaluate import Run, run_lmeval, write_lmeval_task  # noqa: E402
 
 # Every correct option is one short word, every wrong one a long sentence: a model that scores the
 # option TEXTS by summed log-likelihood (lm-eval's acc) picks the short one even with random weights.
@@ -119,14 +119,14 @@ def test_no_dev_rows_means_no_fewshot_split(data, tmp_path):
     assert "fewshot_split" not in config and list(config["dataset_kwargs"]["data_files"]) == ["test"]
     assert not (out / "dev.jsonl").exists()
     with pytest.raises(KinjectError, match="kin_test_only.yaml: 1-shot evaluation needs 1 dev questions; .* has 0"):
-        run_lmeval("unused", out, "kin_test_only", tmp_path / "score.json", shots=1)
+        run_lmeval("unused", [Run(out, "kin_test_only", tmp_path / "score.json")], shots=1)
 
 
 def test_lmeval_runs_zero_and_few_shot_with_context(tiny_model, data, tmp_path, monkeypatch):
     questions, chunks, retrieved = data
     k0 = write_lmeval_task(questions, tmp_path / "k0", "kin_k0")
-    scores = run_lmeval(tiny_model, k0, "kin_k0", tmp_path / "scores" / "k0.json", shots=0,
-                        meta={"model": "tiny", "method": "base"})
+    [scores] = run_lmeval(tiny_model, [Run(k0, "kin_k0", tmp_path / "scores" / "k0.json",
+                                           meta={"model": "tiny", "method": "base"})], shots=0)
     assert json.loads((tmp_path / "scores" / "k0.json").read_text()) == scores
     assert scores["n_questions"] == 6 and scores["shots"] == 0 and scores["k"] == 0
     assert scores["model"] == "tiny" and scores["lm_eval_version"] == "0.4.13"
@@ -136,10 +136,36 @@ def test_lmeval_runs_zero_and_few_shot_with_context(tiny_model, data, tmp_path, 
     k1 = write_lmeval_task(questions, tmp_path / "k1", "kin_k1", k=1, retrieved_parquet=retrieved,
                            chunks_parquet=chunks)
     monkeypatch.chdir(tmp_path / "scores")  # the task's data paths do not depend on the working directory
-    scores = run_lmeval(tiny_model, k1, "kin_k1", tmp_path / "scores" / "k1.json", shots=2, seed=7)
+    [scores] = run_lmeval(tiny_model, [Run(k1, "kin_k1", tmp_path / "scores" / "k1.json")], shots=2, seed=7)
     assert scores["n_questions"] == 6 and scores["shots"] == 2 and scores["k"] == 1
     assert 0 <= scores["accuracy"] <= 1 and scores["accuracy"] * 6 == round(scores["accuracy"] * 6)
     assert _docs(k1 / "test.jsonl")["t3"]["context"] == CHUNKS[3]
+
+
+def test_one_call_scores_several_tasks_as_separate_calls_do(tiny_model, data, tmp_path):
+    """One job scores base and every RAG K with one model load; each score equals its own lm-eval run."""
+    questions, chunks, retrieved = data
+    runs = [Run(write_lmeval_task(questions, tmp_path / f"k{k}", f"kin_k{k}", k=k, retrieved_parquet=retrieved,
+                                  chunks_parquet=chunks), f"kin_k{k}", tmp_path / "together" / f"k{k}.json",
+                meta={"method": "rag" if k else "base"})
+            for k in (0, 1, 2)]
+    together = run_lmeval(tiny_model, runs, shots=1, seed=3)
+    alone = [run_lmeval(tiny_model, [Run(r.task_dir, r.task_name, tmp_path / "alone" / f"{r.task_name}.json",
+                                         r.meta)], shots=1, seed=3)[0] for r in runs]
+    assert [s["k"] for s in together] == [0, 1, 2] and [s["method"] for s in together] == ["base", "rag", "rag"]
+    for t, a in zip(together, alone):
+        assert t["n_questions"] == a["n_questions"] == 6
+        assert t["accuracy"] == a["accuracy"] and abs(t["accuracy_norm"] - a["accuracy_norm"]) < 1e-9
+    assert [json.loads((tmp_path / "together" / f"k{k}.json").read_text()) for k in (0, 1, 2)] == together
+
+
+def test_a_bad_task_fails_before_any_score_is_written(data, tmp_path):
+    good = write_lmeval_task(data[0], tmp_path / "good", "kin_good")
+    bad = write_lmeval_task(data[0], tmp_path / "bad", "kin_bad")
+    (bad / "test.jsonl").unlink()
+    with pytest.raises(KinjectError, match="kin_bad.yaml: data file .*bad/test.jsonl not found"):
+        run_lmeval("unused", [Run(good, "kin_good", tmp_path / "good.json"), Run(bad, "kin_bad", tmp_path / "bad.json")])
+    assert not (tmp_path / "good.json").exists()
 
 
 def test_out_of_range_answer_is_refused_before_lmeval(data, tmp_path):
@@ -167,4 +193,4 @@ def test_moved_task_folder_is_refused(data, tmp_path):
     task = write_lmeval_task(data[0], tmp_path / "task", "kin")
     shutil.move(task, tmp_path / "moved")
     with pytest.raises(KinjectError, match="kin.yaml: data file .*task/test.jsonl not found"):
-        run_lmeval("unused", tmp_path / "moved", "kin", tmp_path / "score.json")
+        run_lmeval("unused", [Run(tmp_path / "moved", "kin", tmp_path / "score.json")])

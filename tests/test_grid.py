@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kinject.errors import KinjectError
-from kinject.grid import cells, expected_job_counts
+from kinject.grid import SCORE_PATTERN, cells, evaluation_cells, evaluation_jobs, expected_job_counts
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,11 @@ def test_paper_grid_dry_run_matches_formula():
     assert dry_run_counts() == expected
     # the paper's grid: 3 models x (5 MMLU tasks x 2 shots x (base + 5 RAG + FT + 5 FT+RAG)
     #                              + current events x (base + 5 RAG + 11 FT + 2 x 5 FT+RAG))
-    assert expected["evaluate"] == 3 * (5 * 2 * 12 + 27) == len(cells(config))
+    assert len(cells(config)) == 3 * (5 * 2 * 12 + 27)
+    # one evaluation job per checkpoint and shot count: base (+ RAG), FT, FT (+ RAG) for the sets that have it
+    assert expected["evaluate_base"] == 3 * (5 * 2 + 1)
+    assert expected["evaluate_ft"] == 3 * (5 * 2 * 1 + 11)
+    assert expected["evaluate_ftrag"] == 3 * (5 * 2 * 1 + 2)
     assert expected["finetune"] == 3 * (5 + 11)
     assert expected["hparam_trial"] == 3 * 5 * 5
 
@@ -37,6 +41,26 @@ def test_paper_grid_dry_run_matches_formula():
 def test_demo_grid_dry_run_matches_formula():
     config = load_config(ROOT / "config" / "demo.yaml")
     assert dry_run_counts("--configfile", "config/demo.yaml") == expected_job_counts(config)
+
+
+@pytest.mark.parametrize("configfile", ["config.yaml", "config/demo.yaml"])
+def test_evaluation_jobs_score_every_cell_exactly_once(configfile):
+    config = load_config(ROOT / configfile)
+    written = []
+    for rule, jobs in evaluation_jobs(config).items():
+        for job in jobs:
+            written += [SCORE_PATTERN.format(**{**job, "method": method.format(**job), "k": k})
+                        for method, k in evaluation_cells(config)[rule]]
+    assert sorted(written) == sorted(cell.path for cell in cells(config))
+
+
+def test_no_rag_k_means_no_rag_jobs(tmp_path):
+    path = write_config(tmp_path, lambda c: c["retrieval"].update(k=[0]))
+    config = load_config(path)
+    counts = expected_job_counts(config)
+    assert "evaluate_ftrag" not in counts and "retrieve" not in counts
+    assert evaluation_cells(config)["evaluate_base"] == [("base", 0)]
+    assert dry_run_counts("--configfile", str(path)) == counts
 
 
 def write_config(tmp_path, edit):
@@ -61,3 +85,21 @@ def test_bad_config_is_one_clear_line(tmp_path, edit, message):
     with pytest.raises(KinjectError, match=message) as err:
         load_config(path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_resources_evaluate_and_finetune_override_gpu_rules(tmp_path):
+    def edit(config):
+        config["resources"]["evaluate"] = {"gpu": 0, "mem_mb": 1234, "runtime": 7}
+        config["resources"]["finetune"] = {"gpu": 0, "mem_mb": 4321, "runtime": 9}
+
+    path = write_config(tmp_path, edit)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--configfile", str(path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    mem = {}
+    for job in re.split(r"^\[.*\]$", proc.stdout, flags=re.M):  # a job per block, its date first
+        rule, resources = re.search(r"^(?:local)?rule (\w+):", job, re.M), re.search(r"mem_mb=(\d+)", job)
+        if rule and resources:
+            mem.setdefault(rule[1], set()).add(resources[1])
+    assert mem["evaluate_base"] == mem["evaluate_ft"] == mem["evaluate_ftrag"] == {"1234"}
+    assert mem["finetune"] == {"4321"} and mem["retrieve"] == {"4000"}  # gpu_rules, as in the demo config

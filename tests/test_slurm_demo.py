@@ -9,7 +9,8 @@ from conftest import copy_checkout, result_tables, run_snakemake, small_demo_con
 from slurm_cluster import scontrol_job, snakemake_flags
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-GPU_RULES = {"build_base_model", "finetune", "index_chunks", "retrieve", "evaluate"}
+GPU_RULES = {"build_base_model", "finetune", "index_chunks", "retrieve", "evaluate_base", "evaluate_ft",
+             "evaluate_ftrag"}
 
 
 def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local, tmp_path):
@@ -23,7 +24,10 @@ def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local,
     job_logs = list(slurm_logs.rglob("*.log"))
     rules = [log.relative_to(slurm_logs).parts[0].removeprefix("rule_") for log in job_logs]
     assert set(rules) == GPU_RULES  # the light and network-bound rules stayed local
-    assert rules.count("evaluate") == 9  # 4 atlas cells + 5 current-events cells
+    # 9 cells, one job per checkpoint: atlas base (+ RAG), FT p0, FT+RAG p0; news base (+ RAG), FT p0, FT p1,
+    # FT+RAG p1
+    assert {r: rules.count(r) for r in GPU_RULES if r.startswith("evaluate")} == {
+        "evaluate_base": 2, "evaluate_ft": 3, "evaluate_ftrag": 2}
     for log in job_logs:
         job = scontrol_job(log.stem, slurm_cluster.env)
         assert job["JobState"] == "COMPLETED" and job["Partition"] == slurm_cluster.partition, job

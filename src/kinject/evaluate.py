@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 from unittest import mock
@@ -121,18 +122,37 @@ def _count_lines(path) -> int:
         return sum(1 for _ in fh)
 
 
-def run_lmeval(model, task_dir, task_name: str, out_json, *, shots: int = 0, batch_size: int = 8,
-               device: str | None = None, seed: int = 1234, meta: dict | None = None) -> dict:
-    """Score ``model`` (hub id or local folder) on the task with lm-eval's HF backend; write the scores JSON.
+@dataclass(frozen=True)
+class Run:
+    """One score file: the lm-eval task (folder + name) scored, where its JSON goes, and what it records."""
+
+    task_dir: str | Path
+    task_name: str
+    out_json: str | Path
+    meta: dict = field(default_factory=dict)
+
+
+def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, device: str | None = None,
+               seed: int = 1234) -> list[dict]:
+    """Score ``model`` (hub id or local folder) on every run's task in one lm-eval call: the model is loaded
+    once and lm-eval batches all tasks' requests together. Writes each run's scores JSON, once all are scored.
 
     Accuracy is lm-eval's own ``acc`` (highest log-likelihood option); nothing is recomputed here.
     """
-    yaml_path = Path(task_dir) / f"{task_name}.yaml"
-    config = read_task(yaml_path)
-    dev = config["dataset_kwargs"]["data_files"].get("dev")
-    n_dev = _count_lines(dev) if dev else 0
-    if shots > n_dev:
-        raise KinjectError(yaml_path, f"{shots}-shot evaluation needs {shots} dev questions; the task has {n_dev}")
+    if not runs:
+        raise KinjectError(str(model), "nothing to evaluate (no tasks)")
+    configs = []
+    for run in runs:  # every task is checked before the model is loaded
+        yaml_path = Path(run.task_dir) / f"{run.task_name}.yaml"
+        config = read_task(yaml_path)
+        dev = config["dataset_kwargs"]["data_files"].get("dev")
+        n_dev = _count_lines(dev) if dev else 0
+        if shots > n_dev:
+            raise KinjectError(yaml_path, f"{shots}-shot evaluation needs {shots} dev questions; the task has {n_dev}")
+        configs.append(config)
+    names = [run.task_name for run in runs]
+    if len(set(names)) < len(names):
+        raise KinjectError(runs[0].task_dir, f"task names repeat in one evaluation: {names}")
     offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if Path(model).is_dir() else {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.dict(os.environ, offline))  # before the HF libraries are imported
@@ -144,23 +164,27 @@ def run_lmeval(model, task_dir, task_name: str, out_json, *, shots: int = 0, bat
         # a private datasets cache per run: parallel jobs never share (or lock) one
         cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="kinject-datasets-"))
         stack.enter_context(mock.patch.object(datasets.config, "HF_DATASETS_CACHE", Path(cache)))
+        task_dirs = list(dict.fromkeys(str(run.task_dir) for run in runs))
         out = lm_eval.simple_evaluate(
-            model="hf", model_args={"pretrained": str(model)}, tasks=[task_name], num_fewshot=shots,
-            task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
+            model="hf", model_args={"pretrained": str(model)}, tasks=names, num_fewshot=shots,
+            task_manager=TaskManager(include_path=task_dirs, include_defaults=False),
             batch_size=batch_size, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
             log_samples=False)
-    result = out["results"][task_name]
-    scores = {
-        "accuracy": result["acc,none"],
-        "accuracy_stderr": result["acc_stderr,none"],
-        "accuracy_norm": result["acc_norm,none"],
-        "n_questions": out["n-samples"][task_name]["effective"],
-        "shots": shots,
-        "k": config["metadata"]["k"],
-        "lm_eval_version": metadata.version("lm_eval"),
-        **(meta or {}),
-    }
-    write_json(out_json, scores)
-    log.info("%s on %s (%d-shot): accuracy %.4f", model, task_name, shots, scores["accuracy"])
-    return scores
+    all_scores = []
+    for run, config in zip(runs, configs, strict=True):
+        result = out["results"][run.task_name]
+        all_scores.append({
+            "accuracy": result["acc,none"],
+            "accuracy_stderr": result["acc_stderr,none"],
+            "accuracy_norm": result["acc_norm,none"],
+            "n_questions": out["n-samples"][run.task_name]["effective"],
+            "shots": shots,
+            "k": config["metadata"]["k"],
+            "lm_eval_version": metadata.version("lm_eval"),
+            **run.meta,
+        })
+    for run, scores in zip(runs, all_scores, strict=True):
+        write_json(run.out_json, scores)
+        log.info("%s on %s (%d-shot): accuracy %.4f", model, run.task_name, shots, scores["accuracy"])
+    return all_scores

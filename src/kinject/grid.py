@@ -75,17 +75,48 @@ def check_config(config: dict, source: str = "config") -> None:
 
 def cells(config: dict) -> list[Cell]:
     """Every cell of the grid: base, FT per paraphrase set, RAG per K, FT+RAG per set and K; per shots."""
-    ks = sorted(config["retrieval"]["k"])
-    rag_ks = [k for k in ks if k > 0]
+    ks = rag_ks(config)
     out = []
     for model in config["models"]:
         for name, task in config["tasks"].items():
             for shots in sorted(task["shots"]):
                 out.append(Cell(model, name, "base", 0, shots))
-                out += [Cell(model, name, "rag", k, shots) for k in rag_ks]
+                out += [Cell(model, name, "rag", k, shots) for k in ks]
                 out += [Cell(model, name, f"ft-p{p}", 0, shots) for p in sorted(task["paraphrase_sets"])]
-                out += [Cell(model, name, f"ftrag-p{p}", k, shots) for p in ft_rag_sets(task) for k in rag_ks]
+                out += [Cell(model, name, f"ftrag-p{p}", k, shots) for p in ft_rag_sets(task) for k in ks]
     return out
+
+
+def rag_ks(config: dict) -> list[int]:
+    return [k for k in sorted(config["retrieval"]["k"]) if k > 0]
+
+
+def evaluation_cells(config: dict) -> dict[str, list[tuple[str, int]]]:
+    """(method, K) of the cells one job of each evaluation rule scores, in one process with one model load.
+
+    A job is one model checkpoint at one shot count: the base model scores base (K=0) and every RAG K; a
+    fine-tuned checkpoint scores FT (K=0), and in a second job every FT+RAG K. ``{p}`` is the paraphrase set.
+    """
+    ks = rag_ks(config)
+    return {
+        "evaluate_base": [("base", 0)] + [("rag", k) for k in ks],
+        "evaluate_ft": [("ft-p{p}", 0)],
+        "evaluate_ftrag": [("ftrag-p{p}", k) for k in ks],
+    }
+
+
+def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
+    """The wildcards of every evaluation job ``snakemake all`` runs, per rule."""
+    jobs: dict[str, list[dict]] = {rule: [] for rule in evaluation_cells(config)}
+    for model in config["models"]:
+        for task_name, task in config["tasks"].items():
+            for shots in sorted(task["shots"]):
+                at = {"model": model, "task": task_name, "shots": shots}
+                jobs["evaluate_base"].append(at)
+                jobs["evaluate_ft"] += [{**at, "p": p} for p in sorted(task["paraphrase_sets"])]
+                if rag_ks(config):
+                    jobs["evaluate_ftrag"] += [{**at, "p": p} for p in ft_rag_sets(task)]
+    return jobs
 
 
 def expected_job_counts(config: dict) -> dict[str, int]:
@@ -95,10 +126,9 @@ def expected_job_counts(config: dict) -> dict[str, int]:
     generated = [t for t in tasks.values() if t["questions"]["source"] == "generated"]
     validated = [t for t in tasks.values() if "validation" in t]
     paraphrased = [t for t in tasks.values() if max(t["paraphrase_sets"]) > 0]
-    ks = config["retrieval"]["k"]
+    rag = bool(rag_ks(config))
     n_search = len(config["finetune"].get("search", {}).get("lr", []))
-    all_cells = cells(config)
-    task_dirs = {(c.task, c.k) for c in all_cells}
+    task_dirs = {(c.task, c.k) for c in cells(config)}
     counts = {
         "fetch": n_tasks,
         "clean_dump": n_tasks,
@@ -114,11 +144,11 @@ def expected_job_counts(config: dict) -> dict[str, int]:
         "hparam_trial": n_models * len(validated) * n_search,
         "choose_hparams": n_models * len(validated),
         "finetune": n_models * sum(len(t["paraphrase_sets"]) for t in tasks.values()),
-        "extract_embedder": 1 if "package" in config["embedder"] else 0,
-        "index_chunks": n_tasks if any(k > 0 for k in ks) else 0,
-        "retrieve": n_tasks if any(k > 0 for k in ks) else 0,
+        "extract_embedder": 1 if "package" in config["embedder"] and rag else 0,
+        "index_chunks": n_tasks if rag else 0,
+        "retrieve": n_tasks if rag else 0,
         "lmeval_task": len(task_dirs),
-        "evaluate": len(all_cells),
+        **{rule: len(jobs) for rule, jobs in evaluation_jobs(config).items()},
         "tables": 1,
         "figures": 1,
         "all": 1,
