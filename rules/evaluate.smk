@@ -2,7 +2,8 @@
 # over our JSONL, RAG context prepended). Each grid cell is one score file; one job scores every cell of
 # one model checkpoint at one shot count in a single lm-eval call, so the model is loaded once per job
 # (kinject.grid.evaluation_cells): the base model for base and all RAG K, a fine-tuned one for FT, and
-# again for all FT+RAG K.
+# again for all FT+RAG K. `use rule ... with:` replaces input, output and log whole and updates params
+# by name.
 
 
 rule lmeval_task:
@@ -45,7 +46,7 @@ rule evaluate_base:
         "../scripts/evaluate.py"
 
 
-rule evaluate_ft:
+use rule evaluate_base as evaluate_ft with:
     input:
         model="results/finetune/{model}/{task}/k{p}/checkpoint",
         tasks=eval_task_inputs("evaluate_ft"),
@@ -54,36 +55,19 @@ rule evaluate_ft:
     params:
         model=lambda wildcards, input: input.model,
         runs=eval_runs("evaluate_ft"),
-        batch_size=config["evaluation"].get("batch_size", 8),
-        seed=config["seed"],
     log:
         "logs/evaluate/{model}_{task}_ft-p{p}_{shots}shot.log",
-    resources:
-        **gpu_resources("evaluate"),
-    conda:
-        "../envs/evaluate.yaml"
-    script:
-        "../scripts/evaluate.py"
 
 
 if RAG_KS:
 
-    rule evaluate_ftrag:
+    use rule evaluate_ft as evaluate_ftrag with:
         input:
             model="results/finetune/{model}/{task}/k{p}/checkpoint",
             tasks=eval_task_inputs("evaluate_ftrag"),
         output:
             eval_score_outputs("evaluate_ftrag"),
         params:
-            model=lambda wildcards, input: input.model,
             runs=eval_runs("evaluate_ftrag"),
-            batch_size=config["evaluation"].get("batch_size", 8),
-            seed=config["seed"],
         log:
             "logs/evaluate/{model}_{task}_ftrag-p{p}_{shots}shot.log",
-        resources:
-            **gpu_resources("evaluate"),
-        conda:
-            "../envs/evaluate.yaml"
-        script:
-            "../scripts/evaluate.py"
