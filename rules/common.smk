@@ -89,7 +89,8 @@ def eval_task_inputs(rule_name):
 
 def eval_runs(rule_name):
     """(method, K) of each output, the paraphrase set filled in: what each score file records."""
-    return lambda wildcards: [(method.format(**dict(wildcards.items())), k) for method, k in EVALUATION_CELLS[rule_name]]
+    cells = EVALUATION_CELLS[rule_name]
+    return lambda wildcards: [(method.format(**dict(wildcards.items())), k) for method, k in cells]
 
 
 def groups():

@@ -88,6 +88,7 @@ def cells(config: dict) -> list[Cell]:
 
 
 def rag_ks(config: dict) -> list[int]:
+    """The retrieval depths K > 0, ascending (K = 0 is no retrieval)."""
     return [k for k in sorted(config["retrieval"]["k"]) if k > 0]
 
 
