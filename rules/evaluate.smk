@@ -34,7 +34,7 @@ rule evaluate_base:
     params:
         model=base_model_path,
         runs=eval_runs("evaluate_base"),
-        batch_size=config["evaluation"].get("batch_size", 8),
+        batch_size=config["evaluation"]["batch_size"],  # the schema fills its default
         seed=config["seed"],
     log:
         "logs/evaluate/{model}_{task}_base_{shots}shot.log",

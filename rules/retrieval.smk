@@ -27,7 +27,7 @@ rule index_chunks:
     params:
         embedder=embedder_path(),
         batch_size=config["retrieval"].get("batch_size", 64),
-        exact_max=config["retrieval"].get("exact_max", 10000000),
+        exact_max=config["retrieval"]["exact_max"],  # the schema fills its default
     log:
         "logs/index_chunks/{task}.log",
     resources:

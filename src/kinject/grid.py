@@ -109,13 +109,14 @@ def evaluation_cells(config: dict) -> dict[str, list[tuple[str, int]]]:
 def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
     """The wildcards of every evaluation job ``snakemake all`` runs, per rule."""
     jobs: dict[str, list[dict]] = {rule: [] for rule in evaluation_cells(config)}
+    rag = bool(rag_ks(config))
     for model in config["models"]:
         for task_name, task in config["tasks"].items():
             for shots in sorted(task["shots"]):
                 at = {"model": model, "task": task_name, "shots": shots}
                 jobs["evaluate_base"].append(at)
                 jobs["evaluate_ft"] += [{**at, "p": p} for p in sorted(task["paraphrase_sets"])]
-                if rag_ks(config):
+                if rag:
                     jobs["evaluate_ftrag"] += [{**at, "p": p} for p in ft_rag_sets(task)]
     return jobs
 
