@@ -423,20 +423,12 @@ def copy_repo(dest: Path) -> None:
             shutil.copy2(src, dest / name, follow_symlinks=False)
 
 
-def job_stats(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a Snakemake dry run, without its total ({} when nothing is to be done)."""
-    if "Job stats:" not in output:
-        return {}
-    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
-
-
 def dry_run(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([SNAKEMAKE, "-n", *args], cwd=repo, capture_output=True, text=True)
 
 
 def bench_snakemake(results: Path, tmp: Path, complete: bool) -> None:
-    from kinject.grid import expected_job_counts
+    from kinject.grid import dry_run_jobs, expected_job_counts
     from kinject.settings import load_config
 
     repo = tmp / "repo"
@@ -454,11 +446,11 @@ def bench_snakemake(results: Path, tmp: Path, complete: bool) -> None:
                      "not measured", "no completed demo run in results/ (run `make demo` first)")
         return
     shutil.copytree(results, repo / "results", symlinks=True)  # copy2: modification times kept
-    before = job_stats(dry_run(repo, "--configfile", "config/demo.yaml").stdout)
+    before = dry_run_jobs(dry_run(repo, "--configfile", "config/demo.yaml").stdout)
     target = repo / "results" / "current_events" / "paraphrases" / "paraphrases_k3.parquet"
     assert target.is_relative_to(tmp) and not target.is_relative_to(ROOT)
     target.touch()
-    after = job_stats(dry_run(repo, "--configfile", "config/demo.yaml").stdout)
+    after = dry_run_jobs(dry_run(repo, "--configfile", "config/demo.yaml").stdout)
     expected = {"finetune": 1, "evaluate_ft": 1, "tables": 1, "figures": 1, "all": 1}
     stale = ", ".join(f"{k} {v}" for k, v in before.items()) or "none"
     record_value("re-run after touching one paraphrase set", "demo, current_events paraphrases_k3.parquet",
@@ -471,11 +463,11 @@ def bench_snakemake(results: Path, tmp: Path, complete: bool) -> None:
         return
     # with the run's records Snakemake 9 compares an input's checksum before its modification time
     shutil.copytree(records, repo / ".snakemake" / "metadata", dirs_exist_ok=True)
-    touched = job_stats(dry_run(repo, "--configfile", "config/demo.yaml").stdout)
+    touched = dry_run_jobs(dry_run(repo, "--configfile", "config/demo.yaml").stdout)
     edited = pd.read_parquet(target)
     edited.loc[edited.index[-1], "text"] += " (edited)"
     edited.to_parquet(target, index=False)
-    changed = job_stats(dry_run(repo, "--configfile", "config/demo.yaml").stdout)
+    changed = dry_run_jobs(dry_run(repo, "--configfile", "config/demo.yaml").stdout)
     record_value("re-run after editing one paraphrase set", "demo, same file, with the run's .snakemake/metadata",
                  "snakemake -n --configfile config/demo.yaml", sum(changed.values()), "jobs",
                  "as expected" if changed == expected else "UNEXPECTED",

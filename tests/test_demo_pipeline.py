@@ -1,12 +1,10 @@
 """The embedded demo, end to end: result tables, targeted rebuilds and what a touched file re-runs."""
 
-import re
-
 import pandas as pd
 import pytest
 from conftest import copy_checkout, result_tables, run_snakemake, small_demo_config
 
-from kinject.grid import cells
+from kinject.grid import cells, dry_run_jobs
 from kinject.settings import load_config
 
 pytestmark = pytest.mark.slow
@@ -16,10 +14,7 @@ DEMO = ["--configfile", "config/demo.yaml"]
 def planned_jobs(workdir, *args) -> dict[str, int]:
     proc = run_snakemake(workdir, "-n", *args, *DEMO)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    if "Nothing to be done" in proc.stdout + proc.stderr:
-        return {}
-    stats = proc.stdout.split("Job stats:")[1].split("Reasons:")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M) if m[1] != "total"}
+    return dry_run_jobs(proc.stdout)
 
 
 def test_result_tables_hold_one_accuracy_per_cell(demo_run):

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from kinject.errors import KinjectError
-from kinject.grid import SCORE_PATTERN, cells, evaluation_cells, evaluation_jobs, expected_job_counts
+from kinject.grid import (SCORE_PATTERN, cells, dry_run_jobs, evaluation_cells, evaluation_jobs,
+                          expected_job_counts)
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,8 +20,7 @@ def dry_run_counts(*args) -> dict[str, int]:
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    stats = proc.stdout.split("Job stats:")[1].split("Reasons:")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M) if m[1] != "total"}
+    return dry_run_jobs(proc.stdout)
 
 
 def test_paper_grid_dry_run_matches_formula():
@@ -103,3 +103,11 @@ def test_resources_evaluate_and_finetune_override_gpu_rules(tmp_path):
             mem.setdefault(rule[1], set()).add(resources[1])
     assert mem["evaluate_base"] == mem["evaluate_ft"] == mem["evaluate_ftrag"] == {"1234"}
     assert mem["finetune"] == {"4321"} and mem["retrieve"] == {"4000"}  # gpu_rules, as in the demo config
+
+
+def test_dry_run_jobs_reads_the_job_stats_table():
+    out = ("Building DAG of jobs...\nJob stats:\njob            count\n-----------  -------\nevaluate_ft"
+           "        13\nall                1\ntotal             14\n\nReasons:\n    code has changed:\n"
+           "        evaluate_ft 1\n")
+    assert dry_run_jobs(out) == {"evaluate_ft": 13, "all": 1}
+    assert dry_run_jobs("Building DAG of jobs...\nNothing to be done (all requested files are present).") == {}

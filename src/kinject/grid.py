@@ -6,6 +6,7 @@ documented job counts cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from kinject.errors import KinjectError
@@ -156,3 +157,12 @@ def expected_job_counts(config: dict) -> dict[str, int]:
         "all": 1,
     }
     return {rule: n for rule, n in counts.items() if n}
+
+
+def dry_run_jobs(output: str) -> dict[str, int]:
+    """Jobs per rule in the 'Job stats' table of ``snakemake -n`` output, without the total ({} when
+    nothing is to be done): what ``expected_job_counts`` is compared with."""
+    if "Job stats:" not in output:
+        return {}
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
