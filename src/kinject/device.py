@@ -1,0 +1,57 @@
+"""Where a job computes: the GPU it was given (or a loud refusal), its CPU threads, its dtype.
+
+Every compute job calls these through ``kinject.cli.rule_main`` (or the fine-tuning entry point), so a
+job asking for a GPU never runs on the CPU by accident, and torch uses exactly the cores the job holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from kinject.errors import KinjectError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # config name -> torch dtype name
+
+
+def torch_dtype(precision: str):
+    """The torch dtype of a config precision; bf16 on a CUDA device without bf16 is an error, not a fallback."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise KinjectError("config", f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise KinjectError("config", f"precision bf16: {torch.cuda.get_device_name()} has no bf16 support; "
+                                     "set precision: fp32")
+    return getattr(torch, PRECISIONS[precision])
+
+
+def check_gpu(gpus: int, allow_cpu: bool, where) -> str:
+    """The device a job runs on: 'cuda' when it was given GPUs and CUDA works; 'cpu' when it asked for none.
+
+    A job that asked for GPUs but sees no CUDA fails with one line, unless ``resources.allow_cpu`` is set
+    (then the CPU run is logged), so a misconfigured node never silently runs a 7B job on CPU.
+    """
+    import torch
+
+    if gpus <= 0:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if not allow_cpu:
+        raise KinjectError(where, f"the job asked for {gpus} GPU(s) but CUDA is not available "
+                                  f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+                                  "set resources.allow_cpu: true to run GPU rules on the CPU")
+    log.warning("the job asked for %d GPU(s); CUDA is not available, running on the CPU (resources.allow_cpu)", gpus)
+    return "cpu"
+
+
+def use_threads(threads: int) -> int:
+    """Give torch (and the BLAS/OpenMP pools Snakemake sizes by OMP_NUM_THREADS) the job's threads."""
+    import torch
+
+    threads = max(1, int(threads))
+    torch.set_num_threads(threads)
+    return threads
