@@ -25,6 +25,7 @@ validate_config(config, " ".join(map(str, workflow.overwrite_configfiles)) or "c
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/questions.smk"
+include: "rules/models.smk"
 include: "rules/paraphrases.smk"
 include: "rules/finetune.smk"
 include: "rules/retrieval.smk"

@@ -1,5 +1,5 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
-from kinject.grid import SCORE_PATTERN, cells, evaluation_cells, rag_ks
+from kinject.grid import FORMATS, LMEVAL_TASK_DIR, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 
 TASKS = list(config["tasks"])
 MODELS = list(config["models"])
@@ -37,6 +37,7 @@ wildcard_constraints:
     p=r"\d+",
     k=r"\d+",
     shots=r"\d+",
+    format="|".join(FORMATS),
     lr=r"[0-9.e+-]+",
 
 
@@ -50,10 +51,29 @@ def task_cfg(wildcards):
     return config["tasks"][wildcards.task]
 
 
-def gpu_resources(rule_name="gpu_rules"):
-    """Resources of a GPU rule, from the config (gpu=0 in the demo: nothing asks SLURM for a GPU)."""
+def job_settings(rule_name="gpu_rules"):
+    """A compute rule's settings from the config: resources.gpu_rules, updated by resources.<rule_name>."""
     res = config["resources"]
     return {**res["gpu_rules"], **res.get(rule_name, {})}
+
+
+def compute_resources(rule_name="gpu_rules"):
+    """resources: of a compute rule: gpu (0 in the demo: nothing asks SLURM for a GPU), gpu_model, mem_mb,
+    runtime, and allow_cpu (0/1: may a job that asked for a GPU run on the CPU). Its CPUs are its threads."""
+    settings = {k: v for k, v in job_settings(rule_name).items() if k != "cpus_per_task"}
+    return {**settings, "allow_cpu": int(config["resources"]["allow_cpu"])}
+
+
+def compute_threads(rule_name="gpu_rules"):
+    """threads: of a compute rule (resources.*.cpus_per_task): Snakemake sizes OMP/MKL/OpenBLAS pools and
+    the slurm plugin --cpus-per-task by it; kinject.cli.rule_main hands it to torch."""
+    return job_settings(rule_name)["cpus_per_task"]
+
+
+def models_regex(keep):
+    """A wildcard constraint matching exactly the models for which keep(model config) holds."""
+    names = [name for name, model in config["models"].items() if keep(model)]
+    return "|".join(names) if names else "(?!)"
 
 
 def base_model_path(wildcards):
@@ -62,7 +82,7 @@ def base_model_path(wildcards):
 
 
 def base_model_input(wildcards):
-    """A locally built base model is a file dependency; a hub id is loaded at run time."""
+    """A locally built or converted base model is a file dependency; a hub id is loaded at run time."""
     return [] if "pretrained" in config["models"][wildcards.model] else base_model_path(wildcards)
 
 
@@ -77,14 +97,14 @@ def embedder_path():
 def eval_score_outputs(rule_name):
     """The score files written by one job of an evaluation rule, one per (method, K) it scores."""
     return [
-        SCORE_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}")
+        SCORE_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}", format="{format}")
         for method, k in EVALUATION_CELLS[rule_name]
     ]
 
 
 def eval_task_inputs(rule_name):
     """The lm-eval task folders of those cells, in the same order."""
-    return [f"results/{{task}}/lmeval/k{k}" for _, k in EVALUATION_CELLS[rule_name]]
+    return [LMEVAL_TASK_DIR.format(task="{task}", format="{format}", k=k) for _, k in EVALUATION_CELLS[rule_name]]
 
 
 def eval_runs(rule_name):
@@ -151,8 +171,16 @@ def hparams_input(wildcards):
 
 
 def accelerate_args(rule_name):
-    gpus = gpu_resources(rule_name)["gpu"]
+    gpus = job_settings(rule_name)["gpu"]
     return f"--num_processes {gpus} --multi_gpu" if gpus > 1 else ("--num_processes 1" if gpus else "--cpu --num_processes 1")
+
+
+def fewshot_context(wildcards):
+    """evaluation.fewshot_context where it changes the task data (K > 0 and a few-shot task); elsewhere the
+    data is the same either way, so editing it re-runs nothing there."""
+    if int(wildcards.k) and max(task_cfg(wildcards)["shots"]) > 0:
+        return config["evaluation"]["fewshot_context"]
+    return "question_only"
 
 
 def retrieval_input(wildcards):

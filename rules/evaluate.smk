@@ -11,11 +11,13 @@ rule lmeval_task:
         unpack(retrieval_input),
         questions="results/{task}/questions.parquet",
     output:
-        directory("results/{task}/lmeval/k{k}"),
+        directory(LMEVAL_TASK_DIR),
     params:
-        task_name="kinject_{task}_k{k}",
+        task_name="kinject_{task}_{format}_k{k}",
+        subject=lambda wc: task_cfg(wc)["questions"].get("subject", wc.task) if wc.format == "letters" else "",
+        fewshot_context=fewshot_context,
     log:
-        "logs/lmeval_task/{task}_k{k}.log",
+        "logs/lmeval_task/{task}_{format}_k{k}.log",
     resources:
         mem_mb=2000,
         runtime=10,
@@ -37,9 +39,10 @@ rule evaluate_base:
         batch_size=config["evaluation"]["batch_size"],  # the schema fills its default
         seed=config["seed"],
     log:
-        "logs/evaluate/{model}_{task}_base_{shots}shot.log",
+        "logs/evaluate/{model}_{task}_base_{shots}shot_{format}.log",
+    threads: compute_threads("evaluate")
     resources:
-        **gpu_resources("evaluate"),
+        **compute_resources("evaluate"),
     conda:
         "../envs/evaluate.yaml"
     script:
@@ -56,7 +59,7 @@ use rule evaluate_base as evaluate_ft with:
         model=lambda wildcards, input: input.model,
         runs=eval_runs("evaluate_ft"),
     log:
-        "logs/evaluate/{model}_{task}_ft-p{p}_{shots}shot.log",
+        "logs/evaluate/{model}_{task}_ft-p{p}_{shots}shot_{format}.log",
 
 
 if RAG_KS:
@@ -70,4 +73,4 @@ if RAG_KS:
         params:
             runs=eval_runs("evaluate_ftrag"),
         log:
-            "logs/evaluate/{model}_{task}_ftrag-p{p}_{shots}shot.log",
+            "logs/evaluate/{model}_{task}_ftrag-p{p}_{shots}shot_{format}.log",

@@ -3,6 +3,8 @@
 
 
 rule build_base_model:
+    wildcard_constraints:
+        model=models_regex(lambda m: "build" in m),
     input:
         chunks=expand("results/{task}/chunks.parquet", task=TASKS),
         pretrain=lambda wc: config["models"][wc.model]["build"].get("pretrain_corpus", []),
@@ -13,8 +15,9 @@ rule build_base_model:
         seed=config["seed"],
     log:
         "logs/build_base_model/{model}.log",
+    threads: compute_threads()
     resources:
-        **gpu_resources(),
+        **compute_resources(),
     conda:
         "../envs/train.yaml"
     script:
@@ -35,8 +38,9 @@ rule hparam_trial:
         work_dir=lambda wc: f"results/.work/hparams/{wc.model}/{wc.task}/lr{wc.lr}",
     log:
         "logs/hparam_trial/{model}_{task}_lr{lr}.log",
+    threads: compute_threads()
     resources:
-        **gpu_resources(),
+        **compute_resources(),
     conda:
         "../envs/train.yaml"
     script:
@@ -76,8 +80,9 @@ rule finetune:
         work_dir="results/.work/finetune/{model}/{task}/k{k}",
     log:
         "logs/finetune/{model}_{task}_k{k}.log",
+    threads: compute_threads("finetune")
     resources:
-        **gpu_resources("finetune"),
+        **compute_resources("finetune"),
     conda:
         "../envs/train.yaml"
     shell:

@@ -30,8 +30,9 @@ rule index_chunks:
         exact_max=config["retrieval"]["exact_max"],  # the schema fills its default
     log:
         "logs/index_chunks/{task}.log",
+    threads: compute_threads()
     resources:
-        **gpu_resources(),
+        **compute_resources(),
     conda:
         "../envs/retrieval.yaml"
     script:
@@ -53,8 +54,9 @@ rule retrieve:
         query_prefix=config["embedder"].get("query_prefix", ""),
     log:
         "logs/retrieve/{task}.log",
+    threads: compute_threads()
     resources:
-        **gpu_resources(),
+        **compute_resources(),
     conda:
         "../envs/retrieval.yaml"
     script:

@@ -3,8 +3,9 @@ from kinject.evaluate import Run, run_lmeval
 
 w = snakemake.wildcards
 runs = [
-    Run(task_dir, f"kinject_{w.task}_k{k}", out, meta={"model": w.model, "task": w.task, "method": method, "k": k})
+    Run(task_dir, f"kinject_{w.task}_{w.format}_k{k}", out, meta={"model": w.model, "task": w.task, "method": method, "k": k})
     for task_dir, out, (method, k) in zip(snakemake.input.tasks, snakemake.output, snakemake.params.runs, strict=True)
 ]
 rule_main(snakemake, run_lmeval, snakemake.params.model, runs, shots=int(w.shots),
-          batch_size=snakemake.params.batch_size, seed=snakemake.params.seed)
+          batch_size=snakemake.params.batch_size, seed=snakemake.params.seed,
+          summarize=lambda scores: "accuracy " + ", ".join(f"{s['method']} K={s['k']} {s['accuracy']:.3f}" for s in scores))

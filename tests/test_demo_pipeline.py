@@ -21,13 +21,13 @@ def test_result_tables_hold_one_accuracy_per_cell(demo_run):
     config = load_config(demo_run / "config" / "demo.yaml")
     scores = pd.read_csv(demo_run / "results" / "tables" / "scores.csv")
     assert len(scores) == len(cells(config)) == len(scores.drop_duplicates(
-        ["model", "task", "method", "paraphrase_set", "k", "shots"]))
+        ["model", "task", "format", "method", "paraphrase_set", "k", "shots"]))
     assert scores["accuracy"].between(0, 1).all() and scores["accuracy"].notna().all()
     for name in ("mmlu_0shot", "mmlu_5shot", "current_events_0shot"):
         for ext in ("csv", "parquet", "md"):
             assert (demo_run / "results" / "tables" / f"{name}.{ext}").stat().st_size > 0
     mmlu = pd.read_csv(demo_run / "results" / "tables" / "mmlu_0shot.csv")
-    assert list(mmlu.columns[:6]) == ["task", "model", "Base", "FT", "RAG", "FT+RAG"]
+    assert list(mmlu.columns[:7]) == ["task", "format", "model", "Base", "FT", "RAG", "FT+RAG"]
     assert mmlu[["Base", "FT", "RAG", "FT+RAG"]].stack().between(0, 1).all()
     news = pd.read_csv(demo_run / "results" / "tables" / "current_events_0shot.csv")
     assert {"Base", "FT", "FT-par10", "RAG", "FT+RAG", "FT-par10+RAG"} <= set(news.columns)

@@ -79,7 +79,7 @@ def test_task_files(data, tmp_path):
     questions, chunks, retrieved = data
     k0 = write_lmeval_task(questions, tmp_path / "k0", "kin_k0")
     k2 = write_lmeval_task(questions, tmp_path / "k2", "kin_k2", k=2, retrieved_parquet=retrieved,
-                           chunks_parquet=chunks)
+                           chunks_parquet=chunks, fewshot_context="every_example")
     assert {p.name for p in k0.iterdir()} == {"test.jsonl", "dev.jsonl", "kin_k0.yaml"}
     assert all(d["context"] == "" for d in _docs(k0 / "test.jsonl").values())
     test, dev = _docs(k2 / "test.jsonl"), _docs(k2 / "dev.jsonl")
@@ -88,7 +88,8 @@ def test_task_files(data, tmp_path):
     assert dev["d2"]["context"] == CHUNKS[2] + "\n\n" + CHUNKS[3]
     assert test["t1"]["choices"][1] == "yes" and test["t1"]["answer"] == 1
     config = yaml.safe_load((k2 / "kin_k2.yaml").read_text())
-    assert config["task"] == "kin_k2" and config["fewshot_split"] == "dev" and config["metadata"]["k"] == 2
+    assert config["task"] == "kin_k2" and config["fewshot_split"] == "dev"
+    assert config["metadata"]["k"] == 2 and config["metadata"]["format"] == "options"
     assert config["dataset_kwargs"]["data_files"] == {"test": str(k2 / "test.jsonl"), "dev": str(k2 / "dev.jsonl")}
 
 
@@ -97,7 +98,7 @@ def test_lmeval_builds_the_prompt_from_the_task_data(data, tmp_path, monkeypatch
 
     questions, chunks, retrieved = data
     task_dir = write_lmeval_task(questions, tmp_path / "k1", "kin_k1", k=1, retrieved_parquet=retrieved,
-                                 chunks_parquet=chunks)
+                                 chunks_parquet=chunks, fewshot_context="every_example")
     monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", tmp_path / "datasets-cache")
     task = TaskManager(include_path=str(task_dir), include_defaults=False).load(["kin_k1"])["tasks"]["kin_k1"]
     doc = task.test_docs()[3]
@@ -106,8 +107,55 @@ def test_lmeval_builds_the_prompt_from_the_task_data(data, tmp_path, monkeypatch
     assert task.doc_to_choice(doc) == LONG + ["yes"] and task.doc_to_target(doc) == 3
     prompt = task.fewshot_context(doc, num_fewshot=2)
     assert prompt.endswith("\n\n" + CHUNKS[3] + "\n\n" + question) and prompt.count("Answer: yes\n\n") == 2
+    assert sum(prompt.count(chunk) for chunk in CHUNKS) == 3  # every example brings its own chunk
     (context, continuation), *_ = [r.args for r in task.construct_requests(doc, prompt)]
     assert context == prompt and continuation == " " + LONG[0]
+
+
+def load_task(task_dir, name, tmp_path, monkeypatch):
+    from lm_eval.tasks import TaskManager
+
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", tmp_path / "datasets-cache")
+    return TaskManager(include_path=str(task_dir), include_defaults=False).load([name])["tasks"][name]
+
+
+def test_fewshot_examples_carry_no_chunks_by_default(data, tmp_path, monkeypatch):
+    """question_only: a K-chunk few-shot prompt holds K chunks, for the question asked, not K per example."""
+    questions, chunks, retrieved = data
+    task_dir = write_lmeval_task(questions, tmp_path / "k2", "kin_k2", k=2, retrieved_parquet=retrieved,
+                                 chunks_parquet=chunks)
+    assert all(d["context"] == "" for d in _docs(task_dir / "dev.jsonl").values())
+    task = load_task(task_dir, "kin_k2", tmp_path, monkeypatch)
+    prompt = task.fewshot_context(task.test_docs()[3], num_fewshot=5)
+    assert prompt.count("Answer: yes\n\n") == 5 and sum(prompt.count(chunk) for chunk in CHUNKS) == 2
+    assert prompt.endswith(CHUNKS[3] + "\n\n" + CHUNKS[4] + "\n\nQuestion: What is the secret number of topic 3?\nAnswer:")
+
+
+def test_letters_format_is_lm_evals_stock_mmlu_prompt(data, tmp_path, monkeypatch):
+    """The letters format builds, from the same questions, exactly the prompt of lm-eval's own MMLU task
+    (lm_eval/tasks/mmlu/default, with its dataset swapped for our JSONL) and scores the letters."""
+    from importlib import resources as importlib_resources
+
+    questions, _, _ = data
+    ours = write_lmeval_task(questions, tmp_path / "ours", "kin_letters", fmt="letters", subject="college_biology")
+    stock = yaml.safe_load(importlib_resources.files("lm_eval").joinpath(
+        "tasks/mmlu/default/_default_template_yaml").read_text())
+    stock.update(task="stock_mmlu", dataset_path="json", dataset_kwargs={"data_files": {
+        s: str(ours / f"{s}.jsonl") for s in ("test", "dev")}},
+        description="The following are multiple choice questions (with answers) about college biology.\n\n")
+    (tmp_path / "stock").mkdir()
+    (tmp_path / "stock" / "stock_mmlu.yaml").write_text(yaml.safe_dump(stock))
+    ours_task = load_task(ours, "kin_letters", tmp_path, monkeypatch)
+    stock_task = load_task(tmp_path / "stock", "stock_mmlu", tmp_path, monkeypatch)
+    for i in (0, 4):
+        for shots in (0, 5):
+            doc = ours_task.test_docs()[i]
+            prompt = ours_task.fewshot_context(doc, num_fewshot=shots)
+            assert prompt == stock_task.fewshot_context(stock_task.test_docs()[i], num_fewshot=shots)
+            assert ours_task.doc_to_choice(doc) == ["A", "B", "C", "D"]
+    assert prompt.startswith("The following are multiple choice questions (with answers) about college biology.")
+    listed = "".join(f"{letter}. {choice}\n" for letter, choice in zip("ABCD", doc["choices"]))
+    assert prompt.endswith("What is the secret number of topic 4?\n" + listed + "Answer:")
 
 
 def test_no_dev_rows_means_no_fewshot_split(data, tmp_path):

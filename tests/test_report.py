@@ -9,8 +9,8 @@ from kinject.report import best_k, group_table, read_scores, write_figures, writ
 TASKS = {"anat": {"group": "mmlu"}, "news": {"group": "current_events"}}
 
 
-def score(root, model, task, method, k, shots, acc):
-    path = root / "scores" / model / task / f"{method}_k{k}_{shots}shot.json"
+def score(root, model, task, method, k, shots, acc, fmt="options"):
+    path = root / "scores" / model / task / f"{method}_k{k}_{shots}shot_{fmt}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"accuracy": acc, "n_questions": 10}))
     return path
@@ -33,12 +33,20 @@ def test_tables_have_paper_shape(paths):
     assert len(scores) == len(paths)
     mmlu = group_table(scores, "mmlu", 0)
     row = mmlu.iloc[0]
-    assert list(mmlu.columns[:6]) == ["task", "model", "Base", "FT", "RAG", "FT+RAG"]
+    assert list(mmlu.columns[:7]) == ["task", "format", "model", "Base", "FT", "RAG", "FT+RAG"]
     assert (row["Base"], row["FT"], row["RAG"], row["FT+RAG"]) == (0.30, 0.35, 0.6, 0.62)
     assert (row["RAG K"], row["FT+RAG K"]) == (2, 1)
     news = group_table(scores, "current_events", 0)
     assert {"FT", "FT-par2", "FT+RAG", "FT-par2+RAG"} <= set(news.columns)
     assert "FT-par1" not in news.columns  # only the FT+RAG sets are tabulated; the sweep has its figure
+
+
+def test_each_scoring_format_is_its_own_row(paths, tmp_path):
+    letters = [score(tmp_path, "m", "anat", "base", 0, 0, 0.45, "letters"), score(tmp_path, "m", "anat", "ft-p0", 0, 0, 0.4, "letters")]
+    letters += [score(tmp_path, "m", "anat", m, 1, 0, acc, "letters") for m, acc in [("rag", 0.7), ("ftrag-p0", 0.66)]]
+    table = group_table(read_scores(paths + letters, TASKS), "mmlu", 0).set_index(["task", "format"])
+    assert table.loc[("anat", "letters"), ["Base", "FT", "RAG", "FT+RAG"]].tolist() == [0.45, 0.4, 0.7, 0.66]
+    assert table.loc[("anat", "options"), ["Base", "RAG"]].tolist() == [0.30, 0.6]
 
 
 def test_best_k(paths):
@@ -52,7 +60,7 @@ def test_write_tables_and_figures(paths, tmp_path):
     write_tables(paths, TASKS, out, out / "scores.csv", out / "best_k.csv")
     assert {p.name for p in out.iterdir()} >= {"mmlu_0shot.csv", "mmlu_0shot.parquet", "mmlu_0shot.md",
                                                 "current_events_0shot.csv", "scores.csv", "best_k.csv"}
-    assert "| anat | m | 0.300 | 0.350 | 0.600 | 0.620 | 2 | 1 |" in (out / "mmlu_0shot.md").read_text()
+    assert "| anat | options | m | 0.300 | 0.350 | 0.600 | 0.620 | 2 | 1 |" in (out / "mmlu_0shot.md").read_text()
     loss = tmp_path / "finetune" / "m" / "news" / "k2" / "train_loss.csv"
     loss.parent.mkdir(parents=True)
     pd.DataFrame({"step": [1, 2, 3, 4], "epoch": [0.5, 1.0, 1.5, 2.0], "loss": [3.0, 2.5, 1.0, 0.8],

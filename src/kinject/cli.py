@@ -3,26 +3,79 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 from kinject.errors import KinjectError
 
 
-def rule_main(snakemake, func, *args, **kwargs):
-    """Run one rule's function: log to the rule's log file; bad input exits 1 with one clear line."""
-    handlers = [logging.StreamHandler(sys.stderr)]
+def rule_main(snakemake, func, *args, summarize=None, **kwargs):
+    """Run one rule's function as a Snakemake job.
+
+    Everything the job prints, its libraries included (warnings, progress bars, C-level output), goes to
+    the rule's log file: file descriptors 1 and 2 are pointed at it. The console gets one line: the job's
+    summary (``summarize(result)``, or the result itself when short) or its one-line error. A compute job
+    (one with a ``gpu`` resource) gives torch the job's threads and fails with one line when it asked for a
+    GPU and CUDA is missing (unless ``resources.allow_cpu``).
+    """
+    console = os.fdopen(os.dup(2), "w", buffering=1)
     if snakemake.log:
-        Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+        log_path = Path(snakemake.log[0])
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    logging.basicConfig(level=logging.INFO, handlers=[logging.StreamHandler(sys.stderr)], force=True,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.captureWarnings(True)
+    label = job_label(snakemake)
     try:
-        return func(*args, **kwargs)
+        setup_job(snakemake)
+        result = func(*args, **kwargs)
     except KinjectError as err:
         logging.getLogger("kinject").error("%s", err)
-        print(f"kinject error: {err}", file=sys.stderr)
+        print(f"kinject error: {err}", file=console)
         sys.exit(1)
+    except BaseException as exc:
+        where = f"; traceback in {snakemake.log[0]}" if snakemake.log else ""
+        print(f"{label} failed: {type(exc).__name__}: {exc}{where}", file=console)
+        raise
+    text = summarize(result) if summarize else _short(result)
+    logging.getLogger("kinject").info("%s done: %s", label, text)
+    print(f"{label} done: {text}", file=console)
+    return result
+
+
+def job_label(snakemake) -> str:
+    wildcards = ", ".join(f"{k}={v}" for k, v in snakemake.wildcards.items())
+    return f"{snakemake.rule}[{wildcards}]" if wildcards else snakemake.rule
+
+
+def setup_job(snakemake) -> None:
+    """Threads and device of the job, logged: what the job was given is what it uses."""
+    log = logging.getLogger("kinject.job")
+    resources = snakemake.resources
+    log.info("job %s: threads %d (OMP_NUM_THREADS=%s), CUDA_VISIBLE_DEVICES=%s, resources %s",
+             job_label(snakemake), snakemake.threads, os.environ.get("OMP_NUM_THREADS", "unset"),
+             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+             {k: v for k, v in resources.items() if k not in ("_cores", "_nodes", "tmpdir")})
+    if resources.get("gpu") is None:
+        return
+    from kinject.device import check_gpu, use_threads
+
+    device = check_gpu(int(resources.get("gpu")), bool(resources.get("allow_cpu", 0)), job_label(snakemake))
+    log.info("device %s, torch threads %d", device, use_threads(snakemake.threads))
+
+
+def _short(result) -> str:
+    if result is None:
+        return "ok"
+    text = str(result)
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """Evaluation with lm-evaluation-harness, unmodified: each question set (with its RAG context) is a task
-written as data, a YAML over JSONL files, from the template ``templates/lmeval_task.yaml``."""
+written as data, a YAML over JSONL files, from the template ``templates/lmeval_task.yaml`` and one scoring
+format of ``templates/formats.yaml``."""
 
 from __future__ import annotations
 
@@ -44,8 +45,19 @@ def retrieved_contexts(question_ids, k: int, retrieved_parquet, chunks_parquet) 
     return hits.groupby("question_id")["text"].agg(CONTEXT_SEPARATOR.join).reindex(question_ids)
 
 
-def task_docs(questions_parquet, k: int = 0, retrieved_parquet=None, chunks_parquet=None) -> pd.DataFrame:
-    """The questions as lm-eval docs: id, question, choices, answer, context ('' when k == 0), split."""
+FEWSHOT_CONTEXT = ("question_only", "every_example")
+
+
+def task_docs(questions_parquet, k: int = 0, retrieved_parquet=None, chunks_parquet=None, *,
+              fewshot_context: str = "question_only") -> pd.DataFrame:
+    """The questions as lm-eval docs: id, question, choices, answer, context, split.
+
+    ``context`` is the question's top-``k`` retrieved chunks ('' when k == 0). The dev questions are the
+    few-shot examples: with ``fewshot_context='question_only'`` they carry no chunks, so a 5-shot prompt
+    holds K chunks (for the question asked), not 6 x K; ``every_example`` gives each example its own K.
+    """
+    if fewshot_context not in FEWSHOT_CONTEXT:
+        raise KinjectError(questions_parquet, f"fewshot_context {fewshot_context!r} is not one of {FEWSHOT_CONTEXT}")
     questions = read_questions(questions_parquet)
     if k < 0:
         raise KinjectError(questions_parquet, f"k must be at least 0 (got {k})")
@@ -55,7 +67,10 @@ def task_docs(questions_parquet, k: int = 0, retrieved_parquet=None, chunks_parq
         raise KinjectError(questions_parquet, "has no test questions")
     context = (retrieved_contexts(questions["id"], k, retrieved_parquet, chunks_parquet).to_numpy()
                if k else "")
-    return questions.assign(context=context)
+    questions = questions.assign(context=context)
+    if fewshot_context == "question_only":
+        questions.loc[questions["split"] == "dev", "context"] = ""
+    return questions
 
 
 def _write_jsonl(path: Path, docs: pd.DataFrame) -> None:
@@ -73,35 +88,49 @@ _TaskDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
     "tag:yaml.org,2002:str", value, style='"' if "\n" in value else None))
 
 
-def task_config(task_name: str, data_files: dict[str, str], k: int) -> dict:
-    """The template filled in: ``data_files`` maps split ('test', maybe 'dev') to a JSONL path."""
-    config = yaml.safe_load(resources.files("kinject").joinpath("templates/lmeval_task.yaml").read_text())
+def _template(name: str) -> dict:
+    return yaml.safe_load(resources.files("kinject").joinpath(f"templates/{name}").read_text())
+
+
+def task_config(task_name: str, data_files: dict[str, str], k: int, fmt: str = "options",
+                subject: str = "") -> dict:
+    """The template filled in with one scoring format: ``data_files`` maps split ('test', maybe 'dev') to a
+    JSONL path; ``subject`` names the questions' topic where the format has a description (letters)."""
+    formats = _template("formats.yaml")
+    if fmt not in formats:
+        raise KinjectError(task_name, f"unknown scoring format {fmt!r}; formats.yaml has {', '.join(formats)}")
+    config = _template("lmeval_task.yaml")
+    config.update(formats[fmt])
+    if "description" in config:
+        config["description"] = config["description"].format(subject=" ".join(subject.split("_")))
     config["task"] = task_name
     config["dataset_kwargs"]["data_files"] = data_files
     if "dev" not in data_files:
         del config["fewshot_split"]
-    config["metadata"]["k"] = k
+        config.pop("fewshot_config", None)
+    config["metadata"].update(k=k, format=fmt)
     return config
 
 
 def write_lmeval_task(questions_parquet, out_dir, task_name: str, *, k: int = 0, retrieved_parquet=None,
-                      chunks_parquet=None) -> Path:
+                      chunks_parquet=None, fmt: str = "options", subject: str = "",
+                      fewshot_context: str = "question_only") -> Path:
     """Write test.jsonl, dev.jsonl (when there are dev rows) and ``<task_name>.yaml`` into ``out_dir``.
 
     The YAML names its data files by absolute path (lm-eval resolves relative ones against the working
     directory, not the YAML), so any working directory works as long as ``out_dir`` stays where it is.
     """
-    docs = task_docs(questions_parquet, k, retrieved_parquet, chunks_parquet)
+    docs = task_docs(questions_parquet, k, retrieved_parquet, chunks_parquet, fewshot_context=fewshot_context)
     final = Path(out_dir).absolute()
     splits = [s for s in ("test", "dev") if (docs["split"] == s).any()]
     with atomic_path(final, directory=True) as tmp:
         for split in splits:
             _write_jsonl(tmp / f"{split}.jsonl", docs[docs["split"] == split])
-        config = task_config(task_name, {s: str(final / f"{s}.jsonl") for s in splits}, k)
+        config = task_config(task_name, {s: str(final / f"{s}.jsonl") for s in splits}, k, fmt, subject)
         (tmp / f"{task_name}.yaml").write_text(yaml.dump(config, Dumper=_TaskDumper, sort_keys=False),
                                                encoding="utf-8")
-    log.info("lm-eval task %s: %s questions (k=%d) in %s", task_name,
-             dict(docs["split"].value_counts()), k, final)
+    log.info("lm-eval task %s: %s questions (k=%d, format %s, few-shot context %s) in %s", task_name,
+             dict(docs["split"].value_counts()), k, fmt, fewshot_context, final)
     return final
 
 
@@ -181,6 +210,7 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
             "n_questions": out["n-samples"][run.task_name]["effective"],
             "shots": shots,
             "k": config["metadata"]["k"],
+            "format": config["metadata"]["format"],
             "lm_eval_version": metadata.version("lm_eval"),
             **run.meta,
         })

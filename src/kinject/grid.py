@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from kinject.errors import KinjectError
 
-SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot.json"
+SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.json"
+LMEVAL_TASK_DIR = "results/{task}/lmeval/{format}/k{k}"
+FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class Cell:
     method: str  # base | rag | ft-p{n} | ftrag-p{n}
     k: int
     shots: int
+    format: str = "options"
 
     @property
     def path(self) -> str:
@@ -74,17 +77,24 @@ def check_config(config: dict, source: str = "config") -> None:
             raise KinjectError(source, f"{key}.validation.paraphrases is larger than paraphrases.count")
 
 
+def formats(task: dict) -> list[str]:
+    """The scoring formats of a task (tasks.<t>.formats; the schema's default is the paper's: options)."""
+    return list(task["formats"])
+
+
 def cells(config: dict) -> list[Cell]:
-    """Every cell of the grid: base, FT per paraphrase set, RAG per K, FT+RAG per set and K; per shots."""
+    """Every cell of the grid: base, FT per paraphrase set, RAG per K, FT+RAG per set and K; per shots and
+    scoring format."""
     ks = rag_ks(config)
     out = []
     for model in config["models"]:
         for name, task in config["tasks"].items():
-            for shots in sorted(task["shots"]):
-                out.append(Cell(model, name, "base", 0, shots))
-                out += [Cell(model, name, "rag", k, shots) for k in ks]
-                out += [Cell(model, name, f"ft-p{p}", 0, shots) for p in sorted(task["paraphrase_sets"])]
-                out += [Cell(model, name, f"ftrag-p{p}", k, shots) for p in ft_rag_sets(task) for k in ks]
+            for shots, fmt in ((s, f) for s in sorted(task["shots"]) for f in formats(task)):
+                at = {"model": model, "task": name, "shots": shots, "format": fmt}
+                out.append(Cell(method="base", k=0, **at))
+                out += [Cell(method="rag", k=k, **at) for k in ks]
+                out += [Cell(method=f"ft-p{p}", k=0, **at) for p in sorted(task["paraphrase_sets"])]
+                out += [Cell(method=f"ftrag-p{p}", k=k, **at) for p in ft_rag_sets(task) for k in ks]
     return out
 
 
@@ -96,7 +106,7 @@ def rag_ks(config: dict) -> list[int]:
 def evaluation_cells(config: dict) -> dict[str, list[tuple[str, int]]]:
     """(method, K) of the cells one job of each evaluation rule scores, in one process with one model load.
 
-    A job is one model checkpoint at one shot count: the base model scores base (K=0) and every RAG K; a
+    A job is one model checkpoint at one shot count and scoring format: the base model scores base (K=0) and every RAG K; a
     fine-tuned checkpoint scores FT (K=0), and in a second job every FT+RAG K. ``{p}`` is the paraphrase set.
     """
     ks = rag_ks(config)
@@ -113,8 +123,8 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
     rag = bool(rag_ks(config))
     for model in config["models"]:
         for task_name, task in config["tasks"].items():
-            for shots in sorted(task["shots"]):
-                at = {"model": model, "task": task_name, "shots": shots}
+            for shots, fmt in ((s, f) for s in sorted(task["shots"]) for f in formats(task)):
+                at = {"model": model, "task": task_name, "shots": shots, "format": fmt}
                 jobs["evaluate_base"].append(at)
                 jobs["evaluate_ft"] += [{**at, "p": p} for p in sorted(task["paraphrase_sets"])]
                 if rag:
@@ -131,7 +141,7 @@ def expected_job_counts(config: dict) -> dict[str, int]:
     paraphrased = [t for t in tasks.values() if max(t["paraphrase_sets"]) > 0]
     rag = bool(rag_ks(config))
     n_search = len(config["finetune"].get("search", {}).get("lr", []))
-    task_dirs = {(c.task, c.k) for c in cells(config)}
+    task_dirs = {(c.task, c.k, c.format) for c in cells(config)}
     counts = {
         "fetch": n_tasks,
         "clean_dump": n_tasks,
@@ -144,6 +154,7 @@ def expected_job_counts(config: dict) -> dict[str, int]:
         "paraphrase_set": sum(len(t["paraphrase_sets"]) for t in tasks.values()),
         "validation_paraphrases": len(validated),
         "build_base_model": sum(1 for m in models.values() if "build" in m),
+        "convert_gguf": sum(1 for m in models.values() if "gguf" in m),
         "hparam_trial": n_models * len(validated) * n_search,
         "choose_hparams": n_models * len(validated),
         "finetune": n_models * sum(len(t["paraphrase_sets"]) for t in tasks.values()),

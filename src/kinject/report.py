@@ -14,16 +14,18 @@ from kinject.io import atomic_path, write_csv, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
-SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]+)_k(?P<k>\d+)_(?P<shots>\d+)shot\.json$")
+SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]+)_k(?P<k>\d+)_(?P<shots>\d+)shot"
+                      r"_(?P<format>[a-z]+)\.json$")
 
 
 def read_scores(paths, tasks: dict) -> pd.DataFrame:
-    """Long table: one row per score file (model, task, group, method, paraphrase set, K, shots, accuracy)."""
+    """Long table: one row per score file (model, task, group, format, method, paraphrase set, K, shots,
+    accuracy)."""
     rows = []
     for path in map(str, paths):
         m = SCORE_RE.search(path)
         if not m:
-            raise KinjectError(path, "not a score file path (scores/{model}/{task}/{method}_k{K}_{shots}shot.json)")
+            raise KinjectError(path, "not a score file path (scores/{model}/{task}/{method}_k{K}_{shots}shot_{format}.json)")
         try:
             score = json.loads(Path(path).read_text())
             acc = float(score["accuracy"])
@@ -32,13 +34,13 @@ def read_scores(paths, tasks: dict) -> pd.DataFrame:
         if not 0.0 <= acc <= 1.0:
             raise KinjectError(path, f"accuracy {acc} is outside [0, 1]")
         method = m["method"]
-        rows.append({"model": m["model"], "task": m["task"], "group": tasks[m["task"]]["group"],
+        rows.append({"model": m["model"], "task": m["task"], "group": tasks[m["task"]]["group"], "format": m["format"],
                      "method": method.split("-p")[0], "paraphrase_set": int(method.split("-p")[1]) if "-p" in method else None,
                      "k": int(m["k"]), "shots": int(m["shots"]), "accuracy": acc,
                      "n_questions": score.get("n_questions")})
     df = pd.DataFrame(rows)
     df["paraphrase_set"] = df["paraphrase_set"].astype("Int64")
-    return df.sort_values(["model", "task", "shots", "method", "paraphrase_set", "k"]).reset_index(drop=True)
+    return df.sort_values(["model", "task", "format", "shots", "method", "paraphrase_set", "k"]).reset_index(drop=True)
 
 
 def _label(method: str, p) -> str:
@@ -49,9 +51,9 @@ def _label(method: str, p) -> str:
 
 
 def best_k(scores: pd.DataFrame) -> pd.DataFrame:
-    """Best K per setting (model, task, shots, method, paraphrase set) among the retrieval methods."""
+    """Best K per setting (model, task, format, shots, method, paraphrase set) among the retrieval methods."""
     rag = scores[scores["method"].isin(["rag", "ftrag"])]
-    keys = ["model", "task", "shots", "method", "paraphrase_set"]
+    keys = ["model", "task", "format", "shots", "method", "paraphrase_set"]
     idx = rag.groupby(keys, dropna=False)["accuracy"].idxmax()
     return rag.loc[idx, keys + ["k", "accuracy"]].rename(columns={"k": "best_k"}).reset_index(drop=True)
 
@@ -61,18 +63,20 @@ def _labelled(df: pd.DataFrame, suffix: str = "") -> pd.DataFrame:
 
 
 def group_table(scores: pd.DataFrame, group: str, shots: int) -> pd.DataFrame:
-    """The paper's table for a group of tasks: per task and model, Base / FT / RAG / FT+RAG (RAG at its best K)."""
+    """The paper's table for a group of tasks: per task, scoring format and model, Base / FT / RAG / FT+RAG (RAG
+    at its best K)."""
     sub = scores[(scores["group"] == group) & (scores["shots"] == shots)]
     best = best_k(sub)
     plain = sub[sub["method"].isin(["base", "ft"])]
     cells = pd.concat([_labelled(plain), _labelled(best)])
     ft_sets = set(best.loc[best["method"] == "ftrag", "paraphrase_set"].dropna())
     cells = cells[(cells["method"] != "ft") | cells["paraphrase_set"].isin(ft_sets)]
-    table = cells.pivot_table(index=["task", "model"], columns="column", values="accuracy", sort=False)
+    index = ["task", "format", "model"]
+    table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
     order = ["Base"] + sorted({c for c in table.columns if c.startswith("FT") and "+" not in c}) + ["RAG"] \
         + sorted({c for c in table.columns if c.endswith("+RAG")})
     table = table[[c for c in order if c in table.columns]]
-    ks = _labelled(best, " K").pivot_table(index=["task", "model"], columns="column", values="best_k", sort=False)
+    ks = _labelled(best, " K").pivot_table(index=index, columns="column", values="best_k", sort=False)
     ks = ks[[f"{c} K" for c in table.columns if f"{c} K" in ks.columns]]
     return table.join(ks).reset_index()
 
@@ -127,11 +131,12 @@ def write_figures(scores_csv, loss_paths, out: dict) -> None:
 
     scores = pd.read_csv(scores_csv)
     ft = scores[(scores["method"] == "ft") & (scores["k"] == 0)]
-    ft = ft[ft.groupby(["model", "task", "shots"])["paraphrase_set"].transform("nunique") > 1]
-    write_csv(out["paraphrases_csv"], ft[["model", "task", "shots", "paraphrase_set", "accuracy"]])
+    setting = ["model", "task", "format", "shots"]
+    ft = ft[ft.groupby(setting)["paraphrase_set"].transform("nunique") > 1]
+    write_csv(out["paraphrases_csv"], ft[setting + ["paraphrase_set", "accuracy"]])
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (model, task, shots), g in ft.groupby(["model", "task", "shots"]):
-        ax.plot(g["paraphrase_set"], g["accuracy"], marker="o", label=f"{model} / {task}")
+    for (model, task, fmt, shots), g in ft.groupby(setting):
+        ax.plot(g["paraphrase_set"], g["accuracy"], marker="o", label=f"{model} / {task} ({fmt})")
     ax.set(xlabel="paraphrases per chunk in the FT data (set k)", ylabel="accuracy",
            title="Fine-tuning: accuracy vs number of paraphrases")
     ax.legend(fontsize=7) if len(ft) else None
@@ -152,16 +157,16 @@ def write_figures(scores_csv, loss_paths, out: dict) -> None:
     _save_figure(fig, out["loss_png"])
     plt.close(fig)
 
-    keys = ["model", "task", "shots", "method", "paraphrase_set"]
+    keys = ["model", "task", "format", "shots", "method", "paraphrase_set"]
     rag = scores[scores["method"].isin(["rag", "ftrag"])]
     anchors = pd.concat([scores[scores["method"] == "base"].assign(method="rag"),
                          scores[scores["method"] == "ft"].assign(method="ftrag")])  # K = 0: no retrieval
     curve = pd.concat([anchors.merge(rag[keys].drop_duplicates(), on=keys), rag]).sort_values(keys + ["k"])
     write_csv(out["k_csv"], curve[keys + ["k", "accuracy"]])
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, g in curve.groupby(["model", "task", "shots", "method", "paraphrase_set"], dropna=False):
-        model, task, shots, method, p = key
-        ax.plot(g["k"], g["accuracy"], marker=".", label=f"{model}/{task}/{shots}-shot/{_label(method, p)}")
+    for key, g in curve.groupby(keys, dropna=False):
+        model, task, fmt, shots, method, p = key
+        ax.plot(g["k"], g["accuracy"], marker=".", label=f"{model}/{task}/{fmt}/{shots}-shot/{_label(method, p)}")
     ax.set(xlabel="retrieved chunks K", ylabel="accuracy", title="Accuracy vs K")
     ax.legend(fontsize=5)
     _save_figure(fig, out["k_png"])
