@@ -58,15 +58,16 @@ def job_settings(rule_name="gpu_rules"):
 
 
 def compute_resources(rule_name="gpu_rules"):
-    """resources: of a compute rule: gpu (0 in the demo: nothing asks SLURM for a GPU), gpu_model, mem_mb,
-    runtime, and allow_cpu (0/1: may a job that asked for a GPU run on the CPU). Its CPUs are its threads."""
+    """The resources of a compute job, from the config: gpu (0 in the demo: nothing asks SLURM for a GPU),
+    gpu_model, mem_mb, runtime, and allow_cpu (0/1: may a job that asked for a GPU run on the CPU).
+    Its CPUs are its threads."""
     settings = {k: v for k, v in job_settings(rule_name).items() if k != "cpus_per_task"}
     return {**settings, "allow_cpu": int(config["resources"]["allow_cpu"])}
 
 
 def compute_threads(rule_name="gpu_rules"):
-    """threads: of a compute rule (resources.*.cpus_per_task): Snakemake sizes OMP/MKL/OpenBLAS pools and
-    the slurm plugin --cpus-per-task by it; kinject.cli.rule_main hands it to torch."""
+    """The threads of a compute job, resources.*.cpus_per_task in the config. Snakemake sizes the OMP, MKL
+    and OpenBLAS pools by it, the slurm plugin asks for as many CPUs, kinject.cli.rule_main gives torch as many."""
     return job_settings(rule_name)["cpus_per_task"]
 
 
