@@ -29,6 +29,8 @@ def rule_main(snakemake, func, *args, summarize=None, **kwargs):
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # Python-level writers follow the descriptors
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
     logging.basicConfig(level=logging.INFO, handlers=[logging.StreamHandler(sys.stderr)], force=True,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.captureWarnings(True)
