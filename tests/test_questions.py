@@ -178,6 +178,58 @@ def test_mmlu_from_the_hub_through_datasets(tmp_path, monkeypatch):
     assert df["answer"].tolist()[:4] == [0, 1, 2, 3]
 
 
+def test_short_chunk_stops_its_paraphrase_set_unless_allowed(tmp_path, chunks, caplog):
+    """Chunk 2-0's second call (paraphrases 3-4, seed 11) never validates: it is quarantined, generated.parquet
+    is short for 2-0, and every set that needs one of its missing paraphrases says so."""
+    def backend(req):
+        text = req["messages"][-1]["content"]
+        bad = "beta text" in text and req["seed"] % 1000003 == 11
+        return ("not json" if bad else fake_reply(req)), None
+
+    llm = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=backend)
+    gen = tmp_path / "generated.parquet"
+    with caplog.at_level(logging.INFO, logger="kinject.paraphrases"):
+        paraphrase_chunks(chunks, gen, tmp_path / "q.jsonl", llm, count=5, per_call=2, seed=10)
+    assert "1 of 3 chunks are short of their 5 paraphrases (their calls were quarantined): 2-0 (3 of 5)" in caplog.text
+    assert len(Path(tmp_path / "q.jsonl").read_text().splitlines()) == 1
+    paraphrase_set(chunks, gen, tmp_path / "k2.parquet", k=2)  # 2-0 has paraphrases 1 and 2
+    out = tmp_path / "k3.parquet"
+    with pytest.raises(KinjectError) as err:
+        paraphrase_set(chunks, gen, out, k=3)
+    assert str(err.value) == (
+        f"{gen}: chunk '2-0' has 2 of the 3 paraphrases set k=3 needs; 1 of 3 chunks are short (their LLM calls "
+        "were quarantined: see the quarantine file next to it); set paraphrases.allow_incomplete: true to build "
+        "the set anyway")
+    assert not out.exists()
+    caplog.clear()
+    paraphrase_set(chunks, gen, out, k=3, allow_incomplete=True)
+    assert "set k=3 built with 1 of 3 chunks short: 2-0 (2 of 3)" in caplog.text
+    k3 = pd.read_parquet(out)
+    assert k3.groupby("chunk_id").size().to_dict() == {"1-0": 4, "2-0": 3, "3-0": 4}
+
+
+def test_chunk_without_any_paraphrase_is_named(tmp_path, chunks, caplog):
+    def backend(req):
+        return ("{}" if "gamma text" in req["messages"][-1]["content"] else fake_reply(req)), None
+
+    llm = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=backend, invalid_retries=0)
+    with caplog.at_level(logging.INFO, logger="kinject.paraphrases"):
+        validation_paraphrases(chunks, tmp_path / "v.parquet", tmp_path / "q.jsonl", llm, n_chunks=3, per_chunk=2,
+                               seed=5)
+    assert "1 of 3 chunks are short of their 2 paraphrases (their calls were quarantined): 3-0 (0 of 2)" in caplog.text
+    gen = tmp_path / "generated.parquet"
+    paraphrase_chunks(chunks, gen, tmp_path / "q.jsonl", llm, count=2, per_call=2, seed=10)
+    with pytest.raises(KinjectError, match=r"chunk '3-0' has 0 of the 1 paraphrases set k=1 needs; 1 of 3 chunks"):
+        paraphrase_set(chunks, gen, tmp_path / "k1.parquet", k=1)
+
+
+def test_complete_chunks_are_logged_as_complete(tmp_path, chunks, caplog):
+    with caplog.at_level(logging.INFO, logger="kinject.paraphrases"):
+        paraphrase_chunks(chunks, tmp_path / "g.parquet", tmp_path / "q.jsonl", fake_llm(tmp_path), count=3,
+                          per_call=2, seed=1)
+    assert "all 3 chunks have their 3 paraphrases" in caplog.text
+
+
 REFUSAL = {"error": {"message": "Invalid parameter: 'response_format' of type 'json_object' is not supported with "
                                 "this model.", "type": "invalid_request_error", "param": "response_format",
                      "code": None}}
