@@ -191,3 +191,13 @@ def test_live_endpoint_gives_up_after_bounded_retries(tmp_path, endpoint, monkey
         c.chat_json(MESSAGES, 1, ok)
     assert len(FakeOpenAI.requests) == 3
     assert not list((tmp_path / "cache").rglob("*.json"))
+
+
+def test_live_endpoint_refusal_is_not_retried(tmp_path, endpoint, monkeypatch):
+    """A status the openai client does not retry (here 401) stops at once with one line, not 'after N retries'."""
+    monkeypatch.setenv("KINJECT_TEST_KEY", "sk-test")
+    FakeOpenAI.failures, FakeOpenAI.requests = [401], []
+    c = client(tmp_path, base_url=endpoint, max_retries=3)
+    with pytest.raises(KinjectError, match=r"LLM request for model 'gpt-4' refused \(HTTP 401\)"):
+        c.chat_json(MESSAGES, 1, ok)
+    assert len(FakeOpenAI.requests) == 1

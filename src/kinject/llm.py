@@ -180,23 +180,25 @@ class LLMClient:
         return reply
 
     def _create(self, req: dict):
-        """One live completion. A refused request (HTTP 400, which the openai client never retries) stops the
-        rule with one line; a refusal of JSON mode names the model and the ``llm.json_mode`` switch."""
+        """One live completion. The openai client retries 408/409/429/5xx and timeouts (``llm.max_retries``); any
+        other refusal (400, 401, 404, ...) stops the rule with one line at once; a refusal of JSON mode names
+        the model and the ``llm.json_mode`` switch."""
         import openai
 
+        where = self.base_url or "OpenAI API"
         try:
             resp = self._openai.chat.completions.create(**req)
-        except openai.BadRequestError as exc:
-            where = self.base_url or "OpenAI API"
-            if self.json_mode and "response_format" in str(exc):
+        except openai.APIStatusError as exc:
+            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:  # the statuses openai retries
+                raise KinjectError(where, f"LLM call failed after {self.max_retries} retries: {exc}") from None
+            if self.json_mode and exc.status_code == 400 and "response_format" in str(exc):
                 raise KinjectError(where, f"model {self.model!r} refuses JSON mode (HTTP {exc.status_code}, "
                                    f"response_format json_object): set llm.json_mode: false for this model "
                                    f"(the prompts ask for JSON themselves)") from None
             raise KinjectError(where, f"LLM request for model {self.model!r} refused (HTTP {exc.status_code}): "
                                f"{exc}") from None
         except openai.OpenAIError as exc:
-            raise KinjectError(self.base_url or "OpenAI API",
-                               f"LLM call failed after {self.max_retries} retries: {exc}") from None
+            raise KinjectError(where, f"LLM call failed after {self.max_retries} retries: {exc}") from None
         return resp.choices[0].message.content or "", resp.usage
 
     def chat_json(self, messages: list[dict], seed: int, validate: Callable[[dict], object]):
