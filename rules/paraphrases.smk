@@ -29,6 +29,9 @@ rule paraphrase_set:
         generated=generated_paraphrases_input,
     output:
         "results/{task}/paraphrases/paraphrases_k{k}.parquet",
+    params:
+        # read only by sets k > 0 (set 0 has no generated paraphrases), so set 0 never re-runs for it
+        allow_incomplete=lambda wc: int(wc.k) > 0 and config["paraphrases"]["allow_incomplete"],
     log:
         "logs/paraphrase_set/{task}_k{k}.log",
     resources:

@@ -1,10 +1,13 @@
 import json
+import logging
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from loopback import Handler, serve
 
 from kinject.errors import KinjectError
-from kinject.llm import LLMClient, ResponseCache
+from kinject.llm import LLMClient, ResponseCache, client_from_config
 from kinject.paraphrases import paraphrase_chunks, paraphrase_set, validation_paraphrases
 from kinject.questions import (apply_review, generate_questions, load_mmlu_questions, mmlu_from_csv, read_questions,
                                select_questions, write_questions)
@@ -71,20 +74,22 @@ def test_review_file_rejects_and_validates(tmp_path):
     assert read_questions(out)["id"].tolist() == ["a"]  # the built artifact survived both errors
 
 
-def fake_llm(tmp_path):
+def fake_reply(req) -> str:
+    """A JSON answer to each of our three prompts, recognised by its wording."""
+    prompt, seed = req["messages"][-1]["content"], req["seed"]
+    if prompt.startswith("Write 4"):
+        qs = [{"question": f"Q{i} seed {seed}?", "choices": ["w", "x", "y", "z"], "answer": i % 4} for i in range(4)]
+        return json.dumps({"questions": qs})
+    if prompt.startswith("Below are"):
+        return json.dumps({"keep": [3, 1]})
+    n = int(prompt.split("Give ")[1].split(" ")[0])
+    return json.dumps({"paraphrases": [f"para seed {seed} #{i}" for i in range(n)]})
+
+
+def fake_llm(tmp_path, **kw):
     """An OpenAI-shaped backend answering our three prompts by their wording."""
-
-    def backend(req):
-        prompt, seed = req["messages"][-1]["content"], req["seed"]
-        if prompt.startswith("Write 4"):
-            qs = [{"question": f"Q{i} seed {seed}?", "choices": ["w", "x", "y", "z"], "answer": i % 4} for i in range(4)]
-            return json.dumps({"questions": qs}), None
-        if prompt.startswith("Below are"):
-            return json.dumps({"keep": [3, 1]}), None
-        n = int(prompt.split("Give ")[1].split(" ")[0])
-        return json.dumps({"paraphrases": [f"para seed {seed} #{i}" for i in range(n)]}), None
-
-    return LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=backend)
+    return LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=lambda r: (fake_reply(r), None),
+                     **kw)
 
 
 @pytest.fixture
@@ -171,3 +176,119 @@ def test_mmlu_from_the_hub_through_datasets(tmp_path, monkeypatch):
     assert calls == [("cais/mmlu", "anatomy")]
     assert df["split"].value_counts().to_dict() == {"test": 7, "dev": 5}
     assert df["answer"].tolist()[:4] == [0, 1, 2, 3]
+
+
+def test_short_chunk_stops_its_paraphrase_set_unless_allowed(tmp_path, chunks, caplog):
+    """Chunk 2-0's second call (paraphrases 3-4, seed 11) never validates: it is quarantined, generated.parquet
+    is short for 2-0, and every set that needs one of its missing paraphrases says so."""
+    def backend(req):
+        text = req["messages"][-1]["content"]
+        bad = "beta text" in text and req["seed"] % 1000003 == 11
+        return ("not json" if bad else fake_reply(req)), None
+
+    llm = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=backend)
+    gen = tmp_path / "generated.parquet"
+    with caplog.at_level(logging.INFO, logger="kinject.paraphrases"):
+        paraphrase_chunks(chunks, gen, tmp_path / "q.jsonl", llm, count=5, per_call=2, seed=10)
+    assert "1 of 3 chunks are short of their 5 paraphrases (their calls were quarantined): 2-0 (3 of 5)" in caplog.text
+    assert len(Path(tmp_path / "q.jsonl").read_text().splitlines()) == 1
+    paraphrase_set(chunks, gen, tmp_path / "k2.parquet", k=2)  # 2-0 has paraphrases 1 and 2
+    out = tmp_path / "k3.parquet"
+    with pytest.raises(KinjectError) as err:
+        paraphrase_set(chunks, gen, out, k=3)
+    assert str(err.value) == (
+        f"{gen}: chunk '2-0' has 2 of the 3 paraphrases set k=3 needs; 1 of 3 chunks are short (their LLM calls "
+        "were quarantined: see the quarantine file next to it); set paraphrases.allow_incomplete: true to build "
+        "the set anyway")
+    assert not out.exists()
+    caplog.clear()
+    paraphrase_set(chunks, gen, out, k=3, allow_incomplete=True)
+    assert "set k=3 built with 1 of 3 chunks short: 2-0 (2 of 3)" in caplog.text
+    k3 = pd.read_parquet(out)
+    assert k3.groupby("chunk_id").size().to_dict() == {"1-0": 4, "2-0": 3, "3-0": 4}
+
+
+def test_chunk_without_any_paraphrase_is_named(tmp_path, chunks, caplog):
+    def backend(req):
+        return ("{}" if "gamma text" in req["messages"][-1]["content"] else fake_reply(req)), None
+
+    llm = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=backend, invalid_retries=0)
+    with caplog.at_level(logging.INFO, logger="kinject.paraphrases"):
+        validation_paraphrases(chunks, tmp_path / "v.parquet", tmp_path / "q.jsonl", llm, n_chunks=3, per_chunk=2,
+                               seed=5)
+    assert "1 of 3 chunks are short of their 2 paraphrases (their calls were quarantined): 3-0 (0 of 2)" in caplog.text
+    gen = tmp_path / "generated.parquet"
+    paraphrase_chunks(chunks, gen, tmp_path / "q.jsonl", llm, count=2, per_call=2, seed=10)
+    with pytest.raises(KinjectError, match=r"chunk '3-0' has 0 of the 1 paraphrases set k=1 needs; 1 of 3 chunks"):
+        paraphrase_set(chunks, gen, tmp_path / "k1.parquet", k=1)
+
+
+def test_complete_chunks_are_logged_as_complete(tmp_path, chunks, caplog):
+    with caplog.at_level(logging.INFO, logger="kinject.paraphrases"):
+        paraphrase_chunks(chunks, tmp_path / "g.parquet", tmp_path / "q.jsonl", fake_llm(tmp_path), count=3,
+                          per_call=2, seed=1)
+    assert "all 3 chunks have their 3 paraphrases" in caplog.text
+
+
+REFUSAL = {"error": {"message": "Invalid parameter: 'response_format' of type 'json_object' is not supported with "
+                                "this model.", "type": "invalid_request_error", "param": "response_format",
+                     "code": None}}
+
+
+class Gpt4Like(Handler):
+    """An OpenAI-compatible endpoint that behaves like the real API for model gpt-4: JSON mode is refused with
+    HTTP 400; without it, the JSON comes wrapped in a fenced block inside prose."""
+
+    requests = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append(body)
+        if "response_format" in body and body["model"] == "gpt-4":
+            return self.respond(400, json.dumps(REFUSAL))
+        content = f"Here is the JSON you asked for:\n\n```json\n{fake_reply(body)}\n```\n\nI hope this helps."
+        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+                 "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}
+        self.respond(200, json.dumps(reply))
+
+
+@pytest.fixture
+def paper_llm(tmp_path, monkeypatch):
+    """config.yaml's llm section (the paper's gpt-4) pointed at a gpt-4-like loopback server, with a key set."""
+    from kinject.settings import ROOT, load_config
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    Gpt4Like.requests = []
+    with serve(Gpt4Like) as url:
+        llm = load_config(ROOT / "config.yaml")["llm"]
+        yield {**llm, "base_url": f"{url}/v1", "cache": str(tmp_path / "cache")}
+
+
+def test_paper_config_generates_everything_from_gpt4_without_json_mode(tmp_path, chunks, paper_llm):
+    assert (paper_llm["model"], paper_llm["json_mode"], paper_llm["mode"]) == ("gpt-4", False, "live")
+    llm = client_from_config(paper_llm)
+    generate_questions(chunks, tmp_path / "cand.parquet", tmp_path / "q1.jsonl", llm, per_chunk=4, seed=1)
+    select_questions(tmp_path / "cand.parquet", tmp_path / "sel.parquet", tmp_path / "q2.jsonl", llm, keep=2, seed=1)
+    paraphrase_chunks(chunks, tmp_path / "gen.parquet", tmp_path / "q3.jsonl", llm, count=5, per_call=5, seed=1)
+    validation_paraphrases(chunks, tmp_path / "val.parquet", tmp_path / "q4.jsonl", llm, n_chunks=2, per_chunk=2,
+                           seed=1)
+    assert len(read_questions(tmp_path / "sel.parquet")) == 6 and len(pd.read_parquet(tmp_path / "gen.parquet")) == 15
+    assert len(pd.read_parquet(tmp_path / "val.parquet")) == 4
+    assert all((tmp_path / f"q{i}.jsonl").read_text() == "" for i in range(1, 5))  # nothing quarantined
+    # 3 question calls, 1 selection call (the fake's candidates are alike for every chunk: one cached prompt),
+    # 3 paraphrase calls, 2 validation calls
+    assert len(Gpt4Like.requests) == 3 + 1 + 3 + 2 and llm.spend.invalid == 0
+    assert {r["model"] for r in Gpt4Like.requests} == {"gpt-4"}
+    assert not any("response_format" in r for r in Gpt4Like.requests)
+
+
+def test_json_mode_against_gpt4_fails_once_naming_model_and_switch(tmp_path, chunks, paper_llm):
+    llm = client_from_config({**paper_llm, "json_mode": True})
+    with pytest.raises(KinjectError) as err:
+        generate_questions(chunks, tmp_path / "cand.parquet", tmp_path / "q.jsonl", llm, per_chunk=4, seed=1)
+    assert str(err.value) == (
+        f"{paper_llm['base_url']}: model 'gpt-4' refuses JSON mode (HTTP 400, response_format json_object): "
+        "set llm.json_mode: false for this model (the prompts ask for JSON themselves)")
+    assert len(Gpt4Like.requests) == 1  # refused once: no retries, no re-asks, no further chunks
+    assert not (tmp_path / "cand.parquet").exists() and not list((tmp_path / "cache").rglob("*.json"))

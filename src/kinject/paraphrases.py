@@ -36,6 +36,29 @@ def _plan(chunks: pd.DataFrame, count: int, per_call: int, seed: int) -> list[tu
     return calls
 
 
+def short_chunks(paraphrases: pd.DataFrame, chunk_ids, k: int) -> dict[str, int]:
+    """The chunks (in the order of chunk_ids) that lack one of paraphrases 1..k: {chunk_id: how many they have}."""
+    have = paraphrases[paraphrases["paraphrase"].between(1, k)].groupby("chunk_id")["paraphrase"].nunique()
+    counts = {c: int(have.get(c, 0)) for c in chunk_ids}
+    return {c: n for c, n in counts.items() if n < k}
+
+
+def _describe(short: dict[str, int], k: int) -> str:
+    return ", ".join(f"{c} ({n} of {k})" for c, n in short.items())
+
+
+def log_completeness(paraphrases: pd.DataFrame, chunk_ids, k: int) -> dict[str, int]:
+    """Log whether every chunk got its k paraphrases, naming the short ones; returns them."""
+    chunk_ids = list(chunk_ids)
+    short = short_chunks(paraphrases, chunk_ids, k)
+    if short:
+        log.warning("%d of %d chunks are short of their %d paraphrases (their calls were quarantined): %s",
+                    len(short), len(chunk_ids), k, _describe(short, k))
+    else:
+        log.info("all %d chunks have their %d paraphrases", len(chunk_ids), k)
+    return short
+
+
 def generate(chunks: pd.DataFrame, client: LLMClient, *, count: int, per_call: int, seed: int) -> pd.DataFrame:
     calls = _plan(chunks, count, per_call, seed)
     client.ensure_can_call([client.request(m, s) for _, _, s, m in calls])
@@ -45,7 +68,9 @@ def generate(chunks: pd.DataFrame, client: LLMClient, *, count: int, per_call: i
         for j, text in enumerate(client.chat_json(messages, call_seed, valid_paraphrases(n)) or []):
             rows.append({"chunk_id": chunk_id, "paraphrase": first + j, "text": text})
     client.log_spend()
-    return pd.DataFrame(rows, columns=["chunk_id", "paraphrase", "text"])
+    df = pd.DataFrame(rows, columns=["chunk_id", "paraphrase", "text"])
+    log_completeness(df, chunks["chunk_id"], count)
+    return df
 
 
 def paraphrase_chunks(chunks_path, out, quarantine, client: LLMClient, *, count: int, per_call: int, seed: int):
@@ -57,8 +82,10 @@ def paraphrase_chunks(chunks_path, out, quarantine, client: LLMClient, *, count:
     write_parquet(out, df)
 
 
-def paraphrase_set(chunks_path, generated_path, out, *, k: int) -> None:
-    """Set k: every original chunk plus its paraphrases 1..k (the FT training text)."""
+def paraphrase_set(chunks_path, generated_path, out, *, k: int, allow_incomplete: bool = False) -> None:
+    """Set k: every original chunk plus its paraphrases 1..k (the FT training text). A chunk short of one
+    of them (its LLM calls were quarantined) stops the set with one line, unless ``allow_incomplete``
+    (``paraphrases.allow_incomplete``): then the set is built and the short chunks are logged."""
     chunks = read_parquet(chunks_path, columns=["chunk_id", "text"])
     parts = [chunks.assign(paraphrase=0)[["chunk_id", "paraphrase", "text"]]]
     if k > 0:
@@ -66,6 +93,16 @@ def paraphrase_set(chunks_path, generated_path, out, *, k: int) -> None:
         have = gen["paraphrase"].max()
         if have < k:
             raise KinjectError(generated_path, f"holds paraphrases up to {have}, set k={k} needs {k}")
+        short = short_chunks(gen, chunks["chunk_id"], k)
+        if short and not allow_incomplete:
+            first, n = next(iter(short.items()))
+            raise KinjectError(generated_path, f"chunk {first!r} has {n} of the {k} paraphrases set k={k} needs; "
+                               f"{len(short)} of {len(chunks)} chunks are short (their LLM calls were quarantined: "
+                               f"see the quarantine file next to it); set paraphrases.allow_incomplete: true "
+                               f"to build the set anyway")
+        if short:
+            log.warning("paraphrases.allow_incomplete: set k=%d built with %d of %d chunks short: %s", k,
+                        len(short), len(chunks), _describe(short, k))
         parts.append(gen[gen["paraphrase"] <= k])
     df = pd.concat(parts).sort_values(["paraphrase", "chunk_id"], kind="stable").reset_index(drop=True)
     write_parquet(out, df)

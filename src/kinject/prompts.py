@@ -1,4 +1,5 @@
-"""The prompts sent to the LLM (GPT-4 in the paper). Changing a prompt changes every cache key."""
+"""The prompts sent to the LLM (GPT-4 in the paper; the offline author kinject.demo.author in the demo).
+Each asks for a JSON object itself, so JSON mode is not needed. Changing a prompt changes every cache key."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The offline "author" that stands in for GPT-4 when the demo's response cache is built.
+"""The offline "author" that writes the demo's recorded LLM replies (resources/demo/llm_cache).
+
+No LLM is involved: it plays the part GPT-4 plays in the paper, and is what answers when the demo's response
+cache is built (``python -m kinject.demo.build_cache``).
 
 It reads the fictional world's fact registry (``world.json``, written by ``kinject.demo.world``) and
 answers the pipeline's three LLM requests from it: multiple-choice questions about a chunk, the choice

@@ -1,7 +1,11 @@
-"""The demo's stand-in for GPT-4: answers the pipeline's own prompts from the fictional world's facts.
+"""The demo's LLM backend: the offline author (kinject.demo.author) answers the pipeline's own prompts from
+the fictional world's facts. No LLM is involved.
 
 It is used only to (re)write the response cache that ships in resources/demo/llm_cache
-(``python -m kinject.demo.build_cache``); the demo itself replays that cache through the openai-client code.
+(``python -m kinject.demo.build_cache``, live mode); the demo itself replays that cache (``llm.mode: replay``)
+through the openai-client code. Without JSON mode (``llm.json_mode: false``, the demo's and the paper's
+setting) it answers the way chat models often do, with the JSON object in a fenced block, so the demo goes
+through the same reply parsing (kinject.llm.parse_json_reply) as a live gpt-4.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ def answer(world, request: dict) -> tuple[str, None]:
         reply = {"paraphrases": author_paraphrases(world, text, n=n, seed=seed)}
     else:
         raise ValueError(f"the demo author does not know this prompt: {prompt[:60]!r}")
-    return json.dumps(reply, ensure_ascii=False), None
+    text = json.dumps(reply, ensure_ascii=False)
+    return (text if "response_format" in request else f"```json\n{text}\n```"), None
 
 
 def request_backend(world_path):

@@ -2,7 +2,11 @@
 
     python -m kinject.demo.build_cache
 
-Run it after changing the demo world, the chunking settings or a prompt (each changes the cache keys).
+The demo itself replays the cache (``llm.mode: replay`` in config/demo.yaml); this build overlays
+config/demo_author.yaml (``llm.mode: live``, ``llm.backend: demo_author``), so every request is answered by
+kinject.demo.author, offline, and recorded. The old cache is removed first: no stale entry survives.
+Run it after changing the demo world, the chunking settings, a prompt or an ``llm`` request setting
+(model, temperature, json_mode: each changes the cache keys).
 """
 
 from __future__ import annotations
