@@ -71,6 +71,12 @@ def compute_threads(rule_name="gpu_rules"):
     return job_settings(rule_name)["cpus_per_task"]
 
 
+def expensive(path):
+    """protected(path) under `protect: true` (the default): Snakemake write-protects the output once made and
+    refuses to re-run its job until you remove it yourself (see the README on freeing disk)."""
+    return protected(path) if config["protect"] else path
+
+
 def models_regex(keep):
     """A wildcard constraint matching exactly the models for which keep(model config) holds."""
     names = [name for name, model in config["models"].items() if keep(model)]

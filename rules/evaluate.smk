@@ -11,7 +11,7 @@ rule lmeval_task:
         unpack(retrieval_input),
         questions="results/{task}/questions.parquet",
     output:
-        directory(LMEVAL_TASK_DIR),
+        temp(directory(LMEVAL_TASK_DIR)),
     params:
         task_name="kinject_{task}_{format}_k{k}",
         subject=lambda wc: task_cfg(wc)["questions"].get("subject", wc.task) if wc.format == "letters" else "",

@@ -9,7 +9,7 @@ rule build_base_model:
         chunks=expand("results/{task}/chunks.parquet", task=TASKS),
         pretrain=lambda wc: config["models"][wc.model]["build"].get("pretrain_corpus", []),
     output:
-        directory("results/models/{model}/base"),
+        expensive(directory("results/models/{model}/base")),
     params:
         build=lambda wc: config["models"][wc.model]["build"],
         seed=config["seed"],

@@ -6,7 +6,7 @@ rule convert_gguf:
     wildcard_constraints:
         model=models_regex(lambda m: "gguf" in m),
     output:
-        directory("results/models/{model}/base"),
+        expensive(directory("results/models/{model}/base")),
     params:
         gguf=lambda wc: config["models"][wc.model]["gguf"],
     log:

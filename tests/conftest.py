@@ -53,24 +53,45 @@ def run_snakemake(workdir: Path, *args, env=None, timeout=1800):
                           capture_output=True, text=True, timeout=timeout)
 
 
+TINY_DEMO = "config/tiny_demo.yaml"
+
+
+def tiny_demo_config(workdir: Path) -> dict:
+    """The demo with the tiny Llama (.test/config/tiny_llama.yaml over config/demo.yaml, `models` replaced
+    whole), written to TINY_DEMO in workdir: the suite's fast stand-in for `make demo`."""
+    import yaml
+
+    from kinject.settings import deep_update
+
+    config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
+    tiny = yaml.safe_load((workdir / ".test" / "config" / "tiny_llama.yaml").read_text())
+    config["models"] = tiny.pop("models")
+    deep_update(config, tiny)
+    (workdir / TINY_DEMO).write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """The embedded demo run once, end to end, in a fresh copy of the checkout (`make demo`'s command)."""
+    """The demo, on the tiny Llama, run once end to end in a fresh copy of the checkout (`make demo`'s
+    command with the suite's fast configuration): the workdir, whose TINY_DEMO is the config."""
     workdir = copy_checkout(tmp_path_factory.mktemp("demo"))
-    proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", "config/demo.yaml")
+    tiny_demo_config(workdir)
+    proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", TINY_DEMO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)
     return workdir
 
 
 def small_demo_config(workdir: Path) -> str:
-    """The demo's grid scaled down (two paraphrase sets, K in {0, 1}, atlas 0-shot without the search,
-    a shorter base-model pre-training, one-core jobs) for tests that run the pipeline more than once."""
+    """The tiny demo's grid scaled down (two paraphrase sets, K in {0, 1}, atlas 0-shot in one format without
+    the search, a shorter base-model pre-training, one-core jobs) for tests that run the pipeline more than once."""
     import yaml
 
-    config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
+    config = tiny_demo_config(workdir)
     config["models"]["tiny-llama"]["build"]["pretrain_epochs"] = 1
     atlas, news = config["tasks"]["atlas"], config["tasks"]["current_events"]
-    atlas["shots"] = [0]
+    atlas["shots"], atlas["formats"] = [0], ["options"]
     del atlas["validation"]
     news["paraphrase_sets"], news["ft_rag_paraphrase_sets"] = [0, 1], [1]
     config["retrieval"]["k"] = [0, 1]

@@ -2,13 +2,13 @@
 
 import pandas as pd
 import pytest
-from conftest import copy_checkout, result_tables, run_snakemake, small_demo_config
+from conftest import TINY_DEMO, copy_checkout, result_tables, run_snakemake, small_demo_config
 
 from kinject.grid import cells, dry_run_jobs
 from kinject.settings import load_config
 
 pytestmark = pytest.mark.slow
-DEMO = ["--configfile", "config/demo.yaml"]
+DEMO = ["--configfile", TINY_DEMO]
 
 
 def planned_jobs(workdir, *args) -> dict[str, int]:
@@ -18,7 +18,7 @@ def planned_jobs(workdir, *args) -> dict[str, int]:
 
 
 def test_result_tables_hold_one_accuracy_per_cell(demo_run):
-    config = load_config(demo_run / "config" / "demo.yaml")
+    config = load_config(demo_run / TINY_DEMO)
     scores = pd.read_csv(demo_run / "results" / "tables" / "scores.csv")
     assert len(scores) == len(cells(config)) == len(scores.drop_duplicates(
         ["model", "task", "format", "method", "paraphrase_set", "k", "shots"]))
@@ -37,14 +37,37 @@ def test_result_tables_hold_one_accuracy_per_cell(demo_run):
     assert sorted(sweep["paraphrase_set"]) == list(range(11))
 
 
+def test_the_console_shows_job_lines_and_summaries_not_library_output(demo_run):
+    console = (demo_run / "console.txt").read_text()
+    assert "evaluate_base[model=tiny-llama, task=current_events, shots=0, format=options] done: accuracy base K=0" \
+        in console
+    for noise in ("warn", "Traceback", "it/s]", "truncat"):
+        assert noise.lower() not in console.lower(), noise
+    log = (demo_run / "logs" / "evaluate" / "tiny-llama_current_events_base_0shot_options.log").read_text()
+    assert "threads 2 (OMP_NUM_THREADS=2)" in log and "device cpu, torch threads 2" in log
+
+
+def test_scoring_formats_and_protected_checkpoints(demo_run):
+    scores = pd.read_csv(demo_run / "results" / "tables" / "scores.csv")
+    assert sorted(scores.loc[scores["task"] == "atlas", "format"].unique()) == ["letters", "options"]
+    assert set(scores.loc[scores["task"] == "current_events", "format"]) == {"options"}
+    model = demo_run / "results" / "models" / "tiny-llama" / "base" / "config.json"
+    assert model.stat().st_mode & 0o222 == 0  # protect: true, Snakemake write-protected it
+    assert not list((demo_run / "results" / "atlas" / "lmeval").rglob("*.jsonl"))  # temp(): removed once scored
+
+
 def test_nothing_left_to_do_after_the_run(demo_run):
     assert planned_jobs(demo_run) == {}
 
 
 def test_targeted_rebuild_of_one_table(demo_run):
     table = demo_run / "results" / "tables" / "mmlu_0shot.csv"
+    before, mtime = table.read_text(), table.stat().st_mtime_ns
     assert planned_jobs(demo_run, "results/tables/mmlu_0shot.csv", "--forcerun", "tables") == {"tables": 1}
-    assert table.exists()
+    run = run_snakemake(demo_run, "results/tables/mmlu_0shot.csv", "--forcerun", "tables", "--cores", "2", *DEMO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert dry_run_jobs(run.stdout + run.stderr) == {"tables": 1}  # the scores were reused, nothing else ran
+    assert table.stat().st_mtime_ns > mtime and table.read_text() == before
 
 
 def test_dag_and_summary_are_quick_to_print(demo_run):
