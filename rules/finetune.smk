@@ -36,7 +36,7 @@ rule hparam_trial:
     log:
         "logs/hparam_trial/{model}_{task}_lr{lr}.log",
     resources:
-        **gpu_resources(),
+        **gpu_resources("hparam_trial"),
     conda:
         "../envs/train.yaml"
     script:
