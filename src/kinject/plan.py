@@ -448,6 +448,9 @@ class Planner:
         job = Job(rule, f"{model} {task} k{k}" if rule == "finetune" else f"{model} {task}", model, count=count,
                   gpus=res.get("gpu", 0))
         shape = self.shape(model, job)
+        tokens = training_tokens(self.config, task, self.corpora[task], self.root, k)
+        if tokens is None:
+            job.notes += missing(self.corpora[task], task, ("chunks", "tokens_per_chunk"))
         if shape is None:
             job.host_bytes = job.compute_gpu_hours = job.kept_bytes = job.work_bytes = None
             return job
@@ -459,13 +462,10 @@ class Planner:
         task_cfg = self.config["tasks"][task]
         searched = rule == "hparam_trial" or "validation" in task_cfg
         epochs = ft["search"]["max_epochs"] if searched else ft["epochs"]
-        tokens = training_tokens(self.config, task, self.corpora[task], self.root, k)
         flops = None if tokens is None else training_flops(shape.parameters, tokens * epochs, self.checkpointing)
         if rule == "hparam_trial":
             val = validation_tokens(self.config, task, self.corpora[task], self.root)
             flops = None if flops is None or val is None else flops + 2 * shape.parameters * val * epochs
-        if flops is None:
-            job.notes += missing(self.corpora[task], task, ("chunks", "tokens_per_chunk"))
         job.compute_gpu_hours = None if flops is None else flops / self.flops_per_s() / 3600
         final = BYTES[ft["save_dtype"]] * shape.parameters
         written = epochs * TRAINER_CHECKPOINT * shape.parameters + final
