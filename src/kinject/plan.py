@@ -395,6 +395,7 @@ class Job:
     fixed_minutes: float = 0.0  # start-up and checkpoint writes, per job
     kept_bytes: float | None = 0.0  # disk a job leaves, per job
     work_bytes: float | None = 0.0  # transient disk while a job runs
+    prompt_tokens: int | None = None  # evaluation: the longest request
     notes: list = field(default_factory=list)
 
     @property
@@ -501,7 +502,7 @@ class Planner:
         job.host_bytes = c * shape.parameters + self.plan["process_host_gb"] * GB
         job.compute_gpu_hours = 2 * shape.parameters * sum(t for t, _ in figures) / self.flops_per_s() / 3600
         job.fixed_minutes = self.plan["startup_minutes"]
-        job.notes.append(f"longest prompt ~{longest} tokens")
+        job.prompt_tokens = longest
         return job
 
     # embedding -----------------------------------------------------------------------------------------
@@ -699,7 +700,7 @@ def make_plan(config: dict, root: Path | str = ".") -> dict:
                 largest = max(mine, key=lambda j: j.peak_bytes)
                 memory.append({"rule": rule, "model": model, "gpus": largest.gpus, "job": largest.label,
                                "parts_gb": {part: v / GB for part, v in largest.memory.items()},
-                               "total_gb": largest.peak_bytes / GB,
+                               "total_gb": largest.peak_bytes / GB, "longest_prompt": largest.prompt_tokens,
                                "fits": largest.peak_bytes <= plan["gpu_memory_gb"] * GB if largest.gpus else None})
     llm = llm_usage(config, planner.corpora)
     model = config["llm"]["model"]
@@ -711,6 +712,7 @@ def make_plan(config: dict, root: Path | str = ".") -> dict:
     return {
         "gpu_memory_gb": plan["gpu_memory_gb"],
         "precision": config["precision"],
+        "eval_batch_size": config["evaluation"]["batch_size"],
         "achievable_tflops": plan["achievable_tflops"][config["precision"]],
         "training": {"distribution": planner.dist.words, "accelerate_config": planner.dist.source,
                      "gradient_checkpointing": planner.checkpointing,
@@ -725,7 +727,7 @@ def make_plan(config: dict, root: Path | str = ".") -> dict:
         "jobs": [{"rule": j.rule, "job": j.label, "count": j.count, "gpus": j.gpus,
                   "peak_gb_per_gpu": per_gb(j.peak_bytes), "host_gb": per_gb(j.host_bytes),
                   "compute_gpu_hours": j.compute_gpu_hours, "wall_minutes": j.wall_minutes, "gpu_hours": j.gpu_hours,
-                  "notes": j.notes} for j in jobs],
+                  "longest_prompt": j.prompt_tokens, "notes": j.notes} for j in jobs],
         "disk": {"checkpoints_gb": rules.get("finetune", {}).get("disk_kept_gb"),
                  "training_work_gb_per_job": most(rules[r].get("work_gb_per_job") for r in rules if r in
                                                    ("hparam_trial", "finetune")),
@@ -751,12 +753,12 @@ def fmt(value, spec: str = ".1f") -> str:
 
 
 def table(header: list[str], rows: list[list], left: int = 1) -> list[str]:
-    """Aligned columns: the first `left` and any column headed 'source' to the left, figures to the right."""
+    """Aligned columns: the first `left` and a 'source' or 'job' column to the left, figures to the right."""
     rows = [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(r):
-        return "  " + "  ".join(c.ljust(w) if i < left or header[i] == "source" else c.rjust(w)
+        return "  " + "  ".join(c.ljust(w) if i < left or header[i] in ("source", "job") else c.rjust(w)
                                 for i, (c, w) in enumerate(zip(r, widths)))
 
     return [line(header).rstrip(), *(line(r).rstrip() for r in rows)]
@@ -773,8 +775,8 @@ def short(n) -> str:
 
 
 PARTS = [("weights", "weights"), ("gradients", "grads"), ("optimizer", "AdamW"), ("gathered", "gathered"),
-         ("layer_grads", "layer grads"), ("activations", "activ."), ("logits", "logits"), ("kv_cache", "KV cache"),
-         ("working_set", "working set"), ("overhead", "overhead")]
+         ("layer_grads", "layer grads"), ("activations", "activ."), ("kv_cache", "KV cache"),
+         ("working_set", "working set"), ("logits", "logits"), ("overhead", "overhead")]
 
 
 def format_plan(plan: dict, source: str = "") -> str:
@@ -803,12 +805,23 @@ def format_plan(plan: dict, source: str = "") -> str:
                      ", ".join(sorted({"plan.corpus (estimate)" if src.get(k, "").startswith("plan.corpus") else
                                        src.get(k, "unknown") for k in ("chunks", "questions")}))])
     out += table(["task", "chunks", "tokens/chunk", "questions", "tokens/question", "source"], rows) + [""]
-    parts = [(key, name) for key, name in PARTS if any(key in m["parts_gb"] for m in plan["memory"])]
-    out.append(f"Peak memory per GPU, GB (largest job of each rule and model; fits: <= {plan['gpu_memory_gb']:g} GB)")
-    rows = [[m["rule"], m["model"], m["gpus"] or "CPU", *(fmt(m["parts_gb"].get(key), ".2f") if key in m["parts_gb"]
-                                                           else "-" for key, _ in parts),
-             fmt(m["total_gb"], ".1f"), "-" if m["fits"] is None else fmt(m["fits"])] for m in plan["memory"]]
-    out += table(["rule", "model", "GPUs", *(name for _, name in parts), "total", "fits"], rows, left=2) + [""]
+    groups: dict[tuple, list] = {}  # training and evaluation rows have different parts
+    for m in plan["memory"]:
+        groups.setdefault(tuple(m["parts_gb"]), []).append(m)
+    for keys, rows_of in groups.items():
+        kind = "training" if "optimizer" in keys else "evaluation"
+        out.append(f"Peak memory per GPU, GB, {kind} (largest job of each rule and model; fits: <= "
+                   f"{plan['gpu_memory_gb']:g} GB)")
+        names = [name for key, name in PARTS if key in keys]
+        prompt = kind == "evaluation"
+        rows = [[m["rule"], m["model"], m["gpus"] or "CPU",
+                 *(fmt(m["parts_gb"][key], ".2f") for key, _ in PARTS if key in keys), fmt(m["total_gb"], ".1f"),
+                 "-" if m["fits"] is None else fmt(m["fits"]), *([m["longest_prompt"]] if prompt else []),
+                 m["job"].removeprefix(m["model"]).strip()] for m in rows_of]
+        out += table(["rule", "model", "GPUs", *names, "total", "fits", *(["prompt"] if prompt else []), "job"], rows,
+                     left=2)
+        out += ([f"  prompt: tokens of the longest request, x evaluation.batch_size {plan['eval_batch_size']} "
+                 "in a batch"] if prompt else []) + [""]
     out.append("Per rule (GPU-h: GPUs x wall time, all jobs; runtime and mem_mb: set in resources / wanted = "
                "estimate x plan.margin)")
     rows = []
