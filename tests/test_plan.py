@@ -193,6 +193,14 @@ def test_single_gpu_trials_would_not_fit(tmp_path):
     assert any(w.startswith("hparam_trial ") and "more than the 80 GB GPUs" in w for w in plan["warnings"])
 
 
+def test_fp32_training_gathers_fp32_copies_and_disagreeing_accelerate_config_is_a_warning(tmp_path):
+    plan = paper_plan(tmp_path, lambda c: c.update(precision="fp32"))
+    llama = next(m for m in plan["memory"] if m["rule"] == "finetune" and m["model"] == "llama2-7b")
+    assert llama["parts_gb"]["gathered"] == pytest.approx(4 * (262_148_096 + 2 * 202_383_360) / GB)
+    assert llama["parts_gb"]["logits"] == pytest.approx(1024 * 32_000 * (4 + 8) / GB)
+    assert any("asks for mixed_precision bf16 but precision is fp32" in w for w in plan["warnings"])
+
+
 def test_config_yaml_resources_cover_the_plan(tmp_path):
     """mem_mb and runtime in config.yaml must be at least the plan's estimates x plan.margin."""
     config = load_config(ROOT / "config.yaml")
