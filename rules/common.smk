@@ -1,4 +1,5 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
+from kinject.settings import job_resources
 from kinject.grid import FORMATS, LMEVAL_TASK_DIR, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 
 TASKS = list(config["tasks"])
@@ -53,8 +54,7 @@ def task_cfg(wildcards):
 
 def job_settings(rule_name="gpu_rules"):
     """A compute rule's settings from the config: resources.gpu_rules, updated by resources.<rule_name>."""
-    res = config["resources"]
-    return {**res["gpu_rules"], **res.get(rule_name, {})}
+    return job_resources(config, rule_name)
 
 
 def compute_resources(rule_name="gpu_rules"):

@@ -38,9 +38,9 @@ rule hparam_trial:
         work_dir=lambda wc: f"results/.work/hparams/{wc.model}/{wc.task}/lr{wc.lr}",
     log:
         "logs/hparam_trial/{model}_{task}_lr{lr}.log",
-    threads: compute_threads()
+    threads: compute_threads("hparam_trial")
     resources:
-        **compute_resources(),
+        **compute_resources("hparam_trial"),
     conda:
         "../envs/train.yaml"
     script:

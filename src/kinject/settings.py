@@ -22,6 +22,12 @@ def deep_update(base: dict, other: dict) -> dict:
     return base
 
 
+def job_resources(config: dict, entry: str = "gpu_rules") -> dict:
+    """A compute job's settings: resources.gpu_rules updated by resources.<entry> (finetune, evaluate, ...)."""
+    res = config["resources"]
+    return {**res["gpu_rules"], **res.get(entry, {})}
+
+
 def validate_config(config: dict, source) -> None:
     """Snakemake's schema validation (filling defaults) plus the grid checks; one line per problem."""
     from snakemake.utils import validate

@@ -1,0 +1,338 @@
+"""kinject plan: its formulas against hand-computed figures for 7B models, and config.yaml's resources
+against what it computes for config.yaml."""
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from kinject import prompts
+from kinject.cli import main
+from kinject.errors import KinjectError
+from kinject.plan import (GB, MIB, RESOURCE_KEY, Distribution, Shape, eval_memory, llama_parameters,
+                          make_plan, read_accelerate_config, training_host_memory, training_memory)
+from kinject.settings import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCELERATE = "profiles/slurm/accelerate_fsdp.yaml"
+
+# The published config.json figures (Llama-2-7b-hf, Mistral-7B-v0.1), as config.yaml gives them.
+LLAMA2_7B = dict(hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=32, intermediate_size=11008,
+                 vocab_size=32000, max_position_embeddings=4096)
+MISTRAL_7B = dict(hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=8, intermediate_size=14336,
+                  vocab_size=32000, max_position_embeddings=32768)
+FULL_SHARD = Distribution("FULL_SHARD", "bf16", efficient_loading=True)
+
+
+def shape(figures, parameters) -> Shape:
+    return Shape(parameters=parameters, **figures, source="test")
+
+
+def bare_root(tmp_path) -> Path:
+    """A directory with the shipped accelerate config and no artifacts: the plan uses the estimates."""
+    (tmp_path / ACCELERATE).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / ACCELERATE, tmp_path / ACCELERATE)
+    return tmp_path
+
+
+def paper_plan(tmp_path, edit=None) -> dict:
+    config = load_config(ROOT / "config.yaml")
+    if edit:
+        edit(config)
+    return make_plan(config, bare_root(tmp_path))
+
+
+# ---- parameters ---------------------------------------------------------------------------------------
+
+def test_parameter_formula_gives_the_published_7b_counts():
+    # Llama-2-7B: embeddings and LM head 2 x 32000 x 4096 = 262,144,000; per layer q, k, v, o 4 x 4096^2
+    # = 67,108,864, MLP 3 x 4096 x 11008 = 135,266,304, two norms 8,192: 202,383,360; x 32 = 6,476,267,520;
+    # final norm 4,096.
+    assert llama_parameters(**LLAMA2_7B) == 262_144_000 + 6_476_267_520 + 4_096 == 6_738_415_616
+    # Mistral-7B: k and v are 4096 x 1024 (8 KV heads of 128): per layer 2 x 4096^2 + 2 x 4096 x 1024
+    # + 3 x 4096 x 14336 + 8,192 = 33,554,432 + 8,388,608 + 176,160,768 + 8,192 = 218,112,000.
+    assert llama_parameters(**MISTRAL_7B) == 262_144_000 + 32 * 218_112_000 + 4_096 == 7_241_732_096
+    # Orca-2-7B: Llama-2-7B with 3 more tokens in the embeddings and the LM head.
+    assert llama_parameters(**{**LLAMA2_7B, "vocab_size": 32003}) == 6_738_415_616 + 2 * 3 * 4096
+    config = load_config(ROOT / "config.yaml")
+    for name, model in config["models"].items():
+        assert model["shape"]["parameters"] == llama_parameters(**model["shape"]), name
+
+
+def test_parameter_formula_matches_transformers_for_grouped_query_attention():
+    torch = pytest.importorskip("torch")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    figures = dict(hidden_size=64, num_layers=3, num_heads=8, num_kv_heads=2, intermediate_size=160, vocab_size=300)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        hidden_size=64, num_hidden_layers=3, num_attention_heads=8, num_key_value_heads=2, intermediate_size=160,
+        vocab_size=300, tie_word_embeddings=False))
+    assert llama_parameters(**figures) == model.num_parameters()
+
+
+# ---- memory -------------------------------------------------------------------------------------------
+
+def test_training_memory_llama2_7b_fsdp4_full_shard_bf16_checkpointing():
+    p = 6_738_415_616
+    parts = training_memory(shape(LLAMA2_7B, p), processes=4, dist=FULL_SHARD, precision="bf16", micro_batch=4,
+                            block_size=256, checkpointing=True, overhead_gb=4)
+    # sharded over 4 GPUs: fp32 master weights 4 B, fp32 gradients 4 B, AdamW moments 8 B per parameter
+    assert parts["weights"] == 4 * p / 4 == 6_738_415_616
+    assert parts["gradients"] == 6_738_415_616
+    assert parts["optimizer"] == 8 * p / 4 == 13_476_831_232
+    # bf16 copies gathered: the root unit (embeddings + LM head + final norm: 262,148,096) and two layers
+    # (202,383,360 each); unsharded bf16 gradients of the root and one layer
+    assert parts["gathered"] == 2 * (262_148_096 + 2 * 202_383_360) == 1_333_829_632
+    assert parts["layer_grads"] == 2 * (262_148_096 + 202_383_360) == 929_062_912
+    # 4 x 256 = 1024 tokens; checkpointing keeps each of the 32 layers' input (4096 bf16 values per token)
+    # and recomputes one layer: 6 x 4096 + 2 x 4096 + 4 x 11008 = 76,800 values per token
+    assert parts["activations"] == 32 * 1024 * 4096 * 2 + 1024 * 76_800 * 2 == 425_721_856
+    # logits: 1024 x 32000, bf16 (2 B) + the loss's fp32 copy and log-softmax (8 B)
+    assert parts["logits"] == 1024 * 32_000 * 10 == 327_680_000
+    assert parts["overhead"] == 4e9
+    assert sum(parts.values()) == 33_969_956_864  # about 34.0 GB: fits an 80 GB GPU
+
+
+def test_unsharded_7b_training_is_the_issues_108_gb():
+    # plain data parallelism: every GPU holds 16 B per parameter (fp32 weights, gradients, AdamW), plus
+    # autocast's bf16 copy of the weights; without checkpointing all 32 layers' activations stay
+    p = 6_738_415_616
+    parts = training_memory(shape(LLAMA2_7B, p), processes=4, dist=Distribution("DDP", None), precision="bf16",
+                            micro_batch=4, block_size=256, checkpointing=False, overhead_gb=0)
+    assert parts["weights"] + parts["gradients"] + parts["optimizer"] == 16 * p == 107_814_649_856
+    assert parts["gathered"] == 2 * p and parts["layer_grads"] == 0
+    assert parts["activations"] == 32 * 1024 * 76_800 * 2 == 5_033_164_800
+    assert sum(parts.values()) > 80 * GB
+
+
+def test_eval_memory_llama2_7b_bf16():
+    p = 6_738_415_616
+    parts = eval_memory(shape(LLAMA2_7B, p), precision="bf16", batch_size=8, tokens=1000, overhead_gb=4)
+    assert parts["weights"] == 2 * p == 13_476_831_232
+    # keys and values of 32 layers for 8 x 1000 tokens, 4096 wide (32 KV heads of 128), bf16
+    assert parts["kv_cache"] == 2 * 2 * 32 * 8000 * 4096 == 4_194_304_000
+    assert parts["working_set"] == 2 * 8000 * (2 * 4096 + 3 * 11008) == 659_456_000
+    assert parts["logits"] == 8000 * 32_000 * (2 + 4) == 1_536_000_000
+    assert sum(parts.values()) == 23_866_591_232
+    # Mistral's 8 KV heads: a quarter of the cache
+    mistral = eval_memory(shape(MISTRAL_7B, 7_241_732_096), precision="bf16", batch_size=8, tokens=1000,
+                          overhead_gb=4)
+    assert mistral["kv_cache"] == parts["kv_cache"] / 4
+
+
+def test_host_memory_to_load_and_save_a_7b_checkpoint():
+    p = 6_738_415_616
+    # rank 0 loads the fp32 checkpoint once (cpu_ram_efficient_loading); saving gathers the full fp32 state
+    # dict (4 B) and casts it to bf16 (2 B): 6 B per parameter, + 4 GB for each of the 4 processes
+    assert training_host_memory(shape(LLAMA2_7B, p), processes=4, dist=FULL_SHARD, save_dtype="bf16",
+                                process_gb=4) == 6 * p + 16e9 == 56_430_493_696
+    # without efficient loading every process loads its own fp32 copy: 4 x 4 B per parameter
+    every = Distribution("FULL_SHARD", "bf16", efficient_loading=False)
+    assert training_host_memory(shape(LLAMA2_7B, p), processes=4, dist=every, save_dtype="bf16",
+                                process_gb=4) == 16 * p + 16e9
+
+
+# ---- the accelerate config ----------------------------------------------------------------------------
+
+def test_shipped_accelerate_config_is_fsdp_full_shard_bf16():
+    dist = read_accelerate_config(ROOT / ACCELERATE)
+    assert (dist.strategy, dist.mixed_precision, dist.efficient_loading, dist.offload) == \
+        ("FULL_SHARD", "bf16", True, False)
+
+
+@pytest.mark.parametrize("cfg, strategy", [
+    ({"distributed_type": "FSDP", "fsdp_config": {"fsdp_version": 2, "fsdp_reshard_after_forward": False}},
+     "SHARD_GRAD_OP"),
+    ({"distributed_type": "FSDP", "fsdp_config": {"fsdp_sharding_strategy": "FULL_SHARD"}}, "FULL_SHARD"),
+    ({"distributed_type": "FSDP", "fsdp_config": {"fsdp_sharding_strategy": 3}}, "NO_SHARD"),
+    ({"distributed_type": "MULTI_GPU", "mixed_precision": "bf16"}, "DDP"),
+])
+def test_accelerate_config_strategies(tmp_path, cfg, strategy):
+    path = tmp_path / "acc.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert read_accelerate_config(path).strategy == strategy
+
+
+def test_accelerate_config_errors_name_the_file(tmp_path):
+    with pytest.raises(KinjectError, match=r"acc\.yaml: not found"):
+        read_accelerate_config(tmp_path / "acc.yaml")
+    (tmp_path / "acc.yaml").write_text("distributed_type: DEEPSPEED\n")
+    with pytest.raises(KinjectError, match=r"acc\.yaml: distributed_type 'DEEPSPEED'"):
+        read_accelerate_config(tmp_path / "acc.yaml")
+
+
+# ---- config.yaml --------------------------------------------------------------------------------------
+
+def test_every_7b_training_job_of_config_yaml_fits_80gb_gpus(tmp_path):
+    plan = paper_plan(tmp_path)
+    assert plan["training"]["distribution"] == "FSDP full shard" and plan["training"]["gradient_checkpointing"]
+    training = [m for m in plan["memory"] if m["rule"] in ("hparam_trial", "finetune")]
+    assert {(m["rule"], m["model"]) for m in training} == \
+        {(r, m) for r in ("hparam_trial", "finetune") for m in ("llama2-7b", "mistral-7b", "orca2-7b")}
+    for m in training:
+        assert m["gpus"] == 4 and m["fits"] and m["total_gb"] < 80, m
+    llama = next(m for m in training if m["rule"] == "finetune" and m["model"] == "llama2-7b")
+    assert llama["total_gb"] == pytest.approx(33_969_956_864 / GB)
+    # every job of every GPU rule is estimated and fits
+    gpu_jobs = [j for j in plan["jobs"] if j["gpus"]]
+    assert len(gpu_jobs) == sum(1 for j in plan["jobs"])
+    assert all(j["peak_gb_per_gpu"] is not None and j["peak_gb_per_gpu"] <= 80 for j in gpu_jobs)
+    assert plan["warnings"] == []
+
+
+def test_single_gpu_trials_would_not_fit(tmp_path):
+    plan = paper_plan(tmp_path, lambda c: c["resources"]["hparam_trial"].update(gpu=1))
+    assert any(w.startswith("hparam_trial ") and "more than the 80 GB GPUs" in w for w in plan["warnings"])
+
+
+def test_fp32_training_gathers_fp32_copies_and_disagreeing_accelerate_config_is_a_warning(tmp_path):
+    plan = paper_plan(tmp_path, lambda c: c.update(precision="fp32"))
+    llama = next(m for m in plan["memory"] if m["rule"] == "finetune" and m["model"] == "llama2-7b")
+    assert llama["parts_gb"]["gathered"] == pytest.approx(4 * (262_148_096 + 2 * 202_383_360) / GB)
+    assert llama["parts_gb"]["logits"] == pytest.approx(1024 * 32_000 * (4 + 8) / GB)
+    assert any("asks for mixed_precision bf16 but precision is fp32" in w for w in plan["warnings"])
+
+
+def test_config_yaml_resources_cover_the_plan(tmp_path):
+    """mem_mb and runtime in config.yaml must be at least the plan's estimates x plan.margin."""
+    config = load_config(ROOT / "config.yaml")
+    plan = make_plan(config, bare_root(tmp_path))
+    margin = config["plan"]["margin"]
+    for rule, key in RESOURCE_KEY.items():
+        entry = plan["rules"].get(rule)
+        if entry is None:
+            continue
+        res = {**config["resources"]["gpu_rules"], **config["resources"].get(key, {})}
+        assert entry["mem_mb_needed"] and res["mem_mb"] >= entry["mem_mb_needed"], rule
+        assert entry["runtime_needed"] and res["runtime"] >= entry["runtime_needed"], rule
+    # finetune by hand, the largest model (Mistral-7B, 7,241,732,096 parameters), 4 processes:
+    p = 7_241_732_096
+    host = 6 * p + 4 * 4e9  # fp32 state dict + its bf16 copy on rank 0, 4 GB per process
+    assert plan["rules"]["finetune"]["mem_mb_needed"] == math.ceil(host * margin["mem"] / MIB) == 85_045
+    # the longest finetune job: an MMLU task of 15,000 chunks x (200 + BOS/EOS) tokens, 5 epochs (the search's
+    # maximum), 8 x P FLOPs per token with checkpointing at 100 TFLOP/s, over 4 GPUs; 10 minutes to start and
+    # 5 Trainer checkpoints (12 B/parameter) + the bf16 model written at 1 GB/s
+    compute_h = 8 * p * (15_000 * 202 * 5) / 100e12 / 3600
+    wall = 10 + (5 * 12 * p + 2 * p) / 1e9 / 60 + compute_h * 60 / 4
+    job = next(j for j in plan["jobs"] if j["rule"] == "finetune" and j["job"] == "mistral-7b anatomy k0")
+    assert job["compute_gpu_hours"] == pytest.approx(compute_h)
+    assert job["wall_minutes"] == pytest.approx(wall)
+    assert plan["rules"]["finetune"]["runtime_needed"] == math.ceil(wall * margin["runtime"])
+
+
+def test_resources_below_the_plan_are_warnings(tmp_path):
+    plan = paper_plan(tmp_path, lambda c: c["resources"]["finetune"].update(mem_mb=20_000, runtime=30))
+    assert any(w.startswith("finetune: resources.finetune.mem_mb 20000 is below") for w in plan["warnings"])
+    assert any(w.startswith("finetune: resources.finetune.runtime 30 min is below") for w in plan["warnings"])
+
+
+def test_resource_keys_are_the_rules_own(tmp_path):
+    """RESOURCE_KEY names the resources entry each GPU rule's compute_resources(...) call reads."""
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
+    found, parents = {}, {}
+    blocks = re.split(r"^\s*(rule \w+:|use rule \w+ as \w+ with:)", text, flags=re.M)
+    for head, body in zip(blocks[1::2], blocks[2::2]):
+        names = re.findall(r"\w+", head)
+        name = names[-2] if head.startswith("use") else names[1]
+        if head.startswith("use"):
+            parents[name] = names[2]
+        call = re.search(r"compute_resources\((?:\"(\w+)\")?\)", body)
+        if call:
+            found[name] = call.group(1) or "gpu_rules"
+    for child, parent in parents.items():
+        found.setdefault(child, found.get(parent))
+    assert {r: k for r, k in found.items() if k} == RESOURCE_KEY
+
+
+# ---- corpus from the artifacts, LLM calls -------------------------------------------------------------
+
+def test_artifacts_replace_the_estimates_and_llm_calls_follow_the_code(tmp_path):
+    from kinject.paraphrases import _plan as paraphrase_calls
+
+    root = bare_root(tmp_path)
+    chunks = pd.DataFrame({"chunk_id": ["c0", "c1", "c2"], "text": ["a" * 400, "b" * 800, "c" * 1200]})
+    (root / "results" / "current_events").mkdir(parents=True)
+    chunks.to_parquet(root / "results" / "current_events" / "chunks.parquet")
+    pd.DataFrame({"id": ["q0", "q1", "d0"], "question": ["x" * 33, "y" * 73, "z"],
+                  "choices": [["a1", "b1", "c1", "d1"], ["a2", "b2", "c2", "d2"], ["e", "f"]],
+                  "answer": [0, 1, 0], "split": ["test", "test", "dev"], "chunk_id": ["c0", "c1", None]}
+                 ).to_parquet(root / "results" / "current_events" / "questions.parquet")
+    config = load_config(ROOT / "config.yaml")
+    plan = make_plan(config, root)
+    corpus = plan["corpus"]["current_events"]
+    # 400, 800, 1200 characters at 4 per token
+    assert (corpus["figures"]["chunks"], corpus["figures"]["tokens_per_chunk"],
+            corpus["figures"]["max_chunk_tokens"]) == (3, 200, 300)
+    assert corpus["sources"]["chunks"].endswith("results/current_events/chunks.parquet")
+    # two test questions: 'Question: ' + 33 / 73 characters + '\nAnswer:' = 51 / 91 characters
+    assert corpus["figures"]["questions"] == 2
+    assert corpus["figures"]["max_question_tokens"] == math.ceil(91 / 4)
+    assert plan["corpus"]["anatomy"]["sources"]["chunks"] == "plan.corpus.default"
+
+    rows = {r["rule"]: r for r in plan["llm"]["rules"] if r["task"] == "current_events"}
+    count, per_call = config["paraphrases"]["count"], config["paraphrases"]["per_call"]
+    assert rows["paraphrase_chunks"]["calls"] == len(paraphrase_calls(chunks, count, per_call, 0)) == 3 * 2
+    assert rows["generate_questions"]["calls"] == rows["select_questions"]["calls"] == 3
+    template = math.ceil(len(prompts.PARAPHRASE.format(n=5, text="")) / 4)
+    assert rows["paraphrase_chunks"]["input_tokens"] == 6 * (template + 200)
+    assert rows["paraphrase_chunks"]["output_tokens"] == 3 * 10 * 200  # 10 paraphrases as long as their chunk
+    asked = math.ceil(len(prompts.QUESTIONS.format(n=4, options=4, text="")) / 4)
+    assert rows["generate_questions"]["input_tokens"] == 3 * (asked + 200)
+    assert rows["generate_questions"]["output_tokens"] == 3 * 4 * 80
+    # gpt-4 at USD 30 / 60 per million input / output tokens
+    assert rows["paraphrase_chunks"]["usd"] == pytest.approx((6 * (template + 200) * 30 + 6000 * 60) / 1e6)
+    # validation: 240 chunks x 1 call (2 paraphrases per call) per MMLU task, from the estimates
+    val = next(r for r in plan["llm"]["rules"] if r["rule"] == "validation_paraphrases" and r["task"] == "anatomy")
+    assert val["calls"] == 240 and val["output_tokens"] == 240 * 2 * 200
+
+
+def test_unknown_figures_say_how_to_provide_them(tmp_path):
+    config = load_config(ROOT / "config" / "demo.yaml")
+    plan = make_plan(config, tmp_path)
+    assert "results/models/tiny-llama/base" in plan["models"]["tiny-llama"]["source"]
+    assert "models.tiny-llama.shape" in plan["models"]["tiny-llama"]["source"]
+    assert plan["rules"]["finetune"]["peak_gb_per_gpu"] is None
+    assert any("plan.corpus.atlas.chunks" in n for n in plan["rules"]["finetune"]["notes"])
+    # a built model folder gives the shape (parameters by the Llama formula)
+    base = tmp_path / "results" / "models" / "tiny-llama" / "base"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "num_key_value_heads": 4, "intermediate_size": 384, "vocab_size": 4096, "max_position_embeddings": 1024,
+        "tie_word_embeddings": False}))
+    plan = make_plan(config, tmp_path)
+    # 2 x 4096 x 128 + 4 x (4 x 128^2 + 3 x 128 x 384 + 2 x 128) + 128
+    assert plan["models"]["tiny-llama"]["parameters"] == 1_048_576 + 4 * (65_536 + 147_456 + 256) + 128
+    (base / "config.json").write_text(json.dumps({"model_type": "gpt2", "hidden_size": 1}))
+    with pytest.raises(KinjectError, match="config.json: not a model config.json"):
+        make_plan(config, tmp_path)
+
+
+# ---- the command --------------------------------------------------------------------------------------
+
+def test_command_prints_the_tables_and_json(tmp_path, capsys):
+    root = bare_root(tmp_path)
+    main(["plan", str(ROOT / "config.yaml"), "--root", str(root)])
+    out = capsys.readouterr().out
+    assert "FSDP full shard" in out and "WARNINGS" not in out
+    line = next(row for row in out.splitlines() if row.split()[:2] == ["finetune", "llama2-7b"])
+    assert re.search(r"\s34\.0\s+yes\s+anatomy k0$", line), line
+    main(["plan", str(ROOT / "config.yaml"), "--root", str(root), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["rules"]["finetune"]["jobs"] == 48 and data["rules"]["hparam_trial"]["gpus"] == 4
+
+
+def test_command_imports_no_torch(tmp_path):
+    code = ("import sys; from kinject.cli import main; main(['plan', 'config.yaml', '--json']); "
+            "print(sorted(m for m in ('torch', 'transformers', 'faiss', 'openai') if m in sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
