@@ -28,7 +28,7 @@ rule generate_questions:
         candidates="results/{task}/questions/candidates.parquet",
         quarantine="results/{task}/questions/candidates_quarantine.jsonl",
     params:
-        llm=config["llm"],
+        llm=reply_settings(config["llm"]),
         per_chunk=lambda wc: task_cfg(wc)["questions"].get("per_chunk", 4),
         seed=config["seed"],
     log:
@@ -51,7 +51,7 @@ rule select_questions:
         selected="results/{task}/questions/selected.parquet",
         quarantine="results/{task}/questions/selected_quarantine.jsonl",
     params:
-        llm=config["llm"],
+        llm=reply_settings(config["llm"]),
         keep=lambda wc: task_cfg(wc)["questions"].get("keep", 2),
         seed=config["seed"],
     log:

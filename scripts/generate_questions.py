@@ -3,5 +3,5 @@ from kinject.llm import client_from_config
 from kinject.questions import generate_questions
 
 rule_main(snakemake, generate_questions, snakemake.input[0], snakemake.output.candidates,
-          snakemake.output.quarantine, client_from_config(snakemake.params.llm),
+          snakemake.output.quarantine, client_from_config({**snakemake.config["llm"], **snakemake.params.llm}),
           per_chunk=snakemake.params.per_chunk, seed=snakemake.params.seed)

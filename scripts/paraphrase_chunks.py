@@ -3,5 +3,5 @@ from kinject.llm import client_from_config
 from kinject.paraphrases import paraphrase_chunks
 
 rule_main(snakemake, paraphrase_chunks, snakemake.input[0], snakemake.output.paraphrases,
-          snakemake.output.quarantine, client_from_config(snakemake.params.llm),
+          snakemake.output.quarantine, client_from_config({**snakemake.config["llm"], **snakemake.params.llm}),
           count=snakemake.params.total, per_call=snakemake.params.per_call, seed=snakemake.params.seed)

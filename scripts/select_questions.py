@@ -3,5 +3,5 @@ from kinject.llm import client_from_config
 from kinject.questions import select_questions
 
 rule_main(snakemake, select_questions, snakemake.input[0], snakemake.output.selected,
-          snakemake.output.quarantine, client_from_config(snakemake.params.llm),
+          snakemake.output.quarantine, client_from_config({**snakemake.config["llm"], **snakemake.params.llm}),
           keep=snakemake.params.keep, seed=snakemake.params.seed)

@@ -231,6 +231,16 @@ class LLMClient:
                  s.calls, s.cached, s.prompt_tokens, s.completion_tokens, s.invalid)
 
 
+# The llm settings that decide a rule's replies, hence its output: the rules pass these as params (a change
+# re-runs them). The rest (mode, base_url, api_key_env, max_retries, timeout_s) only say how replies are
+# fetched; jobs read them from the config, so switching endpoint or replay mode re-runs nothing.
+REPLY_SETTINGS = ("model", "temperature", "json_mode", "invalid_retries", "cache", "backend", "author_world")
+
+
+def reply_settings(llm: dict) -> dict:
+    return {key: llm[key] for key in REPLY_SETTINGS if key in llm}
+
+
 def client_from_config(llm: dict) -> LLMClient:
     """The configured client. ``backend: demo_author`` answers misses from the demo world's offline author
     (how the shipped demo cache was written, in live mode; see kinject.demo.build_cache), never the network."""
