@@ -1,5 +1,6 @@
 # RAG: embed every chunk (bge-large-en in the paper; all-MiniLM-L6-v2 in the demo), a FAISS index per
-# task, and the top-K chunks (K up to max(retrieval.k)) for every question.
+# task, and the top-K chunks (K up to max(retrieval.k)) for every question. retrieval.batch_size is read
+# from the config by the jobs, not passed as a param: it sets speed, not results, so editing it re-runs nothing.
 
 
 rule extract_embedder:
@@ -26,7 +27,6 @@ rule index_chunks:
         "results/{task}/index/faiss.index",
     params:
         embedder=embedder_path(),
-        batch_size=config["retrieval"].get("batch_size", 64),
         exact_max=config["retrieval"]["exact_max"],  # the schema fills its default
     log:
         "logs/index_chunks/{task}.log",
@@ -50,7 +50,6 @@ rule retrieve:
     params:
         embedder=embedder_path(),
         k_max=max(config["retrieval"]["k"]),
-        batch_size=config["retrieval"].get("batch_size", 64),
         query_prefix=config["embedder"].get("query_prefix", ""),
     log:
         "logs/retrieve/{task}.log",

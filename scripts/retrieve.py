@@ -3,4 +3,4 @@ from kinject.retrieval import retrieve
 
 rule_main(snakemake, retrieve, snakemake.input.index, snakemake.input.chunks, snakemake.input.questions,
           snakemake.params.embedder, snakemake.output[0], k_max=snakemake.params.k_max,
-          batch_size=snakemake.params.batch_size, query_prefix=snakemake.params.query_prefix)
+          batch_size=snakemake.config["retrieval"]["batch_size"], query_prefix=snakemake.params.query_prefix)
