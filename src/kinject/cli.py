@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,12 +18,21 @@ def rule_main(snakemake, func, *args, **kwargs):
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_job_environment(snakemake.threads)
     try:
         return func(*args, **kwargs)
     except KinjectError as err:
         logging.getLogger("kinject").error("%s", err)
         print(f"kinject error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def log_job_environment(threads: int | None = None) -> None:
+    """Log one line with what the job was given: its threads, its GPUs (CUDA_VISIBLE_DEVICES, which
+    SLURM sets in a job allocated GPUs) and its SLURM job, if any ('unset' where a variable is not set)."""
+    fields = [f"threads={threads}"] if threads is not None else []
+    fields += [f"{name}={os.environ.get(name, 'unset')}" for name in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")]
+    logging.getLogger("kinject").info("job environment: %s", ", ".join(fields))
 
 
 def main(argv=None):
