@@ -5,6 +5,11 @@ munged (own key and socket, so no system munge is touched or needed), writes a s
 `workdir`, starts slurmctld and slurmd in the foreground as child processes on free ports, waits
 until the node is idle and yields a `SlurmCluster`. On exit it stops exactly the daemons it started.
 Several such clusters can run side by side on one machine.
+
+The node declares GPUS emulated GPUs of type GPU_TYPE (gres.conf with AutoDetect=off; each GPU's
+device file is a stand-in in `workdir`, see `make_gpu_devices`), so `--gpus=N`, `--gpus=emu:N` and
+`--gres=gpu:emu:N` are allocated like on a GPU cluster and slurmd sets CUDA_VISIBLE_DEVICES in the job.
+There is no real GPU behind them: CUDA stays unavailable inside the jobs.
 """
 
 import os
@@ -24,6 +29,9 @@ SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 REQUIRED = ("slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scontrol", "munged", "munge")
 MEMORY_HEADROOM_MB = 1024
 STARTUP_TIMEOUT_S = 60
+GPUS = 4  # emulated GPUs on the node
+GPU_TYPE = "emu"  # their gres Type: what a rule's `gpu_model` (--gpus=emu:N) or `gres` (gpu:emu:N) names
+STAND_IN_TARGET = Path("/dev/null")
 
 
 class SlurmUnavailable(RuntimeError):
@@ -35,12 +43,16 @@ class SlurmCluster:
     """A running test cluster.
 
     conf: its slurm.conf; env: the full environment to run SLURM clients and snakemake with
-    (os.environ plus SLURM_CONF, SBATCH_PARTITION and PATH); partition: its only partition.
+    (os.environ plus SLURM_CONF, SBATCH_PARTITION and PATH, less any SLURM_* job variables and
+    CUDA_VISIBLE_DEVICES inherited from an enclosing allocation); partition: its only partition;
+    gpus, gpu_type: the node's emulated GPUs.
     """
 
     conf: Path
     env: dict[str, str]
     partition: str
+    gpus: int = GPUS
+    gpu_type: str = GPU_TYPE
 
 
 def which(name: str) -> str | None:
@@ -57,11 +69,38 @@ def node_memory_mb(meminfo: str, headroom_mb: int = MEMORY_HEADROOM_MB) -> int:
     raise ValueError("no MemTotal line in /proc/meminfo")
 
 
+def make_gpu_devices(dev_dir: Path, count: int) -> list[Path]:
+    """Stand-in device files nvidia0..nvidia<count-1> for the emulated GPUs: symlinks to /dev/null.
+
+    slurmd only accepts a gres.conf `File` that is a character or block device: with regular files it
+    logs "... is not a valid character or block device, fix your gres.conf", still allocates the GPUs,
+    but sets no CUDA_VISIBLE_DEVICES in the jobs. It follows symlinks, so links to /dev/null pass (as
+    do character devices made with mknod, which needs CAP_MKNOD; links need no privilege). Each GPU's
+    index in CUDA_VISIBLE_DEVICES is the number at the end of its file name. The files live in the
+    cluster's own workdir, so clusters side by side never share them.
+    """
+    dev_dir.mkdir(parents=True, exist_ok=True)
+    devices = [dev_dir / f"nvidia{index}" for index in range(count)]
+    for device in devices:
+        if not device.is_symlink():
+            device.symlink_to(STAND_IN_TARGET)
+    return devices
+
+
+def render_gres_conf(dev_dir: Path, count: int, gpu_type: str = GPU_TYPE) -> str:
+    """gres.conf text: `count` GPUs of type `gpu_type` on the stand-in files of `make_gpu_devices`,
+    with hardware detection (NVML/RSMI) off so that nothing looks for real GPUs."""
+    return f"AutoDetect=off\nName=gpu Type={gpu_type} File={dev_dir}/nvidia[0-{count - 1}]\n"
+
+
 def render_slurm_conf(workdir: Path, node: str, cpus: int, memory_mb: int, ports: tuple[int, int],
-                      munge_socket: Path) -> str:
+                      munge_socket: Path, gpus: int = GPUS, gpu_type: str = GPU_TYPE) -> str:
     """slurm.conf text for one node and one default partition, all state under `workdir`.
 
     MinJobAge keeps finished jobs visible to squeue/scontrol for a day (there is no accounting).
+    The node has `gpus` GPUs of type `gpu_type` (gres.conf, next to slurm.conf, names their files).
+    Without slurmdbd, gres/gpu cannot be an AccountingStorageTRES (slurmctld refuses to start), so a
+    job's TRES never lists it: `scontrol --details show job` shows the allocation as JOB_GRES.
     """
     ctld_port, slurmd_port = ports
     return f"""\
@@ -91,7 +130,8 @@ MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
 MinJobAge=86400
-NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+GresTypes=gpu
+NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:{gpu_type}:{gpus} State=UNKNOWN
 PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -100,6 +140,14 @@ def srun_wrapper(conf: Path, srun: str) -> str:
     """An `srun` that finds `conf`: snakemake's slurm-jobstep executor strips SLURM_CONF before the
     srun it runs inside each job, and this cluster's config is not at the default path."""
     return f"#!/bin/sh\nSLURM_CONF={shlex.quote(str(conf))} exec {shlex.quote(srun)} \"$@\"\n"
+
+
+def client_environment(environ) -> dict[str, str]:
+    """`environ` without what an enclosing SLURM job (or GPU machine) sets: its SLURM_* job variables
+    would point sbatch/srun at the wrong allocation, and an inherited CUDA_VISIBLE_DEVICES would show
+    up in local rules as if this cluster had given them GPUs."""
+    return {name: value for name, value in environ.items()
+            if not name.startswith(("SLURM_", "SBATCH_", "SRUN_")) and name != "CUDA_VISIBLE_DEVICES"}
 
 
 def free_port() -> int:
@@ -213,7 +261,9 @@ def local_slurm_cluster(workdir: Path) -> Iterator[SlurmCluster]:
     wrapper = workdir / "bin" / "srun"
     wrapper.write_text(srun_wrapper(conf, which("srun")))
     wrapper.chmod(0o755)
-    env = {**os.environ, "SLURM_CONF": str(conf), "SBATCH_PARTITION": PARTITION,
+    make_gpu_devices(workdir / "dev", GPUS)
+    (workdir / "gres.conf").write_text(render_gres_conf(workdir / "dev", GPUS))  # found next to slurm.conf
+    env = {**client_environment(os.environ), "SLURM_CONF": str(conf), "SBATCH_PARTITION": PARTITION,
            "PATH": os.pathsep.join([str(workdir / "bin"), os.environ.get("PATH", "")])}
     with ExitStack() as stack:
         munge_socket = start_munged(stack, log_dir)
@@ -245,7 +295,8 @@ def snakemake_flags() -> list[str]:
 
 
 def scontrol_job(job_id: str, env: dict[str, str]) -> dict[str, str]:
-    """`scontrol show job` as a field -> value dict."""
-    out = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], env=env,
+    """`scontrol --details show job` as a field -> value dict (the details add JOB_GRES, the GRES
+    allocated to the job: `gpu:emu:1`, or `(null)` for none)."""
+    out = subprocess.run(["scontrol", "--details", "--oneliner", "show", "job", job_id], env=env,
                          capture_output=True, text=True, check=True).stdout
     return dict(field.split("=", 1) for field in out.split() if "=" in field)

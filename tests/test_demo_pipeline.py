@@ -44,7 +44,7 @@ def test_the_console_shows_job_lines_and_summaries_not_library_output(demo_run):
     for noise in ("warn", "Traceback", "it/s]", "truncat"):
         assert noise.lower() not in console.lower(), noise
     log = (demo_run / "logs" / "evaluate" / "tiny-llama_current_events_base_0shot_options.log").read_text()
-    assert "threads 2 (OMP_NUM_THREADS=2)" in log and "device cpu, torch threads 2" in log
+    assert "job environment: threads=2, OMP_NUM_THREADS=2" in log and "device cpu, torch threads 2" in log
 
 
 def test_scoring_formats_and_protected_checkpoints(demo_run):

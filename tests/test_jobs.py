@@ -86,7 +86,7 @@ def test_a_job_gets_its_threads_and_its_gpu_check(tmp_path):
     done = run_snakemake(workdir, INDEX, "--cores", "2", "--configfile", "gpu.yaml")
     assert done.returncode == 0, done.stderr[-3000:]
     log = (workdir / "logs" / "index_chunks" / "atlas.log").read_text()
-    assert re.search(r"job index_chunks\[task=atlas\]: threads 2 \(OMP_NUM_THREADS=2\)", log)
+    assert re.search(r"job environment: threads=2, OMP_NUM_THREADS=2, CUDA_VISIBLE_DEVICES=unset", log)
     assert "device cpu, torch threads 2" in log
     assert "index_chunks[task=atlas] done:" in done.stderr
     assert not re.search(r"warn", done.stderr, re.I), done.stderr

@@ -9,33 +9,47 @@ import pytest
 from snakemake.cli import get_profile_dir
 from snakemake.profiles import ProfileConfigFileParser
 
-from slurm_cluster import scontrol_job, snakemake_flags
+from slurm_cluster import GPU_TYPE, scontrol_job, snakemake_flags
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-TOY_RULES = ("first", "second", "third")
+# Each toy rule writes its job's environment after its inputs: which rules ran where, and with what.
+# first and second are CPU rules (first says gpu=0, second asks for nothing GPU-related), one_gpu asks
+# for a GPU by count (`--gpus=1`), two_typed_gpus by count and model (`--gpus=emu:2`, the cluster's type).
 TOY_SNAKEFILE = """\
 localrules: all
 
 rule all:
-    input: "third.txt"
+    input: "second.env", "one_gpu.env", "two_typed_gpus.env"
 
 rule first:
-    output: "first.txt"
+    output: "first.env"
     resources: gpu=0
-    shell: "echo first > {output}"
+    shell: "echo first > {output} && env >> {output}"
 
 rule second:
-    input: "first.txt"
-    output: "second.txt"
+    input: "first.env"
+    output: "second.env"
     resources: mem_mb=500, runtime=7
-    shell: "cat {input} > {output} && echo second >> {output}"
+    shell: "head -n1 {input} > {output} && echo second >> {output} && env >> {output}"
 
-rule third:
-    input: "second.txt"
-    output: "third.txt"
-    shell: "cat {input} > {output} && echo third >> {output}"
-"""
+rule one_gpu:
+    output: "one_gpu.env"
+    resources: gpu=1
+    shell: "env > {output}"
+
+rule two_typed_gpus:
+    output: "two_typed_gpus.env"
+    resources: gpu=2, gpu_model="%s"
+    shell: "env > {output}"
+""" % GPU_TYPE
+CPU_RULES = ("first", "second")
+GPU_RULES = {"one_gpu": ("gres:gpu:1", 1), "two_typed_gpus": (f"gres:gpu:{GPU_TYPE}:2", 2)}
+
+
+def job_environment(path: Path) -> dict[str, str]:
+    """NAME=value lines of an `env` dump as a dict (other lines ignored)."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
 def load_slurm_profile(monkeypatch, **environ) -> dict:
@@ -77,18 +91,27 @@ def test_toy_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     run = subprocess.run(cmd, cwd=REPO, env=slurm_cluster.env, capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - start
     assert run.returncode == 0, run.stderr[-5000:]
-    assert (workdir / "third.txt").read_text().split() == ["first", "second", "third"]
+    assert (workdir / "second.env").read_text().split()[:2] == ["first", "second"]
 
-    jobs = {}
-    for rule in TOY_RULES:
+    jobs, environments = {}, {}
+    for rule in [*CPU_RULES, *GPU_RULES]:
         logs = list((workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}").glob("*.log"))
         assert len(logs) == 1, f"{rule}: {logs}"
         jobs[rule] = scontrol_job(logs[0].stem, slurm_cluster.env)
+        environments[rule] = job_environment(workdir / f"{rule}.env")
     for rule, job in jobs.items():
         assert job["JobState"] == "COMPLETED", (rule, job)
         assert job["Partition"] == slurm_cluster.partition
         assert job["Comment"] == f"rule_{rule}"
-        assert "gpu" not in job["TRES"]  # and this cluster has no GRES: sbatch rejects any GPU request
+        assert environments[rule]["SLURM_JOB_ID"] == job["JobId"], rule  # the rule ran inside that job
+    for rule in CPU_RULES:  # no GPU asked, none allocated, none visible
+        assert "TresPerJob" not in jobs[rule] and jobs[rule]["JOB_GRES"] == "(null)", (rule, jobs[rule])
+        assert "CUDA_VISIBLE_DEVICES" not in environments[rule], rule
+    for rule, (request, count) in GPU_RULES.items():  # asked, allocated (of the node's type), visible
+        assert jobs[rule]["TresPerJob"] == request, (rule, jobs[rule])
+        assert jobs[rule]["JOB_GRES"] == f"gpu:{GPU_TYPE}:{count}", (rule, jobs[rule])
+        devices = environments[rule].get("CUDA_VISIBLE_DEVICES", "").split(",")
+        assert len(set(devices)) == count and set(devices) <= {str(i) for i in range(slurm_cluster.gpus)}, devices
     assert jobs["second"]["MinMemoryNode"] == "500M"
     assert jobs["second"]["TimeLimit"] == "00:07:00"
     print(f"toy workflow through SLURM: {elapsed:.1f} s")

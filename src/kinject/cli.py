@@ -61,9 +61,8 @@ def setup_job(snakemake) -> None:
     """Threads and device of the job, logged: what the job was given is what it uses."""
     log = logging.getLogger("kinject.job")
     resources = snakemake.resources
-    log.info("job %s: threads %d (OMP_NUM_THREADS=%s), CUDA_VISIBLE_DEVICES=%s, resources %s",
-             job_label(snakemake), snakemake.threads, os.environ.get("OMP_NUM_THREADS", "unset"),
-             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+    log_job_environment(snakemake.threads)
+    log.info("job %s, resources %s", job_label(snakemake),
              {k: v for k, v in resources.items() if k not in ("_cores", "_nodes", "tmpdir")})
     if resources.get("gpu") is None:
         return
@@ -78,6 +77,15 @@ def _short(result) -> str:
         return "ok"
     text = str(result)
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+def log_job_environment(threads: int | None = None) -> None:
+    """Log one line with what the job was given: its threads, its GPUs (CUDA_VISIBLE_DEVICES, which
+    SLURM sets in a job allocated GPUs) and its SLURM job, if any ('unset' where a variable is not set)."""
+    fields = [f"threads={threads}"] if threads is not None else []
+    fields += [f"{name}={os.environ.get(name, 'unset')}"
+               for name in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")]
+    logging.getLogger("kinject").info("job environment: %s", ", ".join(fields))
 
 
 def main(argv=None):

@@ -21,6 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from kinject.cli import log_job_environment
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet, write_text
 
@@ -290,6 +291,7 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_job_environment()
     try:
         hp = read_hparams(args.hparams) if args.hparams else {"lr": args.lr, "epochs": args.epochs}
         train_causal_lm(args.base, training_texts(args.train), args.out, args.loss_csv, block_size=args.block_size,
