@@ -31,6 +31,7 @@ rule clean_dump:
         counts="results/{task}/clean/clean_counts.json",
     log:
         "logs/clean_dump/{task}.log",
+    threads: config["resources"].get("clean_dump", {}).get("cpus_per_task", 1)
     resources:
         mem_mb=2000,
         runtime=120,

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
 import json
 import logging
 import random
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -465,16 +467,42 @@ def clean_page(page: Page, urlbase: str, settings: dict) -> str:
     return tidy("\n".join(extractor.clean_text(html.escape(page.text, quote=False), html_safe=False)))
 
 
-def clean_dump(pages_xml, out, counts) -> int:
-    """Clean every article page of an export with wikiextractor; write its non-empty articles as JSON lines."""
+def _clean_one(page: Page, urlbase: str, settings: dict) -> tuple[Page, str | None, str]:
+    """(page, why it is dropped or None, its clean text)."""
+    reason = drop_reason(page)
+    return page, reason, "" if reason else clean_page(page, urlbase, settings)
+
+
+def _clean_batch(pages: list[Page], urlbase: str, settings: dict) -> list[tuple[Page, str | None, str]]:
+    return [_clean_one(page, urlbase, settings) for page in pages]
+
+
+def _cleaned(pages, urlbase: str, settings: dict, processes: int, batch: int = 32):
+    """The pages' clean texts in order; with processes > 1, batches cleaned by a pool of processes, at most
+    two batches per process in flight (memory stays bounded whatever the number of pages)."""
+    if processes <= 1:
+        yield from (_clean_one(page, urlbase, settings) for page in pages)
+        return
+    with ProcessPoolExecutor(processes) as pool:
+        window: deque = deque()
+        pages = iter(pages)
+        for group in iter(lambda: list(itertools.islice(pages, batch)), []):
+            window.append(pool.submit(_clean_batch, group, urlbase, settings))
+            if len(window) >= 2 * processes:
+                yield from window.popleft().result()
+        while window:
+            yield from window.popleft().result()
+
+
+def clean_dump(pages_xml, out, counts, processes: int = 1) -> int:
+    """Clean every article page of an export with wikiextractor (in `processes` processes); write its
+    non-empty articles as JSON lines, in the export's order."""
     reader = DumpReader(pages_xml)
     siteinfo = reader.read_siteinfo()
     settings, urlbase = extractor_settings(siteinfo), siteinfo.base[: siteinfo.base.rfind("/")]
     dropped, kept = Counter({reason: 0 for reason in (*DROP_REASONS, "empty")}), 0
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for page in reader:
-            reason = drop_reason(page)
-            text = "" if reason else clean_page(page, urlbase, settings)
+        for page, reason, text in _cleaned(reader, urlbase, settings, processes):
             if reason or not text:
                 dropped[reason or "empty"] += 1
                 continue
@@ -483,8 +511,8 @@ def clean_dump(pages_xml, out, counts) -> int:
         if not kept:
             raise KinjectError(pages_xml, "no article text left after cleaning with wikiextractor")
     write_json(counts, {"pages_in": reader.pages, "pages_kept": kept, "dropped": dict(dropped)})
-    log.info("%d of %d pages cleaned into articles with text; dropped: %s", kept, reader.pages,
-             ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    log.info("%d of %d pages cleaned into articles with text (%d process(es)); dropped: %s", kept, reader.pages,
+             processes, ", ".join(f"{k} {v}" for k, v in dropped.items()))
     return kept
 
 
