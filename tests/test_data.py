@@ -133,6 +133,14 @@ def test_clean_dump_runs_wikiextractor(dump, tmp_path):
         "pages_in": 3, "pages_kept": 1, "dropped": {"namespace": 1, "redirect": 0, "disambiguation": 0, "empty": 1}}
 
 
+def test_a_pool_of_processes_cleans_the_same_articles_in_the_same_order(tmp_path):
+    dump = write_dump(tmp_path / "d.xml", numbered(70, messy_pages()))
+    assert clean_dump(dump, tmp_path / "one.jsonl", tmp_path / "one.json") == 74
+    assert clean_dump(dump, tmp_path / "pool.jsonl", tmp_path / "pool.json", processes=2) == 74
+    assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "pool.jsonl").read_text()
+    assert (tmp_path / "one.json").read_text() == (tmp_path / "pool.json").read_text()
+
+
 def test_empty_corpus_after_cleaning_is_an_error(tmp_path):
     path = write_dump(tmp_path / "empty.xml", [page(3, "Empty", "")])
     out = tmp_path / "articles.jsonl"
