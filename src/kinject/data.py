@@ -77,6 +77,10 @@ def events_settings(kb: dict) -> dict | None:
             "scope": scope_regex(events.get("scope", []))}
 
 
+def selection_label(events: dict | None) -> str:
+    return "hub pages: selected event entries and their links" if events else "hub pages and their links"
+
+
 def sample_links(links: list[str], cap: int | None, seed: int | None, hub: str) -> tuple[list[str], int]:
     """Every link, or a seeded random sample of `cap` of them (kept in page order) when there are more."""
     if cap is None or len(links) <= cap:
@@ -134,10 +138,11 @@ class PageSink:
         stats = self.stats
         stats["pages_kept"] = self.writer.pages
         dropped = stats["dropped"]
-        stats["dropped"] = {reason: dropped.get(reason, 0) for reason in (*DROP_REASONS, *sorted(set(dropped) - set(DROP_REASONS)))}
+        reasons = (*DROP_REASONS, *sorted(set(dropped) - set(DROP_REASONS)))
+        stats["dropped"] = {reason: dropped.get(reason, 0) for reason in reasons}
         if not self.writer.pages:
-            raise KinjectError(source, "no article page selected for the knowledge base "
-                               f"(dropped: {', '.join(f'{k} {v}' for k, v in stats['dropped'].items() if v) or 'none'})")
+            why = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items() if v) or "none"
+            raise KinjectError(source, f"no article page selected for the knowledge base (dropped: {why})")
         self.writer.close()
 
 
@@ -193,7 +198,7 @@ def select_from_dump(dump, wanted: list[str], siteinfo: SiteInfo, sink: PageSink
     _missing(stats, pending, "article pages of the dump")
 
 
-def dump_hubs(dump, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[dict[str, Page], dict[str, list[str]]]:
+def dump_hubs(dump, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[dict, dict[str, list[str]]]:
     """One streaming pass for the hub pages' texts and the articles filed in the hub categories (found by their
     [[Category:...]] tags); memory holds only those."""
     categories = {siteinfo.normalize(h): h for h in hubs if siteinfo.namespace_of(h) == 14}
@@ -205,7 +210,8 @@ def dump_hubs(dump, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[d
         if page.title in pages:
             target = _redirect(page, siteinfo)
             if target is not None:
-                raise KinjectError(dump, f"hub page {page.title!r} is a redirect to {target!r}: name that page instead")
+                raise KinjectError(dump, f"hub page {page.title!r} is a redirect to {target!r}: name that page "
+                                   "instead")
             pages[page.title] = page
         if tags is not None and drop_reason(page) is None:
             for m in tags.finditer(page.text):
@@ -217,6 +223,30 @@ def dump_hubs(dump, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[d
     return pages, {c: list(dict.fromkeys(m)) for c, m in members.items()}
 
 
+def hub_selection_from_dump(dump, hubs: list[str], kb: dict, siteinfo: SiteInfo, sink: PageSink, stats: dict,
+                            seed: int | None) -> list[str]:
+    """The titles the hub pages of a dump select; an events hub's page of selected entries goes to the sink."""
+    events = events_settings(kb)
+    stats["selection"] = selection_label(events)
+    hub_pages, members = dump_hubs(dump, hubs, siteinfo, stats)
+    wanted, stats["hubs"] = [], []
+    for hub in hubs:
+        title = siteinfo.normalize(hub)
+        page = hub_pages.get(title)
+        if title in members:
+            kind, links = "category", members[title]
+        else:
+            kind, links = ("events", []) if events else ("page", article_links(page.text, siteinfo))
+        own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
+                                                    hub_titles=set(hub_pages), cap=kb.get("max_links_per_hub"),
+                                                    seed=seed)
+        if own is not None:
+            sink.offer(own, siteinfo)
+        wanted += selected
+        stats["hubs"].append(hub_stats)
+    return list(dict.fromkeys(wanted))
+
+
 def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int | None = None) -> None:
     """The offline source: stream a MediaWiki dump (.xml, .xml.bz2, .xml.gz) and keep the pages the knowledge
     base names: every article page, a titles file's pages, or hub pages and what they link to."""
@@ -226,35 +256,21 @@ def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int 
     stats = {"source": "dump", "path": str(dump), "passes": 0, "dropped": Counter()}
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         sink = PageSink(fh, stats)
-        if kb.get("titles"):
-            stats["selection"] = f"titles ({kb['titles']})"
-            select_from_dump(dump, [siteinfo.normalize(t) for t in read_titles(kb["titles"])], siteinfo, sink, stats)
-        elif kb.get("hub_pages_file"):
-            hubs = read_hubs(kb["hub_pages_file"], task)
-            events = events_settings(kb)
-            stats["selection"] = "hub pages: selected event entries and their links" if events else "hub pages and their links"
-            hub_pages, members = dump_hubs(dump, hubs, siteinfo, stats)
-            wanted, stats["hubs"] = [], []
-            for hub in hubs:
-                title = siteinfo.normalize(hub)
-                page = hub_pages.get(title)
-                kind = "category" if title in members else "events" if events else "page"
-                links = {"category": members.get(title), "page": page and article_links(page.text, siteinfo)}.get(kind)
-                own, selected, hub_stats = hub_contribution(
-                    hub, kind, page, links, events=events, siteinfo=siteinfo, hub_titles=set(hub_pages),
-                    cap=kb.get("max_links_per_hub"), seed=seed)
-                if own is not None:
-                    sink.offer(own, siteinfo)
-                wanted += selected
-                stats["hubs"].append(hub_stats)
-            select_from_dump(dump, list(dict.fromkeys(wanted)), siteinfo, sink, stats)
+        if kb.get("titles") or kb.get("hub_pages_file"):
+            if kb.get("titles"):
+                stats["selection"] = f"titles ({kb['titles']})"
+                wanted = [siteinfo.normalize(t) for t in read_titles(kb["titles"])]
+            else:
+                wanted = hub_selection_from_dump(dump, read_hubs(kb["hub_pages_file"], task), kb, siteinfo, sink,
+                                                 stats, seed)
+            select_from_dump(dump, wanted, siteinfo, sink, stats)
+            # every page read and neither kept nor dropped for a reason of its own
+            stats["dropped"]["not_selected"] = stats["pages_in"] - sink.writer.pages - sum(stats["dropped"].values())
         else:
             stats["selection"] = "every article page"
             for page in reader:
                 sink.offer(page, siteinfo)
             stats["passes"], stats["pages_in"], stats["xml_bytes"] = 1, reader.pages, reader.bytes
-        if stats["selection"] != "every article page":  # every page read and neither kept nor dropped for a reason
-            stats["dropped"]["not_selected"] = stats["pages_in"] - sink.writer.pages - sum(stats["dropped"].values())
         sink.close(dump)
     write_json(counts, stats)
     log.info("%s: %d of %d pages kept in %d pass(es) over %s; dropped: %s", task, stats["pages_kept"],
@@ -310,7 +326,8 @@ class MediaWikiClient:
             if key == "links":
                 for page in query.get("pages", []):
                     if page.get("missing") or page.get("invalid"):
-                        raise KinjectError(self.api, f"hub page {page.get('title', params.get('titles'))!r} does not exist")
+                        hub = page.get("title", params.get("titles"))
+                        raise KinjectError(self.api, f"hub page {hub!r} does not exist")
                     results += page.get("links", [])
             else:
                 results += query.get(key, [])
@@ -355,6 +372,38 @@ class MediaWikiClient:
                         format="xml").content
 
 
+def hub_selection_from_api(client: MediaWikiClient, hubs: list[str], kb: dict, sink: PageSink, stats: dict,
+                           seed: int | None) -> list[str]:
+    """The titles the hub pages select through the API; an events hub's page of selected entries goes to the
+    sink (its wikitext comes from an export of the hub, its redirect followed)."""
+    events = events_settings(kb)
+    stats["selection"] = selection_label(events)
+    wanted, stats["hubs"], hub_titles = [], [], set(hubs)
+    for hub in hubs:
+        page, siteinfo = None, None
+        if hub.startswith("Category:"):
+            kind, links = "category", client.category_members(hub)
+        elif events:
+            kind, links = "events", []
+            reader = DumpReader(io.BytesIO(client.export([hub])), name=client.api)
+            page = next((p for p in reader if p.ns == 0), None)
+            stats["pages_in"] += reader.pages
+            if page is None:
+                raise KinjectError(client.api, f"hub page {hub!r} does not exist")
+            siteinfo = reader.siteinfo
+            hub_titles.add(page.title)
+        else:
+            kind, links = "page", client.linked_titles(hub)
+        own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
+                                                    hub_titles=hub_titles, cap=kb.get("max_links_per_hub"),
+                                                    seed=seed)
+        if own is not None:
+            sink.offer(own, siteinfo)
+        wanted += selected
+        stats["hubs"].append(hub_stats)
+    return wanted
+
+
 def fetch_mediawiki(task: str, out, counts, *, knowledge_base: dict, api: str, user_agent: str,
                     requests_per_second: float = 1.0, seed: int | None = None) -> None:
     """Walk each hub page's links (a hub category's members; an events hub's selected entries' links) through
@@ -363,39 +412,13 @@ def fetch_mediawiki(task: str, out, counts, *, knowledge_base: dict, api: str, u
     kb = knowledge_base
     client = MediaWikiClient(api, user_agent, requests_per_second)
     stats = {"source": "mediawiki", "api": api, "pages_in": 0, "dropped": Counter()}
-    events = events_settings(kb)
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         sink = PageSink(fh, stats)
         if kb.get("titles"):
             stats["selection"] = f"titles ({kb['titles']})"
             wanted = read_titles(kb["titles"])
         else:
-            hubs = read_hubs(kb["hub_pages_file"], task)
-            stats["selection"] = "hub pages: selected event entries and their links" if events else "hub pages and their links"
-            wanted, stats["hubs"] = [], []
-            hub_titles = set(hubs)
-            for hub in hubs:
-                page, siteinfo = None, None
-                if hub.startswith("Category:"):
-                    kind, links = "category", client.category_members(hub)
-                elif events:
-                    kind, links = "events", []
-                    reader = DumpReader(io.BytesIO(client.export([hub])), name=api)
-                    page = next((p for p in reader if p.ns == 0), None)
-                    stats["pages_in"] += reader.pages
-                    if page is None:
-                        raise KinjectError(api, f"hub page {hub!r} does not exist")
-                    siteinfo = reader.siteinfo
-                    hub_titles.add(page.title)
-                else:
-                    kind, links = "page", client.linked_titles(hub)
-                own, selected, hub_stats = hub_contribution(
-                    hub, kind, page, links, events=events, siteinfo=siteinfo, hub_titles=hub_titles,
-                    cap=kb.get("max_links_per_hub"), seed=seed)
-                if own is not None:
-                    sink.offer(own, siteinfo)
-                wanted += selected
-                stats["hubs"].append(hub_stats)
+            wanted = hub_selection_from_api(client, read_hubs(kb["hub_pages_file"], task), kb, sink, stats, seed)
         wanted = list(dict.fromkeys(wanted))
         stats["requested"] = len(wanted)
         titles, stats["redirects_followed"], missing = client.resolve(wanted)

@@ -28,7 +28,8 @@ _YEAR = re.compile(r"\b(\d{4})\b")
 _HEAD = re.compile(rf"^[\W_]*(?:(?:{_MONTH})\s+\d{{1,2}}|\d{{1,2}}\s+(?:{_MONTH}))(?:\]\])?"
                    rf"(?:,?\s*(?:\[\[)?\d{{4}}(?:\]\])?)?\s*(?:[–—:-]+\s*|$)")
 # links to a bare date or year ("August 8", "8 August", "2023") are calendar pages, not the event
-_CALENDAR_TITLE = re.compile(rf"^(?:(?:{_MONTH})(?:\s+\d{{1,2}})?|\d{{1,2}}\s+(?:{_MONTH})|\d{{1,4}}(?:\s+(?:BC|AD|BCE|CE))?)$")
+_CALENDAR_TITLE = re.compile(
+    rf"^(?:(?:{_MONTH})(?:\s+\d{{1,2}})?|\d{{1,2}}\s+(?:{_MONTH})|\d{{1,4}}(?:\s+(?:BC|AD|BCE|CE))?)$")
 
 
 @dataclass
@@ -125,7 +126,8 @@ class EventSelection:
         return list(out)
 
 
-def select_events(title: str, wikitext: str, *, start: dt.date, end: dt.date, scope: re.Pattern | None) -> EventSelection:
+def select_events(title: str, wikitext: str, *, start: dt.date, end: dt.date,
+                  scope: re.Pattern | None) -> EventSelection:
     entries = event_entries(title, wikitext)
     dated = [e for e in entries if e.date is not None]
     in_window = [e for e in dated if start <= e.date <= end]
