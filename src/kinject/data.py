@@ -115,10 +115,12 @@ def hub_contribution(hub: str, kind: str, page: Page | None, links: list[str], *
 
 
 class PageSink:
-    """The selected article pages, written as they come; what is dropped is counted by reason."""
+    """The selected article pages, written as they come; what is dropped is counted by reason. The titles
+    written are remembered (a selection's, to skip repeats) unless track is False (every page of a dump,
+    whose titles are unique: memory must not grow with the dump)."""
 
-    def __init__(self, fh, stats: dict):
-        self.writer, self.stats, self.found = PageWriter(fh), stats, set()
+    def __init__(self, fh, stats: dict, track: bool = True):
+        self.writer, self.stats, self.found, self.track = PageWriter(fh), stats, set(), track
         stats.setdefault("dropped", Counter())
 
     def offer(self, page: Page, siteinfo: SiteInfo) -> None:
@@ -129,7 +131,8 @@ class PageSink:
             self.drop(reason)
             return
         self.writer.write(page, siteinfo)
-        self.found.add(page.title)
+        if self.track:
+            self.found.add(page.title)
 
     def drop(self, reason: str) -> None:
         self.stats["dropped"][reason] += 1
@@ -254,9 +257,10 @@ def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int 
     reader = DumpReader(dump)
     siteinfo = reader.read_siteinfo()
     stats = {"source": "dump", "path": str(dump), "passes": 0, "dropped": Counter()}
+    selection = bool(kb.get("titles") or kb.get("hub_pages_file"))
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        sink = PageSink(fh, stats)
-        if kb.get("titles") or kb.get("hub_pages_file"):
+        sink = PageSink(fh, stats, track=selection)
+        if selection:
             if kb.get("titles"):
                 stats["selection"] = f"titles ({kb['titles']})"
                 wanted = [siteinfo.normalize(t) for t in read_titles(kb["titles"])]
