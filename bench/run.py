@@ -29,6 +29,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import cleaning  # bench/cleaning.py: the knowledge-base stages on a synthetic dump
 import numpy as np
 import pandas as pd
 
@@ -522,6 +523,7 @@ def parse_args(argv=None):
     p.add_argument("--flat-size", type=int, default=200_000, help="synthetic vectors for exact search")
     p.add_argument("--queries", type=int, default=1000, help="synthetic queries (the paper has 910 questions)")
     p.add_argument("--exact-max", type=int, help="HNSW threshold to probe (default 100000, the former retrieval.exact_max)")
+    p.add_argument("--cleaning-mb", type=float, default=1024, help="decompressed XML of the synthetic dump (bench/cleaning.py)")
     return p.parse_args(argv)
 
 
@@ -552,6 +554,9 @@ def main(argv=None) -> None:
         bench_grid_evaluation(cell)
         bench_finetune(results, tmp, config["finetune"], config["seed"])
         bench_snakemake(results, tmp, complete)
+        for row in cleaning.bench_cleaning(args.cleaning_mb, tmp):
+            rows.append(row)
+            print(f"{row['stage']:34s} {row['kinject value']:12.2f} {row['unit']:12s} {row['verdict']}  {row['note']}")
     lines = ["# kinject benchmark", "", "`.venv/bin/python bench/run.py` on", "",
              *machine(load_start, os.getloadavg(), time.monotonic() - started), "",
              "ratio: how many times faster kinject's way is than the one it is compared with "

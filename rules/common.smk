@@ -18,6 +18,7 @@ localrules:
     fetch,
     clean_dump,
     make_chunks,
+    knowledge_base_report,
     load_mmlu_questions,
     generate_questions,
     select_questions,
@@ -145,18 +146,35 @@ def all_outputs():
         table_outputs()
         + ["results/tables/scores.csv", "results/tables/best_k.csv"]
         + [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "csv")]
+        + expand("results/{task}/knowledge_base_report.json", task=TASKS)
     )
 
 
 def fetch_input(wildcards):
+    """The dump (source: dump) and the file naming the knowledge base's pages (titles or hub pages), if any."""
     kb = task_cfg(wildcards)["knowledge_base"]
-    return kb["path"] if kb["source"] == "dump" else kb["hub_pages_file"]
+    named = [kb[key] for key in ("titles", "hub_pages_file") if key in kb]
+    return ([kb["path"]] if kb["source"] == "dump" else []) + named
+
+
+def mediawiki_api(wildcards):
+    """The wiki an API task fetches from. The other mediawiki settings (user_agent, requests_per_second) say
+    how politely, not what: the job reads them from the config, so editing them re-fetches nothing."""
+    if task_cfg(wildcards)["knowledge_base"]["source"] != "mediawiki":
+        return None
+    return config["mediawiki"]["api"]
+
+
+def links_seed(wildcards):
+    """The seed of the links' random sample: only where a cap (max_links_per_hub) makes one."""
+    return config["seed"] if "max_links_per_hub" in task_cfg(wildcards)["knowledge_base"] else None
 
 
 def review_input(wildcards):
-    """The human accept/reject file counts as an input once it exists (so adding it re-runs the review)."""
-    review = task_cfg(wildcards)["questions"].get("review")
-    return review if review and os.path.exists(review) else []
+    """The human accept/reject file counts as an input once it exists (so adding it re-runs the review); until
+    then review_questions stops with one line saying it is missing (questions.review: skip goes without)."""
+    review = task_cfg(wildcards)["questions"]["review"]
+    return review if review != "skip" and os.path.exists(review) else []
 
 
 GENERATED = tasks_regex(lambda t: t["questions"]["source"] == "generated")

@@ -1,14 +1,17 @@
-# Knowledge base: raw MediaWiki pages -> wikiextractor clean text -> chunks (the unit everywhere).
+# Knowledge base: raw MediaWiki pages (a dump or the API) -> wikiextractor clean text -> chunks (the unit
+# everywhere), and one report per task of what was read, kept, dropped and left behind.
 
 
 rule fetch:
     input:
         fetch_input,
     output:
-        "results/{task}/raw/pages.xml",
+        pages=expensive("results/{task}/raw/pages.xml"),
+        counts="results/{task}/raw/fetch_counts.json",
     params:
         knowledge_base=lambda wc: task_cfg(wc)["knowledge_base"],
-        mediawiki=config.get("mediawiki", {}),
+        api=mediawiki_api,
+        seed=links_seed,
     log:
         "logs/fetch/{task}.log",
     resources:
@@ -24,11 +27,13 @@ rule clean_dump:
     input:
         "results/{task}/raw/pages.xml",
     output:
-        "results/{task}/clean/articles.jsonl",
+        articles="results/{task}/clean/articles.jsonl",
+        counts="results/{task}/clean/clean_counts.json",
     log:
         "logs/clean_dump/{task}.log",
+    threads: config["resources"]["clean_dump"]["cpus_per_task"]
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=120,
     conda:
         "../envs/data.yaml"
@@ -52,3 +57,21 @@ rule make_chunks:
         "../envs/data.yaml"
     script:
         "../scripts/make_chunks.py"
+
+
+rule knowledge_base_report:
+    input:
+        fetch="results/{task}/raw/fetch_counts.json",
+        clean="results/{task}/clean/clean_counts.json",
+        chunks="results/{task}/chunks.parquet",
+    output:
+        "results/{task}/knowledge_base_report.json",
+    log:
+        "logs/knowledge_base_report/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/knowledge_base_report.py"

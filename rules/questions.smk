@@ -73,6 +73,13 @@ rule review_questions:
         review=review_input,
     output:
         "results/{task}/questions.parquet",
+    params:
+        review=lambda wc: task_cfg(wc)["questions"]["review"],
+        target=lambda wc: task_cfg(wc)["questions"].get("target"),
+        seed=lambda wc: config["seed"] if "target" in task_cfg(wc)["questions"] else None,
+    message:
+        "review_questions {wildcards.task}: the human review questions.review={params.review} "
+        "(required to exist unless skip), then questions.target={params.target} questions sampled"
     log:
         "logs/review_questions/{task}.log",
     resources:

@@ -1,4 +1,5 @@
 from kinject.cli import rule_main
 from kinject.questions import apply_review
 
-rule_main(snakemake, apply_review, snakemake.input.selected, snakemake.input.review or None, snakemake.output[0])
+rule_main(snakemake, apply_review, snakemake.input.selected, snakemake.params.review, snakemake.output[0],
+          target=snakemake.params.target, seed=snakemake.params.seed)

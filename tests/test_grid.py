@@ -35,7 +35,16 @@ def test_paper_grid_dry_run_matches_formula():
     assert expected["evaluate_ft"] == 3 * (5 * 2 * 1 + 11)
     assert expected["evaluate_ftrag"] == 3 * (5 * 2 * 1 + 2)
     assert expected["finetune"] == 3 * (5 + 11)
-    assert expected["hparam_trial"] == 3 * 5 * 5
+    assert expected["hparam_trial"] == 3 * 6 * 5  # the 5 MMLU tasks and current events, 5 learning rates
+    assert expected["knowledge_base_report"] == 6
+
+
+def test_paper_dry_run_shows_the_question_target_and_the_review_requirement():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "results/current_events/questions.parquet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("review_questions current_events: the human review questions.review=resources/current_events_review.csv "
+            "(required to exist unless skip), then questions.target=910 questions sampled") in proc.stdout
 
 
 def test_demo_grid_dry_run_matches_formula():
@@ -79,6 +88,15 @@ def write_config(tmp_path, edit):
     (lambda c: c["tasks"]["current_events"].update(paraphrase_sets=[0, 12]), "asks for set 12 but paraphrases.count is 10"),
     (lambda c: c["tasks"]["current_events"].update(paraphrase_sets=[0, 1], ft_rag_paraphrase_sets=[3]), r"ft_rag_paraphrase_sets \[3\] are not in paraphrase_sets"),
     (lambda c: c["finetune"].update(batch_size=10, per_device_batch_size=4), "batch_size must be a multiple"),
+    (lambda c: c["tasks"]["current_events"]["questions"].pop("review"), "questions.review is required for generated"),
+    (lambda c: c["tasks"]["atlas"]["knowledge_base"].update(titles="t.txt", hub_pages_file="h.yaml"),
+     "knowledge_base: set titles or hub_pages_file, not both"),
+    (lambda c: c["tasks"]["atlas"]["knowledge_base"].update(events={"start": "2023-08-01", "end": "2023-11-30"}),
+     r"knowledge_base.events needs hub_pages_file"),
+    (lambda c: c["tasks"]["atlas"]["knowledge_base"].update(
+        hub_pages_file="h.yaml", events={"start": "2023-12-01", "end": "2023-11-30"}), "events.start is after events.end"),
+    (lambda c: c["tasks"]["atlas"].update(knowledge_base={"source": "mediawiki", "hub_pages_file": "h.yaml"}),
+     "mediawiki.user_agent is required"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, edit, message):
     path = write_config(tmp_path, edit)

@@ -74,6 +74,40 @@ def test_review_file_rejects_and_validates(tmp_path):
     assert read_questions(out)["id"].tolist() == ["a"]  # the built artifact survived both errors
 
 
+def test_review_is_required_unless_skipped(tmp_path, caplog):
+    selected = tmp_path / "selected.parquet"
+    write_questions(selected, questions_frame())
+    out = tmp_path / "questions.parquet"
+    with pytest.raises(KinjectError, match=r"review\.csv: the human review file does not exist.*questions.review: skip"):
+        apply_review(selected, tmp_path / "review.csv", out)
+    assert not out.exists()
+    apply_review(selected, "skip", out)
+    assert read_questions(out)["id"].tolist() == ["a", "b"]
+    review = tmp_path / "review.csv"
+    review.write_text("id,decision\na,accept\n")
+    caplog.set_level("INFO")
+    apply_review(selected, review, out)
+    assert "review: 1 accepted, 0 rejected, 1 unreviewed (kept) of 2 questions" in caplog.text
+
+
+def test_question_target_is_a_seeded_sample_after_review(tmp_path):
+    rows = [{"id": f"q{i}", "question": f"Q{i}?", "choices": ["x", "y"], "answer": 0, "split": "test",
+             "chunk_id": f"{i}-0"} for i in range(40)]
+    selected = tmp_path / "selected.parquet"
+    write_questions(selected, pd.DataFrame(rows))
+    review = tmp_path / "review.csv"
+    review.write_text("id,decision\n" + "".join(f"q{i},reject\n" for i in range(10)))
+    kept = []
+    for seed in (1, 1, 2):
+        apply_review(selected, review, tmp_path / "q.parquet", target=25, seed=seed)
+        kept.append(read_questions(tmp_path / "q.parquet")["id"].tolist())
+    assert kept[0] == kept[1] != kept[2] and len(kept[0]) == 25
+    assert not {f"q{i}" for i in range(10)} & set(kept[0])  # sampled from what the review kept
+    assert kept[0] == sorted(kept[0], key=lambda q: int(q[1:]))  # in their original order
+    with pytest.raises(KinjectError, match="30 questions left after review, fewer than questions.target 31"):
+        apply_review(selected, review, tmp_path / "q.parquet", target=31, seed=1)
+
+
 def fake_reply(req) -> str:
     """A JSON answer to each of our three prompts, recognised by its wording."""
     prompt, seed = req["messages"][-1]["content"], req["seed"]

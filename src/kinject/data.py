@@ -1,61 +1,292 @@
-"""Knowledge base: raw MediaWiki pages (API or dump) -> wikiextractor clean text -> chunks."""
+"""Knowledge base: raw MediaWiki pages (a dump or the API) -> wikiextractor clean text -> chunks, and a report.
+
+fetch: the pages a knowledge base names (every article page of a dump; a titles file; or hub pages and the
+articles they link to), streamed from a dump of any size or fetched through the MediaWiki API, written as
+one MediaWiki export with the counts of what was read, kept and dropped (and why).
+clean: wikiextractor's Extractor in this process, entities unescaped, empty brackets and runs of whitespace
+removed; chunks: paragraphs packed into chunks; report: one per task, from the counts and the chunks.
+"""
 
 from __future__ import annotations
 
+import html
+import io
+import itertools
 import json
 import logging
+import random
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-import xml.etree.ElementTree as ET
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import yaml
+from wikiextractor.extract import _DEFAULT_IGNORED_TAG_PATTERNS, Extractor, ignoreTag
 
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, write_parquet, write_text
+from kinject.events import parse_day, scope_regex, select_events
+from kinject.io import atomic_path, read_parquet, write_json, write_parquet
+from kinject.wikidump import (DROP_REASONS, DumpReader, Page, PageWriter, SiteInfo, article_links, category_regex,
+                              drop_reason, redirect_target)
 
 log = logging.getLogger(__name__)
 
-EXPORT_NS = "{http://www.mediawiki.org/xml/export-"
-
 
 def check_dump(path) -> int:
-    """Parse a MediaWiki XML export end to end; return its page count. Truncated or foreign XML fails."""
-    pages = 0
-    root_tag = None
+    """Read a MediaWiki export (or dump, compressed or not) end to end; return its page count."""
+    reader = DumpReader(path)
+    for _ in reader:
+        pass
+    return reader.pages
+
+
+# What a knowledge base names ------------------------------------------------------------------------------
+
+def read_hubs(path, task: str) -> list[str]:
     try:
-        for event, elem in ET.iterparse(path, events=("start", "end")):
-            if root_tag is None:
-                root_tag = elem.tag
-                if not (root_tag.startswith(EXPORT_NS) and root_tag.endswith("}mediawiki")):
-                    raise KinjectError(path, f"not a MediaWiki XML export (root element is <{root_tag}>)")
-            if event == "end" and elem.tag.endswith("}page"):
-                pages += 1
-                elem.clear()
-    except ET.ParseError as exc:
-        raise KinjectError(path, f"malformed or truncated XML ({exc})") from None
+        hubs = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise KinjectError(path, "file not found") from None
-    if pages == 0:
-        raise KinjectError(path, "MediaWiki export holds no <page>")
-    return pages
+    except yaml.YAMLError as exc:
+        raise KinjectError(path, f"not valid YAML ({exc})") from None
+    if not isinstance(hubs, dict) or not hubs.get(task):
+        raise KinjectError(path, f"no hub pages listed for task {task!r}")
+    return [str(h) for h in hubs[task]]
 
 
-def copy_dump(src, out) -> None:
-    """The offline source: a MediaWiki XML export named in the config, checked then copied."""
-    n = check_dump(src)
-    with atomic_path(out) as tmp:
-        shutil.copyfile(src, tmp)
-    log.info("copied %s (%d pages) to %s", src, n, out)
+def read_titles(path) -> list[str]:
+    """A titles file: one page title per line; blank lines and lines starting with # are skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise KinjectError(path, "file not found") from None
+    titles = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not titles:
+        raise KinjectError(path, "lists no page title")
+    return titles
 
+
+def events_settings(kb: dict) -> dict | None:
+    """The current-events window and scope of a knowledge base (None: its hubs are ordinary pages)."""
+    events = kb.get("events")
+    if not events:
+        return None
+    return {"start": parse_day(events["start"], "events.start"), "end": parse_day(events["end"], "events.end"),
+            "scope": scope_regex(events.get("scope", []))}
+
+
+def selection_label(events: dict | None) -> str:
+    return "hub pages: selected event entries and their links" if events else "hub pages and their links"
+
+
+def sample_links(links: list[str], cap: int | None, seed: int | None, hub: str) -> tuple[list[str], int]:
+    """Every link, or a seeded random sample of `cap` of them (kept in page order) when there are more."""
+    if cap is None or len(links) <= cap:
+        return links, 0
+    picked = set(random.Random(f"{seed}:{hub}").sample(range(len(links)), cap))
+    log.info("%s: %d links, a seeded random sample of %d kept (max_links_per_hub)", hub, len(links), cap)
+    return [t for i, t in enumerate(links) if i in picked], len(links) - cap
+
+
+def hub_contribution(hub: str, kind: str, page: Page | None, links: list[str], *, events: dict | None,
+                     siteinfo: SiteInfo | None, hub_titles: set[str], cap: int | None, seed: int | None):
+    """What one hub adds to a knowledge base: (its own page or None, the titles it selects, its counts).
+
+    kind page: the hub page itself and every page it links to; category: the category's articles;
+    events: a page of the hub's selected event entries (same title) and the articles those entries link to.
+    """
+    stats, own = {"hub": hub, "kind": kind}, None
+    if kind == "events":
+        selection = select_events(page.title, page.text, **events)
+        stats.update(selection.counts)
+        links = selection.links(siteinfo, hub_titles)
+        if selection.entries:
+            own = Page(page.title, 0, page.id, page.revid, page.timestamp, None, selection.page_text())
+        log.info("%s: %d entries, %d dated, %d in the window, %d selected (in scope), linking to %d articles",
+                 hub, stats["entries"], stats["entries"] - stats["undated"], stats["in_window"], stats["selected"],
+                 len(links))
+    stats["links"] = len(links)
+    links, stats["sampled_out"] = sample_links(links, cap, seed, hub)
+    if kind == "page":
+        links = [page.title if page is not None else hub] + links
+    return own, links, stats
+
+
+class PageSink:
+    """The selected article pages, written as they come; what is dropped is counted by reason. The titles
+    written are remembered (a selection's, to skip repeats) unless track is False (every page of a dump,
+    whose titles are unique: memory must not grow with the dump)."""
+
+    def __init__(self, fh, stats: dict, track: bool = True):
+        self.writer, self.stats, self.found, self.track = PageWriter(fh), stats, set(), track
+        stats.setdefault("dropped", Counter())
+
+    def offer(self, page: Page, siteinfo: SiteInfo) -> None:
+        if page.title in self.found:
+            return
+        reason = drop_reason(page)
+        if reason:
+            self.drop(reason)
+            return
+        self.writer.write(page, siteinfo)
+        if self.track:
+            self.found.add(page.title)
+
+    def drop(self, reason: str) -> None:
+        self.stats["dropped"][reason] += 1
+
+    def close(self, source) -> None:
+        stats = self.stats
+        stats["pages_kept"] = self.writer.pages
+        dropped = stats["dropped"]
+        reasons = (*DROP_REASONS, *sorted(set(dropped) - set(DROP_REASONS)))
+        stats["dropped"] = {reason: dropped.get(reason, 0) for reason in reasons}
+        if not self.writer.pages:
+            why = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items() if v) or "none"
+            raise KinjectError(source, f"no article page selected for the knowledge base (dropped: {why})")
+        self.writer.close()
+
+
+def _missing(stats: dict, titles: set[str], where: str) -> None:
+    stats["missing"], stats["missing_titles"] = len(titles), sorted(titles)[:20]
+    if titles:
+        log.warning("%d selected titles are not %s, e.g. %s", len(titles), where, ", ".join(sorted(titles)[:5]))
+
+
+# From a dump ----------------------------------------------------------------------------------------------
+
+def _redirect(page: Page, siteinfo: SiteInfo) -> str | None:
+    """The normalised target of a redirect page ('' when it names none), None for other pages."""
+    if drop_reason(page) != "redirect":
+        return None
+    return siteinfo.normalize(redirect_target(page) or "")
+
+
+def select_from_dump(dump, wanted: list[str], siteinfo: SiteInfo, sink: PageSink, stats: dict) -> None:
+    """Keep the wanted pages of a dump in one streaming pass. A wanted redirect leads to its target: picked
+    up in the same pass when it comes later in the dump, else in a second pass over the dump (only then)."""
+    pending = set(wanted) - sink.found
+    stats["requested"] = len(set(wanted))
+    redirects: dict[str, str] = {}
+    reader = DumpReader(dump)
+    for page in reader:
+        if page.title not in pending:
+            continue
+        pending.discard(page.title)
+        target = _redirect(page, siteinfo)
+        if target is None:
+            sink.offer(page, siteinfo)
+            continue
+        sink.drop("redirect")
+        redirects[page.title] = target
+        if target and target not in sink.found:
+            pending.add(target)
+    stats["passes"] += 1
+    stats["pages_in"], stats["xml_bytes"] = reader.pages, reader.bytes
+    earlier = pending & set(redirects.values())
+    if earlier:
+        log.info("%d redirect targets come before their redirect in the dump: a second pass", len(earlier))
+        for page in DumpReader(dump):
+            if page.title in earlier:
+                earlier.discard(page.title)
+                pending.discard(page.title)
+                if _redirect(page, siteinfo) is None:
+                    sink.offer(page, siteinfo)
+                else:  # a double redirect is not followed (MediaWiki does not follow one either)
+                    sink.drop("redirect")
+        stats["passes"] += 1
+    stats["redirects_followed"] = len(redirects)
+    _missing(stats, pending, "article pages of the dump")
+
+
+def dump_hubs(dump, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[dict, dict[str, list[str]]]:
+    """One streaming pass for the hub pages' texts and the articles filed in the hub categories (found by their
+    [[Category:...]] tags); memory holds only those."""
+    categories = {siteinfo.normalize(h): h for h in hubs if siteinfo.namespace_of(h) == 14}
+    pages = {siteinfo.normalize(h): None for h in hubs if siteinfo.namespace_of(h) != 14}
+    members: dict[str, list[str]] = {c: [] for c in categories}
+    category_ns = siteinfo.namespaces.get(14, ("Category", ""))[0] or "Category"
+    tags = category_regex(list(categories), siteinfo)
+    for page in DumpReader(dump):
+        if page.title in pages:
+            target = _redirect(page, siteinfo)
+            if target is not None:
+                raise KinjectError(dump, f"hub page {page.title!r} is a redirect to {target!r}: name that page "
+                                   "instead")
+            pages[page.title] = page
+        if tags is not None and drop_reason(page) is None:
+            for m in tags.finditer(page.text):
+                members[siteinfo.normalize(f"{category_ns}:{m[1]}")].append(page.title)
+    stats["passes"] += 1
+    missing = [title for title, page in pages.items() if page is None]
+    if missing:
+        raise KinjectError(dump, f"hub page(s) not in the dump: {', '.join(missing)}")
+    return pages, {c: list(dict.fromkeys(m)) for c, m in members.items()}
+
+
+def hub_selection_from_dump(dump, hubs: list[str], kb: dict, siteinfo: SiteInfo, sink: PageSink, stats: dict,
+                            seed: int | None) -> list[str]:
+    """The titles the hub pages of a dump select; an events hub's page of selected entries goes to the sink."""
+    events = events_settings(kb)
+    stats["selection"] = selection_label(events)
+    hub_pages, members = dump_hubs(dump, hubs, siteinfo, stats)
+    wanted, stats["hubs"] = [], []
+    for hub in hubs:
+        title = siteinfo.normalize(hub)
+        page = hub_pages.get(title)
+        if title in members:
+            kind, links = "category", members[title]
+        else:
+            kind, links = ("events", []) if events else ("page", article_links(page.text, siteinfo))
+        own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
+                                                    hub_titles=set(hub_pages), cap=kb.get("max_links_per_hub"),
+                                                    seed=seed)
+        if own is not None:
+            sink.offer(own, siteinfo)
+        wanted += selected
+        stats["hubs"].append(hub_stats)
+    return list(dict.fromkeys(wanted))
+
+
+def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int | None = None) -> None:
+    """The offline source: stream a MediaWiki dump (.xml, .xml.bz2, .xml.gz) and keep the pages the knowledge
+    base names: every article page, a titles file's pages, or hub pages and what they link to."""
+    kb = knowledge_base
+    reader = DumpReader(dump)
+    siteinfo = reader.read_siteinfo()
+    stats = {"source": "dump", "path": str(dump), "passes": 0, "dropped": Counter()}
+    selection = bool(kb.get("titles") or kb.get("hub_pages_file"))
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        sink = PageSink(fh, stats, track=selection)
+        if selection:
+            if kb.get("titles"):
+                stats["selection"] = f"titles ({kb['titles']})"
+                wanted = [siteinfo.normalize(t) for t in read_titles(kb["titles"])]
+            else:
+                wanted = hub_selection_from_dump(dump, read_hubs(kb["hub_pages_file"], task), kb, siteinfo, sink,
+                                                 stats, seed)
+            select_from_dump(dump, wanted, siteinfo, sink, stats)
+            # every page read and neither kept nor dropped for a reason of its own
+            stats["dropped"]["not_selected"] = stats["pages_in"] - sink.writer.pages - sum(stats["dropped"].values())
+        else:
+            stats["selection"] = "every article page"
+            for page in reader:
+                sink.offer(page, siteinfo)
+            stats["passes"], stats["pages_in"], stats["xml_bytes"] = 1, reader.pages, reader.bytes
+        sink.close(dump)
+    write_json(counts, stats)
+    log.info("%s: %d of %d pages kept in %d pass(es) over %s; dropped: %s", task, stats["pages_kept"],
+             stats["pages_in"], stats["passes"], dump, ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
+
+
+# From the MediaWiki API -----------------------------------------------------------------------------------
 
 class MediaWikiClient:
     """A polite MediaWiki API client: a user agent, a rate limit and retries with backoff."""
+
+    BATCH = 50  # titles per query or export (the API's limit for ordinary users)
 
     def __init__(self, api: str, user_agent: str, requests_per_second: float = 1.0, retries: int = 5):
         import requests
@@ -90,98 +321,226 @@ class MediaWikiClient:
             time.sleep(min(60.0, 2.0**attempt))
         raise KinjectError(self.api, f"MediaWiki API request failed: {err}")
 
-    def linked_titles(self, hub: str, limit: int) -> list[str]:
-        """The article-namespace pages a hub page links to (the paper's 'related articles')."""
-        titles, cont = [], {}
-        while len(titles) < limit:
-            data = self.get(action="query", prop="links", titles=hub, plnamespace=0, pllimit="max", **cont).json()
-            for page in data.get("query", {}).get("pages", []):
-                titles += [link["title"] for link in page.get("links", [])]
+    def _continued(self, key: str, **params) -> list[dict]:
+        """Every result of a list or prop query, following the API's continuation to the end."""
+        results, cont = [], {}
+        while True:
+            data = self.get(action="query", **params, **cont).json()
+            query = data.get("query", {})
+            if key == "links":
+                for page in query.get("pages", []):
+                    if page.get("missing") or page.get("invalid"):
+                        hub = page.get("title", params.get("titles"))
+                        raise KinjectError(self.api, f"hub page {hub!r} does not exist")
+                    results += page.get("links", [])
+            else:
+                results += query.get(key, [])
             cont = data.get("continue", {})
             if not cont:
-                break
-        return titles[:limit]
+                return results
 
-    def category_members(self, category: str, limit: int) -> list[str]:
-        """The articles filed in a category page (hub pages may be categories, e.g. 'Category:Anatomy')."""
-        titles, cont = [], {}
-        while len(titles) < limit:
-            data = self.get(action="query", list="categorymembers", cmtitle=category, cmnamespace=0,
-                            cmlimit="max", **cont).json()
-            titles += [m["title"] for m in data.get("query", {}).get("categorymembers", [])]
-            cont = data.get("continue", {})
-            if not cont:
-                break
-        return titles[:limit]
+    def linked_titles(self, hub: str) -> list[str]:
+        """Every article-namespace page a hub page links to (the paper's 'related articles'), in the API's
+        order; the hub's own redirect is followed."""
+        return [link["title"] for link in self._continued("links", prop="links", titles=hub, plnamespace=0,
+                                                           pllimit="max", redirects=1)]
 
-    def export(self, titles: list[str]) -> str:
+    def category_members(self, category: str) -> list[str]:
+        """Every article filed in a category page (hub pages may be categories, e.g. 'Category:Anatomy')."""
+        return [m["title"] for m in self._continued("categorymembers", list="categorymembers", cmtitle=category,
+                                                    cmnamespace=0, cmlimit="max")]
+
+    def resolve(self, titles: list[str]) -> tuple[list[str], int, list[str]]:
+        """The pages the titles name, redirects followed: (titles in order without repeats, redirects
+        followed, titles that name no page)."""
+        resolved, redirects, missing = {}, 0, []
+        for i in range(0, len(titles), self.BATCH):
+            batch = titles[i: i + self.BATCH]
+            query = self.get(action="query", titles="|".join(batch), redirects=1).json().get("query", {})
+            normalized = {n["from"]: n["to"] for n in query.get("normalized", [])}
+            redirected = {r["from"]: r["to"] for r in query.get("redirects", [])}
+            absent = {p["title"] for p in query.get("pages", []) if p.get("missing") or p.get("invalid")}
+            for title in batch:
+                name = normalized.get(title, title)
+                target = redirected.get(name, name)
+                redirects += target != name
+                if target in absent:
+                    missing.append(title)
+                else:
+                    resolved[target] = None
+        return list(resolved), redirects, missing
+
+    def export(self, titles: list[str]) -> bytes:
         """MediaWiki XML export of up to 50 pages (the same format as a dump)."""
-        return self.get(action="query", titles="|".join(titles), export=1, exportnowrap=1, format="xml").text
+        return self.get(action="query", titles="|".join(titles), redirects=1, export=1, exportnowrap=1,
+                        format="xml").content
 
 
-def fetch_mediawiki(hub_pages_file, task: str, out, *, api: str, user_agent: str,
-                    requests_per_second: float = 1.0, max_pages_per_hub: int = 500) -> None:
-    """Walk each hub page's links (or a hub category's members) through the API; save one MediaWiki export."""
-    hubs = yaml.safe_load(Path(hub_pages_file).read_text()) or {}
-    if task not in hubs or not hubs[task]:
-        raise KinjectError(hub_pages_file, f"no hub pages listed for task {task!r}")
-    client = MediaWikiClient(api, user_agent, requests_per_second)
-    titles = []
-    for hub in hubs[task]:
+def hub_selection_from_api(client: MediaWikiClient, hubs: list[str], kb: dict, sink: PageSink, stats: dict,
+                           seed: int | None) -> list[str]:
+    """The titles the hub pages select through the API; an events hub's page of selected entries goes to the
+    sink (its wikitext comes from an export of the hub, its redirect followed)."""
+    events = events_settings(kb)
+    stats["selection"] = selection_label(events)
+    wanted, stats["hubs"], hub_titles = [], [], set(hubs)
+    for hub in hubs:
+        page, siteinfo = None, None
         if hub.startswith("Category:"):
-            titles += client.category_members(hub, max_pages_per_hub)
+            kind, links = "category", client.category_members(hub)
+        elif events:
+            kind, links = "events", []
+            reader = DumpReader(io.BytesIO(client.export([hub])), name=client.api)
+            page = next((p for p in reader if p.ns == 0), None)
+            stats["pages_in"] += reader.pages
+            if page is None:
+                raise KinjectError(client.api, f"hub page {hub!r} does not exist")
+            siteinfo = reader.siteinfo
+            hub_titles.add(page.title)
         else:
-            titles += [hub] + client.linked_titles(hub, max_pages_per_hub)
-    titles = list(dict.fromkeys(titles))
-    log.info("%s: %d pages from %d hub pages", task, len(titles), len(hubs[task]))
-    exports = [client.export(titles[i : i + 50]) for i in range(0, len(titles), 50)]
-    with atomic_path(out) as tmp:
-        tmp.write_text(merge_exports(exports), encoding="utf-8")
-        try:
-            check_dump(tmp)
-        except KinjectError as err:
-            raise KinjectError(api, f"the export for {out} is unusable: {err.problem}") from None
+            kind, links = "page", client.linked_titles(hub)
+        own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
+                                                    hub_titles=hub_titles, cap=kb.get("max_links_per_hub"),
+                                                    seed=seed)
+        if own is not None:
+            sink.offer(own, siteinfo)
+        wanted += selected
+        stats["hubs"].append(hub_stats)
+    return wanted
 
 
-def merge_exports(exports: list[str]) -> str:
-    """Join several MediaWiki exports into one: the first's header and siteinfo, every export's pages."""
-    head, _, _ = exports[0].partition("<page>")
-    head = head.rsplit("</mediawiki>", 1)[0]
-    pages = []
-    for xml in exports:
-        pages += re.findall(r"<page>.*?</page>", xml, flags=re.S)
-    return head + "".join(f"<page>{p[6:-7]}</page>\n" for p in pages) + "</mediawiki>\n"
+def fetch_mediawiki(task: str, out, counts, *, knowledge_base: dict, api: str, user_agent: str,
+                    requests_per_second: float = 1.0, seed: int | None = None) -> None:
+    """Walk each hub page's links (a hub category's members; an events hub's selected entries' links) through
+    the API, every one of them (or a seeded sample of max_links_per_hub), redirects resolved, the hub pages
+    included; or take a titles file's pages. Save one MediaWiki export and the counts."""
+    kb = knowledge_base
+    client = MediaWikiClient(api, user_agent, requests_per_second)
+    stats = {"source": "mediawiki", "api": api, "pages_in": 0, "dropped": Counter()}
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        sink = PageSink(fh, stats)
+        if kb.get("titles"):
+            stats["selection"] = f"titles ({kb['titles']})"
+            wanted = read_titles(kb["titles"])
+        else:
+            wanted = hub_selection_from_api(client, read_hubs(kb["hub_pages_file"], task), kb, sink, stats, seed)
+        wanted = list(dict.fromkeys(wanted))
+        stats["requested"] = len(wanted)
+        titles, stats["redirects_followed"], missing = client.resolve(wanted)
+        titles = [t for t in titles if t not in sink.found]
+        log.info("%s: %d titles requested, %d redirects followed, %d missing: exporting %d pages", task,
+                 len(wanted), stats["redirects_followed"], len(missing), len(titles))
+        exported = set()
+        for i in range(0, len(titles), client.BATCH):
+            reader = DumpReader(io.BytesIO(client.export(titles[i: i + client.BATCH])), name=api)
+            for page in reader:
+                exported.add(page.title)
+                sink.offer(page, reader.siteinfo)
+            stats["pages_in"] += reader.pages
+        _missing(stats, set(missing) | (set(titles) - exported), "pages of the wiki")
+        sink.close(api)
+    write_json(counts, stats)
+    log.info("%s: %d of %d fetched pages kept; dropped: %s", task, stats["pages_kept"], stats["pages_in"],
+             ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
 
 
-def fetch_knowledge_base(kb: dict, task: str, src, out, mediawiki: dict) -> None:
-    if kb["source"] == "dump":
-        copy_dump(src, out)
+def fetch_knowledge_base(knowledge_base: dict, task: str, out, counts, mediawiki: dict, seed: int | None) -> None:
+    if knowledge_base["source"] == "dump":
+        fetch_dump(knowledge_base["path"], task, out, counts, knowledge_base=knowledge_base, seed=seed)
     else:
-        fetch_mediawiki(src, task, out, **{k: v for k, v in mediawiki.items() if k != "api"},
-                        api=mediawiki.get("api", "https://en.wikipedia.org/w/api.php"))
+        fetch_mediawiki(task, out, counts, knowledge_base=knowledge_base, seed=seed, **mediawiki)
 
 
-def clean_dump(dump, out) -> int:
-    """Run wikiextractor (--json, no templates) over a dump; gather its non-empty articles as JSON lines."""
-    check_dump(dump)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", "--json", "--no-templates",
-               "--processes", "1", "-b", "100M", "-o", tmp, str(dump)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        log.info("%s\n%s", " ".join(cmd), proc.stderr)
-        if proc.returncode:
-            raise KinjectError(dump, f"wikiextractor failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
-        articles = []
-        for part in sorted(Path(tmp).rglob("wiki_*")):
-            for line in part.read_text(encoding="utf-8").splitlines():
-                doc = json.loads(line)
-                if doc["text"].strip():
-                    articles.append({"id": doc["id"], "title": doc["title"], "text": doc["text"]})
-    if not articles:
-        raise KinjectError(dump, "no article text left after cleaning with wikiextractor")
-    write_text(out, "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in articles))
-    log.info("%d articles with text", len(articles))
-    return len(articles)
+# Cleaning ------------------------------------------------------------------------------------------------
+
+ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});")
+EMPTY_BRACKETS = re.compile(r"\([^\w()]*\)|\[[^\w\[\]]*\]")
+_SPACED_EMPTY_BRACKETS = re.compile(r"\s*(?:%s)" % EMPTY_BRACKETS.pattern)
+# what removed templates leave at a bracket's edges: "(; 14 March 1879 ...)", "(born 1950; )"
+_BRACKET_EDGES = [(re.compile(r"\(\s*(?:[,;:]\s*)+"), "("), (re.compile(r"(?:\s*[,;:])+\s*\)"), ")")]
+
+
+def tidy(text: str) -> str:
+    """What wikiextractor leaves behind, removed: HTML entities (unescaped with Python's html), brackets with
+    nothing but punctuation inside (the remains of pronunciation and language templates), separators at a
+    bracket's edges, runs of whitespace (non-breaking spaces included), blank lines."""
+    for _ in range(2):  # an entity escaped twice (&amp;amp;) is unescaped twice
+        text = ENTITY.sub(lambda m: html.unescape(m[0]), text)
+    lines = []
+    for line in text.split("\n"):
+        line = _SPACED_EMPTY_BRACKETS.sub("", line)
+        for pattern, repl in _BRACKET_EDGES:
+            line = pattern.sub(repl, line)
+        line = " ".join(line.split())
+        if line:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def extractor_settings(siteinfo: SiteInfo) -> dict:
+    """wikiextractor's Extractor settings as its command line sets them for `--json --no-templates` on this
+    export: its namespaces, no links kept (<a> tags dropped), no HTML formatting."""
+    template = next((name for key, (name, _) in siteinfo.namespaces.items() if key == 10), "Template")
+    return {"templatePrefix": template + ":", "knownNamespaces": {"Template"} | siteinfo.namespace_names,
+            "ignored_tag_patterns": list(_DEFAULT_IGNORED_TAG_PATTERNS) + [ignoreTag("a")],
+            "keepLinks": False, "HtmlFormatting": False, "to_json": True}
+
+
+def clean_page(page: Page, urlbase: str, settings: dict) -> str:
+    """One page's clean text: wikiextractor's Extractor, called as its own extract() calls it (on the text
+    as the XML export holds it, escaped, since Extractor unescapes it itself), but with html_safe=False:
+    the command line's --html-safe cannot be switched off (any value given to it is a true string), and
+    html_safe re-escapes &, < and > into the text (AT&amp;T)."""
+    extractor = Extractor(page.id, page.revid, urlbase, page.title, [], **settings)
+    return tidy("\n".join(extractor.clean_text(html.escape(page.text, quote=False), html_safe=False)))
+
+
+def _clean_one(page: Page, urlbase: str, settings: dict) -> tuple[Page, str | None, str]:
+    """(page, why it is dropped or None, its clean text)."""
+    reason = drop_reason(page)
+    return page, reason, "" if reason else clean_page(page, urlbase, settings)
+
+
+def _clean_batch(pages: list[Page], urlbase: str, settings: dict) -> list[tuple[Page, str | None, str]]:
+    return [_clean_one(page, urlbase, settings) for page in pages]
+
+
+def _cleaned(pages, urlbase: str, settings: dict, processes: int, batch: int = 32):
+    """The pages' clean texts in order; with processes > 1, batches cleaned by a pool of processes, at most
+    two batches per process in flight (memory stays bounded whatever the number of pages)."""
+    if processes <= 1:
+        yield from (_clean_one(page, urlbase, settings) for page in pages)
+        return
+    with ProcessPoolExecutor(processes) as pool:
+        window: deque = deque()
+        pages = iter(pages)
+        for group in iter(lambda: list(itertools.islice(pages, batch)), []):
+            window.append(pool.submit(_clean_batch, group, urlbase, settings))
+            if len(window) >= 2 * processes:
+                yield from window.popleft().result()
+        while window:
+            yield from window.popleft().result()
+
+
+def clean_dump(pages_xml, out, counts, processes: int = 1) -> int:
+    """Clean every article page of an export with wikiextractor (in `processes` processes); write its
+    non-empty articles as JSON lines, in the export's order."""
+    reader = DumpReader(pages_xml)
+    siteinfo = reader.read_siteinfo()
+    settings, urlbase = extractor_settings(siteinfo), siteinfo.base[: siteinfo.base.rfind("/")]
+    dropped, kept = Counter({reason: 0 for reason in (*DROP_REASONS, "empty")}), 0
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for page, reason, text in _cleaned(reader, urlbase, settings, processes):
+            if reason or not text:
+                dropped[reason or "empty"] += 1
+                continue
+            fh.write(json.dumps({"id": page.id, "title": page.title, "text": text}, ensure_ascii=False) + "\n")
+            kept += 1
+        if not kept:
+            raise KinjectError(pages_xml, "no article text left after cleaning with wikiextractor")
+    write_json(counts, {"pages_in": reader.pages, "pages_kept": kept, "dropped": dict(dropped)})
+    log.info("%d of %d pages cleaned into articles with text (%d process(es)); dropped: %s", kept, reader.pages,
+             processes, ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    return kept
 
 
 def split_sentences(text: str) -> list[str]:
@@ -225,3 +584,53 @@ def make_chunks(articles_jsonl, out, *, min_words: int, max_words: int) -> int:
     write_parquet(out, pd.DataFrame(rows))
     log.info("%d chunks", len(rows))
     return len(rows)
+
+
+# The report ----------------------------------------------------------------------------------------------
+
+RESIDUE = {
+    "wiki_markup": re.compile(r"\[\[|\]\]|\{\{|\}\}|\{\||\|\}|'''|</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>"
+                              r"|__[A-Z]+__|^=+[^=\n]+=+\s*$", re.M),
+    "html_entities": ENTITY,
+    "empty_brackets": EMPTY_BRACKETS,
+}
+
+
+def residue_counts(texts) -> dict[str, int]:
+    """Occurrences of what cleaning should have removed: wiki markup, HTML entities, empty brackets."""
+    return {kind: sum(len(pattern.findall(t)) for t in texts) for kind, pattern in RESIDUE.items()}
+
+
+def knowledge_base_report(fetch_counts, clean_counts, chunks, out, *, task: str) -> dict:
+    """One report per task, whatever the source: pages in, kept, dropped by reason (fetch and cleaning),
+    chunks made and residue per 1,000 chunks, with the fetch and cleaning counts in full."""
+    stages = {}
+    for name, path in (("fetch", fetch_counts), ("clean", clean_counts)):
+        try:
+            stages[name] = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError) as exc:
+            raise KinjectError(path, f"not a readable count file ({exc})") from None
+    texts = read_parquet(chunks, columns=["title", "text"])
+    residue = residue_counts(texts["text"])
+    dropped = Counter()
+    for stage in stages.values():
+        dropped.update(stage["dropped"])
+    report = {
+        "task": task,
+        "source": stages["fetch"]["source"],
+        "pages_in": stages["fetch"]["pages_in"],
+        "pages_kept": stages["clean"]["pages_kept"],
+        "dropped": dict(dropped),
+        "chunks": len(texts),
+        "articles_with_chunks": int(texts["title"].nunique()),
+        "residue": residue,
+        "residue_per_1000_chunks": {k: round(1000 * v / len(texts), 2) for k, v in residue.items()},
+        **stages,
+    }
+    write_json(out, report)
+    log.info("%s: %d pages in, %d articles kept, %d chunks; residue per 1,000 chunks: %s", task,
+             report["pages_in"], report["pages_kept"], len(texts),
+             ", ".join(f"{k} {v}" for k, v in report["residue_per_1000_chunks"].items()))
+    if any(residue.values()):
+        log.warning("%s: residue left in the chunks: %s", task, residue)
+    return report

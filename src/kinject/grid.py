@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
 from kinject.errors import KinjectError
 
@@ -67,10 +68,10 @@ def check_config(config: dict, source: str = "config") -> None:
             raise KinjectError(source, f"{key}.questions.path is required for source mmlu_csv")
         if q["source"] == "generated" and q.get("keep", 2) > q.get("per_chunk", 4):
             raise KinjectError(source, f"{key}.questions.keep is larger than questions.per_chunk")
-        if kb["source"] == "dump" and "path" not in kb:
-            raise KinjectError(source, f"{key}.knowledge_base.path is required for source dump")
-        if kb["source"] == "mediawiki" and "hub_pages_file" not in kb:
-            raise KinjectError(source, f"{key}.knowledge_base.hub_pages_file is required for source mediawiki")
+        check_knowledge_base(config, kb, f"{key}.knowledge_base", source)
+        if q["source"] == "generated" and "review" not in q:
+            raise KinjectError(source, f"{key}.questions.review is required for generated questions: the review "
+                               "file's path, or skip to go without a human review")
         if "validation" in task and "search" not in config["finetune"]:
             raise KinjectError(source, f"{key}.validation is set but finetune.search is missing")
         if "validation" in task and task["validation"]["paraphrases"] > count:
@@ -80,6 +81,25 @@ def check_config(config: dict, source: str = "config") -> None:
 def formats(task: dict) -> list[str]:
     """The scoring formats of a task (tasks.<t>.formats; the schema's default is the paper's: options)."""
     return list(task["formats"])
+
+def check_knowledge_base(config: dict, kb: dict, key: str, source: str) -> None:
+    if kb["source"] == "dump" and "path" not in kb:
+        raise KinjectError(source, f"{key}.path is required for source dump")
+    if "titles" in kb and "hub_pages_file" in kb:
+        raise KinjectError(source, f"{key}: set titles or hub_pages_file, not both")
+    if kb["source"] == "mediawiki" and not ("hub_pages_file" in kb or "titles" in kb):
+        raise KinjectError(source, f"{key}.hub_pages_file (or titles) is required for source mediawiki")
+    if kb["source"] == "mediawiki" and "user_agent" not in config.get("mediawiki", {}):
+        raise KinjectError(source, f"mediawiki.user_agent is required for {key}.source mediawiki")
+    if "events" in kb:
+        if "hub_pages_file" not in kb:
+            raise KinjectError(source, f"{key}.events needs hub_pages_file (the month pages)")
+        try:
+            start, end = (date.fromisoformat(kb["events"][bound]) for bound in ("start", "end"))
+        except ValueError as exc:
+            raise KinjectError(source, f"{key}.events: {exc}") from None
+        if start > end:
+            raise KinjectError(source, f"{key}.events.start is after events.end")
 
 
 def cells(config: dict) -> list[Cell]:
@@ -146,6 +166,7 @@ def expected_job_counts(config: dict) -> dict[str, int]:
         "fetch": n_tasks,
         "clean_dump": n_tasks,
         "make_chunks": n_tasks,
+        "knowledge_base_report": n_tasks,
         "generate_questions": len(generated),
         "select_questions": len(generated),
         "review_questions": len(generated),

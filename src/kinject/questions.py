@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from kinject import prompts
@@ -160,22 +161,45 @@ def select_questions(candidates_path, out, quarantine, client: LLMClient, *, kee
     write_questions(out, pd.DataFrame(rows, columns=COLUMNS))
 
 
-def apply_review(selected_path, review_path, out) -> None:
-    """The manual validation pass: a CSV `id,decision` (accept | reject); unlisted questions are kept."""
+def apply_review(selected_path, review, out, *, target: int | None = None, seed: int | None = None) -> None:
+    """The manual validation pass, then the question target.
+
+    review: the human review CSV `id,decision` (accept | reject), which must exist (questions the file does
+    not list are kept and counted as unreviewed), or "skip" to go without one. target: how many questions
+    to keep, a random sample seeded by `seed` (the paper: 910); fewer questions than that is an error.
+    """
     df = read_questions(selected_path)
-    if review_path:
-        review = pd.read_csv(review_path, dtype=str)
-        if list(review.columns[:2]) != ["id", "decision"]:
-            raise KinjectError(review_path, "expected a header 'id,decision'")
-        bad = review[~review["decision"].str.strip().str.lower().isin(["accept", "reject"])]
-        if len(bad):
-            raise KinjectError(review_path, f"decision {bad['decision'].iloc[0]!r} for {bad['id'].iloc[0]!r} "
-                               "is not accept or reject")
-        unknown = sorted(set(review["id"]) - set(df["id"]))
-        if unknown:
-            raise KinjectError(review_path, f"reviews unknown question id {unknown[0]!r}")
-        rejected = set(review.loc[review["decision"].str.strip().str.lower() == "reject", "id"])
-        log.info("review: %d reviewed, %d rejected, %d unreviewed kept", len(review), len(rejected),
-                 len(df) - len(review))
-        df = df[~df["id"].isin(rejected)]
+    if review == "skip":
+        log.info("review: skipped (questions.review: skip): %d questions, all unreviewed", len(df))
+    else:
+        df = _reviewed(df, review)
+    if target is not None:
+        if len(df) < target:
+            raise KinjectError(selected_path, f"{len(df)} questions left after review, fewer than questions.target "
+                               f"{target}: generate more (a wider events window) or lower the target")
+        picked = np.sort(np.random.default_rng(seed).choice(len(df), size=target, replace=False))
+        log.info("target: %d of %d questions kept, a random sample seeded by %s", target, len(df), seed)
+        df = df.iloc[picked]
     write_questions(out, df)
+
+
+def _reviewed(df: pd.DataFrame, review_path) -> pd.DataFrame:
+    if not Path(review_path).exists():
+        raise KinjectError(review_path, "the human review file does not exist: write it (a CSV id,decision with "
+                           "accept or reject per question of questions/selected.parquet) or set questions.review: skip")
+    review = pd.read_csv(review_path, dtype=str)
+    if list(review.columns[:2]) != ["id", "decision"]:
+        raise KinjectError(review_path, "expected a header 'id,decision'")
+    decision = review["decision"].fillna("").str.strip().str.lower()
+    bad = review[~decision.isin(["accept", "reject"])]
+    if len(bad):
+        raise KinjectError(review_path, f"decision {bad['decision'].iloc[0]!r} for {bad['id'].iloc[0]!r} "
+                           "is not accept or reject")
+    unknown = sorted(set(review["id"]) - set(df["id"]))
+    if unknown:
+        raise KinjectError(review_path, f"reviews unknown question id {unknown[0]!r}")
+    rejected = set(review.loc[decision == "reject", "id"])
+    accepted = set(review.loc[decision == "accept", "id"])
+    log.info("review: %d accepted, %d rejected, %d unreviewed (kept) of %d questions", len(accepted), len(rejected),
+             len(df) - len(accepted | rejected), len(df))
+    return df[~df["id"].isin(rejected)]

@@ -1,0 +1,230 @@
+"""Benchmark: the knowledge-base stages on a synthetic Wikipedia-like dump, throughput and peak memory.
+
+    .venv/bin/python bench/cleaning.py --size-mb 1024     (standalone; bench/run.py calls bench_cleaning)
+
+Writes a seeded synthetic pages-articles dump as bzip2 (Wikipedia's format) of at least --size-mb MB of
+decompressed XML (articles with templates, references, tables, lists, entities, the brackets pronunciation
+templates leave, plus redirects, disambiguation and talk pages), then runs, each in a fresh process:
+fetch (`kinject.data.fetch_dump`, every article page: one streaming pass that decompresses, parses and writes
+the selected pages) and clean (`kinject.data.clean_dump`, wikiextractor's Extractor on every page). Each is
+measured in MB/s of decompressed XML and peak RSS (the process's own, from wait4). Both run on the full dump
+and on a quarter of it: streaming means peak memory does not grow with the dump's size. On the quarter,
+fetch is compared with `bzip2 -dc > /dev/null` (decompression alone, what bounds any single-threaded reader
+of a bz2 dump) and clean with wikiextractor's own command line on the same pages (the former clean_dump).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RSS_LIMIT_MB = 500
+HEAD = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">
+  <siteinfo>
+    <sitename>Wikipedia</sitename>
+    <dbname>enwiki</dbname>
+    <base>https://en.wikipedia.org/wiki/Main_Page</base>
+    <generator>MediaWiki 1.41.0-wmf.1</generator>
+    <case>first-letter</case>
+    <namespaces>
+      <namespace key="0" case="first-letter" />
+      <namespace key="1" case="first-letter">Talk</namespace>
+      <namespace key="6" case="first-letter">File</namespace>
+      <namespace key="10" case="first-letter">Template</namespace>
+      <namespace key="14" case="first-letter">Category</namespace>
+    </namespaces>
+  </siteinfo>
+"""
+WORDS = ("the of and in to a was is for on as by with from that at his an which were are it this be its has had "
+         "first new one two after also their not or who been have her they other all during most time more into "
+         "city river island harbour market council railway school church league album film season war party "
+         "population county district village station museum university company team coast valley bridge").split()
+
+
+def _sentence(rng: random.Random, titles: list[str]) -> str:
+    words = rng.choices(WORDS, k=rng.randint(12, 28))
+    for _ in range(rng.randint(1, 3)):
+        target = rng.choice(titles)
+        i = rng.randrange(len(words))
+        words[i] = f"[[{target}|{words[i]}]]" if rng.random() < 0.4 else f"[[{target}]]"
+    if rng.random() < 0.3:
+        words.insert(rng.randrange(len(words)), rng.choice(["AT&amp;T", "10&amp;nbsp;km", "&amp;ndash;", "R&amp;D"]))
+    if rng.random() < 0.2:
+        words.insert(rng.randrange(len(words)), "'''" + rng.choice(WORDS) + "'''")
+    ref = "&lt;ref&gt;{{cite web |url=https://example.org/%d |title=%s}}&lt;/ref&gt;" % (rng.randrange(10**6), rng.choice(WORDS))
+    return " ".join(words).capitalize() + "." + (ref if rng.random() < 0.3 else "")
+
+
+def _article(rng: random.Random, title: str, titles: list[str]) -> str:
+    lead = (f"{{{{Short description|{rng.choice(WORDS)} {rng.choice(WORDS)}}}}}\n{{{{Infobox settlement\n"
+            f"| name = {title}\n| population = {rng.randrange(10**6)}\n}}}}\n'''{title}''' "
+            f"({{{{IPAc-en|ˈ|{rng.choice(WORDS)}}}}}; {{{{lang-ca|{rng.choice(WORDS)}}}}}) "
+            + " ".join(_sentence(rng, titles) for _ in range(rng.randint(2, 5))))
+    sections = []
+    for _ in range(rng.randint(2, 6)):
+        paragraphs = "\n\n".join(" ".join(_sentence(rng, titles) for _ in range(rng.randint(2, 6)))
+                                 for _ in range(rng.randint(1, 3)))
+        items = "\n".join(f"* {_sentence(rng, titles)}" for _ in range(rng.randint(0, 4)))
+        sections.append(f"== {rng.choice(WORDS).capitalize()} ==\n{paragraphs}\n{items}")
+    table = "{| class=\"wikitable\"\n! Year !! Value\n|-\n| 1901 || 4,300\n|-\n| 2001 || 5,100\n|}"
+    return (lead + "\n\n" + "\n\n".join(sections) + "\n\n" + table + "\n\n== References ==\n{{Reflist}}\n"
+            + f"[[Category:{rng.choice(WORDS).capitalize()}]]")
+
+
+def _page(pid: int, title: str, text: str, ns: int = 0, redirect: str | None = None) -> str:
+    red = f'    <redirect title="{redirect}" />\n' if redirect else ""
+    return (f"  <page>\n    <title>{title}</title>\n    <ns>{ns}</ns>\n    <id>{pid}</id>\n{red}    <revision>\n"
+            f"      <id>{pid}0</id>\n      <timestamp>2023-11-30T00:00:00Z</timestamp>\n"
+            f"      <model>wikitext</model>\n      <format>text/x-wiki</format>\n"
+            f"      <text bytes=\"{len(text)}\" xml:space=\"preserve\">{text}</text>\n    </revision>\n  </page>\n")
+
+
+def synthetic_dumps(paths: list[Path], sizes_mb: list[float], seed: int = 0) -> list[int]:
+    """Write bzip2 dumps of at least sizes_mb MB of decompressed XML each (ascending sizes, each one the start
+    of the next: generated once, streamed out); return their decompressed sizes in bytes."""
+    rng = random.Random(seed)
+    titles = [f"{rng.choice(WORDS).capitalize()} {rng.choice(WORDS)} {i}" for i in range(5000)]
+    outs = [bz2.open(path, "wt", encoding="utf-8") for path in paths]
+    sizes, written, pid = [], len(HEAD.encode()), 0
+    for out in outs:
+        out.write(HEAD)
+    for out, size_mb in zip(outs, sizes_mb):
+        while written < size_mb * 1e6:
+            pid += 1
+            title, kind = titles[pid % len(titles)] + f" ({pid})", rng.random()
+            if kind < 0.05:
+                page = _page(pid, title, f"#REDIRECT [[{rng.choice(titles)}]]", redirect=rng.choice(titles))
+            elif kind < 0.08:
+                page = _page(pid, title + " (disambiguation)", "'''X''' may refer to:\n* [[A]]\n{{disambiguation}}")
+            elif kind < 0.15:
+                page = _page(pid, "Talk:" + title, " ".join(_sentence(rng, titles) for _ in range(5)), ns=1)
+            else:
+                page = _page(pid, title, _article(rng, title, titles))
+            for still_open in outs[len(sizes):]:
+                still_open.write(page)
+            written += len(page.encode())
+        out.write("</mediawiki>\n")
+        out.close()
+        sizes.append(written + len(b"</mediawiki>\n"))
+    return sizes
+
+
+_STAGE = """
+import sys, time
+from kinject.data import clean_dump, fetch_dump
+stage, src, out, counts, processes = sys.argv[1:6]
+start = time.perf_counter()
+if stage == "fetch":
+    fetch_dump(src, "bench", out, counts, knowledge_base={"source": "dump"})
+else:
+    clean_dump(src, out, counts, processes=int(processes))
+print(time.perf_counter() - start)
+"""
+
+
+def run_stage(stage: str, src: Path, out: Path, counts: Path, processes: int = 1) -> tuple[float, float]:
+    """(seconds of the stage's call, without the interpreter's start-up and imports; peak RSS of the whole
+    process in MB) of one stage in a fresh Python process."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", _STAGE, stage, str(src), str(out), str(counts), str(processes)],
+                                env=env, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        if proc.returncode:
+            raise RuntimeError(f"{stage} failed: {stderr.read().decode().strip()[-500:]}")
+        return float(stdout.read().decode().split()[-1]), usage.ru_maxrss / 1024  # kB on Linux
+
+
+def wall(cmd: list[str], **kwargs) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, **kwargs)
+    return time.perf_counter() - start
+
+
+def compared(stage, size, naive, naive_value, ours, our_value, unit, note=""):
+    """A row in bench/run.py's format: kinject's way against another; ratio > 1 means kinject's is faster."""
+    ratio = our_value / naive_value
+    return {"stage": stage, "size": size, "compared with": naive, "its value": naive_value, "kinject": ours,
+            "kinject value": our_value, "unit": unit, "ratio": ratio,
+            "verdict": "ok" if ratio >= 0.5 else "SLOW (> 2x slower)", "note": note}
+
+
+def row(stage, size, ours, value, unit, verdict, note=""):
+    """A row in bench/run.py's format (no counterpart to compare with)."""
+    return {"stage": stage, "size": size, "compared with": "", "its value": None, "kinject": ours,
+            "kinject value": value, "unit": unit, "ratio": None, "verdict": verdict, "note": note}
+
+
+def bench_cleaning(size_mb: float, tmp: Path, seed: int = 0) -> list[dict]:
+    """Throughput and peak RSS of fetch and clean on a synthetic dump of size_mb MB and on a quarter of it;
+    on the quarter, fetch against bzip2 -dc, and clean against wikiextractor's command line and a pool."""
+    m = {}
+    dumps = [tmp / "quarter.xml.bz2", tmp / "full.xml.bz2"]
+    for label, dump, xml_bytes in zip(("quarter", "full"), dumps, synthetic_dumps(dumps, [size_mb / 4, size_mb], seed)):
+        pages = tmp / f"{label}_pages.xml"
+        m[label] = {"xml_mb": xml_bytes / 1e6, "bz2_mb": dump.stat().st_size / 1e6,
+                    "fetch": run_stage("fetch", dump, pages, tmp / f"{label}_fetch.json"),
+                    "pages_mb": pages.stat().st_size / 1e6,
+                    "pages": json.loads((tmp / f"{label}_fetch.json").read_text())["pages_in"],
+                    "clean": run_stage("clean", pages, tmp / f"{label}.jsonl", tmp / f"{label}_clean.json")}
+    quarter, full = m["quarter"], m["full"]
+    with open(os.devnull, "wb") as null:
+        t_bzip2 = wall(["bzip2", "-dc", str(dumps[0])], stdout=null)
+    t_cli = wall([sys.executable, "-m", "wikiextractor.WikiExtractor", "--json", "--no-templates", "--processes", "1",
+                  "-q", "-b", "100M", "-o", str(tmp / "cli"), str(tmp / "quarter_pages.xml")], stderr=subprocess.DEVNULL)
+    t_pool, rss_pool = run_stage("clean", tmp / "quarter_pages.xml", tmp / "pool.jsonl", tmp / "pool.json",
+                                 processes=os.cpu_count())
+    size = f"{full['xml_mb']:,.0f} MB XML ({full['bz2_mb']:,.0f} MB bz2, {full['pages']:,} pages)"
+    rows = []
+    for stage, ours, mb in (("fetch", "fetch_dump (bz2 stream -> selected pages)", "xml_mb"),
+                            ("clean", "clean_dump (wikiextractor Extractor)", "pages_mb")):
+        (seconds, rss), q_rss = full[stage], quarter[stage][1]
+        rows.append(row(f"knowledge base: {stage}", size, ours, full[mb] / seconds, "MB/s", "",
+                        f"{seconds:.1f} s for {full[mb]:,.0f} MB of XML (interpreter start-up and imports apart)"))
+        rows.append(row(f"knowledge base: {stage}, peak RSS", size, ours, rss, "MB",
+                        "ok" if rss < RSS_LIMIT_MB and rss < 1.25 * q_rss else f"TOO HIGH (goal < {RSS_LIMIT_MB} MB, flat)",
+                        f"{q_rss:.0f} MB on a quarter of the dump ({quarter[mb]:,.0f} MB): x{rss / q_rss:.2f}"))
+    total = full["fetch"][0] + full["clean"][0]
+    rows.append(row("knowledge base: fetch + clean", size, "both stages, every article page", full["xml_mb"] / total,
+                    "MB/s", "", f"{total:.1f} s for the dump's {full['xml_mb']:,.0f} MB of XML"))
+    q_size, q_clean = f"{quarter['xml_mb']:,.0f} MB XML (the quarter)", quarter["pages_mb"] / quarter["clean"][0]
+    rows += [
+        compared("knowledge base: fetch vs bz2 alone", q_size, "bzip2 -dc > /dev/null (libbz2, 1 thread)",
+                 quarter["xml_mb"] / t_bzip2, "fetch_dump", quarter["xml_mb"] / quarter["fetch"][0], "MB/s",
+                 "decompression bounds any single-threaded reader of a bz2 dump"),
+        compared("knowledge base: clean vs the CLI", q_size, "wikiextractor CLI --json --no-templates --processes 1",
+                 quarter["pages_mb"] / t_cli, "clean_dump, 1 process", q_clean, "MB/s",
+                 "the CLI (the former clean_dump) also reads and writes in processes of its own; its time includes "
+                 "its start-up; it re-escapes entities (its --html-safe cannot be turned off)"),
+        compared("knowledge base: clean, a pool", q_size, "clean_dump, 1 process", q_clean,
+                 f"clean_dump, {os.cpu_count()} processes", quarter["pages_mb"] / t_pool, "MB/s",
+                 f"resources.clean_dump.cpus_per_task; peak RSS {rss_pool:.0f} MB (its largest process)"),
+    ]
+    return rows
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size-mb", type=float, default=1024, help="decompressed XML of the synthetic dump (MB)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="kinject-bench-cleaning-") as tmp:
+        for r in bench_cleaning(args.size_mb, Path(tmp), args.seed):
+            vs = f"vs {r['its value']:.2f} ({r['compared with']}) " if r["compared with"] else ""
+            print(f"{r['stage']:40s} {r['kinject value']:10.2f} {r['unit']:5s} {vs}{r['verdict']:8s} {r['size']}; {r['note']}")
+
+
+if __name__ == "__main__":
+    main()
