@@ -56,6 +56,22 @@ def gpu_resources(rule_name="gpu_rules"):
     return {**res["gpu_rules"], **res.get(rule_name, {})}
 
 
+def training_resources():
+    """Resources of a fine-tuning job (hparam_trial and finetune alike): resources.finetune over gpu_rules,
+    and whether it may train on CPU when it asks for GPUs and finds no CUDA (resources.allow_cpu)."""
+    return {**gpu_resources("finetune"), "allow_cpu": int(config["resources"]["allow_cpu"])}
+
+
+def training_threads():
+    """A fine-tuning job's CPUs (its cpus_per_task), shared by its processes."""
+    return gpu_resources("finetune").get("cpus_per_task", 1)
+
+
+def protect(path):
+    """`protected()` when config `protect` is true (fine-tuned checkpoints, base-model builds, raw fetches)."""
+    return protected(path) if config["protect"] else path
+
+
 def base_model_path(wildcards):
     model = config["models"][wildcards.model]
     return model.get("pretrained") or f"results/models/{wildcards.model}/base"
@@ -148,11 +164,6 @@ def hparams_input(wildcards):
     if "validation" in task_cfg(wildcards):
         return f"results/hparams/{wildcards.model}/{wildcards.task}/chosen.json"
     return []
-
-
-def accelerate_args(rule_name):
-    gpus = gpu_resources(rule_name)["gpu"]
-    return f"--num_processes {gpus} --multi_gpu" if gpus > 1 else ("--num_processes 1" if gpus else "--cpu --num_processes 1")
 
 
 def retrieval_input(wildcards):
