@@ -56,17 +56,6 @@ def gpu_resources(rule_name="gpu_rules"):
     return {**res["gpu_rules"], **res.get(rule_name, {})}
 
 
-def training_resources():
-    """Resources of a fine-tuning job (hparam_trial and finetune alike): resources.finetune over gpu_rules,
-    and whether it may train on CPU when it asks for GPUs and finds no CUDA (resources.allow_cpu)."""
-    return {**gpu_resources("finetune"), "allow_cpu": int(config["resources"]["allow_cpu"])}
-
-
-def training_threads():
-    """A fine-tuning job's CPUs (its cpus_per_task), shared by its processes."""
-    return gpu_resources("finetune").get("cpus_per_task", 1)
-
-
 def protect(path):
     """`protected()` when config `protect` is true (fine-tuned checkpoints, base-model builds, raw fetches)."""
     return protected(path) if config["protect"] else path

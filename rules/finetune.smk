@@ -2,10 +2,11 @@
 # learning-rate / epochs search on held-out validation paraphrases as its own sub-DAG.
 # hparam_trial and finetune run `accelerate launch --config_file <finetune.accelerate_config>` with one
 # process per GPU of the job (kinject.finetune.launch_command builds the command).
-from kinject.finetune import read_accelerate_config, rule_settings
+from kinject.finetune import job_resources, read_accelerate_config, rule_settings
 
 # a launch config that contradicts `precision` fails here, before any job runs
 read_accelerate_config(config["finetune"]["accelerate_config"], config["precision"])
+TRAINING_RESOURCES = job_resources(config)  # hparam_trial and finetune: resources.finetune over gpu_rules
 
 
 rule build_base_model:
@@ -40,9 +41,9 @@ rule hparam_trial:
         work_dir=lambda wc: f"results/.work/hparams/{wc.model}/{wc.task}/lr{wc.lr}",
     log:
         "logs/hparam_trial/{model}_{task}_lr{lr}.log",
-    threads: training_threads()
+    threads: TRAINING_RESOURCES.get("cpus_per_task", 1)
     resources:
-        **training_resources(),
+        **TRAINING_RESOURCES,
     conda:
         "../envs/train.yaml"
     script:
@@ -79,9 +80,9 @@ rule finetune:
         work_dir="results/.work/finetune/{model}/{task}/k{k}",
     log:
         "logs/finetune/{model}_{task}_k{k}.log",
-    threads: training_threads()
+    threads: TRAINING_RESOURCES.get("cpus_per_task", 1)
     resources:
-        **training_resources(),
+        **TRAINING_RESOURCES,
     conda:
         "../envs/train.yaml"
     script:

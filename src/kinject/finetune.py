@@ -194,11 +194,17 @@ def check_device(precision: str = "fp32", *, gpus: int = 0, allow_cpu: bool = Fa
                            "(set resources.allow_cpu: true to train on CPU instead)")
     if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise KinjectError("precision", f"bf16 is not supported by {torch.cuda.get_device_name()}; set precision: fp32")
-    if precision == "bf16" and not cuda:
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        log.info("precision bf16 on CPU: bf16 autocast, %s", "native bf16 instructions" if native
-                 else "no native bf16 instructions on this CPU (emulated: slower than fp32)")
     return "cuda" if cuda else "cpu"
+
+
+def _precision_note(precision: str, device: str) -> str:
+    import torch
+
+    if precision != "bf16" or device != "cpu":
+        return f"precision {precision} on {device}"
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "precision bf16 on cpu (" + ("native bf16 instructions" if native else
+                                        "no native bf16 instructions here: emulated, slower than fp32") + ")"
 
 
 def shard_on_cpu(accelerator) -> bool:
@@ -284,13 +290,14 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
 
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
-    cuda = check_device(precision, gpus=gpus, allow_cpu=allow_cpu) == "cuda"
+    device = check_device(precision, gpus=gpus, allow_cpu=allow_cpu)
+    cuda = device == "cuda"
     if threads:
         torch.set_num_threads(threads)
     work_dir = Path(work_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
-    log.info("%d process(es), %d torch thread(s) each, precision %s, gradient checkpointing %s",
-             world_size, torch.get_num_threads(), precision, "on" if gradient_checkpointing else "off")
+    log.info("%d process(es), %d torch thread(s) each, %s, gradient checkpointing %s", world_size,
+             torch.get_num_threads(), _precision_note(precision, device), "on" if gradient_checkpointing else "off")
     accumulation = gradient_accumulation(batch_size, per_device_batch_size, world_size)
     effective = accumulation * per_device_batch_size * world_size
     if effective != batch_size:
@@ -394,6 +401,13 @@ def rule_settings(config: dict, rule: str, task: dict | None = None) -> dict:
     return settings
 
 
+def job_resources(config: dict) -> dict:
+    """Resources of a training job (hparam_trial and finetune alike): resources.finetune over gpu_rules,
+    and whether it may train on CPU when it asks for GPUs and finds no CUDA (resources.allow_cpu)."""
+    res = config["resources"]
+    return {**res["gpu_rules"], **res.get("finetune", {}), "allow_cpu": int(res["allow_cpu"])}
+
+
 def read_accelerate_config(path, precision: str) -> dict:
     """The accelerate config file, checked against the kinject config (one line naming the file if not)."""
     import yaml
@@ -494,9 +508,10 @@ def training_options(args) -> dict:
 
 
 def run_entry_point(run, args) -> None:
-    """Log to stderr; bad input exits 1 with one line."""
+    """Check the device first (before any input or model is read), log to stderr; bad input exits 1 with one line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        check_device(args.precision, gpus=args.gpus, allow_cpu=args.allow_cpu)
         run(args)
     except KinjectError as err:
         print(f"kinject error: {err}", file=sys.stderr)
