@@ -2,10 +2,11 @@
 # learning-rate / epochs search on held-out validation paraphrases as its own sub-DAG.
 # hparam_trial and finetune run `accelerate launch --config_file <finetune.accelerate_config>` with one
 # process per GPU of the job (kinject.finetune.launch_command builds the command).
-from kinject.finetune import job_resources, read_accelerate_config, rule_settings
+from kinject.finetune import check_launch, job_resources, rule_settings
 
-# a launch config that contradicts `precision` fails here, before any job runs
-read_accelerate_config(config["finetune"]["accelerate_config"], config["precision"])
+# an accelerate config that contradicts `precision`, or a batch that does not split over the processes,
+# fails here, before any job runs
+check_launch(config)
 TRAINING_RESOURCES = job_resources(config)  # hparam_trial and finetune: resources.finetune over gpu_rules
 
 

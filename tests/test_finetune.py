@@ -13,6 +13,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
@@ -345,9 +346,14 @@ def test_launch_command_of_the_demo_config(monkeypatch):
         "--train", "t.parquet", "--hparams", "chosen.json", "--out", "ckpt", "--loss-csv", "loss.csv",
         "--work-dir", "w", "--precision", "bf16", "--seed", "1234", "--block-size", "256", "--batch-size", "16",
         "--per-device-batch-size", "16", "--save-dtype", "bf16", "--gpus", "0", "--threads", "2"]
-    two = finetune.launch_command(settings, "finetune", files, {**resources, "processes": 2}, 2)
+    with pytest.raises(KinjectError) as err:  # 16 blocks per step cannot split into 2 x 16
+        finetune.launch_command(settings, "finetune", files, {**resources, "processes": 2}, 2)
+    assert str(err.value) == "finetune.batch_size: 16 is not a multiple of per_device_batch_size 16 x 2 processes"
+    halves = {**settings, "per_device_batch_size": 8}
+    two = finetune.launch_command(halves, "finetune", files, {**resources, "processes": 2}, 2)
     assert two[5:7] == ["--num_processes", "2"] and two[-2:] == ["--threads", "1"]  # 2 CPUs shared by 2 processes
-    four = finetune.launch_command(settings, "finetune", files, {"gpu": 4, "processes": 2}, 16)
+    quarters = {**settings, "per_device_batch_size": 4}
+    four = finetune.launch_command(quarters, "finetune", files, {"gpu": 4, "processes": 2}, 16)
     assert four[5:7] == ["--num_processes", "4"] and four[-4:] == ["--gpus", "4", "--threads", "4"]
 
 
@@ -382,3 +388,14 @@ def test_a_launch_config_that_contradicts_the_kinject_config_is_one_line(tmp_pat
     assert str(err.value) == f"{path}: {problem}"
     with pytest.raises(KinjectError, match="missing.yaml: file not found"):
         finetune.read_accelerate_config(tmp_path / "missing.yaml", "bf16")
+
+
+def test_a_contradicting_launch_config_stops_the_workflow_before_any_job(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config["precision"] = "fp32"  # the demo's accelerate config says bf16
+    (tmp_path / "fp32.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(tmp_path / "fp32.yaml")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert ("profiles/local/accelerate_cpu.yaml: mixed_precision is 'bf16' but the config's precision is fp32 "
+            "(set mixed_precision: 'no')") in (done.stdout + done.stderr).splitlines()

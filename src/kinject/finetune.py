@@ -430,6 +430,26 @@ def read_accelerate_config(path, precision: str) -> dict:
     return launch
 
 
+def process_count(resources: dict) -> int:
+    """Processes of a training job: one per GPU it asks for, else ``processes`` (CPU processes, default 1)."""
+    gpus = int(resources.get("gpu", 0))
+    return gpus if gpus > 0 else int(resources.get("processes", 1))
+
+
+def check_global_batch(batch_size: int, per_device_batch_size: int, processes: int) -> None:
+    """The configured batch must split evenly over the processes (else the global batch would change)."""
+    if batch_size % (per_device_batch_size * processes):
+        raise KinjectError("finetune.batch_size", f"{batch_size} is not a multiple of per_device_batch_size "
+                           f"{per_device_batch_size} x {processes} processes")
+
+
+def check_launch(config: dict) -> None:
+    """What the training jobs' launch needs from the config, checked before any job runs (Snakefile parse)."""
+    ft = config["finetune"]
+    read_accelerate_config(ft["accelerate_config"], config["precision"])
+    check_global_batch(ft["batch_size"], ft["per_device_batch_size"], process_count(job_resources(config)))
+
+
 def launch_command(settings: dict, rule: str, files: dict, resources: dict, threads: int) -> list[str]:
     """The exact command (argv) of a training job: ``accelerate launch`` of the rule's module.
 
@@ -443,8 +463,8 @@ def launch_command(settings: dict, rule: str, files: dict, resources: dict, thre
         raise ValueError(f"not a training rule: {rule}")
     path = settings["accelerate_config"]
     read_accelerate_config(path, settings["precision"])
-    gpus = int(resources.get("gpu", 0))
-    processes = gpus if gpus > 0 else int(resources.get("processes", 1))
+    gpus, processes = int(resources.get("gpu", 0)), process_count(resources)
+    check_global_batch(settings["batch_size"], settings["per_device_batch_size"], processes)
     options = {**files, **{k: v for k, v in settings.items() if k != "accelerate_config"}, "gpus": gpus,
                "allow_cpu": bool(resources.get("allow_cpu", 0)), "threads": max(1, threads // processes)}
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path),
