@@ -1,6 +1,7 @@
 """Unsupervised fine-tuning: block packing, the Trainer run, per-step loss, resumption, the CLI."""
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -399,3 +400,30 @@ def test_a_contradicting_launch_config_stops_the_workflow_before_any_job(tmp_pat
     assert done.returncode != 0
     assert ("profiles/local/accelerate_cpu.yaml: mixed_precision is 'bf16' but the config's precision is fp32 "
             "(set mixed_precision: 'no')") in (done.stdout + done.stderr).splitlines()
+
+
+def test_a_failed_job_is_one_line_and_its_processes_write_to_the_rules_log(base, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from kinject.cli import rule_main
+
+    log = tmp_path / "logs" / "finetune.log"
+    files = {"base": str(base), "train": str(tmp_path / "missing.parquet"), "out": str(tmp_path / "ft"),
+             "loss_csv": str(tmp_path / "loss.csv"), "work_dir": str(tmp_path / "w")}
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            rule_main(SimpleNamespace(log=[str(log)]), finetune.launch, "finetune", demo_settings(), files, {"gpu": 0},
+                      1)
+    finally:  # rule_main logs to the rule's log file from now on: give pytest its handlers back
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = handlers
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"kinject error: {log}: finetune exited with status 1: {tmp_path / 'missing.parquet'}: file not found")
+    lines = log.read_text().splitlines()
+    assert "launching: " in lines[0] and lines[0].endswith("--gpus 0 --threads 1")
+    assert f"kinject error: {tmp_path / 'missing.parquet'}: file not found" in lines  # the process's own line
+    assert lines[-1].endswith(f"finetune exited with status 1: {tmp_path / 'missing.parquet'}: file not found")
