@@ -196,11 +196,6 @@ def hparams_input(wildcards):
     return []
 
 
-def accelerate_args(rule_name):
-    gpus = job_settings(rule_name)["gpu"]
-    return f"--num_processes {gpus} --multi_gpu" if gpus > 1 else ("--num_processes 1" if gpus else "--cpu --num_processes 1")
-
-
 def fewshot_context(wildcards):
     """evaluation.fewshot_context where it changes the task data (K > 0 and a few-shot task); elsewhere the
     data is the same either way, so editing it re-runs nothing there."""

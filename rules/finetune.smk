@@ -1,5 +1,12 @@
 # Unsupervised fine-tuning (continual pre-training) per (model, task, paraphrase set), with the
 # learning-rate / epochs search on held-out validation paraphrases as its own sub-DAG.
+# hparam_trial and finetune run `accelerate launch --config_file <finetune.accelerate_config>` with one
+# process per GPU of the job (kinject.finetune.launch_command builds the command).
+from kinject.finetune import check_launch, rule_settings
+
+# an accelerate config that contradicts `precision`, or a batch that does not split over the processes,
+# fails here, before any job runs
+check_launch(config)
 
 
 rule build_base_model:
@@ -32,9 +39,8 @@ rule hparam_trial:
     output:
         "results/hparams/{model}/{task}/lr{lr}.json",
     params:
+        settings=lambda wc: rule_settings(config, "hparam_trial"),
         base=base_model_path,
-        finetune=config["finetune"],
-        seed=config["seed"],
         work_dir=lambda wc: f"results/.work/hparams/{wc.model}/{wc.task}/lr{wc.lr}",
     log:
         "logs/hparam_trial/{model}_{task}_lr{lr}.log",
@@ -69,14 +75,11 @@ rule finetune:
         train="results/{task}/paraphrases/paraphrases_k{k}.parquet",
         hparams=hparams_input,
     output:
-        checkpoint=directory("results/finetune/{model}/{task}/k{k}/checkpoint"),
+        checkpoint=expensive(directory("results/finetune/{model}/{task}/k{k}/checkpoint")),
         loss="results/finetune/{model}/{task}/k{k}/train_loss.csv",
     params:
+        settings=lambda wc: rule_settings(config, "finetune", task_cfg(wc)),
         base=base_model_path,
-        accelerate=accelerate_args("finetune"),
-        hparams=lambda wc, input: f"--hparams {input.hparams}" if input.hparams else "",
-        ft=config["finetune"],
-        seed=config["seed"],
         work_dir="results/.work/finetune/{model}/{task}/k{k}",
     log:
         "logs/finetune/{model}_{task}_k{k}.log",
@@ -85,10 +88,5 @@ rule finetune:
         **compute_resources("finetune"),
     conda:
         "../envs/train.yaml"
-    shell:
-        "accelerate launch {params.accelerate} --num_machines 1 --mixed_precision no --dynamo_backend no"
-        " -m kinject.finetune --base {params.base} --train {input.train} --out {output.checkpoint}"
-        " --loss-csv {output.loss} --lr {params.ft[lr]} --epochs {params.ft[epochs]} {params.hparams}"
-        " --batch-size {params.ft[batch_size]} --per-device-batch-size {params.ft[per_device_batch_size]}"
-        " --block-size {params.ft[block_size]} --seed {params.seed} --work-dir {params.work_dir}"
-        " > {log} 2>&1"
+    script:
+        "../scripts/finetune.py"

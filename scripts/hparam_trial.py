@@ -1,6 +1,7 @@
 from kinject.cli import rule_main
-from kinject.hparams import run_trial
+from kinject.finetune import launch
 
-rule_main(snakemake, run_trial, snakemake.params.base, snakemake.input.train, snakemake.input.validation,
-          snakemake.output[0], lr=float(snakemake.wildcards.lr), finetune=snakemake.params.finetune,
-          seed=snakemake.params.seed, work_dir=snakemake.params.work_dir)
+rule_main(snakemake, launch, "hparam_trial", snakemake.params.settings,
+          {"base": snakemake.params.base, "train": snakemake.input.train, "validation": snakemake.input.validation,
+           "out": snakemake.output[0], "lr": snakemake.wildcards.lr, "work_dir": snakemake.params.work_dir},
+          dict(snakemake.resources.items()), snakemake.threads, log_path=snakemake.log[0])

@@ -56,17 +56,24 @@ def run_snakemake(workdir: Path, *args, env=None, timeout=1800):
 TINY_DEMO = "config/tiny_demo.yaml"
 
 
-def tiny_demo_config(workdir: Path) -> dict:
-    """The demo with the tiny Llama (.test/config/tiny_llama.yaml over config/demo.yaml, `models` replaced
-    whole), written to TINY_DEMO in workdir: the suite's fast stand-in for `make demo`."""
+def tiny_demo(root: Path = REPO) -> dict:
+    """The demo with the tiny Llama: .test/config/tiny_llama.yaml over config/demo.yaml, `models` replaced
+    whole (not yet validated: load_config / Snakemake fill the schema's defaults)."""
     import yaml
 
     from kinject.settings import deep_update
 
-    config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
-    tiny = yaml.safe_load((workdir / ".test" / "config" / "tiny_llama.yaml").read_text())
+    config = yaml.safe_load((root / "config" / "demo.yaml").read_text())
+    tiny = yaml.safe_load((root / ".test" / "config" / "tiny_llama.yaml").read_text())
     config["models"] = tiny.pop("models")
-    deep_update(config, tiny)
+    return deep_update(config, tiny)
+
+
+def tiny_demo_config(workdir: Path) -> dict:
+    """tiny_demo written to TINY_DEMO in workdir: the suite's fast stand-in for `make demo`."""
+    import yaml
+
+    config = tiny_demo(workdir)
     (workdir / TINY_DEMO).write_text(yaml.safe_dump(config, sort_keys=False))
     return config
 

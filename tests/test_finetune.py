@@ -1,6 +1,7 @@
 """Unsupervised fine-tuning: block packing, the Trainer run, per-step loss, resumption, the CLI."""
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -12,13 +13,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pandas as pd
 import pytest
+import torch
+import yaml
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
 from kinject import finetune
 from kinject.errors import KinjectError
-from kinject.finetune import gradient_accumulation, pack_blocks, train_causal_lm
+from kinject.finetune import gradient_accumulation, pack_blocks, rule_settings, train_causal_lm
 from kinject.io import write_parquet
 from kinject.models import build_tiny_model
+from kinject.settings import load_config
 
 BOS, EOS = 1, 2
 TEXTS = [f"The lighthouse of Orrin {i} burns {['blue', 'green', 'red'][i % 3]} oil since {1400 + 7 * i}."
@@ -198,15 +203,235 @@ def test_cli_bad_input_is_one_line_error(base, tmp_path, capsys):
     assert "missing.parquet: file not found" in capsys.readouterr().err
 
 
-def test_accelerate_launch_runs_the_module(base, tmp_path):
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def launch_env():
+    return {**os.environ, "PYTHONPATH": str(Path(finetune.__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
+
+
+def demo_settings(**finetune_values):
+    """rule finetune's settings for the demo config (its accelerate config file), with tiny training values."""
+    config = load_config(ROOT / "config" / "demo.yaml")
+    config["finetune"].update(accelerate_config=str(ROOT / "profiles" / "local" / "accelerate_cpu.yaml"),
+                              **finetune_values)
+    return rule_settings(config, "finetune")
+
+
+def safetensors_dtypes(model_dir):
+    with safe_open(Path(model_dir) / "model.safetensors", "pt") as f:
+        return {f.get_slice(name).get_dtype() for name in f.keys()}
+
+
+def test_the_rules_launch_command_trains_and_saves_bf16_safetensors(base, tmp_path):
     write_parquet(tmp_path / "k0.parquet", pd.DataFrame({"text": TEXTS}))
-    env = {**os.environ, "PYTHONPATH": str(Path(finetune.__file__).parents[1])}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "kinject.finetune"]
-    args = ["--base", str(base), "--train", str(tmp_path / "k0.parquet"), "--out", str(tmp_path / "ft"),
-            "--loss-csv", str(tmp_path / "loss.csv"), "--lr", "1e-3", "--epochs", "1", "--batch-size", "8",
-            "--per-device-batch-size", "4", "--block-size", "32", "--seed", "1", "--work-dir", str(tmp_path / "w")]
-    done = subprocess.run(launch + args, env=env, capture_output=True, text=True, timeout=120)
+    settings = demo_settings(block_size=32, batch_size=8, per_device_batch_size=4, lr=1e-3, epochs=1)
+    assert settings["precision"] == settings["save_dtype"] == "bf16"
+    files = {"base": str(base), "train": str(tmp_path / "k0.parquet"), "out": str(tmp_path / "ft"),
+             "loss_csv": str(tmp_path / "loss.csv"), "work_dir": str(tmp_path / "w")}
+    argv = finetune.launch_command(settings, "finetune", files, {"gpu": 0, "cpus_per_task": 2}, 2)
+    done = subprocess.run(argv, env=launch_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 process(es), 2 torch thread(s) each, precision bf16 on cpu" in done.stderr
     assert len(pd.read_csv(tmp_path / "loss.csv")) == math.ceil(n_blocks(base, TEXTS, 32) / 8)
-    AutoModelForCausalLM.from_pretrained(tmp_path / "ft")
+    assert safetensors_dtypes(tmp_path / "ft") == {"BF16"}
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "ft").dtype == torch.bfloat16
+    assert AutoTokenizer.from_pretrained(tmp_path / "ft").pad_token is not None
+
+
+def test_bf16_autocasts_on_cpu_and_fp32_does_not(base, tmp_path, monkeypatch):
+    from transformers.models.llama import modeling_llama
+
+    seen = []
+    mlp_forward = modeling_llama.LlamaMLP.forward
+
+    def spy(self, x):  # inside the model's forward: where accelerate's autocast applies
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
+        return mlp_forward(self, x)
+
+    monkeypatch.setattr(modeling_llama.LlamaMLP, "forward", spy)
+    small = {**TRAIN, "epochs": 1}
+    train_causal_lm(base, TEXTS, tmp_path / "bf16", tmp_path / "a.csv", work_dir=tmp_path / "a", precision="bf16",
+                    save_dtype="bf16", **small)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert safetensors_dtypes(tmp_path / "bf16") == {"BF16"}
+    seen.clear()
+    train_causal_lm(base, TEXTS, tmp_path / "fp32", tmp_path / "b.csv", work_dir=tmp_path / "b", **small)
+    assert seen and set(seen) == {False}
+    assert safetensors_dtypes(tmp_path / "fp32") == {"F32"}
+
+
+def test_gradient_checkpointing_recomputes_and_trains_the_same_model(base, tmp_path, monkeypatch):
+    import transformers.modeling_utils as modeling
+
+    small = {**TRAIN, "epochs": 1}
+    plain = train_causal_lm(base, TEXTS, tmp_path / "a", tmp_path / "a.csv", work_dir=tmp_path / "wa", **small)
+    calls = []
+    checkpoint = modeling.checkpoint
+    monkeypatch.setattr(modeling, "checkpoint", lambda *args, **kwargs: calls.append(1) or checkpoint(*args, **kwargs))
+    recomputed = train_causal_lm(base, TEXTS, tmp_path / "b", tmp_path / "b.csv", work_dir=tmp_path / "wb",
+                                 gradient_checkpointing=True, **small)
+    assert len(calls) == 2 * math.ceil(n_blocks(base, TEXTS, 32) / 4)  # each of the 2 layers, each micro-batch of 4
+    assert recomputed["final_loss"] == pytest.approx(plain["final_loss"], rel=1e-5)
+
+
+def test_a_gpu_job_without_cuda_stops_before_the_model_loads(tmp_path, capsys):
+    assert not torch.cuda.is_available()
+    with pytest.raises(SystemExit) as exit_info:  # neither the model nor the data exist: the check comes first
+        finetune.main(["--base", str(tmp_path / "no-model"), "--train", str(tmp_path / "no.parquet"),
+                       "--out", str(tmp_path / "o"), "--loss-csv", str(tmp_path / "l.csv"), "--lr", "1e-3",
+                       "--epochs", "1", "--work-dir", str(tmp_path / "w"), "--gpus", "2"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["kinject error: resources: the job asks for 2 GPU(s) but CUDA is not available here "
+                   "(set resources.allow_cpu: true to train on CPU instead)"]
+    with pytest.raises(KinjectError, match="CUDA is not available"):  # the rule's job: before anything launches
+        finetune.launch("finetune", demo_settings(), {"out": str(tmp_path / "o")}, {"gpu": 1}, 1)
+    assert finetune.check_device("fp32", gpus=2, allow_cpu=True) == "cpu"
+
+
+def test_bf16_on_a_gpu_without_it_is_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100-SXM2-32GB")
+    with pytest.raises(KinjectError) as err:
+        finetune.check_device("bf16", gpus=1)
+    assert str(err.value) == "precision: bf16 is not supported by Tesla V100-SXM2-32GB; set precision: fp32"
+    assert finetune.check_device("fp32", gpus=1) == "cuda"
+
+
+def paper_job(rule, task):
+    config = load_config(ROOT / "config.yaml")
+    resources = finetune.job_resources(config, rule)
+    return config, rule_settings(config, rule, config["tasks"][task]), resources, resources["cpus_per_task"]
+
+
+def test_launch_command_of_the_paper_config(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the config's paths are relative to the workflow's directory
+    config, settings, resources, threads = paper_job("finetune", "current_events")
+    files = {"base": "meta-llama/Llama-2-7b-hf", "train": "results/current_events/paraphrases/paraphrases_k3.parquet",
+             "hparams": "results/hparams/llama2-7b/current_events/chosen.json",
+             "out": "results/finetune/llama2-7b/current_events/k3/checkpoint",
+             "loss_csv": "results/finetune/llama2-7b/current_events/k3/train_loss.csv",
+             "work_dir": "results/.work/finetune/llama2-7b/current_events/k3"}
+    assert finetune.launch_command(settings, "finetune", files, resources, threads) == [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/slurm/accelerate_fsdp.yaml",
+        "--num_processes", "4", "-m", "kinject.finetune",
+        "--base", "meta-llama/Llama-2-7b-hf", "--train", "results/current_events/paraphrases/paraphrases_k3.parquet",
+        "--hparams", "results/hparams/llama2-7b/current_events/chosen.json",
+        "--out", "results/finetune/llama2-7b/current_events/k3/checkpoint",
+        "--loss-csv", "results/finetune/llama2-7b/current_events/k3/train_loss.csv",
+        "--work-dir", "results/.work/finetune/llama2-7b/current_events/k3", "--precision", "bf16", "--seed", "1234",
+        "--block-size", "256", "--batch-size", "64", "--per-device-batch-size", "4", "--gradient-checkpointing",
+        "--save-dtype", "bf16", "--gpus", "4", "--threads", "4"]  # lr and epochs: the search's, in chosen.json
+    config, settings, resources, threads = paper_job("hparam_trial", "anatomy")
+    files = {"base": "mistralai/Mistral-7B-v0.1", "train": "t.parquet", "validation": "v.parquet", "out": "lr.json",
+             "lr": "2e-05", "work_dir": "w"}
+    assert finetune.launch_command(settings, "hparam_trial", files, resources, threads) == [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/slurm/accelerate_fsdp.yaml",
+        "--num_processes", "4", "-m", "kinject.hparams", "--base", "mistralai/Mistral-7B-v0.1", "--train", "t.parquet",
+        "--validation", "v.parquet", "--out", "lr.json", "--lr", "2e-05", "--work-dir", "w", "--precision", "bf16",
+        "--seed", "1234", "--block-size", "256", "--batch-size", "64", "--per-device-batch-size", "4",
+        "--gradient-checkpointing", "--max-epochs", "5", "--gpus", "4", "--threads", "4"]
+
+
+def test_launch_command_of_the_demo_config(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    config = load_config(ROOT / "config" / "demo.yaml")
+    settings = rule_settings(config, "finetune", config["tasks"]["atlas"])  # searched: lr and epochs from chosen.json
+    files = {"base": "results/models/smollm2-135m/base", "train": "t.parquet", "hparams": "chosen.json", "out": "ckpt",
+             "loss_csv": "loss.csv", "work_dir": "w"}
+    resources = finetune.job_resources(config, "finetune")
+    batch = config["finetune"]["batch_size"]
+    assert config["finetune"]["per_device_batch_size"] == batch  # one process, no accumulation
+    assert finetune.launch_command(settings, "finetune", files, resources, resources["cpus_per_task"]) == [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/local/accelerate_cpu.yaml",
+        "--num_processes", "1", "-m", "kinject.finetune", "--base", "results/models/smollm2-135m/base",
+        "--train", "t.parquet", "--hparams", "chosen.json", "--out", "ckpt", "--loss-csv", "loss.csv",
+        "--work-dir", "w", "--precision", "bf16", "--seed", "1234", "--block-size", "256", "--batch-size", str(batch),
+        "--per-device-batch-size", str(batch), "--save-dtype", "bf16", "--gpus", "0", "--threads", "2"]
+    with pytest.raises(KinjectError) as err:  # a step's blocks cannot split into 2 processes x all of them
+        finetune.launch_command(settings, "finetune", files, {**resources, "processes": 2}, 2)
+    assert str(err.value) == (f"finetune.batch_size: {batch} is not a multiple of per_device_batch_size {batch} x 2 "
+                              "processes")
+    halves = {**settings, "batch_size": 16, "per_device_batch_size": 8}
+    two = finetune.launch_command(halves, "finetune", files, {**resources, "processes": 2}, 2)
+    assert two[5:7] == ["--num_processes", "2"] and two[-2:] == ["--threads", "1"]  # 2 CPUs shared by 2 processes
+    quarters = {**settings, "batch_size": 16, "per_device_batch_size": 4}
+    four = finetune.launch_command(quarters, "finetune", files, {"gpu": 4, "processes": 2}, 16)
+    assert four[5:7] == ["--num_processes", "4"] and four[-4:] == ["--gpus", "4", "--threads", "4"]
+
+
+def test_rule_params_carry_only_what_the_rule_reads():
+    config = load_config(ROOT / "config.yaml")
+    trial = rule_settings(config, "hparam_trial")
+    searched = rule_settings(config, "finetune", config["tasks"]["anatomy"])
+    no_search = {k: v for k, v in config["tasks"]["current_events"].items() if k != "validation"}
+    unsearched = rule_settings(config, "finetune", no_search)
+    assert set(trial) == {"precision", "accelerate_config", "seed", "block_size", "batch_size",
+                          "per_device_batch_size", "gradient_checkpointing", "max_epochs"}
+    assert set(searched) == set(trial) - {"max_epochs"} | {"save_dtype"}
+    assert set(unsearched) == set(searched) | {"lr", "epochs"}
+    config["finetune"]["search"]["lr"].append(1e-4)  # a new trial re-runs no fine-tune and no other trial
+    config["finetune"].update(lr=3e-5, epochs=2)  # nor does an lr the search replaces
+    assert rule_settings(config, "hparam_trial") == trial
+    assert rule_settings(config, "finetune", config["tasks"]["anatomy"]) == searched
+
+
+@pytest.mark.parametrize("edit, problem", [
+    ("mixed_precision: 'no'", "mixed_precision is 'no' but the config's precision is bf16 (set mixed_precision: 'bf16')"),
+    ("fsdp_config: {fsdp_activation_checkpointing: true}",
+     "fsdp_activation_checkpointing is set: use finetune.gradient_checkpointing instead"),
+])
+def test_a_launch_config_that_contradicts_the_kinject_config_is_one_line(tmp_path, edit, problem):
+    shipped = (ROOT / "profiles" / "local" / "accelerate_cpu.yaml").read_text()
+    key = edit.split(":")[0]
+    path = tmp_path / "accelerate.yaml"
+    path.write_text("\n".join(line for line in shipped.splitlines()
+                              if not line.startswith(key) and not line.startswith("  ")) + f"\n{edit}\n")
+    with pytest.raises(KinjectError) as err:
+        finetune.read_accelerate_config(path, "bf16")
+    assert str(err.value) == f"{path}: {problem}"
+    with pytest.raises(KinjectError, match="missing.yaml: file not found"):
+        finetune.read_accelerate_config(tmp_path / "missing.yaml", "bf16")
+
+
+def test_a_contradicting_launch_config_stops_the_workflow_before_any_job(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config["precision"] = "fp32"  # the demo's accelerate config says bf16
+    (tmp_path / "fp32.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(tmp_path / "fp32.yaml")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert ("profiles/local/accelerate_cpu.yaml: mixed_precision is 'bf16' but the config's precision is fp32 "
+            "(set mixed_precision: 'no')") in (done.stdout + done.stderr).splitlines()
+
+
+def test_a_failed_job_is_one_line_and_its_processes_write_to_the_rules_log(base, tmp_path, capfd):
+    from types import SimpleNamespace
+
+    from kinject.cli import rule_main
+
+    log = tmp_path / "logs" / "finetune.log"
+    files = {"base": str(base), "train": str(tmp_path / "missing.parquet"), "out": str(tmp_path / "ft"),
+             "loss_csv": str(tmp_path / "loss.csv"), "work_dir": str(tmp_path / "w")}
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            job = SimpleNamespace(log=[str(log)], rule="finetune", wildcards={}, threads=1,
+                                  resources=SimpleNamespace(items={"gpu": 0}.items, get={"gpu": 0}.get))
+            rule_main(job, finetune.launch, "finetune", demo_settings(), files, {"gpu": 0}, 1, log_path=str(log))
+    finally:  # rule_main logs to the rule's log file from now on: give pytest its handlers back
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = handlers
+    assert exit_info.value.code == 1
+    assert capfd.readouterr().err.strip().splitlines() == [
+        f"kinject error: {log}: finetune exited with status 1: {tmp_path / 'missing.parquet'}: file not found"]
+    lines = log.read_text().splitlines()
+    launching = next(line for line in lines if "launching: " in line)
+    assert launching.endswith("--gpus 0 --threads 1")
+    assert f"kinject error: {tmp_path / 'missing.parquet'}: file not found" in lines  # the process's own line
+    assert lines[-1].endswith(f"finetune exited with status 1: {tmp_path / 'missing.parquet'}: file not found")

@@ -12,7 +12,7 @@ from kinject.models import build_tiny_model
 
 TEXTS = [f"The tower of Brumer {i} was raised in {1600 + 3 * i} by the guild of {['masons', 'smiths'][i % 2]}."
          for i in range(20)]
-FINETUNE = {"block_size": 32, "batch_size": 4, "per_device_batch_size": 4, "search": {"max_epochs": 2}}
+TRAINING = {"block_size": 32, "batch_size": 4, "per_device_batch_size": 4, "seed": 1}
 
 
 def test_choose_takes_the_lowest_validation_loss_over_lrs_and_epochs(tmp_path):
@@ -39,7 +39,8 @@ def test_trial_records_validation_loss_per_epoch_and_cleans_up(tmp_path):
     write_parquet(tmp_path / "train.parquet", pd.DataFrame({"text": TEXTS}))
     write_parquet(tmp_path / "val.parquet", pd.DataFrame({"text": [t.replace("was raised", "went up") for t in TEXTS]}))
     trial = run_trial(base, tmp_path / "train.parquet", tmp_path / "val.parquet", tmp_path / "lr.json", lr=3e-3,
-                      finetune=FINETUNE, seed=1, work_dir=tmp_path / "work")
+                      max_epochs=2, work_dir=tmp_path / "work", **TRAINING)
     assert len(trial["val_loss_per_epoch"]) == 2 and trial["val_loss_per_epoch"][1] < trial["val_loss_per_epoch"][0]
     assert json.loads((tmp_path / "lr.json").read_text()) == trial
-    assert not (tmp_path / "work" / "model").exists()
+    assert not list((tmp_path / "work").rglob("*.safetensors"))  # the trial's model is never saved
+    assert not list((tmp_path / "work" / "checkpoints").iterdir())  # and its checkpoints are cleared

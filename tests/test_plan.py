@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import TINY_DEMO, tiny_demo
 
 from kinject import prompts
 from kinject.cli import main
@@ -22,6 +23,7 @@ from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = "profiles/slurm/accelerate_fsdp.yaml"
+DEMO_ACCELERATE = "profiles/local/accelerate_cpu.yaml"
 
 # The published config.json figures (Llama-2-7b-hf, Mistral-7B-v0.1), as config.yaml gives them.
 LLAMA2_7B = dict(hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=32, intermediate_size=11008,
@@ -295,7 +297,11 @@ def test_artifacts_replace_the_estimates_and_llm_calls_follow_the_code(tmp_path)
 
 
 def test_unknown_figures_say_how_to_provide_them(tmp_path):
-    config = load_config(ROOT / "config" / "demo.yaml")
+    (tmp_path / TINY_DEMO).parent.mkdir(parents=True)
+    (tmp_path / TINY_DEMO).write_text(yaml.safe_dump(tiny_demo()))
+    config = load_config(tmp_path / TINY_DEMO)
+    (tmp_path / DEMO_ACCELERATE).parent.mkdir(parents=True)
+    shutil.copy(ROOT / DEMO_ACCELERATE, tmp_path / DEMO_ACCELERATE)
     plan = make_plan(config, tmp_path)
     assert "results/models/tiny-llama/base" in plan["models"]["tiny-llama"]["source"]
     assert "models.tiny-llama.shape" in plan["models"]["tiny-llama"]["source"]

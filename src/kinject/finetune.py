@@ -1,11 +1,14 @@
 """Unsupervised fine-tuning (continual pre-training): causal next-token loss on the knowledge base.
 
 Chunks are wrapped in BOS/EOS, concatenated and cut into fixed-size blocks; the loop is transformers'
-``Trainer``, so the same code runs on one CPU or under ``accelerate launch --num_processes N``:
+``Trainer``, so the same code runs on one CPU, on 2 CPU processes or on 8 GPUs. The rules start it with
+the command :func:`launch_command` builds from the config, the rule and the job's resources:
 
-    accelerate launch --num_processes 4 --multi_gpu -m kinject.finetune --base meta-llama/Llama-2-7b-hf \\
-        --train paraphrases_k0.parquet --out ckpt --loss-csv train_loss.csv --lr 1e-5 --epochs 5 \\
-        --batch-size 64 --per-device-batch-size 4 --block-size 256 --seed 0 --work-dir .work/ft
+    python -m accelerate.commands.launch --config_file profiles/slurm/accelerate_fsdp.yaml --num_processes 4 \\
+        -m kinject.finetune --base meta-llama/Llama-2-7b-hf --train paraphrases_k0.parquet --out ckpt ...
+
+The accelerate config file (FSDP full sharding, mixed precision) is the whole launch configuration; the
+process count (the job's GPUs, or ``resources.<rule>.processes`` on CPU) is the only launch argument.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import io
 import json
 import logging
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+from kinject import settings
 from kinject.cli import log_job_environment
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet, write_text
@@ -29,6 +35,10 @@ log = logging.getLogger(__name__)
 
 LOSS_COLUMNS = ["step", "epoch", "loss", "learning_rate"]
 RUN_FILE = "run.json"
+# config `precision` -> the accelerate config file's `mixed_precision` (they must agree)
+MIXED_PRECISION = {"bf16": "bf16", "fp32": "no"}
+# the module each training rule launches
+ENTRY_POINTS = {"finetune": "kinject.finetune", "hparam_trial": "kinject.hparams"}
 
 
 def pack_blocks(docs_token_ids: list[list[int]], block_size: int, bos_id: int, eos_id: int) -> list[list[int]]:
@@ -169,37 +179,139 @@ def _digest(blocks) -> str:
     return h.hexdigest()
 
 
+def check_device(precision: str = "fp32", *, gpus: int = 0, allow_cpu: bool = False) -> str:
+    """The device training will use ("cuda" or "cpu"), or a one-line error where the request cannot be met.
+
+    A job that asks for GPUs and finds no CUDA stops here (before any model loads) unless ``allow_cpu``;
+    bf16 on a CUDA device without bf16 is an error, not a silent fallback to fp32. On CPU, bf16 autocast
+    always runs (natively where the CPU has AVX512-BF16/AMX, emulated and slower elsewhere: logged).
+    """
+    import torch
+
+    if precision not in MIXED_PRECISION:
+        raise KinjectError("precision", f"must be one of {sorted(MIXED_PRECISION)}, got {precision!r}")
+    cuda = torch.cuda.is_available()
+    if gpus > 0 and not cuda and not allow_cpu:
+        raise KinjectError("resources", f"the job asks for {gpus} GPU(s) but CUDA is not available here "
+                           "(set resources.allow_cpu: true to train on CPU instead)")
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise KinjectError("precision", f"bf16 is not supported by {torch.cuda.get_device_name()}; set precision: fp32")
+    return "cuda" if cuda else "cpu"
+
+
+def _precision_note(precision: str, device: str) -> str:
+    import torch
+
+    if precision != "bf16" or device != "cpu":
+        return f"precision {precision} on {device}"
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "precision bf16 on cpu (" + ("native bf16 instructions" if native else
+                                        "no native bf16 instructions here: emulated, slower than fp32") + ")"
+
+
+def shard_on_cpu(accelerator) -> bool:
+    """Keep an accelerate FSDP launch config on CPU processes: FSDP2 (``fully_shard``) over gloo.
+
+    accelerate (1.15) applies an FSDP config only on accelerator devices: on CPU processes its state
+    says MULTI_CPU and the model would be wrapped in plain DDP, unsharded, without a word. torch's FSDP2
+    runs on CPU over gloo, so a MULTI_CPU state under an FSDP launch becomes FSDP with the plugin
+    accelerate builds from the same config file (the launcher's ``FSDP_*`` variables). Returns whether it did.
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = accelerator.state
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or \
+            state.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    plugin = FullyShardedDataParallelPlugin()
+    if plugin.fsdp_version != 2:
+        raise KinjectError("finetune.accelerate_config", "FSDP on CPU processes needs fsdp_version: 2 (FSDP2)")
+    if state.mixed_precision != "no":
+        plugin.set_mixed_precision(state.mixed_precision)
+    state.fsdp_plugin = plugin
+    state.distributed_type = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    log.info("FSDP2 on CPU: %d gloo process(es), parameters sharded (accelerate would run DDP)", state.num_processes)
+    return True
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class KinjectTrainer(Trainer):
+        """transformers' Trainer, with an FSDP launch config honoured on CPU processes too (:func:`shard_on_cpu`)."""
+
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            if shard_on_cpu(self.accelerator):
+                self.is_fsdp_enabled = True
+
+    return KinjectTrainer
+
+
+def save_final_model(trainer, tokenizer, out_dir, save_dtype: str) -> None:
+    """``save_pretrained`` (safetensors) of the trained model in ``save_dtype``, written by the main process.
+
+    Every process takes part: under FSDP the full state dict is gathered from the shards (to the main
+    process's CPU memory). ``Trainer.save_model`` writes nothing under FSDP's sharded state dicts.
+    """
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[save_dtype]
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    if trainer.is_world_process_zero():
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.save_pretrained(out_dir, state_dict=state)
+        model.config.dtype = dtype  # save_pretrained writes the dtype of the (fp32) training weights
+        model.config.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    trainer.accelerator.wait_for_everyone()
+
+
 def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr: float, epochs: int,
                     batch_size: int = 64, per_device_batch_size: int = 8, seed: int = 0, work_dir,
                     save_steps: int | None = None, warmup_ratio: float = 0.0, weight_decay: float = 0.0,
-                    eval_texts=None) -> dict:
+                    eval_texts=None, precision: str = "fp32", gradient_checkpointing: bool = False,
+                    save_dtype: str = "fp32", gpus: int = 0, allow_cpu: bool = False,
+                    threads: int | None = None) -> dict:
     """Continual pre-training of ``base`` (hub id or local dir) on ``texts``; save to ``out_dir``.
 
-    Weights stay float32 (bf16 autocast on CUDA that supports it): bf16 weights would round away
-    updates at learning rates of 1e-5. Checkpoints go to ``work_dir`` (every ``save_steps`` steps,
-    else every epoch) and a rerun resumes from the newest one; they are deleted once ``out_dir`` is
-    written. With ``eval_texts`` the packed-block loss on them is measured after every epoch.
-    Returns {steps, epochs, final_loss, tokens (per epoch), blocks, eval_loss_per_epoch}.
+    Master weights stay float32 (bf16 weights would round away updates at learning rates of 1e-5);
+    ``precision`` bf16 computes in bf16 (autocast, on CPU too; under FSDP the library's bf16 policy).
+    ``gradient_checkpointing`` recomputes activations in the backward pass. The model is saved in
+    ``save_dtype`` as safetensors; with ``out_dir`` None it is not saved (the search's trials). Checkpoints
+    go to ``work_dir`` (every ``save_steps`` steps, else every epoch; sharded under FSDP) and a rerun
+    resumes from the newest one; they are deleted once ``out_dir`` is written. With ``eval_texts`` the
+    packed-block loss on them is measured after every epoch. ``gpus``/``allow_cpu``: see :func:`check_device`;
+    ``threads``: torch threads of this process. Returns {steps, epochs, final_loss, tokens (per epoch),
+    blocks, eval_loss_per_epoch}.
     """
     import torch
-    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
+    from transformers import AutoModelForCausalLM, TrainingArguments, default_data_collator
 
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
-    work_dir, out_dir = Path(work_dir), Path(out_dir)
+    device = check_device(precision, gpus=gpus, allow_cpu=allow_cpu)
+    cuda = device == "cuda"
+    if threads:
+        torch.set_num_threads(threads)
+    work_dir = Path(work_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    log.info("%d process(es), %d torch thread(s) each, %s, gradient checkpointing %s", world_size,
+             torch.get_num_threads(), _precision_note(precision, device), "on" if gradient_checkpointing else "off")
     accumulation = gradient_accumulation(batch_size, per_device_batch_size, world_size)
     effective = accumulation * per_device_batch_size * world_size
     if effective != batch_size:
         log.warning("batch size %d requested; %d per device x %d processes x %d accumulation gives %d",
                     batch_size, per_device_batch_size, world_size, accumulation, effective)
-    cuda = torch.cuda.is_available()
     saving = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {"save_strategy": "epoch"}
     args = TrainingArguments(
         output_dir=str(work_dir), num_train_epochs=epochs, learning_rate=lr, weight_decay=weight_decay,
         warmup_steps=warmup_ratio, per_device_train_batch_size=per_device_batch_size,
         per_device_eval_batch_size=per_device_batch_size, gradient_accumulation_steps=accumulation,
-        seed=seed, data_seed=seed, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+        seed=seed, data_seed=seed, use_cpu=not cuda, bf16=precision == "bf16",
+        activation_checkpointing=gradient_checkpointing,
         logging_strategy="steps", logging_steps=1, eval_strategy="epoch" if eval_texts is not None else "no",
         save_total_limit=1, **saving, report_to=[], disable_tqdm=True, dataloader_num_workers=0,
         dataloader_pin_memory=cuda, ddp_find_unused_parameters=False)
@@ -207,25 +319,28 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     blocks = tokenize_blocks(tokenizer, texts, block_size)
     eval_data = BlockDataset(tokenize_blocks(tokenizer, eval_texts, block_size)) if eval_texts is not None else None
     run = {"base": str(base), "lr": lr, "epochs": epochs, "batch_size": effective, "block_size": block_size,
-           "seed": seed, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "data": _digest(blocks)}
+           "seed": seed, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "data": _digest(blocks),
+           "precision": precision, "fsdp": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"}
     with args.main_process_first(local=False, desc="checkpoint selection"):
         checkpoint = resume_checkpoint(work_dir, run, main_process=args.process_index == 0)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
-    trainer = Trainer(model=model, args=args, train_dataset=BlockDataset(blocks), eval_dataset=eval_data,
-                      data_collator=default_data_collator, processing_class=tokenizer,
-                      callbacks=[_loss_callback(loss_csv)])
+    trainer = _trainer_class()(
+        model=model, args=args, train_dataset=BlockDataset(blocks), eval_dataset=eval_data,
+        data_collator=default_data_collator, processing_class=tokenizer, callbacks=[_loss_callback(loss_csv)])
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
-    staging = work_dir / "final"
-    trainer.save_model(str(staging))
+    if out_dir is not None:
+        staging = work_dir / "final"
+        save_final_model(trainer, tokenizer, staging, save_dtype)
+        if trainer.is_world_process_zero():
+            with atomic_path(out_dir, directory=True) as tmp:
+                for item in staging.iterdir():
+                    shutil.move(item, tmp / item.name)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        with atomic_path(out_dir, directory=True) as tmp:
-            for item in staging.iterdir():
-                shutil.move(item, tmp / item.name)
         clear_work_dir(work_dir)
     history = trainer.state.log_history
     losses = loss_rows(history)
@@ -268,39 +383,203 @@ def read_hparams(path) -> dict:
         raise KinjectError(path, f"not a chosen-hyper-parameters file ({exc})") from None
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m kinject.finetune", description=__doc__.split("\n\n")[0])
+def rule_settings(config: dict, rule: str, task: dict | None = None) -> dict:
+    """What a training rule reads from the config: its params (so editing any other key re-runs nothing).
+
+    ``finetune`` takes lr and epochs from the config only for a task without a search (``task`` has no
+    ``validation``); otherwise they come from the search's chosen.json, an input of the rule.
+    """
+    ft = config["finetune"]
+    settings = {"precision": config["precision"], "accelerate_config": ft["accelerate_config"], "seed": config["seed"],
+                **{key: ft[key] for key in ("block_size", "batch_size", "per_device_batch_size",
+                                            "gradient_checkpointing")}}
+    if rule == "hparam_trial":
+        return {**settings, "max_epochs": ft["search"]["max_epochs"]}
+    if rule != "finetune":
+        raise ValueError(f"not a training rule: {rule}")
+    settings["save_dtype"] = ft["save_dtype"]
+    if task is None or "validation" not in task:
+        settings.update(lr=ft["lr"], epochs=ft["epochs"])
+    return settings
+
+
+def job_resources(config: dict, rule: str) -> dict:
+    """Resources of a training job (resources.<rule> over gpu_rules, as the rules get them) and whether it
+    may train on CPU when it asks for GPUs and finds no CUDA (resources.allow_cpu)."""
+    return {**settings.job_resources(config, rule), "allow_cpu": int(config["resources"]["allow_cpu"])}
+
+
+def read_accelerate_config(path, precision: str) -> dict:
+    """The accelerate config file, checked against the kinject config (one line naming the file if not)."""
+    import yaml
+
+    try:
+        launch = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise KinjectError(path, "file not found (finetune.accelerate_config)") from None
+    except yaml.YAMLError as exc:
+        raise KinjectError(path, f"not valid YAML ({exc})") from None
+    if not isinstance(launch, dict) or "distributed_type" not in launch:
+        raise KinjectError(path, "not an accelerate config file (no distributed_type)")
+    mixed = launch.get("mixed_precision", "no")
+    mixed = "no" if mixed is False else str(mixed)  # YAML reads a bare `no` as false
+    if mixed != MIXED_PRECISION[precision]:
+        raise KinjectError(path, f"mixed_precision is {mixed!r} but the config's precision is {precision} "
+                           f"(set mixed_precision: {MIXED_PRECISION[precision]!r})")
+    if (launch.get("fsdp_config") or {}).get("fsdp_activation_checkpointing"):
+        raise KinjectError(path, "fsdp_activation_checkpointing is set: use finetune.gradient_checkpointing instead")
+    return launch
+
+
+def process_count(resources: dict) -> int:
+    """Processes of a training job: one per GPU it asks for, else ``processes`` (CPU processes, default 1)."""
+    gpus = int(resources.get("gpu", 0))
+    return gpus if gpus > 0 else int(resources.get("processes", 1))
+
+
+def check_global_batch(batch_size: int, per_device_batch_size: int, processes: int) -> None:
+    """The configured batch must split evenly over the processes (else the global batch would change)."""
+    if batch_size % (per_device_batch_size * processes):
+        raise KinjectError("finetune.batch_size", f"{batch_size} is not a multiple of per_device_batch_size "
+                           f"{per_device_batch_size} x {processes} processes")
+
+
+def check_launch(config: dict) -> None:
+    """What the training jobs' launch needs from the config, checked before any job runs (Snakefile parse)."""
+    ft = config["finetune"]
+    read_accelerate_config(ft["accelerate_config"], config["precision"])
+    for rule in ENTRY_POINTS:
+        check_global_batch(ft["batch_size"], ft["per_device_batch_size"], process_count(job_resources(config, rule)))
+
+
+def launch_command(settings: dict, rule: str, files: dict, resources: dict, threads: int) -> list[str]:
+    """The exact command (argv) of a training job: ``accelerate launch`` of the rule's module.
+
+    ``settings`` are the rule's config values (:func:`rule_settings`), ``files`` its inputs and outputs
+    (name -> path, or None), ``resources`` the job's (gpu, processes, allow_cpu) and ``threads`` its CPUs.
+    The accelerate config file is passed whole (``--config_file``); the only launch argument derived
+    from the job is the process count: its GPUs, or ``processes`` (default 1) when it asks for none. The
+    processes share the job's CPUs: each gets ``threads // processes`` torch threads (at least 1).
+    """
+    if rule not in ENTRY_POINTS:
+        raise ValueError(f"not a training rule: {rule}")
+    path = settings["accelerate_config"]
+    read_accelerate_config(path, settings["precision"])
+    gpus, processes = int(resources.get("gpu", 0)), process_count(resources)
+    check_global_batch(settings["batch_size"], settings["per_device_batch_size"], processes)
+    options = {**files, **{k: v for k, v in settings.items() if k != "accelerate_config"}, "gpus": gpus,
+               "allow_cpu": bool(resources.get("allow_cpu", 0)), "threads": max(1, threads // processes)}
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path),
+            "--num_processes", str(processes), "-m", ENTRY_POINTS[rule]]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not None and value is not False:
+            argv += [flag, str(value)]
+    return argv
+
+
+def launch(rule: str, settings: dict, files: dict, resources: dict, threads: int, log_path=None) -> str:
+    """Run a training job (rules finetune and hparam_trial): check the device, then :func:`launch_command`.
+
+    The processes inherit the job's stdout and stderr, which :func:`kinject.cli.rule_main` points at the
+    rule's log (``log_path``); a failure is one line with the processes' own error line from that log.
+    """
+    check_device(settings["precision"], gpus=int(resources.get("gpu", 0)),
+                 allow_cpu=bool(resources.get("allow_cpu", 0)))
+    argv = launch_command(settings, rule, files, resources, threads)
+    log.info("launching: %s", shlex.join(argv))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    done = subprocess.run(argv)
+    if done.returncode:
+        lines = Path(log_path).read_text(errors="replace").splitlines() if log_path else []
+        errors = [line for line in lines if line.startswith("kinject error: ")]
+        why = errors[-1].removeprefix("kinject error: ") if errors else "see the log"
+        raise KinjectError(log_path or rule, f"{rule} exited with status {done.returncode}: {why}")
+    return training_summary(files, process_count(resources))
+
+
+def training_summary(files: dict, processes: int) -> str:
+    """One line for the console: the run's last training loss, or a trial's validation loss per epoch."""
+    where = f"on {processes} process(es)"
+    if files.get("loss_csv") and Path(files["loss_csv"]).exists():
+        with open(files["loss_csv"], encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        return f"{len(rows)} steps {where}, final training loss {float(rows[-1]['loss']):.3f}" if rows else where
+    if files.get("lr") and Path(files["out"]).exists():
+        trial = json.loads(Path(files["out"]).read_text())
+        return f"lr {files['lr']} {where}: validation loss per epoch " + ", ".join(
+            f"{loss:.3f}" for loss in trial["val_loss_per_epoch"])
+    return where
+
+
+def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every training entry point takes (:func:`launch_command` writes them)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--base", required=True, help="hub id or local directory (from_pretrained)")
     p.add_argument("--train", required=True, help="parquet with a 'text' column")
-    p.add_argument("--out", required=True, help="directory for the fine-tuned model")
-    p.add_argument("--loss-csv", required=True)
-    p.add_argument("--lr", type=float, required=True)
-    p.add_argument("--epochs", type=int, required=True)
-    p.add_argument("--hparams", help="chosen.json of the search: its lr and epochs override --lr/--epochs")
+    p.add_argument("--work-dir", required=True, help="checkpoints; a rerun resumes from them")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--per-device-batch-size", type=int, default=8)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work-dir", required=True, help="checkpoints; a rerun resumes from them")
-    p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: every epoch)")
-    p.add_argument("--warmup-ratio", type=float, default=0.0)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    return p.parse_args(argv)
+    p.add_argument("--precision", choices=sorted(MIXED_PRECISION), default="fp32")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs the job asked for: without CUDA an error, unless --allow-cpu")
+    p.add_argument("--allow-cpu", action="store_true")
+    p.add_argument("--threads", type=int, help="torch threads of each process")
+    return p
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def training_options(args) -> dict:
+    """The keyword arguments of :func:`train_causal_lm` that every training entry point passes on."""
+    return {key: getattr(args, key) for key in ("block_size", "batch_size", "per_device_batch_size", "seed",
+                                                "work_dir", "precision", "gradient_checkpointing", "gpus",
+                                                "allow_cpu", "threads")}
+
+
+def run_entry_point(run, args) -> None:
+    """Check the device first (before any input or model is read), log to stderr; bad input exits 1 with one line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log_job_environment()
     try:
-        hp = read_hparams(args.hparams) if args.hparams else {"lr": args.lr, "epochs": args.epochs}
-        train_causal_lm(args.base, training_texts(args.train), args.out, args.loss_csv, block_size=args.block_size,
-                        batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
-                        seed=args.seed, work_dir=args.work_dir, save_steps=args.save_steps,
-                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, **hp)
+        check_device(args.precision, gpus=args.gpus, allow_cpu=args.allow_cpu)
+        run(args)
     except KinjectError as err:
         print(f"kinject error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def parse_args(argv=None):
+    p = training_parser("python -m kinject.finetune", __doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="directory for the fine-tuned model")
+    p.add_argument("--loss-csv", required=True)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--hparams", help="chosen.json of the search: its lr and epochs (instead of --lr/--epochs)")
+    p.add_argument("--save-dtype", choices=["bf16", "fp32"], default="fp32", help="dtype of the saved model")
+    p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: every epoch)")
+    p.add_argument("--warmup-ratio", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    args = p.parse_args(argv)
+    if not args.hparams and (args.lr is None or args.epochs is None):
+        p.error("--lr and --epochs are required without --hparams")
+    return args
+
+
+def _finetune(args) -> None:
+    hp = read_hparams(args.hparams) if args.hparams else {"lr": args.lr, "epochs": args.epochs}
+    train_causal_lm(args.base, training_texts(args.train), args.out, args.loss_csv, save_dtype=args.save_dtype,
+                    save_steps=args.save_steps, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
+                    **training_options(args), **hp)
+
+
+def main(argv=None) -> None:
+    run_entry_point(_finetune, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""Sharded fine-tuning without a GPU: the exact command the rules build (kinject.finetune.launch_command)
+runs a tiny Llama under FSDP2 on 2 CPU processes (gloo), as it would on 2 GPUs.
+
+Tolerance of the loss comparison: both runs see the same global batch (8 blocks: 2 micro-batches of 4 in
+one process, one micro-batch of 4 in each of 2 processes) in the same order (the seeded sampler), so every
+optimizer step computes the same gradient up to floating-point order. With precision bf16 (the shipped CPU
+accelerate config), FSDP's bf16 policy returns the loss as a bf16 number, whose spacing is 2**-7 of its
+value (8 significant bits): the logged losses may differ by one such step, not more.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+from kinject import finetune
+from kinject.io import write_parquet
+from kinject.models import build_tiny_model
+from kinject.settings import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [f"The ferry {i} of the Orrin line sails at {6 + i % 12} o'clock from pier {i % 7} to Velmar." for i in range(96)]
+BF16_STEP = 2 ** -7  # relative spacing of bf16 numbers
+RUNS = {}
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A demo-style tiny Llama, its training data, and rule finetune's settings from the demo config."""
+    tmp = tmp_path_factory.mktemp("fsdp")
+    build_tiny_model(TEXTS, tmp / "base", vocab_size=300, hidden_size=32, num_layers=2, num_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, seed=0)
+    write_parquet(tmp / "train.parquet", pd.DataFrame({"text": TEXTS}))
+    write_parquet(tmp / "validation.parquet", pd.DataFrame({"text": [t.replace("sails", "leaves") for t in TEXTS]}))
+    config = load_config(ROOT / "config" / "demo.yaml")
+    config["finetune"].update(block_size=32, batch_size=8, per_device_batch_size=4, lr=3e-3, epochs=3,
+                              gradient_checkpointing=True, search={"lr": [3e-3], "max_epochs": 2},
+                              accelerate_config=str(ROOT / "profiles" / "local" / "accelerate_cpu.yaml"))
+    return tmp, config
+
+
+def command(job, processes: int, name: str, rule="finetune") -> tuple[list[str], Path]:
+    tmp, config = job
+    out = tmp / name
+    files = {"base": str(tmp / "base"), "train": str(tmp / "train.parquet")}
+    if rule == "finetune":
+        files.update(out=str(out / "checkpoint"), loss_csv=str(out / "loss.csv"))
+    else:
+        files.update(validation=str(tmp / "validation.parquet"), out=str(out / "trial.json"), lr="0.003")
+    files["work_dir"] = str(out / "work")
+    resources = {**finetune.job_resources(config, rule), "processes": processes}
+    return finetune.launch_command(finetune.rule_settings(config, rule), rule, files, resources, 2), out
+
+
+def env():
+    return {**os.environ, "PYTHONPATH": str(Path(finetune.__file__).parents[1]), "HF_HUB_OFFLINE": "1"}
+
+
+def run(job, processes: int) -> tuple[pd.DataFrame, str, Path]:
+    """The fine-tuning job on `processes` CPU processes, once per module: (loss rows, log, output dir)."""
+    if processes not in RUNS:
+        argv, out = command(job, processes, f"p{processes}")
+        done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        RUNS[processes] = pd.read_csv(out / "loss.csv"), done.stderr, out
+    return RUNS[processes]
+
+
+def test_the_shipped_cpu_config_is_fsdp2_full_shard():
+    launch = yaml.safe_load((ROOT / "profiles" / "local" / "accelerate_cpu.yaml").read_text())
+    paper = yaml.safe_load((ROOT / "profiles" / "slurm" / "accelerate_fsdp.yaml").read_text())
+    assert launch["distributed_type"] == paper["distributed_type"] == "FSDP"
+    assert launch["fsdp_config"] == paper["fsdp_config"]  # the same sharding the GPU cluster uses
+    assert paper["fsdp_config"]["fsdp_version"] == 2 and paper["fsdp_config"]["fsdp_reshard_after_forward"] is True
+    assert paper["fsdp_config"]["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+
+
+def test_two_cpu_processes_under_fsdp_follow_the_one_process_loss_curve(job):
+    one, log_one, _ = run(job, 1)
+    two, log_two, out = run(job, 2)
+    assert "FSDP2 on CPU: 2 gloo process(es), parameters sharded" in log_two
+    assert "FSDP2 on CPU: 1 gloo process(es)" in log_one
+    assert "2 process(es), 1 torch thread(s) each, precision bf16 on cpu" in log_two  # the job's 2 CPUs, shared
+    blocks = len(finetune.tokenize_blocks(finetune.load_tokenizer(job[0] / "base"), TEXTS, 32))
+    assert two["step"].tolist() == one["step"].tolist() == list(range(1, 3 * math.ceil(blocks / 8) + 1))
+    assert two["loss"].iloc[-1] < two["loss"].iloc[0] - 1.0
+    rel = ((two["loss"] - one["loss"]).abs() / one["loss"]).max()
+    assert rel <= BF16_STEP, f"largest relative difference {rel:.4f} exceeds one bf16 step {BF16_STEP:.4f}"
+    shards = sorted(p.name for p in (out / "work").glob("**/*.distcp"))
+    assert shards == []  # sharded checkpoints are cleared once the model is saved
+    assert "resuming from" not in log_two
+
+
+def test_a_killed_sharded_run_resumes_and_reaches_the_same_loss(job):
+    whole, _, _ = run(job, 2)
+    argv, out = command(job, 2, "killed")
+    started = subprocess.Popen(argv, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((out / "work").glob("checkpoint-*/trainer_state.json")):  # epoch 1's checkpoint is complete
+        assert started.poll() is None and time.monotonic() < deadline, "the job ended before its first checkpoint"
+        time.sleep(0.02)
+    # mid-epoch 2, every process of the job at once, as SLURM ends a job (torchrun puts its workers in
+    # sessions of their own, so killing the launcher's process group would leave them running)
+    job_processes = [started, *(psutil.Process(started.pid).children(recursive=True))]
+    assert len(job_processes) == 3  # accelerate launch (torchrun's agent runs in it) and 2 workers
+    for process in job_processes:
+        process.send_signal(signal.SIGKILL)
+    started.wait()
+    psutil.wait_procs(job_processes[1:], timeout=30)
+    checkpoint = max((p.parent for p in (out / "work").glob("checkpoint-*/trainer_state.json")),
+                     key=lambda p: int(p.name.split("-")[1]))
+    assert sorted(p.name for p in (checkpoint / "pytorch_model_fsdp_0").glob("*.distcp")) == \
+        ["__0_0.distcp", "__1_0.distcp"]  # one model shard per process
+    assert not (out / "checkpoint").exists() and not (out / "loss.csv").exists()
+
+    rerun = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming from {checkpoint}" in rerun.stderr
+    resumed = pd.read_csv(out / "loss.csv")
+    assert resumed["step"].tolist() == whole["step"].tolist()
+    assert resumed["loss"].iloc[-1] == pytest.approx(whole["loss"].iloc[-1], rel=BF16_STEP)
+
+
+def test_a_search_trial_runs_sharded_on_two_processes(job):
+    argv, out = command(job, 2, "trial", rule="hparam_trial")
+    assert argv[argv.index("-m", 3) + 1] == "kinject.hparams" and "--max-epochs" in argv
+    done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "FSDP2 on CPU: 2 gloo process(es)" in done.stderr
+    trial = json.loads((out / "trial.json").read_text())
+    assert trial["lr"] == 0.003 and len(trial["val_loss_per_epoch"]) == 2
+    assert trial["val_loss_per_epoch"][1] < trial["val_loss_per_epoch"][0]
+    assert not list(out.rglob("*.safetensors")) and not list(out.rglob("*.distcp"))  # no model kept
