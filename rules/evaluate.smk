@@ -35,6 +35,9 @@ rule evaluate_base:
         model=base_model_path,
         runs=eval_runs("evaluate_base"),
         batch_size=config["evaluation"]["batch_size"],  # the schema fills its default
+        shared_prefix=config["evaluation"]["shared_prefix"],
+        max_truncated_fraction=config["evaluation"]["max_truncated_fraction"],
+        precision=config["precision"],
         seed=config["seed"],
     log:
         "logs/evaluate/{model}_{task}_base_{shots}shot.log",
