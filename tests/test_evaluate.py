@@ -250,3 +250,26 @@ def test_truncated_prompts_are_counted_in_the_score_file(tiny_model, data, tmp_p
         ("kinject-hf", 2, 6, 512), ("hf", 2, 6, 512)]
     assert scores[0]["max_prompt_tokens"] == scores[1]["max_prompt_tokens"] > 1000
     assert scores[0]["accuracy"] == scores[1]["accuracy"]
+
+
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_every_answer_reaches_lm_evals_cache_hook(tiny_model, data, tmp_path, monkeypatch, shared_prefix):
+    """lm-eval's request cache (CachingLM) is filled through the model's cache hook: both scorers hand it
+    every (context, continuation) with the answer they return."""
+    from lm_eval.tasks import TaskManager
+
+    from kinject.evaluate import lmeval_environment, load_lm
+
+    questions, chunks, retrieved = data
+    task_dir = write_lmeval_task(questions, tmp_path / "k1", "kin_k1", k=1, retrieved_parquet=retrieved,
+                                 chunks_parquet=chunks)
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", tmp_path / "datasets-cache")
+    task = TaskManager(include_path=str(task_dir), include_defaults=False).load(["kin_k1"])["tasks"]["kin_k1"]
+    task.build_all_requests(rank=0, world_size=1)
+    with lmeval_environment(tiny_model):
+        lm = load_lm(tiny_model, device="cpu", shared_prefix=shared_prefix)
+    seen = {}
+    lm.set_cache_hook(type("Hook", (), {"add_partial": lambda self, attr, req, res: seen.update({(attr, req): res})})())
+    answers = lm.loglikelihood(task.instances)
+    assert len(answers) == len(task.instances) == 24
+    assert seen == {("loglikelihood", r.args): a for r, a in zip(task.instances, answers)}
