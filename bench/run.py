@@ -30,6 +30,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import cleaning  # bench/cleaning.py: the knowledge-base stages on a synthetic dump
+import evaluation  # bench/evaluation.py: stock lm-eval scoring vs shared-prefix scoring, SmolLM2
 import numpy as np
 import pandas as pd
 
@@ -522,6 +523,7 @@ def parse_args(argv=None):
     p.add_argument("--wait", type=float, default=0, help="seconds to wait at most for that (default: no wait)")
     p.add_argument("--flat-size", type=int, default=200_000, help="synthetic vectors for exact search")
     p.add_argument("--queries", type=int, default=1000, help="synthetic queries (the paper has 910 questions)")
+    p.add_argument("--eval-limit", type=int, help="questions per task in the shared-prefix rows (default: all)")
     p.add_argument("--exact-max", type=int, help="HNSW threshold to probe (default 100000, the former retrieval.exact_max)")
     p.add_argument("--cleaning-mb", type=float, default=1024, help="decompressed XML of the synthetic dump (bench/cleaning.py)")
     return p.parse_args(argv)
@@ -552,6 +554,12 @@ def main(argv=None) -> None:
         cell = bench_lmeval(results, tmp, config["evaluation"].get("batch_size", 8), config["seed"])
         bench_evaluation_jobs(results, tmp, config["evaluation"].get("batch_size", 8), config["seed"])
         bench_grid_evaluation(cell)
+        smollm2 = evaluation.convert_gguf_model(tmp / "smollm2")
+        for row in evaluation.bench_shared_prefix(results, tmp, smollm2, batch_size=config["evaluation"]["batch_size"],
+                                                  seed=config["seed"], limit=args.eval_limit):
+            rows.append(row)
+            print(f"{row['stage']:34s} {row['its value']:12.2f} -> {row['kinject value']:12.2f} {row['unit']:12s} "
+                  f"x{row['ratio']:6.2f}  {row['note']}", flush=True)
         bench_finetune(results, tmp, config["finetune"], config["seed"])
         bench_snakemake(results, tmp, complete)
         for row in cleaning.bench_cleaning(args.cleaning_mb, tmp):

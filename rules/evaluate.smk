@@ -2,8 +2,9 @@
 # over our JSONL, RAG context prepended). Each grid cell is one score file; one job scores every cell of
 # one model checkpoint at one shot count in a single lm-eval call, so the model is loaded once per job
 # (kinject.grid.evaluation_cells): the base model for base and all RAG K, a fine-tuned one for FT, and
-# again for all FT+RAG K. `use rule ... with:` replaces input, output and log whole and updates params
-# by name.
+# again for all FT+RAG K. `use rule ... with:` replaces input, output and log whole and updates params by
+# name. evaluation.batch_size (speed) and evaluation.max_truncated_fraction (whether a job may run at all)
+# are read from the config by the job, not params: editing them re-runs no finished evaluation.
 
 
 rule lmeval_task:
@@ -36,7 +37,8 @@ rule evaluate_base:
     params:
         model=base_model_path,
         runs=eval_runs("evaluate_base"),
-        batch_size=config["evaluation"]["batch_size"],  # the schema fills its default
+        shared_prefix=config["evaluation"]["shared_prefix"],
+        precision=config["precision"],
         seed=config["seed"],
     log:
         "logs/evaluate/{model}_{task}_base_{shots}shot_{format}.log",

