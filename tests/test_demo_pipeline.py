@@ -47,13 +47,23 @@ def test_the_console_shows_job_lines_and_summaries_not_library_output(demo_run):
     assert "job environment: threads=2, OMP_NUM_THREADS=2" in log and "device cpu, torch threads 2" in log
 
 
-def test_scoring_formats_and_protected_checkpoints(demo_run):
+def test_both_scoring_formats_for_atlas(demo_run):
     scores = pd.read_csv(demo_run / "results" / "tables" / "scores.csv")
     assert sorted(scores.loc[scores["task"] == "atlas", "format"].unique()) == ["letters", "options"]
     assert set(scores.loc[scores["task"] == "current_events", "format"]) == {"options"}
-    model = demo_run / "results" / "models" / "tiny-llama" / "base" / "config.json"
-    assert model.stat().st_mode & 0o222 == 0  # protect: true, Snakemake write-protected it
-    assert not list((demo_run / "results" / "atlas" / "lmeval").rglob("*.jsonl"))  # temp(): removed once scored
+    table = pd.read_csv(demo_run / "results" / "tables" / "mmlu_5shot.csv")
+    assert sorted(table["format"]) == ["letters", "options"]
+
+
+def test_expensive_outputs_are_write_protected(small_demo_local):
+    """protect: true (the small demo's setting, config.yaml's default): Snakemake makes them read-only."""
+    workdir, _ = small_demo_local
+    expensive = [workdir / "results" / "models" / "tiny-llama" / "base" / "config.json",
+                 workdir / "results" / "finetune" / "tiny-llama" / "current_events" / "k1" / "checkpoint" / "config.json",
+                 workdir / "results" / "atlas" / "raw" / "pages.xml"]
+    cheap = [workdir / "results" / "atlas" / "chunks.parquet", workdir / "results" / "tables" / "scores.csv"]
+    assert all(path.stat().st_mode & 0o222 == 0 for path in expensive)
+    assert all(path.stat().st_mode & 0o200 for path in cheap)
 
 
 def test_nothing_left_to_do_after_the_run(demo_run):
@@ -86,16 +96,6 @@ def test_snakemake_report_holds_tables_and_figures(demo_run):
         assert name in html
 
 
-def test_editing_one_paraphrase_set_reruns_only_its_downstream(demo_run):  # keep after the others: it edits the run
-    target = demo_run / "results" / "current_events" / "paraphrases" / "paraphrases_k3.parquet"
-    df = pd.read_parquet(target)
-    df.loc[df.index[-1], "text"] += " (edited)"
-    df.to_parquet(target, index=False)
-    # set 3 feeds one fine-tuning run, which feeds one score (FT+RAG uses sets 0 and 10 only). A bare
-    # `touch` re-runs nothing: Snakemake sees by checksum that a small file's content did not change.
-    assert planned_jobs(demo_run) == {"finetune": 1, "evaluate_ft": 1, "tables": 1, "figures": 1, "all": 1}
-
-
 def test_two_runs_give_identical_tables(small_demo_local, tmp_path):
     """Every random choice is seeded from the config: a second run from scratch reproduces every table."""
     first, config = small_demo_local
@@ -104,3 +104,84 @@ def test_two_runs_give_identical_tables(small_demo_local, tmp_path):
     proc = run_snakemake(second, "all", "--cores", "2", "--configfile", config)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert result_tables(second) == result_tables(first) != {}
+
+
+FP32_LAUNCH = "fp32_accelerate.yaml"
+
+
+def fp32_launch(workdir) -> str:
+    """The demo's accelerate config with mixed precision off, for a precision: fp32 edit (they must agree)."""
+    text = (workdir / "profiles" / "local" / "accelerate_cpu.yaml").read_text()
+    (workdir / FP32_LAUNCH).write_text(text.replace("mixed_precision: bf16", "mixed_precision: 'no'"))
+    return FP32_LAUNCH
+
+
+# One edit of every top-level config key, and what reads the edited value: the rules (or the output files of
+# the jobs) that must re-run, everything downstream of them following. [] = nothing may re-run: the value only
+# says how fast, how politely, where, or whether a job may run, and every finished job stays valid.
+CE_SETS = range(11)
+CONFIG_EDITS = [
+    ("seed", 4321, ["build_base_model", "generate_questions", "select_questions", "paraphrase_chunks",
+                    "validation_paraphrases", "hparam_trial", "finetune"]),
+    ("precision", "fp32", ["hparam_trial", "finetune", "evaluate_base", "evaluate_ft", "evaluate_ftrag"]),
+    ("protect", True, []),  # the tiny demo's is false
+    ("models.tiny-llama.build.pretrain_epochs", 5, ["build_base_model"]),
+    ("embedder.query_prefix", "query: ", ["retrieve"]),
+    ("tasks.atlas.validation.chunks", 11, ["validation_paraphrases"]),
+    ("tasks.current_events.questions.keep", 1, ["select_questions"]),
+    ("chunking.max_words", 119, ["make_chunks"]),
+    ("llm.temperature", 0.5, ["generate_questions", "select_questions", "paraphrase_chunks",
+                              "validation_paraphrases"]),
+    ("llm.mode", "live", []),
+    ("paraphrases.per_call", 2, ["paraphrase_chunks"]),
+    ("paraphrases.allow_incomplete", True,
+     [f"results/current_events/paraphrases/paraphrases_k{k}.parquet" for k in CE_SETS if k]),
+    ("finetune.search.max_epochs", 2, ["hparam_trial"]),
+    ("finetune.lr", 5e-4,  # current events has no search; atlas takes its lr from the search's chosen.json
+     [f"results/finetune/tiny-llama/current_events/k{k}/checkpoint" for k in CE_SETS]),
+    ("retrieval.batch_size", 32, []),
+    ("evaluation.batch_size", 4, []),
+    ("evaluation.max_truncated_fraction", 0.5, []),
+    ("evaluation.fewshot_context", "every_example",  # only where it changes a prompt: K > 0 and few-shot
+     [f"results/atlas/lmeval/{fmt}/k{k}" for fmt in ("options", "letters") for k in (1, 2, 3)]),
+    ("resources.gpu_rules.cpus_per_task", 1, []),
+    ("plan.gpu_memory_gb", 40, []),
+]
+
+
+def edited(config: dict, key: str, value) -> dict:
+    import copy
+
+    config = copy.deepcopy(config)
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[leaf] = value
+    return config
+
+
+def test_editing_a_config_key_reruns_only_the_rules_that_read_it(demo_run):  # dry runs only
+    import yaml
+
+    config = yaml.safe_load((demo_run / TINY_DEMO).read_text())
+    assert {key.split(".")[0] for key, _, _ in CONFIG_EDITS} >= set(config)  # every top-level key
+    for key, value, readers in CONFIG_EDITS:
+        changed = edited(config, key, value)
+        if key == "precision":
+            changed["finetune"]["accelerate_config"] = fp32_launch(demo_run)
+        (demo_run / "edited.yaml").write_text(yaml.safe_dump(changed))
+        after_edit = run_snakemake(demo_run, "-n", "--configfile", "edited.yaml")
+        assert after_edit.returncode == 0, (key, after_edit.stderr[-2000:])
+        expected = planned_jobs(demo_run, "--forcerun", *readers) if readers else {}
+        assert dry_run_jobs(after_edit.stdout) == expected, key
+
+
+def test_editing_one_paraphrase_set_reruns_only_its_downstream(demo_run):  # keep after the others: it edits the run
+    target = demo_run / "results" / "current_events" / "paraphrases" / "paraphrases_k3.parquet"
+    df = pd.read_parquet(target)
+    df.loc[df.index[-1], "text"] += " (edited)"
+    df.to_parquet(target, index=False)
+    # set 3 feeds one fine-tuning run, which feeds one score (FT+RAG uses sets 0 and 10 only). A bare
+    # `touch` re-runs nothing: Snakemake sees by checksum that a small file's content did not change.
+    assert planned_jobs(demo_run) == {"finetune": 1, "evaluate_ft": 1, "tables": 1, "figures": 1, "all": 1}

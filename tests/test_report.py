@@ -6,7 +6,7 @@ import pytest
 from kinject.errors import KinjectError
 from kinject.report import best_k, group_table, read_scores, write_figures, write_tables
 
-TASKS = {"anat": {"group": "mmlu"}, "news": {"group": "current_events"}}
+TASKS = {"anat": "mmlu", "news": "current_events"}  # task -> its table group
 
 
 def score(root, model, task, method, k, shots, acc, fmt="options"):

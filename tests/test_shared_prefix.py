@@ -10,25 +10,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from conftest import copy_checkout, run_snakemake, tiny_demo  # noqa: E402
+from conftest import tiny_demo  # noqa: E402
 
 from kinject.evaluate import lmeval_environment, load_lm, score_tasks  # noqa: E402
 from kinject.grid import LMEVAL_TASK_DIR  # noqa: E402
 
 TOLERANCE = 1e-4  # fp32 log-likelihoods: one pass over the prompt vs its cached keys and values
 KS = range(4)
-
-
-@pytest.fixture(scope="module")
-def demo_tasks(tmp_path_factory):
-    """The demo's lm-eval task folders for K = 0..3, built by the pipeline's own rules in a fresh copy
-    (questions and paraphrases replayed from the demo's LLM cache, retrieval with the demo's embedder)."""
-    workdir = copy_checkout(tmp_path_factory.mktemp("demo-tasks"))
-    targets = [LMEVAL_TASK_DIR.format(task=task, format="options", k=k) for task in ("current_events", "atlas")
-               for k in KS]
-    proc = run_snakemake(workdir, *targets, "--cores", "2", "--configfile", "config/demo.yaml")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir
 
 
 def tasks(workdir, task):

@@ -443,11 +443,14 @@ def fetch_mediawiki(task: str, out, counts, *, knowledge_base: dict, api: str, u
              ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
 
 
-def fetch_knowledge_base(knowledge_base: dict, task: str, out, counts, mediawiki: dict, seed: int | None) -> None:
+def fetch_knowledge_base(knowledge_base: dict, task: str, out, counts, mediawiki: dict, seed: int | None) -> str:
+    """Rule fetch: a dump's selected pages or the API's; returns one line for the console."""
     if knowledge_base["source"] == "dump":
         fetch_dump(knowledge_base["path"], task, out, counts, knowledge_base=knowledge_base, seed=seed)
     else:
         fetch_mediawiki(task, out, counts, knowledge_base=knowledge_base, seed=seed, **mediawiki)
+    fetched = json.loads(Path(counts).read_text())
+    return f"{fetched['pages_kept']} of {fetched['pages_in']} pages kept ({fetched['selection']}), dropped {fetched['dropped']}"
 
 
 # Cleaning ------------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def check_config(config: dict, source: str = "config") -> None:
             raise KinjectError(source, f"{key}.questions.subject is required for source {q['source']}")
         if q["source"] == "mmlu_csv" and "path" not in q:
             raise KinjectError(source, f"{key}.questions.path is required for source mmlu_csv")
-        if q["source"] == "generated" and q.get("keep", 2) > q.get("per_chunk", 4):
+        if q["source"] == "generated" and q["keep"] > q["per_chunk"]:
             raise KinjectError(source, f"{key}.questions.keep is larger than questions.per_chunk")
         check_knowledge_base(config, kb, f"{key}.knowledge_base", source)
         if q["source"] == "generated" and "review" not in q:

@@ -80,9 +80,10 @@ def paraphrase_chunks(chunks_path, out, quarantine, client: LLMClient, *, count:
     if df.empty:
         raise KinjectError(chunks_path, "no chunk got valid paraphrases (see the quarantine file)")
     write_parquet(out, df)
+    return f"{len(df)} paraphrases of {df['chunk_id'].nunique()} chunks, {len(client.quarantined)} calls quarantined"
 
 
-def paraphrase_set(chunks_path, generated_path, out, *, k: int, allow_incomplete: bool = False) -> None:
+def paraphrase_set(chunks_path, generated_path, out, *, k: int, allow_incomplete: bool = False) -> str:
     """Set k: every original chunk plus its paraphrases 1..k (the FT training text). A chunk short of one
     of them (its LLM calls were quarantined) stops the set with one line, unless ``allow_incomplete``
     (``paraphrases.allow_incomplete``): then the set is built and the short chunks are logged."""
@@ -107,6 +108,7 @@ def paraphrase_set(chunks_path, generated_path, out, *, k: int, allow_incomplete
     df = pd.concat(parts).sort_values(["paraphrase", "chunk_id"], kind="stable").reset_index(drop=True)
     write_parquet(out, df)
     log.info("paraphrase set k=%d: %d texts", k, len(df))
+    return f"set k={k}: {len(df)} texts"
 
 
 def validation_paraphrases(chunks_path, out, quarantine, client: LLMClient, *, n_chunks: int, per_chunk: int,
@@ -121,3 +123,4 @@ def validation_paraphrases(chunks_path, out, quarantine, client: LLMClient, *, n
     if df.empty:
         raise KinjectError(chunks_path, "no validation paraphrase was produced (see the quarantine file)")
     write_parquet(out, df)
+    return f"{len(df)} validation paraphrases of {df['chunk_id'].nunique()} held-out chunks"

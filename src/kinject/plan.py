@@ -582,7 +582,7 @@ def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
         # (rule, calls, template tokens, chunk tokens in the prompt?, reply tokens per call: fixed, in chunk lengths)
         planned = []
         if q["source"] == "generated":
-            per_chunk, keep = q.get("per_chunk", 4), q.get("keep", 2)
+            per_chunk, keep = q["per_chunk"], q["keep"]
             planned.append(("generate_questions", 1, template_tokens(prompts.questions_messages("", per_chunk), cpt),
                             True, per_chunk * reply["question"], 0))
             if per_chunk > keep:  # the listing of the candidates is in the prompt

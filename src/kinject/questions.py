@@ -94,7 +94,9 @@ def load_mmlu_questions(spec: dict, out) -> None:
     else:
         df = mmlu_from_hub(spec.get("dataset", "cais/mmlu"), spec["subject"])
     write_questions(out, df)
-    log.info("%d MMLU questions (%s)", len(df), ", ".join(f"{k}: {v}" for k, v in df["split"].value_counts().items()))
+    splits = ", ".join(f"{k}: {v}" for k, v in df["split"].value_counts().items())
+    log.info("%d MMLU questions (%s)", len(df), splits)
+    return f"{len(df)} MMLU questions ({splits})"
 
 
 def valid_questions(n: int, options: int = 4):
@@ -137,9 +139,11 @@ def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_c
         rows += [{"chunk_id": chunk_id, "candidate": i, **q} for i, q in enumerate(qs or [])]
     client.log_spend()
     client.write_quarantine(quarantine)
+    summary = f"{len(rows)} candidate questions from {len(jobs)} chunks, {len(client.quarantined)} calls quarantined"
     if not rows:
         raise KinjectError(chunks_path, "no chunk produced valid questions (see the quarantine file)")
     write_parquet(out, pd.DataFrame(rows))
+    return summary
 
 
 def select_questions(candidates_path, out, quarantine, client: LLMClient, *, keep: int, seed: int) -> None:
@@ -159,9 +163,10 @@ def select_questions(candidates_path, out, quarantine, client: LLMClient, *, kee
     client.log_spend()
     client.write_quarantine(quarantine)
     write_questions(out, pd.DataFrame(rows, columns=COLUMNS))
+    return f"{len(rows)} questions kept of {len(cands)} candidates, {len(client.quarantined)} calls quarantined"
 
 
-def apply_review(selected_path, review, out, *, target: int | None = None, seed: int | None = None) -> None:
+def apply_review(selected_path, review, out, *, target: int | None = None, seed: int | None = None) -> str:
     """The manual validation pass, then the question target.
 
     review: the human review CSV `id,decision` (accept | reject), which must exist (questions the file does
@@ -181,6 +186,7 @@ def apply_review(selected_path, review, out, *, target: int | None = None, seed:
         log.info("target: %d of %d questions kept, a random sample seeded by %s", target, len(df), seed)
         df = df.iloc[picked]
     write_questions(out, df)
+    return f"{len(df)} questions" + (" (no review: questions.review is skip)" if review == "skip" else "")
 
 
 def _reviewed(df: pd.DataFrame, review_path) -> pd.DataFrame:

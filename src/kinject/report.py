@@ -18,7 +18,7 @@ SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]
                       r"_(?P<format>[a-z]+)\.json$")
 
 
-def read_scores(paths, tasks: dict) -> pd.DataFrame:
+def read_scores(paths, groups: dict) -> pd.DataFrame:
     """Long table: one row per score file (model, task, group, format, method, paraphrase set, K, shots,
     accuracy)."""
     rows = []
@@ -34,7 +34,7 @@ def read_scores(paths, tasks: dict) -> pd.DataFrame:
         if not 0.0 <= acc <= 1.0:
             raise KinjectError(path, f"accuracy {acc} is outside [0, 1]")
         method = m["method"]
-        rows.append({"model": m["model"], "task": m["task"], "group": tasks[m["task"]]["group"], "format": m["format"],
+        rows.append({"model": m["model"], "task": m["task"], "group": groups[m["task"]], "format": m["format"],
                      "method": method.split("-p")[0], "paraphrase_set": int(method.split("-p")[1]) if "-p" in method else None,
                      "k": int(m["k"]), "shots": int(m["shots"]), "accuracy": acc,
                      "n_questions": score.get("n_questions")})
@@ -94,8 +94,9 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(score_paths, tasks: dict, out_dir, scores_csv, best_k_csv) -> None:
-    scores = read_scores(score_paths, tasks)
+def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv) -> str:
+    """The result tables of a group (task -> table group) of score files."""
+    scores = read_scores(score_paths, groups)
     out_dir = Path(out_dir)
     for (group, shots), _ in scores.groupby(["group", "shots"]):
         table = group_table(scores, group, shots)
@@ -105,6 +106,7 @@ def write_tables(score_paths, tasks: dict, out_dir, scores_csv, best_k_csv) -> N
         write_text(f"{stem}.md", f"# {group}, {shots}-shot: accuracy\n\n" + _markdown(table))
     write_csv(scores_csv, scores)
     write_csv(best_k_csv, best_k(scores))
+    return f"{len(scores)} scores in {scores.groupby(['group', 'shots']).ngroups} tables"
 
 
 def read_losses(paths) -> pd.DataFrame:
@@ -122,7 +124,7 @@ def _save_figure(fig, png) -> None:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
 
-def write_figures(scores_csv, loss_paths, out: dict) -> None:
+def write_figures(scores_csv, loss_paths, out: dict) -> str:
     """(a) accuracy vs paraphrase set, (b) training loss vs step with epoch boundaries, (c) accuracy vs K."""
     import matplotlib
 
@@ -171,3 +173,4 @@ def write_figures(scores_csv, loss_paths, out: dict) -> None:
     ax.legend(fontsize=5)
     _save_figure(fig, out["k_png"])
     plt.close(fig)
+    return "accuracy vs paraphrase set, training loss vs step, accuracy vs K"

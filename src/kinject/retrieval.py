@@ -66,15 +66,17 @@ def _read_chunks(path, columns: list[str]) -> pd.DataFrame:
     return chunks
 
 
-def build_index(chunks_parquet, embedder, index_path, *, batch_size: int = 64, exact_max: int = 10_000_000) -> None:
+def build_index(chunks_parquet, embedder, index_path, *, batch_size: int = 64, exact_max: int = 10_000_000) -> str:
     """Embed every chunk's text; row i of the index is row i of ``chunks_parquet``."""
     chunks = _read_chunks(chunks_parquet, ["chunk_id", "text"])
     vectors = embed(_embedder(embedder), chunks["text"].tolist(), batch_size=batch_size)
     index = new_index(vectors.shape[1], len(vectors), exact_max)
     index.add(vectors)
-    log.info("indexed %d chunks (%s, dim %d)", index.ntotal, type(index).__name__, index.d)
+    summary = f"indexed {index.ntotal} chunks ({type(index).__name__}, dim {index.d})"
+    log.info("%s", summary)
     with atomic_path(index_path) as tmp:
         faiss.write_index(index, str(tmp))
+    return summary
 
 
 def read_index(path) -> faiss.Index:
@@ -116,3 +118,4 @@ def retrieve(index_path, chunks_parquet, questions_parquet, embedder, out_parque
     hits = hits[hits["row"] >= 0]  # an approximate index may find fewer than k
     hits.insert(2, "chunk_id", chunk_ids[hits["row"].to_numpy()])
     write_parquet(out_parquet, hits.drop(columns="row").reset_index(drop=True))
+    return f"top {k} chunks for {len(questions)} questions"
