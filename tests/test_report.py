@@ -38,7 +38,17 @@ def test_tables_have_paper_shape(paths):
     assert (row["RAG K"], row["FT+RAG K"]) == (2, 1)
     news = group_table(scores, "current_events", 0)
     assert {"FT", "FT-par2", "FT+RAG", "FT-par2+RAG"} <= set(news.columns)
-    assert "FT-par1" not in news.columns  # only the FT+RAG sets are tabulated; the sweep has its figure
+    assert "FT-par1" not in news.columns  # only set 0 and the FT+RAG sets are tabulated; the sweep has its figure
+
+
+def test_fine_tuning_on_the_original_chunks_is_always_a_column(paths):
+    """The paper's Table 2: Base, RAG, FT-reg (set 0), FT-par, FT-par+RAG, also when only the paraphrase set
+    has an FT+RAG model."""
+    scores = read_scores(paths, TASKS)
+    scores = scores[~((scores["method"] == "ftrag") & (scores["paraphrase_set"] == 0))]
+    news = group_table(scores, "current_events", 0)
+    assert [c for c in news.columns if not c.endswith(" K")][3:] == ["Base", "FT", "FT-par2", "RAG", "FT-par2+RAG"]
+    assert news.iloc[0]["FT"] == 0.25 and news.iloc[0]["FT-par2"] == pytest.approx(0.29)
 
 
 def test_each_scoring_format_is_its_own_row(paths, tmp_path):

@@ -69,7 +69,9 @@ def group_table(scores: pd.DataFrame, group: str, shots: int) -> pd.DataFrame:
     best = best_k(sub)
     plain = sub[sub["method"].isin(["base", "ft"])]
     cells = pd.concat([_labelled(plain), _labelled(best)])
-    ft_sets = set(best.loc[best["method"] == "ftrag", "paraphrase_set"].dropna())
+    # FT on the original chunks (set 0, the paper's FT-reg) and every set that also has an FT+RAG column (the
+    # paper's FT-par); the whole sweep over paraphrase sets is a figure
+    ft_sets = set(best.loc[best["method"] == "ftrag", "paraphrase_set"].dropna()) | {0}
     cells = cells[(cells["method"] != "ft") | cells["paraphrase_set"].isin(ft_sets)]
     index = ["task", "format", "model"]
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
