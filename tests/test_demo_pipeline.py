@@ -177,6 +177,17 @@ def test_editing_a_config_key_reruns_only_the_rules_that_read_it(demo_run):  # d
         assert dry_run_jobs(after_edit.stdout) == expected, key
 
 
+def test_a_deleted_checkpoint_is_not_retrained_while_its_scores_stand(demo_run):
+    """Freeing disk (README): a fine-tuned checkpoint whose scores are written may be deleted."""
+    import shutil
+
+    shutil.rmtree(demo_run / "results" / "finetune" / "tiny-llama" / "current_events" / "k4" / "checkpoint")
+    assert planned_jobs(demo_run) == {}
+    # a job that reads it and must run again brings it back
+    forced = planned_jobs(demo_run, "--forcerun", "results/scores/tiny-llama/current_events/ft-p4_k0_0shot_options.json")
+    assert forced["finetune"] == 1 and forced["evaluate_ft"] == 1
+
+
 def test_editing_one_paraphrase_set_reruns_only_its_downstream(demo_run):  # keep after the others: it edits the run
     target = demo_run / "results" / "current_events" / "paraphrases" / "paraphrases_k3.parquet"
     df = pd.read_parquet(target)
