@@ -1,16 +1,19 @@
 """Benchmark: the demo's whole evaluation stage, stock lm-eval scoring (before) against the shared prefix (after).
 
-    .venv/bin/python bench/demo_evaluation.py [--repo DIR]     (standalone, after `make demo`; bench/run.py
-                                                               calls bench_demo_evaluation)
+    .venv/bin/python bench/demo_evaluation.py [--repo DIR] [--task T] [--after rerun]     (standalone, after
+                                                    `make demo`; bench/run.py calls bench_demo_evaluation)
 
-After: the evaluation jobs (rules evaluate_base, evaluate_ft, evaluate_ftrag) of the completed demo run, as
-its newest Snakemake log in .snakemake/log that ran them all timed them (shared-prefix scoring, the default).
-Before: the same jobs re-run by Snakemake in a copy of the repository (its `git ls-files`) and of the run's
-results/ (score files left out, lm-eval task folders pointed at the copy) with the run's .snakemake/metadata,
-on config/demo.yaml plus an overlay ``evaluation: {shared_prefix: false}`` (lm-eval's own HF model, what the
-pipeline did before), same threads per job, ``--cores 2``; the copy runs its own ``kinject`` (its src/ first
-on PYTHONPATH). Measured: the wall time of that Snakemake run, and from each run's log the job seconds per
-rule and the wall span of its evaluation jobs; the accuracies of the two runs are compared cell by cell.
+Before: the demo's evaluation jobs (rules evaluate_base, evaluate_ft, evaluate_ftrag) re-run by Snakemake in a
+copy of the repository (its `git ls-files`) and of the run's results/ (score files left out, lm-eval task
+folders pointed at the copy) with the run's .snakemake/metadata, on config/demo.yaml plus an overlay
+``evaluation: {shared_prefix: false}`` (lm-eval's own HF model, what the pipeline did before), same threads per
+job, ``--cores 2``; the copy runs its own ``kinject`` (its src/ first on PYTHONPATH). A dry run first checks
+that nothing else would run. After: the same jobs as the newest Snakemake log in the run's .snakemake/log that
+ran them all timed them (shared-prefix scoring, the default), or with ``--after rerun`` re-run in the same copy
+on config/demo.yaml alone right after (their params change back, so Snakemake re-runs them). Measured: from the
+logs, the job seconds per rule and the wall span of the evaluation jobs (comparable only with a re-run: in the
+demo run they were interleaved with its other jobs), and the wall time of each Snakemake command; the
+accuracies of the two sides are compared cell by cell.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,40 +99,77 @@ def last_line(proc: subprocess.CompletedProcess) -> str:
 
 # Snakemake logs ---------------------------------------------------------------------------------------------
 
-def evaluate_log_times(log_dir: Path, n_jobs: int) -> tuple[Path, dict[str, list[float]], float] | None:
-    """(log, per-job seconds by rule, wall span) of the evaluation jobs of the newest Snakemake log in
-    ``log_dir`` that ran ``n_jobs`` of them to the end (100% done)."""
+@dataclass(frozen=True)
+class Job:
+    """One evaluation job of a Snakemake log: its rule, wildcards, start and end."""
+
+    rule: str
+    wildcards: tuple
+    start: datetime.datetime
+    end: datetime.datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+def evaluation_log(log_dir: Path, expected: set[tuple]) -> tuple[Path, list[Job]] | None:
+    """(log, its evaluation jobs) of the newest Snakemake log in ``log_dir`` that ran to the end (100% done)
+    and finished every job in ``expected``, a set of (rule, wildcards) as :func:`job_key` makes them."""
     stamp = r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]\n"
-    rule = "(" + "|".join(EVALUATION_RULES) + ")"
+    rules = "(" + "|".join(EVALUATION_RULES) + ")"
     parse = lambda s: datetime.datetime.strptime(" ".join(s.split()), "%a %b %d %H:%M:%S %Y")
     for log in sorted(log_dir.glob("*.snakemake.log"), reverse=True):
         text = log.read_text(errors="replace")
-        starts = {m[3]: (m[2], parse(m[1])) for m in
-                  re.finditer(stamp + r"(?:local)?rule " + rule + r":\n(?:    .*\n)*?    jobid: (\d+)", text)}
-        ends = {m[2]: parse(m[1]) for m in re.finditer(stamp + r"Finished jobid: (\d+) \(Rule: " + rule + r"\)", text)}
-        done = [j for j in starts if j in ends]
-        if len(done) == n_jobs and "(100%) done" in text:
-            seconds: dict[str, list[float]] = {}
-            for j in done:
-                seconds.setdefault(starts[j][0], []).append((ends[j] - starts[j][1]).total_seconds())
-            span = (max(ends[j] for j in done) - min(starts[j][1] for j in done)).total_seconds()
-            return log, seconds, span
+        if "(100%) done" not in text:
+            continue
+        starts = {}
+        for m in re.finditer(stamp + r"(?:local)?rule " + rules + r":\n((?:    .*\n)+)", text):
+            fields = dict(re.findall(r"^    (\w+): (.*)$", m[3], re.M))
+            wildcards = dict(pair.split("=", 1) for pair in fields.get("wildcards", "").split(", ") if pair)
+            starts[fields["jobid"]] = (job_key(m[2], wildcards), parse(m[1]))
+        ends = {m[2]: parse(m[1]) for m in re.finditer(stamp + r"Finished jobid: (\d+) \(Rule: " + rules + r"\)", text)}
+        jobs = [Job(*starts[j][0], starts[j][1], ends[j]) for j in starts if j in ends]
+        if expected <= {(job.rule, job.wildcards) for job in jobs}:
+            return log, [job for job in jobs if (job.rule, job.wildcards) in expected]
     return None
 
 
-def per_rule(seconds: dict[str, list[float]]) -> str:
+def job_key(rule: str, wildcards: dict) -> tuple:
+    return rule, tuple(sorted((k, str(v)) for k, v in wildcards.items()))
+
+
+def per_rule(jobs: list[Job]) -> str:
+    seconds: dict[str, list[float]] = {}
+    for job in jobs:
+        seconds.setdefault(job.rule, []).append(job.seconds)
     return "; ".join(f"{rule} {len(v)} x {sum(v) / len(v):.1f} s" for rule, v in sorted(seconds.items()))
+
+
+def span(jobs: list[Job]) -> float:
+    return (max(job.end for job in jobs) - min(job.start for job in jobs)).total_seconds()
 
 
 # the stage, before and after ----------------------------------------------------------------------------------
 
-def compare_accuracies(config: dict, after: Path, before: Path) -> str:
-    """Accuracy of every grid cell in the two runs' score files (results folders ``after`` and ``before``)."""
-    from kinject.grid import cells
+def evaluation_outputs(config: dict) -> dict[tuple, list]:
+    """Every evaluation job of the demo's grid, (rule, wildcards) -> the cells (kinject.grid.Cell) it scores."""
+    from kinject.grid import Cell, evaluation_cells, evaluation_jobs
 
+    out = {}
+    for rule, jobs in evaluation_jobs(config).items():
+        for wildcards in jobs:
+            at = {key: wildcards[key] for key in ("model", "task", "shots", "format")}
+            out[job_key(rule, wildcards)] = [Cell(method=method.format(**wildcards), k=k, **at)
+                                             for method, k in evaluation_cells(config)[rule]]
+    return out
+
+
+def compare_accuracies(cells: list, after: Path, before: Path) -> str:
+    """Accuracy of each cell in the two runs' score files (results folders ``after`` and ``before``)."""
     read = lambda results, cell: json.loads((results / Path(cell.path).relative_to("results")).read_text())
     diffs = {}
-    for cell in cells(config):
+    for cell in cells:
         a, b = read(after, cell), read(before, cell)
         diffs[cell] = (abs(a["accuracy"] - b["accuracy"]), a["scorer"], b["scorer"])
     differ = {c: d for c, d in diffs.items() if d[0] > SAME_ACCURACY}
@@ -141,11 +182,11 @@ def compare_accuracies(config: dict, after: Path, before: Path) -> str:
     return text
 
 
-def row(stage, size, before, after, unit, note) -> dict:
+def row(stage, size, before, after, unit, after_how, note) -> dict:
     """A row in bench/run.py's format, lower is better (seconds): ratio = before / after."""
     ratio = before / after
     return {"stage": stage, "size": size, "compared with": "stock lm-eval (shared_prefix: false), re-run",
-            "its value": before, "kinject": "shared prefix (kinject-hf), the demo run", "kinject value": after,
+            "its value": before, "kinject": f"shared prefix (kinject-hf), {after_how}", "kinject value": after,
             "unit": unit, "ratio": ratio, "verdict": "ok" if ratio >= 0.5 else "SLOW (> 2x slower)", "note": note}
 
 
@@ -155,63 +196,105 @@ def not_measured(size: str, why: str, verdict: str = "not measured") -> list[dic
              "ratio": None, "verdict": verdict, "note": why}]
 
 
-def bench_demo_evaluation(repo: Path, results: Path, tmp: Path) -> list[dict]:
-    """Rows: the demo's evaluation jobs, job seconds and wall time, stock scoring re-run vs the demo's log."""
-    from kinject.grid import cells, dry_run_jobs, evaluation_jobs
+class RerunError(Exception):
+    """A re-run in the copy that did not go as planned: the row says why."""
+
+
+def rerun(copy: Path, targets: list[str], config_args: list[str], jobs: dict[str, int], expected: set[tuple],
+          out: Path) -> tuple[dict, float, list[Job]]:
+    """Snakemake on ``targets`` in ``copy``, after a dry run checks it plans the evaluation ``jobs`` and nothing
+    else (but lmeval_task where the run's task folders were temporary): (planned, wall seconds, the jobs as its
+    log timed them)."""
+    from kinject.grid import dry_run_jobs
+
+    args = [*targets, "--cores", "2", *config_args]
+    planned = dry_run_jobs(snakemake(copy, "-n", *args).stdout)
+    others = {rule: n for rule, n in planned.items() if rule not in jobs and rule != "lmeval_task"}
+    if {rule: planned.get(rule, 0) for rule in jobs} != jobs or others:
+        raise RerunError(f"the dry run in the copy plans {planned or 'nothing'}, not the evaluation jobs {jobs} "
+                         "(+ lmeval_task where the run's task folders were temporary)")
+    print(f"snakemake {' '.join(config_args)} in {copy}: {planned}", flush=True)
+    start = time.perf_counter()
+    proc = snakemake(copy, *args, log=out)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise RerunError(f"snakemake failed in the copy: {last_line(proc)} (output: {out})")
+    found = evaluation_log(copy / ".snakemake" / "log", expected)
+    if not found:
+        raise RerunError("the copy's Snakemake log does not show every evaluation job finished")
+    return planned, wall, found[1]
+
+
+def bench_demo_evaluation(repo: Path, results: Path, tmp: Path, keep=lambda rule, wildcards: True,
+                          rerun_after: bool = False) -> list[dict]:
+    """Rows: the demo's evaluation jobs (those ``keep(rule, wildcards)`` accepts), job seconds and wall time,
+    stock scoring re-run in a copy vs the demo run's log (or, with ``rerun_after``, vs shared-prefix scoring
+    re-run in the same copy right after)."""
     from kinject.settings import load_config
 
     config = load_config(repo / "config" / "demo.yaml")
-    jobs = {rule: len(j) for rule, j in evaluation_jobs(config).items() if j}
-    n_jobs, n_cells = sum(jobs.values()), len(cells(config))
-    size = f"{n_cells} cells in {n_jobs} jobs ({', '.join(f'{r} {n}' for r, n in jobs.items())}), --cores 2"
-    found = evaluate_log_times(repo / ".snakemake" / "log", n_jobs)
-    if not found:
-        return not_measured(size, f"no Snakemake log in {repo / '.snakemake' / 'log'} ran all {n_jobs} evaluation "
-                                   "jobs to the end (run `make demo` first)")
-    log_after, after, span_after = found
+    outputs = {key: cells for key, cells in evaluation_outputs(config).items() if keep(key[0], dict(key[1]))}
+    cells = [cell for job_cells in outputs.values() for cell in job_cells]
+    targets = [cell.path for cell in cells]
+    jobs = {rule: sum(1 for key in outputs if key[0] == rule) for rule in EVALUATION_RULES}
+    jobs = {rule: n for rule, n in jobs.items() if n}
+    size = f"{len(cells)} cells in {len(outputs)} jobs ({', '.join(f'{r} {n}' for r, n in jobs.items())}), --cores 2"
+    found = evaluation_log(repo / ".snakemake" / "log", set(outputs))
+    if not found and not rerun_after:
+        return not_measured(size, f"no Snakemake log in {repo / '.snakemake' / 'log'} ran these {len(outputs)} "
+                                  "evaluation jobs to the end (run `make demo` first)")
     copy = tmp / "stock_scoring"
     copy_run(repo, results, copy, scores=False)
     overlay = copy / "config" / "bench_stock_scoring.yaml"
     overlay.write_text(STOCK_OVERLAY, encoding="utf-8")
-    args = [*(cell.path for cell in cells(config)), "--cores", "2", "--configfile", "config/demo.yaml",
-            str(overlay.relative_to(copy))]
-    planned = dry_run_jobs(snakemake(copy, "-n", *args).stdout)
-    others = {rule: n for rule, n in planned.items() if rule not in jobs and rule != "lmeval_task"}
-    if {rule: planned.get(rule, 0) for rule in jobs} != jobs or others:
-        return not_measured(size, f"the dry run in the copy plans {planned or 'nothing'}, not the evaluation jobs "
-                                  f"{jobs} (+ lmeval_task where the run's task folders were temporary)", "UNEXPECTED")
-    print(f"re-running the demo's {n_jobs} evaluation jobs with stock lm-eval scoring in {copy} "
-          f"(planned: {planned})", flush=True)
-    start = time.perf_counter()
-    proc = snakemake(copy, *args, log=tmp / "stock_scoring.out")
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        return not_measured(size, f"snakemake failed in the copy: {last_line(proc)}", "FAILED")
-    found = evaluate_log_times(copy / ".snakemake" / "log", n_jobs)
-    if not found:
-        return not_measured(size, "the copy's Snakemake log does not show every evaluation job finished", "FAILED")
-    _, before, span_before = found
-    accuracies = compare_accuracies(config, results, copy / "results")
-    total_before, total_after = sum(map(sum, before.values())), sum(map(sum, after.values()))
-    return [
-        row("evaluation, demo stage: job time", size, total_before, total_after, "job-s",
-            f"sum of the evaluation jobs' times (process start, imports, model load, scoring); before: {per_rule(before)}; "
-            f"after ({log_after.name}): {per_rule(after)}; {accuracies}"),
-        row("evaluation, demo stage: wall time", size, span_before, span_after, "s",
-            f"first evaluation job's start to last one's end, 2 one-thread jobs at a time; the re-run's whole "
-            f"snakemake command {wall:.0f} s (DAG, {planned.get('lmeval_task', 0)} lmeval_task jobs); the demo's "
-            "evaluation jobs shared the 2 cores with its other jobs (fine-tunes, retrieval) where they overlapped"),
-    ]
+    try:
+        planned, wall, before = rerun(copy, targets, ["--configfile", "config/demo.yaml",
+                                                      str(overlay.relative_to(copy))], jobs, set(outputs),
+                                      tmp / "stock_scoring.out")
+        stock_scores = tmp / "stock_results" / "scores"
+        shutil.copytree(copy / "results" / "scores", stock_scores)
+        if rerun_after:  # the shared prefix again, in the same copy: its params changed back, so the jobs re-run
+            _, wall_after, after = rerun(copy, targets, ["--configfile", "config/demo.yaml"], jobs, set(outputs),
+                                         tmp / "shared_scoring.out")
+            after_how, after_results = "re-run", copy / "results"
+        else:
+            (log_after, after), wall_after = found, None
+            after_how, after_results = f"the demo run ({log_after.name})", results
+    except RerunError as err:
+        return not_measured(size, str(err), "FAILED")
+    accuracies = compare_accuracies(cells, after_results, stock_scores.parent)
+    rows = [row("evaluation, demo stage: job time", size, sum(j.seconds for j in before),
+                sum(j.seconds for j in after), "job-s", after_how,
+                f"sum of the evaluation jobs' times (process start, imports, model load, scoring); before: "
+                f"{per_rule(before)}; after: {per_rule(after)}; {accuracies}")]
+    whole = f"the whole snakemake command {wall:.0f} s (DAG, {planned.get('lmeval_task', 0)} lmeval_task jobs)"
+    if rerun_after:
+        rows.append(row("evaluation, demo stage: wall time", size, span(before), span(after), "s", after_how,
+                        f"first evaluation job's start to the last one's end, one-thread jobs 2 at a time; {whole} "
+                        f"vs {wall_after:.0f} s"))
+    else:
+        rows.append({**row("evaluation, demo stage: wall time", size, span(before), span(after), "s", after_how, ""),
+                     "kinject value": None, "ratio": None, "verdict": "not comparable",
+                     "note": f"first evaluation job's start to the last one's end; before: the re-run, one-thread jobs "
+                             f"2 at a time, {whole}; after: {span(after):.0f} s in the demo run, where the evaluation "
+                             "jobs were interleaved with its other jobs (fine-tunes, retrieval), so no measure of "
+                             "them: see job time, or --demo-evaluation-after rerun"})
+    return rows
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repo", type=Path, default=ROOT, help="the repository of a completed demo run (read only)")
     p.add_argument("--results", type=Path, help="its results (default: REPO/results; read only)")
+    p.add_argument("--task", action="append", help="only this task's evaluation jobs (repeatable; default: all)")
+    p.add_argument("--after", choices=["log", "rerun"], default="log",
+                   help="the shared-prefix side: the demo run's own log (default) or a re-run in the same copy")
     args = p.parse_args(argv)
     repo = args.repo.resolve()
+    keep = (lambda rule, wildcards: wildcards["task"] in args.task) if args.task else (lambda rule, wildcards: True)
     with tempfile.TemporaryDirectory(prefix="kinject-bench-stage-") as scratch:
-        for r in bench_demo_evaluation(repo, (args.results or repo / "results").resolve(), Path(scratch)):
+        for r in bench_demo_evaluation(repo, (args.results or repo / "results").resolve(), Path(scratch), keep,
+                                       rerun_after=args.after == "rerun"):
             print(f"{r['stage']:36s} {r['its value'] or 0:10,.1f} -> {r['kinject value'] or 0:10,.1f} {r['unit']:6s} "
                   f"{r['verdict']}  {r['size']}; {r['note']}", flush=True)
 

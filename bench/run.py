@@ -620,6 +620,10 @@ def parse_args(argv=None):
     p.add_argument("--demo-evaluation", action=argparse.BooleanOptionalAction, default=True,
                    help="re-run the demo's evaluation jobs with stock lm-eval scoring (the longest part: about 3x "
                         "the demo's own evaluation time)")
+    p.add_argument("--demo-evaluation-after", choices=["log", "rerun"], default="log",
+                   help="the shared-prefix side of that: the demo run's Snakemake log (default), or the same jobs "
+                        "re-run right after the stock ones (then the wall times compare too; adds the demo's "
+                        "evaluation time)")
     p.add_argument("--flat-size", type=int, default=200_000, help="synthetic vectors for exact search")
     p.add_argument("--queries", type=int, default=1000, help="synthetic queries (the paper has 910 questions)")
     p.add_argument("--exact-max", type=int, help="HNSW threshold to probe (default 100000, the former retrieval.exact_max)")
@@ -700,7 +704,8 @@ def main(argv=None) -> None:
                 limit=args.eval_limit)),
             "finetune": lambda: bench_finetune(demo, tmp, args.ft_texts),
             "snakemake": lambda: bench_snakemake(demo, tmp, complete),
-            "demo-evaluation": lambda: add_rows(demo_evaluation.bench_demo_evaluation(demo.repo, demo.results, tmp)),
+            "demo-evaluation": lambda: add_rows(demo_evaluation.bench_demo_evaluation(
+                demo.repo, demo.results, tmp, rerun_after=args.demo_evaluation_after == "rerun")),
             "cleaning": lambda: add_rows(cleaning.bench_cleaning(args.cleaning_mb, tmp)),
         }
         for name, stage in stages.items():
