@@ -520,6 +520,17 @@ def demo_dry_run(repo: Path) -> dict[str, int]:
     return dry_run_jobs(proc.stdout)
 
 
+def temporary_task_folders(demo: Demo) -> str:
+    """A note when the run's lm-eval task folders are gone (code before they stopped being temp()): Snakemake then
+    re-creates them for the re-run fine-tune's evaluation and re-runs every other job that reads them too."""
+    from kinject.grid import LMEVAL_TASK_DIR, cells
+
+    folders = {LMEVAL_TASK_DIR.format(task=c.task, format=c.format, k=c.k) for c in cells(demo.config)}
+    missing = [f for f in folders if not (demo.results / Path(f).relative_to("results")).is_dir()]
+    return (f"; {len(missing)} of the run's {len(folders)} lm-eval task folders are gone (temporary in the code that "
+            "ran it): re-made, their readers re-run") if missing else ""
+
+
 def bench_snakemake(demo: Demo, tmp: Path, complete: bool) -> None:
     from kinject.grid import expected_job_counts
     from kinject.settings import load_config
@@ -547,11 +558,12 @@ def bench_snakemake(demo: Demo, tmp: Path, complete: bool) -> None:
     target.touch()
     after = demo_dry_run(repo)
     listed = lambda jobs: ", ".join(f"{k} {v}" for k, v in jobs.items()) or "none"
+    why = temporary_task_folders(demo)
     record_value("re-run after touching one paraphrase set", f"demo, {task} {target.name}",
                  "snakemake -n --configfile config/demo.yaml", sum(after.values()), "jobs",
                  "as expected" if after == expected else "UNEXPECTED",
                  f"{listed(after)}; expected {listed(expected)}; jobs before the touch: {listed(before)} "
-                 "(outputs older than a script or input edited since the demo run; no .snakemake metadata copied)")
+                 f"(outputs older than a script or input edited since the demo run; no .snakemake metadata copied){why}")
     records = demo.repo / ".snakemake" / "metadata"
     if not records.is_dir():
         return
@@ -566,7 +578,8 @@ def bench_snakemake(demo: Demo, tmp: Path, complete: bool) -> None:
                  "snakemake -n --configfile config/demo.yaml", sum(changed.values()), "jobs",
                  "as expected" if changed == expected else "UNEXPECTED",
                  f"{listed(changed)}; expected {listed(expected)}; the bare touch alone "
-                 + ("adds no job to the stale ones (same checksum)" if touched == before else "lists " + listed(touched)))
+                 + ("adds no job to the stale ones (same checksum)" if touched == before else "lists " + listed(touched))
+                 + why)
 
 
 # the machine and the run ------------------------------------------------------------------------------
