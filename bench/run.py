@@ -608,6 +608,8 @@ def machine(load_start: tuple, load_end: tuple, seconds: float) -> list[str]:
 
 
 def markdown_table(table: list[dict]) -> list[str]:
+    if not table:
+        return ["(no stage ran)"]
     def cell(v):
         if v is None:
             return ""
