@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import datetime
 import json
-import traceback
 import os
 import platform
 import shutil
@@ -22,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
