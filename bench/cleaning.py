@@ -7,10 +7,11 @@ decompressed XML (articles with templates, references, tables, lists, entities, 
 templates leave, plus redirects, disambiguation and talk pages), then runs, each in a fresh process:
 fetch (`kinject.data.fetch_dump`, every article page: one streaming pass that decompresses, parses and writes
 the selected pages) and clean (`kinject.data.clean_dump`, wikiextractor's Extractor on every page). Each is
-measured in MB/s of decompressed XML and peak RSS (the process's own, from wait4). Both run on the full dump
-and on a quarter of it: streaming means peak memory does not grow with the dump's size. On the quarter,
-fetch is compared with `bzip2 -dc > /dev/null` (decompression alone, what bounds any single-threaded reader
-of a bz2 dump) and clean with wikiextractor's own command line on the same pages (the former clean_dump).
+measured in MB/s of decompressed XML and peak RSS (the process's own high-water mark since its start, or its
+largest pool worker's). Both run on the full dump and on a quarter of it: streaming means peak memory does
+not grow with the dump's size. On the quarter, fetch is compared with `bzip2 -dc > /dev/null` (decompression
+alone, what bounds any single-threaded reader of a bz2 dump) and clean with wikiextractor's own command line
+on the same pages (the former clean_dump).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def synthetic_dumps(paths: list[Path], sizes_mb: list[float], seed: int = 0) -> 
 
 
 _STAGE = """
-import sys, time
+import resource, sys, time
 from kinject.data import clean_dump, fetch_dump
 stage, src, out, counts, processes = sys.argv[1:6]
 start = time.perf_counter()
@@ -127,24 +128,25 @@ if stage == "fetch":
     fetch_dump(src, "bench", out, counts, knowledge_base={"source": "dump"})
 else:
     clean_dump(src, out, counts, processes=int(processes))
-print(time.perf_counter() - start)
+seconds = time.perf_counter() - start
+own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(seconds, max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))  # kB
 """
 
 
 def run_stage(stage: str, src: Path, out: Path, counts: Path, processes: int = 1) -> tuple[float, float]:
-    """(seconds of the stage's call, without the interpreter's start-up and imports; peak RSS of the whole
-    process in MB) of one stage in a fresh Python process."""
+    """(seconds of the stage's call, without the interpreter's start-up and imports; peak RSS in MB of the
+    process, or of its largest pool worker) of one stage in a fresh Python process.
+
+    The peak is the process's own high-water mark since its exec (VmHWM) and its children's: not wait4's
+    ru_maxrss, which also counts the RSS of the parent it was forked from (bench/run.py, holding models)."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen([sys.executable, "-c", _STAGE, stage, str(src), str(out), str(counts), str(processes)],
-                                env=env, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        stdout.seek(0)
-        stderr.seek(0)
-        if proc.returncode:
-            raise RuntimeError(f"{stage} failed: {stderr.read().decode().strip()[-500:]}")
-        return float(stdout.read().decode().split()[-1]), usage.ru_maxrss / 1024  # kB on Linux
+    proc = subprocess.run([sys.executable, "-c", _STAGE, stage, str(src), str(out), str(counts), str(processes)],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{stage} failed: {proc.stderr.strip()[-500:]}")
+    seconds, peak_kb = proc.stdout.split()[-2:]
+    return float(seconds), float(peak_kb) / 1024
 
 
 def wall(cmd: list[str], **kwargs) -> float:

@@ -3,8 +3,8 @@
     .venv/bin/python bench/evaluation.py [--limit 4]     (standalone, after `make demo`; bench/run.py calls
                                                           bench_shared_prefix)
 
-With SmolLM2-135M (the real model, converted from its GGUF wheel unless --model names a converted folder),
-fp32, on the demo's tasks: current events 0-shot and atlas 0- and 5-shot, each at K = 0 and K = 3. Each
+With SmolLM2-135M (the real model: the demo's own conversion in results/models/<model>/base, else converted
+here from its GGUF wheel, or --model), fp32, on the demo's tasks: current events 0-shot and atlas 0- and 5-shot, each at K = 0 and K = 3. Each
 configuration is scored by lm-eval's own HF model (one pass per option: ``shared_prefix: false``) and by
 ``kinject-hf`` (each distinct context once, its options from the cached keys/values), side by side with one
 loaded model each. Measured: positions through the model (padding included), the wall time of lm-eval's
@@ -71,7 +71,7 @@ def bench_shared_prefix(results: Path, tmp: Path, model: Path, *, batch_size: in
         lms = {shared: load_lm(model, precision="fp32", batch_size=batch_size, shared_prefix=shared,
                                max_truncated_fraction=1.0) for shared in (False, True)}
         for task, k, shots in CONFIGS:
-            name = f"kinject_{task}_k{k}"
+            name = f"kinject_{task}_options_k{k}"  # the paper's scoring format, named as rule lmeval_task does
             task_dir = tmp / "shared_prefix" / name
             if not task_dir.exists():
                 write_lmeval_task(results / task / "questions.parquet", task_dir, name, k=k,
@@ -114,14 +114,18 @@ def main(argv=None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, default=ROOT / "results", help="a demo run's results (read only)")
-    p.add_argument("--model", type=Path, help="SmolLM2 already converted (default: convert the GGUF wheel's file)")
+    p.add_argument("--model", type=Path, help="SmolLM2 already converted (default: the demo's, RESULTS/models/<model>/"
+                                              "base, if it converts SmolLM2; else convert the GGUF wheel's file)")
     p.add_argument("--limit", type=int, help="questions per task (default: all)")
     args = p.parse_args(argv)
     config = load_config(ROOT / "config" / "demo.yaml")
+    results = args.results.resolve()
+    demo_model = next((results / "models" / name / "base" for name, m in config["models"].items()
+                       if m.get("gguf") == SMOLLM2), None)
     with tempfile.TemporaryDirectory(prefix="kinject-bench-eval-") as scratch:
         tmp = Path(scratch)
-        model = args.model or convert_gguf_model(tmp / "smollm2")
-        for r in bench_shared_prefix(args.results.resolve(), tmp, model, batch_size=config["evaluation"]["batch_size"],
+        model = args.model or (demo_model if demo_model and demo_model.is_dir() else convert_gguf_model(tmp / "smollm2"))
+        for r in bench_shared_prefix(results, tmp, model, batch_size=config["evaluation"]["batch_size"],
                                      seed=config["seed"], limit=args.limit):
             print(f"{r['stage']:36s} {r['its value']:12,.1f} -> {r['kinject value']:12,.1f} {r['unit']:6s} "
                   f"x{r['ratio']:5.2f}  {r['size']}; {r['note']}", flush=True)
