@@ -137,13 +137,15 @@ def smollm2(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_tasks(tmp_path_factory):
-    """The demo's lm-eval task folders for K = 0..3, built by the pipeline's own rules in a fresh copy
+    """The demo's lm-eval task folders for K = 0..3 (one more than the demo itself), built by the pipeline's own
+    rules in a fresh copy
     (questions and paraphrases replayed from the demo's LLM cache, retrieval with the demo's embedder)."""
     from kinject.grid import LMEVAL_TASK_DIR
 
     workdir = copy_checkout(tmp_path_factory.mktemp("demo-tasks"))
+    (workdir / "k0-3.yaml").write_text("retrieval:\n  k: [0, 1, 2, 3]\n")  # the demo retrieves up to K = 2
     targets = [LMEVAL_TASK_DIR.format(task=task, format="options", k=k) for task in ("current_events", "atlas")
                for k in range(4)]
-    proc = run_snakemake(workdir, *targets, "--cores", "2", "--configfile", "config/demo.yaml")
+    proc = run_snakemake(workdir, *targets, "--cores", "2", "--configfile", "config/demo.yaml", "k0-3.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return workdir
