@@ -27,24 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from kinject.wikidump import ENWIKI_NAMESPACES, EXPORT_XMLNS, SiteInfo, export_header
+
 ROOT = Path(__file__).resolve().parents[1]
 RSS_LIMIT_MB = 500
-HEAD = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">
-  <siteinfo>
-    <sitename>Wikipedia</sitename>
-    <dbname>enwiki</dbname>
-    <base>https://en.wikipedia.org/wiki/Main_Page</base>
-    <generator>MediaWiki 1.41.0-wmf.1</generator>
-    <case>first-letter</case>
-    <namespaces>
-      <namespace key="0" case="first-letter" />
-      <namespace key="1" case="first-letter">Talk</namespace>
-      <namespace key="6" case="first-letter">File</namespace>
-      <namespace key="10" case="first-letter">Template</namespace>
-      <namespace key="14" case="first-letter">Category</namespace>
-    </namespaces>
-  </siteinfo>
-"""
+HEAD = export_header(SiteInfo(EXPORT_XMLNS, "Wikipedia", "enwiki", "https://en.wikipedia.org/wiki/Main_Page",
+                               "MediaWiki 1.41.0-wmf.1", namespaces=ENWIKI_NAMESPACES))
 WORDS = ("the of and in to a was is for on as by with from that at his an which were are it this be its has had "
          "first new one two after also their not or who been have her they other all during most time more into "
          "city river island harbour market council railway school church league album film season war party "

@@ -6,22 +6,10 @@ import bz2
 import gzip
 from xml.sax.saxutils import escape
 
-HEAD = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">
-  <siteinfo>
-    <sitename>T</sitename>
-    <dbname>t</dbname>
-    <base>https://t.invalid/wiki/Main</base>
-    <generator>MediaWiki 1.41</generator>
-    <case>first-letter</case>
-    <namespaces>
-      <namespace key="0" case="first-letter" />
-      <namespace key="1" case="first-letter">Talk</namespace>
-      <namespace key="6" case="first-letter">File</namespace>
-      <namespace key="10" case="first-letter">Template</namespace>
-      <namespace key="14" case="first-letter">Category</namespace>
-    </namespaces>
-  </siteinfo>
-"""
+from kinject.wikidump import ENWIKI_NAMESPACES, EXPORT_XMLNS, SiteInfo, export_header
+
+HEAD = export_header(SiteInfo(EXPORT_XMLNS, "T", "t", "https://t.invalid/wiki/Main", "MediaWiki 1.41",
+                               namespaces=ENWIKI_NAMESPACES))
 TAIL = "</mediawiki>\n"
 
 

@@ -192,6 +192,25 @@ class DumpReader:
         )
 
 
+def export_header(s: SiteInfo) -> str:
+    """The opening of a MediaWiki XML export: <mediawiki> and its <siteinfo>, one element per line."""
+    version = s.xmlns.rsplit("-", 1)[-1].rstrip("/")
+    namespaces = "".join(
+        f'      <namespace key="{key}" case={quoteattr(case)}>{escape(name)}</namespace>\n' if name
+        else f'      <namespace key="{key}" case={quoteattr(case)} />\n'
+        for key, (name, case) in sorted(s.namespaces.items()))
+    return (f'<mediawiki xmlns={quoteattr(s.xmlns)} version={quoteattr(version)} xml:lang="en">\n  <siteinfo>\n'
+            + "".join(f"    <{key}>{escape(getattr(s, key))}</{key}>\n"
+                      for key in ("sitename", "dbname", "base", "generator", "case"))
+            + f"    <namespaces>\n{namespaces}    </namespaces>\n  </siteinfo>\n")
+
+
+# the namespaces of an English Wikipedia export that the pipeline tells apart (fixtures and synthetic dumps)
+ENWIKI_NAMESPACES = {0: ("", "first-letter"), 1: ("Talk", "first-letter"), 6: ("File", "first-letter"),
+                     10: ("Template", "first-letter"), 14: ("Category", "first-letter")}
+EXPORT_XMLNS = "http://www.mediawiki.org/xml/export-0.10/"
+
+
 class PageWriter:
     """Write pages as a MediaWiki XML export, one element per line as MediaWiki writes them.
 
@@ -203,16 +222,7 @@ class PageWriter:
         self.fh, self.pages = fh, 0
 
     def _header(self, s: SiteInfo) -> None:
-        version = s.xmlns.rsplit("-", 1)[-1].rstrip("/")
-        namespaces = "".join(
-            f'      <namespace key="{key}" case={quoteattr(case)}>{escape(name)}</namespace>\n' if name
-            else f'      <namespace key="{key}" case={quoteattr(case)} />\n'
-            for key, (name, case) in sorted(s.namespaces.items()))
-        self.fh.write(
-            f'<mediawiki xmlns={quoteattr(s.xmlns)} version={quoteattr(version)} xml:lang="en">\n  <siteinfo>\n'
-            + "".join(f"    <{key}>{escape(getattr(s, key))}</{key}>\n"
-                      for key in ("sitename", "dbname", "base", "generator", "case"))
-            + f"    <namespaces>\n{namespaces}    </namespaces>\n  </siteinfo>\n")
+        self.fh.write(export_header(s))
 
     def write(self, page: Page, siteinfo: SiteInfo) -> None:
         if not self.pages:
