@@ -1,6 +1,6 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
 from kinject.llm import reply_settings
-from kinject.settings import job_resources
+from kinject.settings import canonical, job_resources
 from kinject.grid import FORMATS, LMEVAL_TASK_DIR, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 
 TASKS = list(config["tasks"])

@@ -9,7 +9,7 @@ rule fetch:
         pages=expensive("results/{task}/raw/pages.xml"),
         counts="results/{task}/raw/fetch_counts.json",
     params:
-        knowledge_base=lambda wc: task_cfg(wc)["knowledge_base"],
+        knowledge_base=lambda wc: canonical(task_cfg(wc)["knowledge_base"]),
         api=mediawiki_api,
         seed=links_seed,
     log:
@@ -47,7 +47,7 @@ rule make_chunks:
     output:
         "results/{task}/chunks.parquet",
     params:
-        chunking=config["chunking"],
+        chunking=canonical(config["chunking"]),
     log:
         "logs/make_chunks/{task}.log",
     resources:

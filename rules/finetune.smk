@@ -18,7 +18,7 @@ rule build_base_model:
     output:
         expensive(directory("results/models/{model}/base")),
     params:
-        build=lambda wc: config["models"][wc.model]["build"],
+        build=lambda wc: canonical(config["models"][wc.model]["build"]),
         seed=config["seed"],
     log:
         "logs/build_base_model/{model}.log",
@@ -39,7 +39,7 @@ rule hparam_trial:
     output:
         "results/hparams/{model}/{task}/lr{lr}.json",
     params:
-        settings=lambda wc: rule_settings(config, "hparam_trial"),
+        settings=lambda wc: canonical(rule_settings(config, "hparam_trial")),
         base=base_model_path,
         work_dir=lambda wc: f"results/.work/hparams/{wc.model}/{wc.task}/lr{wc.lr}",
     log:
@@ -78,7 +78,7 @@ rule finetune:
         checkpoint=expensive(directory("results/finetune/{model}/{task}/k{k}/checkpoint")),
         loss="results/finetune/{model}/{task}/k{k}/train_loss.csv",
     params:
-        settings=lambda wc: rule_settings(config, "finetune", task_cfg(wc)),
+        settings=lambda wc: canonical(rule_settings(config, "finetune", task_cfg(wc))),
         base=base_model_path,
         work_dir="results/.work/finetune/{model}/{task}/k{k}",
     log:

@@ -8,7 +8,7 @@ rule convert_gguf:
     output:
         expensive(directory("results/models/{model}/base")),
     params:
-        gguf=lambda wc: config["models"][wc.model]["gguf"],
+        gguf=lambda wc: canonical(config["models"][wc.model]["gguf"]),
     log:
         "logs/convert_gguf/{model}.log",
     threads: compute_threads()

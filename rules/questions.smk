@@ -7,7 +7,7 @@ rule load_mmlu_questions:
     output:
         "results/{task}/questions.parquet",
     params:
-        questions=lambda wc: task_cfg(wc)["questions"],
+        questions=lambda wc: canonical(task_cfg(wc)["questions"]),
     log:
         "logs/load_mmlu_questions/{task}.log",
     resources:
@@ -28,7 +28,7 @@ rule generate_questions:
         candidates="results/{task}/questions/candidates.parquet",
         quarantine="results/{task}/questions/candidates_quarantine.jsonl",
     params:
-        llm=reply_settings(config["llm"]),
+        llm=canonical(reply_settings(config["llm"])),
         per_chunk=lambda wc: task_cfg(wc)["questions"]["per_chunk"],
         seed=config["seed"],
     log:
@@ -51,7 +51,7 @@ rule select_questions:
         selected="results/{task}/questions/selected.parquet",
         quarantine="results/{task}/questions/selected_quarantine.jsonl",
     params:
-        llm=reply_settings(config["llm"]),
+        llm=canonical(reply_settings(config["llm"])),
         keep=lambda wc: task_cfg(wc)["questions"]["keep"],
         seed=config["seed"],
     log:

@@ -10,7 +10,7 @@ rule tables:
         scores="results/tables/scores.csv",
         best_k=report("results/tables/best_k.csv", caption="../report/best_k.rst", category="Tables"),
     params:
-        groups={name: task["group"] for name, task in config["tasks"].items()},
+        groups=canonical({name: task["group"] for name, task in config["tasks"].items()}),
     log:
         "logs/tables/tables.log",
     resources:

@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import TINY_DEMO, copy_checkout, result_tables, run_snakemake, small_demo_config
 
 from kinject.grid import cells, dry_run_jobs
@@ -43,8 +44,15 @@ def test_the_console_shows_job_lines_and_summaries_not_library_output(demo_run):
         in console
     for noise in ("warn", "Traceback", "it/s]", "truncat"):
         assert noise.lower() not in console.lower(), noise
-    log = (demo_run / "logs" / "evaluate" / "tiny-llama_current_events_base_0shot_options.log").read_text()
-    assert "job environment: threads=2, OMP_NUM_THREADS=2" in log and "device cpu, torch threads 2" in log
+    # Each job got the threads its resources name (evaluate 1, the other GPU rules 2 in the demo config)
+    # and torch uses them.
+    config = yaml.safe_load((demo_run / TINY_DEMO).read_text())
+    for log_name, threads in [
+            ("evaluate/tiny-llama_current_events_base_0shot_options.log", config["resources"]["evaluate"]["cpus_per_task"]),
+            ("finetune/tiny-llama_current_events_k0.log", config["resources"]["gpu_rules"]["cpus_per_task"])]:
+        log = (demo_run / "logs" / log_name).read_text()
+        assert f"job environment: threads={threads}, OMP_NUM_THREADS={threads}," in log, log_name
+        assert f"device cpu, torch threads {threads}" in log, log_name
 
 
 def test_both_scoring_formats_for_atlas(demo_run):
@@ -162,7 +170,6 @@ def edited(config: dict, key: str, value) -> dict:
 
 
 def test_editing_a_config_key_reruns_only_the_rules_that_read_it(demo_run):  # dry runs only
-    import yaml
 
     config = yaml.safe_load((demo_run / TINY_DEMO).read_text())
     assert {key.split(".")[0] for key, _, _ in CONFIG_EDITS} >= set(config)  # every top-level key
@@ -170,6 +177,7 @@ def test_editing_a_config_key_reruns_only_the_rules_that_read_it(demo_run):  # d
         changed = edited(config, key, value)
         if key == "precision":
             changed["finetune"]["accelerate_config"] = fp32_launch(demo_run)
+        # safe_dump sorts the keys: the run's config had them in another order, which must re-run nothing
         (demo_run / "edited.yaml").write_text(yaml.safe_dump(changed))
         after_edit = run_snakemake(demo_run, "-n", "--configfile", "edited.yaml")
         assert after_edit.returncode == 0, (key, after_edit.stderr[-2000:])

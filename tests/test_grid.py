@@ -129,3 +129,14 @@ def test_dry_run_jobs_reads_the_job_stats_table():
            "        evaluate_ft 1\n")
     assert dry_run_jobs(out) == {"evaluate_ft": 13, "all": 1}
     assert dry_run_jobs("Building DAG of jobs...\nNothing to be done (all requested files are present).") == {}
+
+
+def test_config_sections_given_as_params_do_not_depend_on_key_order():
+    """Snakemake compares a rule's params by repr: the same settings written in another order are equal."""
+    from kinject.settings import canonical
+
+    written = {"model": "m", "retry": {"max": 3, "backoff": 2.0}, "stops": [{"b": 1, "a": 2}], "pair": (1, 2)}
+    reordered = {"stops": [{"a": 2, "b": 1}], "pair": (1, 2), "retry": {"backoff": 2.0, "max": 3}, "model": "m"}
+    assert repr(written) != repr(reordered)
+    assert repr(canonical(written)) == repr(canonical(reordered))
+    assert canonical(written) == written  # the same settings, only reordered

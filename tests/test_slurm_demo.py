@@ -54,7 +54,7 @@ def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local,
         assert job["TresPerJob"] == "gres:gpu:1" and job["JOB_GRES"] == f"gpu:{slurm_cluster.gpu_type}:1", job
 
     # Each job's own log: GPU rules ran inside their SLURM job and saw its GPU in CUDA_VISIBLE_DEVICES
-    # (finetune, a shell rule, logs it from `accelerate launch -m kinject.finetune`); local rules saw none.
+    # (finetune's log holds its accelerate processes' output too, but one such line); local rules saw none.
     environments = job_environments(cluster / "logs")
     in_slurm = {log: env for log, env in environments.items() if env["SLURM_JOB_ID"] != "unset"}
     assert sorted(env["SLURM_JOB_ID"] for env in in_slurm.values()) == sorted(jobs)  # one log per job

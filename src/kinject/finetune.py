@@ -27,7 +27,6 @@ import sys
 from pathlib import Path
 
 from kinject import settings
-from kinject.cli import log_job_environment
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet, write_text
 
@@ -545,7 +544,6 @@ def training_options(args) -> dict:
 def run_entry_point(run, args) -> None:
     """Check the device first (before any input or model is read), log to stderr; bad input exits 1 with one line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    log_job_environment()
     try:
         check_device(args.precision, gpus=args.gpus, allow_cpu=args.allow_cpu)
         run(args)

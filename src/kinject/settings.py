@@ -22,6 +22,17 @@ def deep_update(base: dict, other: dict) -> dict:
     return base
 
 
+def canonical(value):
+    """value with every dict's keys sorted, recursively: the form of a config section given to a rule as a
+    param. Snakemake compares params by repr, and a dict's repr follows its key order, so without this
+    reordering the keys of a config file (or the schema filling a default) would re-run finished jobs."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(canonical(item) for item in value)
+    return value
+
+
 def job_resources(config: dict, entry: str = "gpu_rules") -> dict:
     """A compute job's settings: resources.gpu_rules updated by resources.<entry> (finetune, evaluate, ...)."""
     res = config["resources"]
