@@ -715,8 +715,7 @@ def main(argv=None) -> None:
             "evaluation": lambda: (bench_lmeval(demo, tmp, args.lmeval_questions),
                                    bench_evaluation_jobs(demo, tmp, args.lmeval_questions)),
             "shared-prefix": lambda: add_rows(evaluation.bench_shared_prefix(
-                demo.results, tmp, smollm2(demo, tmp), batch_size=config["evaluation"]["batch_size"], seed=config["seed"],
-                limit=args.eval_limit)),
+                demo.results, tmp, smollm2(demo, tmp), config, limit=args.eval_limit)),
             "finetune": lambda: bench_finetune(demo, tmp, args.ft_texts),
             "snakemake": lambda: bench_snakemake(demo, tmp, complete),
             "demo-evaluation": lambda: add_rows(demo_evaluation.bench_demo_evaluation(
