@@ -6,9 +6,9 @@
 With SmolLM2-135M (the real model: the demo's own conversion in results/models/<model>/base, else converted
 here from its GGUF wheel, or --model), fp32, on the demo's tasks: current events 0-shot and atlas 0- and
 5-shot, each at K = 0 and K = 3 (the top 3 chunks retrieved again with the run's index and embedder where the
-run retrieved fewer). Each configuration is scored by lm-eval's own HF model (one pass per option: ``shared_prefix: false``) and by
-``kinject-hf`` (each distinct context once, its options from the cached keys/values), side by side with one
-loaded model each. Measured: positions through the model (padding included), the wall time of lm-eval's
+run retrieved fewer). Each configuration is scored by lm-eval's own HF model (one pass per option:
+``shared_prefix: false``) and by ``kinject-hf`` (each distinct context once, its options from the cached
+keys/values), side by side with one loaded model each. Measured: positions through the model (padding included), the wall time of lm-eval's
 loglikelihood call (tokenizing and scoring), accuracies and the largest log-likelihood difference. The limit
 is one pass per distinct context: its tokens plus every option's tokens; its time is the stock run's time per
 token times those tokens (an estimate: attention grows faster than linearly with the context).

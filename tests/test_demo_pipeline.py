@@ -46,10 +46,10 @@ def test_the_console_shows_job_lines_and_summaries_not_library_output(demo_run):
         assert noise.lower() not in console.lower(), noise
     # Each job got the threads its resources name (evaluate 1, the other GPU rules 2 in the demo config)
     # and torch uses them.
-    config = yaml.safe_load((demo_run / TINY_DEMO).read_text())
+    resources = yaml.safe_load((demo_run / TINY_DEMO).read_text())["resources"]
     for log_name, threads in [
-            ("evaluate/tiny-llama_current_events_base_0shot_options.log", config["resources"]["evaluate"]["cpus_per_task"]),
-            ("finetune/tiny-llama_current_events_k0.log", config["resources"]["gpu_rules"]["cpus_per_task"])]:
+            ("evaluate/tiny-llama_current_events_base_0shot_options.log", resources["evaluate"]["cpus_per_task"]),
+            ("finetune/tiny-llama_current_events_k0.log", resources["gpu_rules"]["cpus_per_task"])]:
         log = (demo_run / "logs" / log_name).read_text()
         assert f"job environment: threads={threads}, OMP_NUM_THREADS={threads}," in log, log_name
         assert f"device cpu, torch threads {threads}" in log, log_name
@@ -170,7 +170,6 @@ def edited(config: dict, key: str, value) -> dict:
 
 
 def test_editing_a_config_key_reruns_only_the_rules_that_read_it(demo_run):  # dry runs only
-
     config = yaml.safe_load((demo_run / TINY_DEMO).read_text())
     assert {key.split(".")[0] for key, _, _ in CONFIG_EDITS} >= set(config)  # every top-level key
     for key, value, readers in CONFIG_EDITS:
