@@ -83,6 +83,22 @@ def test_foreign_xml_rejected(tmp_path):
         check_dump(path)
 
 
+@pytest.mark.parametrize("text, reason", [
+    ("'''Mars''' may refer to a planet or a god.\n{{Disambiguation}}", "disambiguation"),
+    ("'''Marr''' may refer to several people.\n{{Human name disambiguation|Marr}}", "disambiguation"),
+    ("'''A1''' may refer to a road or a paper size.\n{{Letter-NumberCombDisambig}}", "disambiguation"),
+    ("'''Delta''' may refer to a river mouth.\n{{dab}}", "disambiguation"),
+    ("'''Delta''' may refer to a river mouth.\n{{Disambiguation cleanup|date=May 2031}}", "disambiguation"),
+    # ordinary articles: an inline cleanup tag and a hatnote name the word but are no disambiguation templates
+    ("'''Orsa''' was settled by a [[fisher]]{{Disambiguation needed|date=May 2031}} in 1802.", None),
+    ("{{About|the town|the river|Orsa (disambiguation)}}\n'''Orsa''' is a town.", None),
+])
+def test_which_pages_are_disambiguation_pages(text, reason):
+    from kinject.wikidump import Page, drop_reason
+
+    assert drop_reason(Page("Orsa", 0, "1", text=text)) == reason
+
+
 def build(dump, tmp_path, min_words=10, **kb):
     """fetch -> clean -> chunks -> report, as the rules chain them; returns the report."""
     raw, _ = fetch(dump, tmp_path, **kb)

@@ -242,11 +242,13 @@ class PageWriter:
 
 # Which pages are articles: the stated rule --------------------------------------------------------------
 
-# Disambiguation pages carry one of these templates (or a name variant containing "disambig", e.g.
-# {{Human name disambiguation}}, {{Place name disambiguation}}, {{Letter-NumberCombDisambig}}).
-DISAMBIGUATION_TEMPLATES = ("dab", "disamb", "disambig", "hndis", "geodis", "numberdis", "mathdab", "roaddis")
+# Disambiguation pages carry one of these templates, or one whose name ends in "disambiguation" or "disambig"
+# ({{Human name disambiguation}}, {{Place name disambiguation}}, {{Letter-NumberCombDisambig}}). Names that
+# only contain the word are not: {{Disambiguation needed}} is an inline tag in ordinary articles.
+DISAMBIGUATION_TEMPLATES = ("dab", "disamb", "disambiguation cleanup", "hndis", "geodis", "numberdis", "mathdab",
+                            "roaddis")
 _DISAMBIGUATION = re.compile(
-    r"\{\{\s*(?:[^{}|]*disambig[^{}|]*|" + "|".join(DISAMBIGUATION_TEMPLATES) + r")\s*(?:\||\}\})", re.I)
+    r"\{\{\s*(?:[^{}|]*?disambig(?:uation)?|" + "|".join(DISAMBIGUATION_TEMPLATES) + r")\s*(?:\||\}\})", re.I)
 _REDIRECT_TEXT = re.compile(r"^\s*#REDIRECT\b", re.I)
 DROP_REASONS = ("namespace", "redirect", "disambiguation")
 
