@@ -94,12 +94,22 @@ class SharedPrefixHFLM(HFLM):
             self._instances = None
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
-        if self._instances is not None and len(self._instances) == len(requests):
+        if self._instances is not None:
+            if len(self._instances) != len(requests):  # a changed lm-eval: the prompts could not be checked
+                raise KinjectError(self.pretrained, (
+                    f"lm-eval tokenized {len(requests)} requests for {len(self._instances)} instances; kinject "
+                    f"cannot check their prompt lengths (lm-eval {self._lm_eval_version()} is not supported)"))
             self._check_truncation(self._instances, requests)
         self._count_tokens(requests)
         if not self.shared_prefix:
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
         return self._shared_prefix_tokens(requests, disable_tqdm)
+
+    @staticmethod
+    def _lm_eval_version() -> str:
+        from importlib.metadata import version
+
+        return version("lm_eval")
 
     def _model_call(self, inps, attn_mask=None, labels=None):
         self.token_counts["forward_tokens"] += inps.numel()
