@@ -1,5 +1,6 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
 from kinject.llm import reply_settings
+from kinject.questions import mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
 from kinject.grid import FORMATS, LMEVAL_TASK_DIR, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 
@@ -148,6 +149,14 @@ def all_outputs():
         + [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "csv")]
         + expand("results/{task}/knowledge_base_report.json", task=TASKS)
     )
+
+
+def mmlu_csv_input(wildcards):
+    """A task's MMLU CSV files (source: mmlu_csv), so that editing one re-runs its loader; none from the hub."""
+    spec = task_cfg(wildcards)["questions"]
+    if spec["source"] != "mmlu_csv":
+        return []
+    return [str(path) for path in mmlu_csv_files(spec["path"], spec["subject"]).values() if path is not None]
 
 
 def fetch_input(wildcards):

@@ -4,10 +4,12 @@
 rule load_mmlu_questions:
     wildcard_constraints:
         task=tasks_regex(lambda t: t["questions"]["source"] != "generated"),
+    input:
+        mmlu_csv_input,
     output:
         "results/{task}/questions.parquet",
     params:
-        questions=lambda wc: canonical(task_cfg(wc)["questions"]),
+        questions=lambda wc: mmlu_settings(task_cfg(wc)["questions"]),
     log:
         "logs/load_mmlu_questions/{task}.log",
     resources:

@@ -44,9 +44,10 @@ def test_the_console_shows_job_lines_and_summaries_not_library_output(demo_run):
         in console
     for noise in ("warn", "Traceback", "it/s]", "truncat"):
         assert noise.lower() not in console.lower(), noise
-    # Each job got the threads its resources name (evaluate 1, the other GPU rules 2 in the demo config)
-    # and torch uses them.
+    # Each job got the threads its resources name (2 for evaluation and the other GPU rules in the tiny
+    # demo: more than the 1 Snakemake gives a job that declares none) and torch uses them.
     resources = yaml.safe_load((demo_run / TINY_DEMO).read_text())["resources"]
+    assert resources["evaluate"]["cpus_per_task"] > 1 and resources["gpu_rules"]["cpus_per_task"] > 1
     for log_name, threads in [
             ("evaluate/tiny-llama_current_events_base_0shot_options.log", resources["evaluate"]["cpus_per_task"]),
             ("finetune/tiny-llama_current_events_k0.log", resources["gpu_rules"]["cpus_per_task"])]:
@@ -137,6 +138,7 @@ CONFIG_EDITS = [
     ("embedder.query_prefix", "query: ", ["retrieve"]),
     ("tasks.atlas.validation.chunks", 11, ["validation_paraphrases"]),
     ("tasks.current_events.questions.keep", 1, ["select_questions"]),
+    ("tasks.atlas.questions.per_chunk", 3, []),  # filled in by the schema, read only for generated questions
     ("chunking.max_words", 119, ["make_chunks"]),
     ("llm.temperature", 0.5, ["generate_questions", "select_questions", "paraphrase_chunks",
                               "validation_paraphrases"]),
@@ -153,6 +155,7 @@ CONFIG_EDITS = [
     ("evaluation.fewshot_context", "every_example",  # only where it changes a prompt: K > 0 and few-shot
      [f"results/atlas/lmeval/{fmt}/k{k}" for fmt in ("options", "letters") for k in (1, 2, 3)]),
     ("resources.gpu_rules.cpus_per_task", 1, []),
+    ("mediawiki.requests_per_second", 2.0, []),  # the schema fills it in; the demo's dumps never call the API
     ("plan.gpu_memory_gb", 40, []),
 ]
 
@@ -182,6 +185,17 @@ def test_editing_a_config_key_reruns_only_the_rules_that_read_it(demo_run):  # d
         assert after_edit.returncode == 0, (key, after_edit.stderr[-2000:])
         expected = planned_jobs(demo_run, "--forcerun", *readers) if readers else {}
         assert dry_run_jobs(after_edit.stdout) == expected, key
+
+
+def test_editing_an_mmlu_csv_reruns_its_loader(demo_run):  # dry run; the file is restored
+    csv = demo_run / "resources" / "demo" / "mmlu" / "data" / "dev" / "atlas_dev.csv"
+    original = csv.read_bytes()
+    try:
+        csv.write_bytes(original.replace(b"?", b" ?", 1))
+        assert planned_jobs(demo_run) == planned_jobs(demo_run, "--forcerun", "load_mmlu_questions") != {}
+    finally:
+        csv.write_bytes(original)
+    assert planned_jobs(demo_run) == {}  # the same content again: nothing re-runs
 
 
 def test_a_deleted_checkpoint_is_not_retrained_while_its_scores_stand(demo_run):

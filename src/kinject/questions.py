@@ -57,15 +57,24 @@ def _mmlu_rows(records, subject: str, split: str) -> list[dict]:
              "answer": int(r["answer"]), "split": split, "chunk_id": None} for i, r in enumerate(records)]
 
 
+def mmlu_csv_files(root, subject: str) -> dict[str, Path | None]:
+    """{split: its CSV or None} for test and dev, in the original MMLU release layout
+    (root/data/{split}/{subject}_{split}.csv, or root/{split}/...): rule load_mmlu_questions's inputs."""
+    files = {}
+    for split in ("test", "dev"):
+        candidates = [Path(root) / "data" / split / f"{subject}_{split}.csv", Path(root) / split / f"{subject}_{split}.csv"]
+        files[split] = next((p for p in candidates if p.exists()), None)
+    return files
+
+
 def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
     """The original MMLU release layout: data/{test,dev}/{subject}_{split}.csv, no header, answer letter."""
     rows = []
-    for split in ("test", "dev"):
-        candidates = [Path(root) / "data" / split / f"{subject}_{split}.csv", Path(root) / split / f"{subject}_{split}.csv"]
-        path = next((p for p in candidates if p.exists()), None)
+    for split, path in mmlu_csv_files(root, subject).items():
         if path is None:
             if split == "test":
-                raise KinjectError(candidates[0], f"MMLU test file for subject {subject!r} not found")
+                raise KinjectError(Path(root) / "data" / split / f"{subject}_{split}.csv",
+                                   f"MMLU test file for subject {subject!r} not found")
             continue
         df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
         if df.shape[1] != 6:
@@ -86,6 +95,13 @@ def mmlu_from_hub(dataset: str, subject: str) -> pd.DataFrame:
     ds = datasets.load_dataset(dataset, subject)
     return pd.DataFrame(_mmlu_rows(ds["test"], subject, "test") + _mmlu_rows(ds["dev"], subject, "dev"),
                         columns=COLUMNS)
+
+
+def mmlu_settings(spec: dict) -> dict:
+    """The keys of a task's `questions` that load_mmlu_questions reads (its rule's params: the schema also
+    fills in the generated-question keys, which must not re-run it)."""
+    keys = ("source", "subject", "path") if spec["source"] == "mmlu_csv" else ("source", "subject", "dataset")
+    return {key: spec[key] for key in keys if key in spec}
 
 
 def load_mmlu_questions(spec: dict, out) -> None:
