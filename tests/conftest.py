@@ -104,7 +104,7 @@ def small_demo_config(workdir: Path) -> str:
     del atlas["validation"]
     news["paraphrase_sets"], news["ft_rag_paraphrase_sets"] = [0, 1], [1]
     config["retrieval"]["k"] = [0, 1]
-    config["resources"]["gpu_rules"]["cpus_per_task"] = 1
+    config["resources"]["gpu_rules"]["cpus_per_task"] = config["resources"]["evaluate"]["cpus_per_task"] = 1
     (workdir / "config" / "small_demo.yaml").write_text(yaml.safe_dump(config))
     return "config/small_demo.yaml"
 

@@ -49,9 +49,12 @@ def check_gpu(gpus: int, allow_cpu: bool, where) -> str:
 
 
 def use_threads(threads: int) -> int:
-    """Give torch (and the BLAS/OpenMP pools Snakemake sizes by OMP_NUM_THREADS) the job's threads."""
+    """Give torch (and the BLAS/OpenMP pools Snakemake sizes by OMP_NUM_THREADS) the job's threads, and the
+    tokenizers' Rust pool as many (RAYON_NUM_THREADS, read when it first tokenizes in parallel): without it,
+    that pool takes every core of the node, whatever the job holds."""
     import torch
 
     threads = max(1, int(threads))
     torch.set_num_threads(threads)
-    return threads
+    os.environ["RAYON_NUM_THREADS"] = str(threads)
+    return torch.get_num_threads()  # what torch now uses, read back

@@ -289,12 +289,14 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     import torch
     from transformers import AutoModelForCausalLM, TrainingArguments, default_data_collator
 
+    from kinject.device import use_threads
+
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
     device = check_device(precision, gpus=gpus, allow_cpu=allow_cpu)
     cuda = device == "cuda"
     if threads:
-        torch.set_num_threads(threads)
+        use_threads(threads)
     work_dir = Path(work_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
     log.info("%d process(es), %d torch thread(s) each, %s, gradient checkpointing %s", world_size,
