@@ -17,8 +17,8 @@ from conftest import TINY_DEMO, tiny_demo
 from kinject import prompts
 from kinject.cli import main
 from kinject.errors import KinjectError
-from kinject.plan import (GB, MIB, RESOURCE_KEY, Distribution, Shape, eval_memory, llama_parameters,
-                          make_plan, read_accelerate_config, training_host_memory, training_memory)
+from kinject.plan import (GB, MIB, RESOURCE_KEY, Corpus, Distribution, Shape, eval_memory, eval_requests,
+                          llama_parameters, make_plan, read_accelerate_config, training_host_memory, training_memory)
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +128,19 @@ def test_eval_memory_llama2_7b_bf16():
     mistral = eval_memory(shape(MISTRAL_7B, 7_241_732_096), precision="bf16", batch_size=8, tokens=1000,
                           overhead_gb=4)
     assert mistral["kv_cache"] == parts["kv_cache"] / 4
+
+
+def test_evaluation_tokens_of_a_5shot_k5_cell_by_scorer():
+    """config.yaml's estimates for an MMLU task: 60-token questions (400 at most), 10-token options, 4 options,
+    200-token chunks (400 at most); 5-shot with the chunks only before the question asked (question_only)."""
+    corpus = Corpus({"questions": 100, "question_tokens": 60, "max_question_tokens": 400, "answer_tokens": 10,
+                     "tokens_per_chunk": 200, "max_chunk_tokens": 400, "choices": 4})
+    prompt = 5 * (60 + 10) + 5 * 200 + 60  # 5 answered examples, 5 chunks, the question: 1,410 tokens
+    shared = {"evaluation": {"fewshot_context": "question_only", "shared_prefix": True}}
+    stock = {"evaluation": {"fewshot_context": "question_only", "shared_prefix": False}}
+    longest = 5 * 70 + 5 * 400 + 400 + 10
+    assert eval_requests(shared, corpus, 5, 5) == (100 * (prompt + 4 * 10), longest) == (145_000, 2760)
+    assert eval_requests(stock, corpus, 5, 5) == (100 * 4 * (prompt + 10), longest) == (568_000, 2760)
 
 
 def test_host_memory_to_load_and_save_a_7b_checkpoint():

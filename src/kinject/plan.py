@@ -365,19 +365,25 @@ def training_flops(parameters: int, tokens: float, checkpointing: bool) -> float
 
 
 def eval_requests(config: dict, corpus: Corpus, shots: int, k: int) -> tuple[float | None, int | None]:
-    """(tokens of every request of one cell, tokens of its longest request). lm-eval scores each answer
-    option as its own request: shots x (question + answer) examples, K retrieved chunks (and K per
-    example with evaluation.fewshot_context: every_example), the question, one option."""
+    """(tokens through the model for one cell, tokens of its longest request). A request is one answer
+    option after its prompt: shots x (question + answer) examples, K retrieved chunks (and K per example with
+    evaluation.fewshot_context: every_example), the question. Stock lm-eval runs every request whole, so the
+    prompt C times for C options; the shared prefix (evaluation.shared_prefix) runs the prompt once and the
+    C options from its cached keys and values."""
     needed = ["questions", "question_tokens", "answer_tokens"] + (["tokens_per_chunk", "max_chunk_tokens"] if k else [])
     if any(corpus[key] is None for key in needed) or corpus["max_question_tokens"] is None:
         return None, None
-    every = config.get("evaluation", {}).get("fewshot_context", "question_only") == "every_example"
-    example = corpus["question_tokens"] + corpus["answer_tokens"]
+    evaluation = config.get("evaluation", {})
+    every = evaluation.get("fewshot_context", "question_only") == "every_example"
+    answer = corpus["answer_tokens"]
+    example = corpus["question_tokens"] + answer
     context = k * corpus["tokens_per_chunk"] if k else 0
-    mean = shots * (example + (context if every else 0)) + context + example
+    prompt = shots * (example + (context if every else 0)) + context + corpus["question_tokens"]
+    per_question = (prompt + corpus["choices"] * answer if evaluation.get("shared_prefix", True)
+                    else corpus["choices"] * (prompt + answer))
     longest = shots * (example + (context if every else 0)) + (k * corpus["max_chunk_tokens"] if k else 0) \
-        + corpus["max_question_tokens"] + corpus["answer_tokens"]
-    return corpus["questions"] * corpus["choices"] * mean, math.ceil(longest)
+        + corpus["max_question_tokens"] + answer
+    return corpus["questions"] * per_question, math.ceil(longest)
 
 
 @dataclass
