@@ -96,6 +96,13 @@ def base_model_input(wildcards):
     return [] if "pretrained" in config["models"][wildcards.model] else base_model_path(wildcards)
 
 
+def gguf_input(wildcards):
+    """A GGUF file given by path is an input (replacing it re-converts); one inside an installed package is
+    found at run time, like a hub model."""
+    source = config["models"][wildcards.model]["gguf"]
+    return [source["path"]] if "path" in source else []
+
+
 def embedder_input(wildcards=None):
     return "results/embedder" if "package" in config["embedder"] else []
 

@@ -5,6 +5,8 @@
 rule convert_gguf:
     wildcard_constraints:
         model=models_regex(lambda m: "gguf" in m),
+    input:
+        gguf_input,
     output:
         expensive(directory("results/models/{model}/base")),
     params:
