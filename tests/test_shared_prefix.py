@@ -1,6 +1,7 @@
 """Shared-prefix scoring (lm-eval model kinject-hf) returns what stock lm-eval returns, request by request, on
 the demo's real tasks (current events 0-shot, atlas 0- and 5-shot, K = 0..3) for both demo models: the tiny
-Llama at the demo's size on every question, SmolLM2-135M (pretrained, converted from its GGUF file) on a slice."""
+Llama at the demo's size on every question (atlas in both scoring formats), SmolLM2-135M (pretrained,
+converted from its GGUF file by rule convert_gguf) on a slice."""
 
 import os
 
@@ -19,9 +20,9 @@ TOLERANCE = 1e-4  # fp32 log-likelihoods: one pass over the prompt vs its cached
 KS = range(4)
 
 
-def tasks(workdir, task):
-    """(folder, lm-eval task name) of ``task`` for K = 0..3."""
-    return [(workdir / LMEVAL_TASK_DIR.format(task=task, format="options", k=k), f"kinject_{task}_options_k{k}")
+def tasks(workdir, task, fmt="options"):
+    """(folder, lm-eval task name) of ``task`` in format ``fmt`` for K = 0..3."""
+    return [(workdir / LMEVAL_TASK_DIR.format(task=task, format=fmt, k=k), f"kinject_{task}_{fmt}_k{k}")
             for k in KS]
 
 
@@ -87,6 +88,9 @@ def test_tiny_llama_every_demo_question(demo_tasks, demo_tiny_llama):
     assert [zero[True][0].truncation[n]["n_questions"] for _, n in news + atlas] == [68] * 4 + [40] * 4
     five = score_both(demo_tiny_llama, atlas, shots=5)
     assert_same(five, atlas)
+    letters = tasks(demo_tasks, "atlas", "letters")  # one-token continuations: A, B, C, D
+    for shots in (0, 5):
+        assert_same(score_both(demo_tiny_llama, letters, shots=shots), letters)
 
 
 def test_smollm2_demo_slice(demo_tasks, smollm2):
