@@ -101,3 +101,26 @@ def test_an_events_knowledge_base_from_a_dump(tmp_path):
         "August 8, 2023: The 2023 Hawaii wildfires begin.",
         "August 24, 2023: Donald Trump surrenders at the Fulton County Jail.",
         "September 5, 2023: The United States Open is played."]
+
+
+def test_linked_articles_all_dated_or_none(tmp_path):
+    """linked_articles: which of the selected entries' links join the knowledge base. dated keeps the articles
+    whose title names a year of the window, as Wikipedia titles its event articles ("2023 Hawaii wildfires")."""
+    linked = ["Donald Trump", "2023 Hawaii wildfires", "Maui", "2022 Hawaii wildfires"]
+    month = ("==[[August 8]], 2023 (Tuesday)==\n"
+             "*[[2023 Hawaii wildfires]]: Wildfires on [[Maui]], [[Hawaii]], worse than the [[2022 Hawaii wildfires]].\n"
+             "*[[Donald Trump]] speaks in [[Washington, D.C.]]\n")
+    pages = [page(i, t, f"'''{t}''' is a page. " + PROSE) for i, t in enumerate(linked, 1)]
+    dump = write_dump(tmp_path / "d.xml", pages + [page(100, "August 2023", month)])
+    hubs = tmp_path / "hubs.yaml"
+    hubs.write_text(yaml.safe_dump({"news": ["August 2023"]}))
+    kept = {}
+    for mode in ("all", "dated", "none"):
+        kb = {"source": "dump", "hub_pages_file": str(hubs), "events": {
+            "start": "2023-08-01", "end": "2023-11-30", "scope": ["Hawaii", "Washington"], "linked_articles": mode}}
+        fetch_dump(dump, "news", tmp_path / f"{mode}.xml", tmp_path / f"{mode}.json", knowledge_base=kb)
+        kept[mode] = sorted(p.title for p in DumpReader(tmp_path / f"{mode}.xml"))
+        assert json.loads((tmp_path / f"{mode}.json").read_text())["hubs"][0]["linked_articles"] == mode
+    assert kept["all"] == sorted(["August 2023", *linked])  # Washington, D.C. and Hawaii are not in the dump
+    assert kept["dated"] == ["2023 Hawaii wildfires", "August 2023"]  # 2022 lies outside the window's years
+    assert kept["none"] == ["August 2023"]

@@ -122,7 +122,7 @@ def test_an_events_hub_keeps_its_selected_entries_and_their_links(api, tmp_path)
     titles, counts = fetch(api, tmp_path, kb)
     assert titles == ["August 2031", "Alpha"]  # Beta: out of scope; Gamma: out of the window
     assert counts["hubs"] == [{"hub": "August 2031", "kind": "events", "entries": 3, "undated": 0, "in_window": 2,
-                               "selected": 1, "links": 2, "sampled_out": 0}]
+                               "selected": 1, "linked_articles": "all", "links": 2, "sampled_out": 0}]
     assert counts["missing_titles"] == ["Orsan Republic"] and counts["redirects_followed"] == 1
     hub = next(p for p in DumpReader(tmp_path / "pages.xml") if p.title == "August 2031")
     assert hub.text == "August 3, 2031: The [[Alpha (island)|Alpha]] harbour reopens in the [[Orsan Republic]].\n"

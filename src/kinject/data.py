@@ -74,7 +74,7 @@ def events_settings(kb: dict) -> dict | None:
     if not events:
         return None
     return {"start": parse_day(events["start"], "events.start"), "end": parse_day(events["end"], "events.end"),
-            "scope": scope_regex(events.get("scope", []))}
+            "scope": scope_regex(events.get("scope", [])), "linked_articles": events.get("linked_articles", "all")}
 
 
 def selection_label(events: dict | None) -> str:
@@ -95,18 +95,23 @@ def hub_contribution(hub: str, kind: str, page: Page | None, links: list[str], *
     """What one hub adds to a knowledge base: (its own page or None, the titles it selects, its counts).
 
     kind page: the hub page itself and every page it links to; category: the category's articles;
-    events: a page of the hub's selected event entries (same title) and the articles those entries link to.
+    events: a page of the hub's selected event entries (same title) and the articles those entries link to
+    (all, dated or none of them: events.linked_articles).
     """
     stats, own = {"hub": hub, "kind": kind}, None
     if kind == "events":
-        selection = select_events(page.title, page.text, **events)
+        window = {key: events[key] for key in ("start", "end", "scope")}
+        selection = select_events(page.title, page.text, **window)
         stats.update(selection.counts)
-        links = selection.links(siteinfo, hub_titles)
+        linked = events["linked_articles"]
+        years = range(window["start"].year, window["end"].year + 1) if linked == "dated" else None
+        links = selection.links(siteinfo, hub_titles, years) if linked != "none" else []
+        stats["linked_articles"] = linked
         if selection.entries:
             own = Page(page.title, 0, page.id, page.revid, page.timestamp, None, selection.page_text())
-        log.info("%s: %d entries, %d dated, %d in the window, %d selected (in scope), linking to %d articles",
-                 hub, stats["entries"], stats["entries"] - stats["undated"], stats["in_window"], stats["selected"],
-                 len(links))
+        log.info("%s: %d entries, %d dated, %d in the window, %d selected (in scope), linking to %d articles "
+                 "(linked_articles: %s)", hub, stats["entries"], stats["entries"] - stats["undated"],
+                 stats["in_window"], stats["selected"], len(links), linked)
     stats["links"] = len(links)
     links, stats["sampled_out"] = sample_links(links, cap, seed, hub)
     if kind == "page":

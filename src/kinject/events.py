@@ -1,11 +1,13 @@
 """Current events as the paper built them: the dated event entries of Wikipedia's month pages, in a window and
-a scope (the paper: US events of August-November 2023), and the articles those entries link to.
+a scope (the paper: US events of August-November 2023), and articles those entries link to.
 
 A month page ("August 2023") lists events as bullet entries under day headings ("== August 1, 2023
 (Tuesday) =="); a year-in-a-country page ("2023 in the United States") lists them under month headings
 ("=== August ===") with the day at the head of each entry ("* August 8 – ..."). An entry is a top-level
 bullet with its sub-bullets; its date comes from its own head, else from the heading above it. An entry is
 selected when its date lies in the window and it, or the page's title, names one of the scope's terms.
+Which articles the entries link to join them is ``linked_articles``: all, dated (a year of the window in the
+title: Wikipedia's titles for event articles, "2023 Hawaii wildfires"), or none.
 """
 
 from __future__ import annotations
@@ -116,12 +118,15 @@ class EventSelection:
                               + " ".join(parts + lines[-1:]))
         return "\n\n".join(paragraphs) + "\n"
 
-    def links(self, siteinfo: SiteInfo, exclude: set[str]) -> list[str]:
-        """Articles the selected entries link to (calendar pages and the hubs themselves left out)."""
+    def links(self, siteinfo: SiteInfo, exclude: set[str], years: range | None = None) -> list[str]:
+        """Articles the selected entries link to (calendar pages and the hubs themselves left out); with
+        ``years``, only those whose title names one of them ("2023 Hawaii wildfires", not "Maui")."""
         out = {}
         for entry in self.entries:
             for title in article_links(entry.wikitext, siteinfo):
-                if title not in exclude and not _CALENDAR_TITLE.match(title):
+                if title in exclude or _CALENDAR_TITLE.match(title):
+                    continue
+                if years is None or any(int(year) in years for year in _YEAR.findall(title)):
                     out[title] = None
         return list(out)
 
