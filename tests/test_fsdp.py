@@ -99,6 +99,26 @@ def test_two_cpu_processes_under_fsdp_follow_the_one_process_loss_curve(job):
     assert "resuming from" not in log_two
 
 
+def test_the_sharded_run_saves_one_whole_bf16_model(job):
+    """The 2-process run's checkpoint is the gathered model in save_dtype (bf16 safetensors), not its shards,
+    and holds the weights the 1-process run trained, within a few bf16 steps of rounding."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    (_, _, one), (_, _, two) = run(job, 1), run(job, 2)
+    files = sorted(p.name for p in (two / "checkpoint").glob("*.safetensors"))
+    assert files == ["model.safetensors"]
+    with safe_open(two / "checkpoint" / "model.safetensors", "pt") as fh:
+        assert {fh.get_slice(name).get_dtype() for name in fh.keys()} == {"BF16"}
+    models = [AutoModelForCausalLM.from_pretrained(d / "checkpoint", dtype=torch.float32) for d in (one, two)]
+    base = AutoModelForCausalLM.from_pretrained(job[0] / "base", dtype=torch.float32)
+    for (name, a), (_, b), (_, start) in zip(*(m.state_dict().items() for m in (*models, base)), strict=True):
+        assert a.shape == b.shape, name
+        moved = (a - start).abs().max()
+        assert (a - b).abs().max() <= max(0.1 * moved, 8 * BF16_STEP * a.abs().max()), name
+
+
 def test_a_killed_sharded_run_resumes_and_reaches_the_same_loss(job):
     whole, _, _ = run(job, 2)
     argv, out = command(job, 2, "killed")
