@@ -57,14 +57,16 @@ def _mmlu_rows(records, subject: str, split: str) -> list[dict]:
              "answer": int(r["answer"]), "split": split, "chunk_id": None} for i, r in enumerate(records)]
 
 
+def mmlu_csv_candidates(root, subject: str, split: str) -> list[Path]:
+    """Where a split's CSV may lie in the original MMLU release layout: root/data/{split}/{subject}_{split}.csv,
+    or root/{split}/..."""
+    return [Path(root) / "data" / split / f"{subject}_{split}.csv", Path(root) / split / f"{subject}_{split}.csv"]
+
+
 def mmlu_csv_files(root, subject: str) -> dict[str, Path | None]:
-    """{split: its CSV or None} for test and dev, in the original MMLU release layout
-    (root/data/{split}/{subject}_{split}.csv, or root/{split}/...): rule load_mmlu_questions's inputs."""
-    files = {}
-    for split in ("test", "dev"):
-        candidates = [Path(root) / "data" / split / f"{subject}_{split}.csv", Path(root) / split / f"{subject}_{split}.csv"]
-        files[split] = next((p for p in candidates if p.exists()), None)
-    return files
+    """{split: its CSV or None} for test and dev: rule load_mmlu_questions's inputs."""
+    return {split: next((p for p in mmlu_csv_candidates(root, subject, split) if p.exists()), None)
+            for split in ("test", "dev")}
 
 
 def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
@@ -73,7 +75,7 @@ def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
     for split, path in mmlu_csv_files(root, subject).items():
         if path is None:
             if split == "test":
-                raise KinjectError(Path(root) / "data" / split / f"{subject}_{split}.csv",
+                raise KinjectError(mmlu_csv_candidates(root, subject, split)[0],
                                    f"MMLU test file for subject {subject!r} not found")
             continue
         df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
