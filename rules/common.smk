@@ -76,7 +76,7 @@ def compute_threads(rule_name="gpu_rules"):
 
 def expensive(path):
     """protected(path) under `protect: true` (the default): Snakemake write-protects the output once made and
-    refuses to re-run its job until you remove it yourself (see the README on freeing disk)."""
+    refuses to re-run its job until you remove it yourself (see docs/reruns.md on freeing disk)."""
     return protected(path) if config["protect"] else path
 
 

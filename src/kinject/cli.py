@@ -93,7 +93,7 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog="kinject", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    jobs = sub.add_parser("jobs", help="expected jobs per rule for a config (the README's formula)")
+    jobs = sub.add_parser("jobs", help="expected jobs per rule for a config (the formula in docs/plan.md)")
     jobs.add_argument("configfile", nargs="+")
     plan = sub.add_parser("plan", help="memory, GPU-hours, disk and LLM cost per rule before anything runs")
     plan.add_argument("configfile", nargs="*", default=["config.yaml"],

@@ -153,7 +153,7 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
 
 
 def expected_job_counts(config: dict) -> dict[str, int]:
-    """Jobs per rule for ``snakemake all`` from scratch (the formula the README documents)."""
+    """Jobs per rule for ``snakemake all`` from scratch (the formula docs/plan.md documents)."""
     models, tasks = config["models"], config["tasks"]
     n_models, n_tasks = len(models), len(tasks)
     generated = [t for t in tasks.values() if t["questions"]["source"] == "generated"]
