@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # rules' shell commands (accelerate launch) and the tests find the venv's tools first
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test venv
+.PHONY: demo test venv gpu-wheels gpu-check
 
 venv: $(VENV)/.installed
 
@@ -39,3 +39,26 @@ demo: venv
 
 test: venv $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf
 	$(BIN)/python -m pytest -ra
+
+# The prepared check for a lent GPU machine (docs/gpu-check.md). gpu-wheels, here: the wheels it needs there
+# (bench/gpu_wheels.txt, for CPython 3.12 on x86-64 Linux) into $(GPU_WHEELS), listed, checked to travel
+# (64 MiB with the working tree). gpu-check, there or here: installs the carried wheels where lm_eval is
+# missing, then runs bench/gpu_check.py (GPU_CHECK_ARGS=--quick: under 3 minutes); results under $$OUT there.
+GPU_WHEELS := .whl
+GPU_SITE := /tmp/kinject-gpu-site
+GPU_PYTHON := $(if $(wildcard $(BIN)/python),$(abspath $(BIN)/python),python3)
+GPU_CHECK_ARGS ?=
+gpu-wheels:
+	rm -rf $(GPU_WHEELS)
+	$(GPU_PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(GPU_WHEELS) -r bench/gpu_wheels.txt
+	$(GPU_PYTHON) bench/gpu_check.py --check-wheels $(GPU_WHEELS)
+
+gpu-check:
+	@if ! $(GPU_PYTHON) -c "import lm_eval" 2>/dev/null; then \
+		test -d $(GPU_WHEELS) || { echo "lm_eval missing and no $(GPU_WHEELS)/: make gpu-wheels, then carry it"; exit 1; }; \
+		$(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+			--target $(GPU_SITE) $(GPU_WHEELS)/*.whl; fi
+	PYTHONPATH=$(GPU_SITE):$(abspath src)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1 \
+		$(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)

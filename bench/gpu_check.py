@@ -266,9 +266,10 @@ def plan_estimate(name: str, shape: dict, settings: dict, config: dict, paramete
 
 
 def compare(measured: float, planned: float) -> dict:
-    ratio = measured / planned
-    return {"measured": measured, "plan": planned, "ratio": ratio,
-            "verdict": "ok" if abs(ratio - 1) <= PLAN_TOLERANCE else f"PLAN OFF by {abs(ratio - 1):.0%}"}
+    """The plan against the measurement: how far off it is, relative to what was measured."""
+    off = round(planned / measured - 1, 9)
+    verdict = "ok" if abs(off) <= PLAN_TOLERANCE else f"PLAN OFF by {abs(off):.0%} ({'above' if off > 0 else 'below'})"
+    return {"measured": measured, "plan": planned, "ratio": measured / planned, "plan_off": off, "verdict": verdict}
 
 
 def run_finetune(scratch: Path, quick: bool, name: str) -> dict:
@@ -373,6 +374,41 @@ def run_one(name: str, scratch: Path, quick: bool) -> None:
         traceback.print_exc()
         result = {"status": "failed", "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
     (scratch / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+
+
+# ---- the wheels that travel (make gpu-wheels) -----------------------------------------------------------
+
+TRAVEL_LIMIT = 64 * 2**20  # the device tool sends the working tree and the carried paths, 64 MiB in all
+
+
+def tree_bytes(root: Path = ROOT) -> int:
+    """Bytes of the working tree that travels: tracked files and untracked ones git does not ignore."""
+    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    return sum((root / n).stat().st_size for n in names if n and (root / n).is_file() and not (root / n).is_symlink())
+
+
+def check_wheels(folder: Path, tree: int | None = None) -> int:
+    """List the wheels in ``folder`` with their sizes; 1 (and why) when they and the tree exceed 64 MiB."""
+    wheels = sorted(folder.glob("*.whl"))
+    if not wheels:
+        print(f"gpu-wheels: no wheels in {folder}")
+        return 1
+    names = [w.name.split("-")[0].lower().replace("_", "-") for w in wheels]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    for w in wheels:
+        print(f"{w.stat().st_size / 2**20:8.2f} MiB  {w.name}")
+    total = sum(w.stat().st_size for w in wheels)
+    tree = tree_bytes() if tree is None else tree
+    print(f"{total / 2**20:8.2f} MiB  {len(wheels)} wheels; with the working tree ({tree / 2**20:.2f} MiB): "
+          f"{(total + tree) / 2**20:.2f} MiB of the {TRAVEL_LIMIT / 2**20:.0f} MiB that travel")
+    if twice:
+        print(f"gpu-wheels: two versions of {', '.join(twice)} in {folder}: pip would refuse the install")
+        return 1
+    if total + tree > TRAVEL_LIMIT:
+        print(f"gpu-wheels: over the {TRAVEL_LIMIT / 2**20:.0f} MiB limit by {(total + tree - TRAVEL_LIMIT) / 2**20:.2f} MiB")
+        return 1
+    return 0
 
 
 # ---- the parent: environment, steps under time limits, the results file --------------------------------
@@ -518,9 +554,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "results" / "gpu_check"),
                    help="results folder (default: $OUT on the device machine, else results/gpu_check)")
     p.add_argument("--only", help="comma-separated steps to run (the others are listed as not asked for)")
+    p.add_argument("--check-wheels", type=Path, metavar="DIR",
+                   help="list the wheels in DIR and check that they travel (make gpu-wheels), then exit")
     p.add_argument("--step", help=argparse.SUPPRESS)
     p.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.check_wheels:
+        return check_wheels(args.check_wheels)
     if args.step:
         run_one(args.step, args.scratch, args.quick)
         return 0
