@@ -144,6 +144,39 @@ def test_generate_then_select(tmp_path, chunks):
     assert (tmp_path / "q1.jsonl").read_text() == ""
 
 
+def letter_reply(req) -> str:
+    """fake_reply, but the question of chunk "beta" (or of every chunk) answered with letters, as LLMs like to."""
+    reply = json.loads(fake_reply(req))
+    for q in reply.get("questions", []):
+        q["answer"] = "ABCD"[q["answer"]]
+    return json.dumps(reply)
+
+
+@pytest.mark.parametrize("letters_in, fraction, stops", [("beta", 0.5, False), ("beta", 0.3, True),
+                                                           ("", 0.99, True)])
+def test_letter_answers_are_quarantined_and_too_many_stop_the_stage(tmp_path, chunks, letters_in, fraction, stops):
+    def backend(req):
+        return (letter_reply(req) if letters_in in req["messages"][-1]["content"] else fake_reply(req)), None
+
+    llm = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=backend)
+    out, quarantine = tmp_path / "cand.parquet", tmp_path / "q.jsonl"
+    run = lambda: generate_questions(chunks, out, quarantine, llm, per_chunk=4, seed=1,  # noqa: E731
+                                     max_quarantined_fraction=fraction)
+    reason = "answer 'A' is a letter, not the index 0-3 of the correct choice"
+    if stops:
+        calls = 1 if letters_in else 3
+        with pytest.raises(KinjectError) as err:
+            run()
+        assert str(err.value) == (f"{quarantine}: {calls} of 3 LLM calls quarantined ({calls / 3:.0%}), more than "
+                                  f"llm.max_quarantined_fraction {fraction:g} allows; the first: {reason}")
+        assert not out.exists()
+    else:
+        assert run() == "8 candidate questions from 3 chunks, 1 calls quarantined"
+        assert pd.read_parquet(out)["chunk_id"].unique().tolist() == ["1-0", "3-0"]
+    (entry,) = [json.loads(line) for line in quarantine.read_text().splitlines()][:1]
+    assert [r["error"] for r in entry["replies"]] == [reason] * 3  # asked again twice (invalid_retries), then kept
+
+
 def test_paraphrase_sets(tmp_path, chunks):
     llm = fake_llm(tmp_path)
     gen = tmp_path / "generated.parquet"

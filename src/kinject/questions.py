@@ -127,7 +127,10 @@ def valid_questions(n: int, options: int = 4):
             choices = [str(c) for c in q["choices"]]
             if len(choices) != options or len(set(choices)) != options:
                 raise ValueError(f"a question needs {options} distinct choices: {choices!r}")
-            answer = int(q["answer"])
+            answer = q["answer"]
+            if isinstance(answer, str) and answer.strip().upper() in LETTERS[:options]:
+                raise ValueError(f"answer {answer!r} is a letter, not the index 0-{options - 1} of the correct choice")
+            answer = int(answer)
             if not 0 <= answer < options or not str(q["question"]).strip():
                 raise ValueError(f"bad question or answer index: {q!r}")
             out.append({"question": str(q["question"]).strip(), "choices": choices, "answer": answer})
@@ -146,7 +149,19 @@ def valid_selection(n: int, keep: int):
     return validate
 
 
-def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_chunk: int, seed: int) -> None:
+def check_quarantined(client: LLMClient, calls: int, quarantine, max_fraction: float) -> None:
+    """Stop a stage whose LLM replies were mostly unusable instead of going on with what is left: more than
+    ``max_fraction`` (llm.max_quarantined_fraction) of its ``calls`` quarantined is a one-line error naming the
+    quarantine file and the first reply's reason (every invalid reply is also in the job's log)."""
+    count = len(client.quarantined)
+    if calls and count / calls > max_fraction:
+        reason = client.quarantined[0]["replies"][-1]["error"]
+        raise KinjectError(quarantine, f"{count} of {calls} LLM calls quarantined ({count / calls:.0%}), more than "
+                                       f"llm.max_quarantined_fraction {max_fraction:g} allows; the first: {reason}")
+
+
+def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_chunk: int, seed: int,
+                       max_quarantined_fraction: float = 1.0) -> None:
     """Ask for `per_chunk` specific multiple-choice questions about every chunk (the paper: 4)."""
     chunks = read_parquet(chunks_path, columns=["chunk_id", "text"])
     jobs = [(c.chunk_id, prompts.questions_messages(c.text, per_chunk)) for c in chunks.itertuples()]
@@ -157,6 +172,7 @@ def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_c
         rows += [{"chunk_id": chunk_id, "candidate": i, **q} for i, q in enumerate(qs or [])]
     client.log_spend()
     client.write_quarantine(quarantine)
+    check_quarantined(client, len(jobs), quarantine, max_quarantined_fraction)
     summary = f"{len(rows)} candidate questions from {len(jobs)} chunks, {len(client.quarantined)} calls quarantined"
     if not rows:
         raise KinjectError(chunks_path, "no chunk produced valid questions (see the quarantine file)")
@@ -164,7 +180,8 @@ def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_c
     return summary
 
 
-def select_questions(candidates_path, out, quarantine, client: LLMClient, *, keep: int, seed: int) -> None:
+def select_questions(candidates_path, out, quarantine, client: LLMClient, *, keep: int, seed: int,
+                     max_quarantined_fraction: float = 1.0) -> None:
     """Ask the LLM to keep the `keep` most specific candidates of each chunk (the paper: 2 of 4)."""
     cands = read_parquet(candidates_path, columns=["chunk_id", "candidate", "question", "choices", "answer"])
     groups = []
@@ -180,6 +197,8 @@ def select_questions(candidates_path, out, quarantine, client: LLMClient, *, kee
             rows.append({"id": f"{chunk_id}-q{j}", **listing[i], "split": "test", "chunk_id": chunk_id})
     client.log_spend()
     client.write_quarantine(quarantine)
+    check_quarantined(client, sum(len(listing) > keep for _, listing, _ in groups), quarantine,
+                      max_quarantined_fraction)
     write_questions(out, pd.DataFrame(rows, columns=COLUMNS))
     return f"{len(rows)} questions kept of {len(cands)} candidates, {len(client.quarantined)} calls quarantined"
 
