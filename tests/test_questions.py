@@ -34,6 +34,26 @@ def test_mmlu_csv_bad_answer_names_file_and_row(tmp_path):
         mmlu_from_csv(tmp_path, "atlas")
 
 
+GOOD_ROWS = 'Q1?,a,b,c,d,C\nQ2?,"5,300","9,600",g,h,A\nQ3?,a,b,c,d,B\n'
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD_ROWS.replace("Q2?", '"Q2?'), "malformed CSV at line 2: ',' expected after '\"'"),  # pandas misreads it silently
+    (GOOD_ROWS.replace(",h,A", ",h,A,x"), "row 2: 7 fields, expected 6 (question, A, B, C, D, answer)"),
+    (GOOD_ROWS.replace(",d,B", ",B"), "row 3: 5 fields, expected 6 (question, A, B, C, D, answer)"),
+    ("\n\n", "no questions in the file"),
+])
+def test_a_malformed_mmlu_csv_is_one_line_naming_the_file(tmp_path, text, message):
+    write_mmlu(tmp_path, "atlas", [])
+    path = tmp_path / "data" / "test" / "atlas_test.csv"
+    path.write_text(GOOD_ROWS)
+    assert mmlu_from_csv(tmp_path, "atlas")["choices"].map(list).tolist()[1] == ["5,300", "9,600", "g", "h"]
+    path.write_text(text)
+    with pytest.raises(KinjectError) as err:
+        mmlu_from_csv(tmp_path, "atlas")
+    assert str(err.value) == f"{path}: {message}"
+
+
 def questions_frame(**over):
     rows = [{"id": "a", "question": "Q?", "choices": ["x", "y"], "answer": 1, "split": "test", "chunk_id": None},
             {"id": "b", "question": "R?", "choices": ["x", "y"], "answer": 0, "split": "test", "chunk_id": None}]

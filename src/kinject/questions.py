@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -69,6 +70,25 @@ def mmlu_csv_files(root, subject: str) -> dict[str, Path | None]:
             for split in ("test", "dev")}
 
 
+def read_mmlu_csv(path) -> list[list[str]]:
+    """The rows of one MMLU CSV (no header; blank lines skipped), each of exactly 6 fields. The csv module in
+    strict mode, since a stray quote is not an error to pandas: it swallows the rows up to the next quote into
+    one question, silently."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, strict=True)
+            try:
+                rows = [row for row in reader if row]
+            except csv.Error as exc:
+                raise KinjectError(path, f"malformed CSV at line {reader.line_num}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise KinjectError(path, f"not UTF-8 text: {exc}") from None
+    for i, row in enumerate(rows, 1):
+        if len(row) != 6:
+            raise KinjectError(path, f"row {i}: {len(row)} fields, expected 6 (question, A, B, C, D, answer)")
+    return rows
+
+
 def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
     """The original MMLU release layout: data/{test,dev}/{subject}_{split}.csv, no header, answer letter."""
     rows = []
@@ -78,14 +98,13 @@ def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
                 raise KinjectError(mmlu_csv_candidates(root, subject, split)[0],
                                    f"MMLU test file for subject {subject!r} not found")
             continue
-        df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
-        if df.shape[1] != 6:
-            raise KinjectError(path, f"expected 6 columns (question, A, B, C, D, answer), found {df.shape[1]}")
         records = []
-        for i, r in enumerate(df.itertuples(index=False), 1):
+        for i, r in enumerate(read_mmlu_csv(path), 1):
             if r[5].strip() not in tuple(LETTERS):
                 raise KinjectError(path, f"row {i}: answer {r[5]!r} is not one of A, B, C, D")
             records.append({"question": r[0], "choices": list(r[1:5]), "answer": LETTERS.index(r[5].strip())})
+        if not records:
+            raise KinjectError(path, "no questions in the file")
         rows += _mmlu_rows(records, subject, split)
     return pd.DataFrame(rows, columns=COLUMNS)
 
