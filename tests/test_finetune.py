@@ -301,6 +301,14 @@ def test_bf16_on_a_gpu_without_it_is_one_line(monkeypatch):
     assert finetune.check_device("fp32", gpus=1) == "cuda"
 
 
+@pytest.mark.parametrize("cuda", [False, True])
+def test_a_job_that_asked_for_no_gpu_trains_on_the_cpu_on_any_host(monkeypatch, cuda):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # not asked: on the CPU it is fine
+    assert finetune.check_device("bf16", gpus=0) == finetune.check_device("fp32", gpus=0) == "cpu"
+    assert finetune.check_device("fp32", gpus=1, allow_cpu=True) == ("cuda" if cuda else "cpu")
+
+
 def paper_job(rule, task):
     config = load_config(ROOT / "config.yaml")
     resources = finetune.job_resources(config, rule)
