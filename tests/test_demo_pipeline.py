@@ -143,6 +143,7 @@ CONFIG_EDITS = [
     ("llm.temperature", 0.5, ["generate_questions", "select_questions", "paraphrase_chunks",
                               "validation_paraphrases"]),
     ("llm.mode", "live", []),
+    ("llm.max_quarantined_fraction", 0.5, []),  # when a stage stops, not what it writes
     ("paraphrases.per_call", 2, ["paraphrase_chunks"]),
     ("paraphrases.allow_incomplete", True,
      [f"results/current_events/paraphrases/paraphrases_k{k}.parquet" for k in CE_SETS if k]),
