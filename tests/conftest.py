@@ -1,7 +1,8 @@
 """Shared pytest fixtures, the suite's tiers and its rule on skips.
 
 Tiers: a test that uses a pipeline-running fixture (PIPELINE_FIXTURES, directly or through another fixture)
-is marked `slow` here at collection, so the marker cannot fall behind; `make check` runs `-m "not slow"`.
+is marked `slow` here at collection, so the marker cannot fall behind; a test not marked slow that runs
+Snakemake itself (run_snakemake, other than a dry run) fails, saying so. `make check` runs `-m "not slow"`.
 Skips: a test may skip only where this host cannot run it (no local SLURM cluster); KINJECT_REQUIRE_SLURM=1
 turns that skip into a failure, KINJECT_REQUIRE_ALL=1 turns every skip into one (`.ci/run` sets both).
 """
@@ -36,6 +37,18 @@ def skip_unless_required(variable: str, reason: str):
     if required(variable):
         pytest.fail(f"{reason} ({variable}=1 or {REQUIRE_ALL}=1: this test must run here)", pytrace=False)
     pytest.skip(reason)
+
+
+_RUNNING = {}  # the test being run (its fixtures' setup included): what run_snakemake checks
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _RUNNING["item"] = item
+    try:
+        return (yield)
+    finally:
+        _RUNNING.pop("item", None)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -86,10 +99,15 @@ def copy_checkout(dest: Path) -> Path:
 
 
 def run_snakemake(workdir: Path, *args, env=None, timeout=1800):
-    """`snakemake ARGS` in workdir with the venv's tools first on PATH; returns the CompletedProcess."""
-    import os
+    """`snakemake ARGS` in workdir with the venv's tools first on PATH; returns the CompletedProcess. Anything
+    but a dry run (-n) is the slow tier's: from a test not marked slow it fails the test."""
     import subprocess
     import sys
+
+    item = _RUNNING.get("item")
+    if item is not None and item.get_closest_marker("slow") is None and not {"-n", "--dry-run"} & set(args):
+        pytest.fail(f"{item.nodeid} runs Snakemake (snakemake {' '.join(map(str, args))}): mark it slow, or use "
+                    "a fixture of conftest.PIPELINE_FIXTURES", pytrace=False)
 
     env = dict(env or os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

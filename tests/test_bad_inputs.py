@@ -89,7 +89,7 @@ def test_a_sigkilled_run_resumes_the_fine_tune_from_its_last_checkpoint(tmp_path
     config = tiny_demo_config(workdir)
     config["models"]["tiny-llama"]["build"]["pretrain_epochs"] = 1  # the base model only has to exist
     (workdir / "kill.yaml").write_text(yaml.safe_dump(config))
-    target = ["--cores", "2", "--configfile", "kill.yaml", f"{FINETUNE}/checkpoint"]
+    target = [f"{FINETUNE}/checkpoint", "--cores", "2", "--configfile", "kill.yaml"]
     whole = run_snakemake(workdir, *target)
     assert whole.returncode == 0, whole.stderr[-3000:]
     reference = pd.read_csv(workdir / FINETUNE / "train_loss.csv")

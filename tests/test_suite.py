@@ -46,6 +46,15 @@ def test_host_without_x():
 
 def test_runs():
     pass
+
+
+def test_runs_snakemake_unmarked(tmp_path):
+    conftest.run_snakemake(tmp_path, "--version")
+
+
+@pytest.mark.slow
+def test_runs_snakemake_marked(tmp_path):
+    assert conftest.run_snakemake(tmp_path, "--version").returncode == 0
 '''
 
 
@@ -65,10 +74,19 @@ def probe(tmp_path, *args, **env) -> tuple[subprocess.CompletedProcess, dict[str
 
 def test_pipeline_fixtures_put_a_test_in_the_slow_tier(tmp_path):
     proc, _ = probe(tmp_path, "--collect-only", "-m", "not slow")
-    assert re.findall(r"<Function (test_\w+)>", proc.stdout) == ["test_host_without_x", "test_runs"], proc.stdout
-    assert "2/4 tests collected (2 deselected)" in proc.stdout
+    assert re.findall(r"<Function (test_\w+)>", proc.stdout) == ["test_host_without_x", "test_runs",
+                                                                "test_runs_snakemake_unmarked"], proc.stdout
+    assert "3/6 tests collected (3 deselected)" in proc.stdout
     proc, _ = probe(tmp_path, "--collect-only", "-m", "slow")
-    assert re.findall(r"<Function (test_\w+)>", proc.stdout) == ["test_on_the_cluster", "test_on_the_demo_run"]
+    assert re.findall(r"<Function (test_\w+)>", proc.stdout) == ["test_on_the_cluster", "test_on_the_demo_run",
+                                                                "test_runs_snakemake_marked"]
+
+
+def test_a_fast_test_that_runs_snakemake_fails_saying_so(tmp_path):
+    proc, outcomes = probe(tmp_path, "-k", "snakemake")
+    assert outcomes == {"test_runs_snakemake_unmarked": "FAILED", "test_runs_snakemake_marked": "PASSED"}, proc.stdout
+    assert ("test_probe.py::test_runs_snakemake_unmarked runs Snakemake (snakemake --version): mark it slow, or use "
+            "a fixture of conftest.PIPELINE_FIXTURES") in proc.stdout
 
 
 @pytest.mark.parametrize("env, cluster, plain", [
@@ -77,7 +95,7 @@ def test_pipeline_fixtures_put_a_test_in_the_slow_tier(tmp_path):
     ({"KINJECT_REQUIRE_ALL": "1"}, "ERROR", "FAILED"),
 ])
 def test_a_skip_fails_where_the_environment_requires_the_test(tmp_path, env, cluster, plain):
-    proc, outcomes = probe(tmp_path, "-k", "not demo_run", **env)
+    proc, outcomes = probe(tmp_path, "-k", "not demo_run and not snakemake", **env)
     assert outcomes == {"test_on_the_cluster": cluster, "test_host_without_x": plain, "test_runs": "PASSED"}, \
         proc.stdout[-3000:]
     assert "no local SLURM cluster: no root here" in proc.stdout
