@@ -1,13 +1,15 @@
 # The two commands of the README:
 #   make demo   set up a fresh machine and run the embedded offline demo to its result tables
 #   make test   set up a fresh machine and run the whole test suite
+# and a developer's quick one:
+#   make check  the fast tier: every test not marked slow (no pipeline run), the slowest listed
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # rules' shell commands (accelerate launch) and the tests find the venv's tools first
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test venv gpu-wheels gpu-check
+.PHONY: demo test check venv gpu-wheels gpu-check
 
 venv: $(VENV)/.installed
 
@@ -37,8 +39,14 @@ $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf: | $(VENV)/.installed
 demo: venv
 	$(BIN)/snakemake all --cores 2 --configfile config/demo.yaml
 
+# Both tiers in a shuffled order (pytest-random-order; the seed is printed: --random-order-seed=N replays it)
+PYTEST := $(BIN)/python -m pytest -ra --random-order --durations=15
+
 test: venv $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf
-	$(BIN)/python -m pytest -ra
+	$(PYTEST)
+
+check: venv $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf
+	$(PYTEST) -m "not slow"
 
 # The prepared check for a lent GPU machine (docs/gpu-check.md). gpu-wheels, here: the wheels it needs there
 # (bench/gpu_wheels.txt, for CPython 3.12 on x86-64 Linux) into $(GPU_WHEELS), listed, checked to travel

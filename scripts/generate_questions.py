@@ -4,4 +4,5 @@ from kinject.questions import generate_questions
 
 rule_main(snakemake, generate_questions, snakemake.input[0], snakemake.output.candidates,
           snakemake.output.quarantine, client_from_config({**snakemake.config["llm"], **snakemake.params.llm}),
-          per_chunk=snakemake.params.per_chunk, seed=snakemake.params.seed)
+          per_chunk=snakemake.params.per_chunk, seed=snakemake.params.seed,
+          max_quarantined_fraction=snakemake.config["llm"]["max_quarantined_fraction"])

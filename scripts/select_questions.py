@@ -4,4 +4,5 @@ from kinject.questions import select_questions
 
 rule_main(snakemake, select_questions, snakemake.input[0], snakemake.output.selected,
           snakemake.output.quarantine, client_from_config({**snakemake.config["llm"], **snakemake.params.llm}),
-          keep=snakemake.params.keep, seed=snakemake.params.seed)
+          keep=snakemake.params.keep, seed=snakemake.params.seed,
+          max_quarantined_fraction=snakemake.config["llm"]["max_quarantined_fraction"])

@@ -1,5 +1,13 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, the suite's tiers and its rule on skips.
 
+Tiers: a test that uses a pipeline-running fixture (PIPELINE_FIXTURES, directly or through another fixture)
+is marked `slow` here at collection, so the marker cannot fall behind; a test not marked slow that runs
+Snakemake itself (run_snakemake, other than a dry run) fails, saying so. `make check` runs `-m "not slow"`.
+Skips: a test may skip only where this host cannot run it (no local SLURM cluster); KINJECT_REQUIRE_SLURM=1
+turns that skip into a failure, KINJECT_REQUIRE_ALL=1 turns every skip into one (`.ci/run` sets both).
+"""
+
+import os
 import tempfile
 from pathlib import Path
 
@@ -7,10 +15,57 @@ import pytest
 
 from slurm_cluster import SlurmUnavailable, local_slurm_cluster
 
+# Session fixtures that run the pipeline (or a heavy part of it) before their tests can start.
+PIPELINE_FIXTURES = frozenset({"demo_run", "small_demo_local", "smollm2", "demo_tasks", "slurm_cluster"})
+REQUIRE_ALL = "KINJECT_REQUIRE_ALL"
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = pytest.mark.slow
+    for item in items:
+        if PIPELINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(slow)
+
+
+def required(variable: str) -> bool:
+    """Whether a skip guarded by `variable` must fail instead: it, or KINJECT_REQUIRE_ALL, is set to 1."""
+    return "1" in (os.environ.get(variable), os.environ.get(REQUIRE_ALL))
+
+
+def skip_unless_required(variable: str, reason: str):
+    """pytest.skip(reason), or pytest.fail where the environment requires the test to run (`required`)."""
+    if required(variable):
+        pytest.fail(f"{reason} ({variable}=1 or {REQUIRE_ALL}=1: this test must run here)", pytrace=False)
+    pytest.skip(reason)
+
+
+_RUNNING = {}  # the test being run (its fixtures' setup included): what run_snakemake checks
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _RUNNING["item"] = item
+    try:
+        return (yield)
+    finally:
+        _RUNNING.pop("item", None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With KINJECT_REQUIRE_ALL=1, any other skip (pytest.skip, importorskip, a skip marker) fails the test."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail") and os.environ.get(REQUIRE_ALL) == "1":
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped, but {REQUIRE_ALL}=1 requires every test to run: {reason}"
+    return report
+
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A live one-node SLURM cluster on localhost for the whole session (skips where none can run).
+    """A live one-node SLURM cluster on localhost for the whole session (skips where none can run, fails
+    there with KINJECT_REQUIRE_SLURM=1).
 
     Its state lives in its own temporary directory, not under pytest's basetemp, which concurrent
     pytest sessions may rotate away while the daemons still run.
@@ -19,8 +74,10 @@ def slurm_cluster():
         with tempfile.TemporaryDirectory(prefix="kinject-slurm-") as workdir, \
                 local_slurm_cluster(Path(workdir)) as cluster:
             yield cluster
-    except SlurmUnavailable as reason:
-        pytest.skip(f"no local SLURM cluster: {reason}")
+            return
+    except SlurmUnavailable as error:
+        reason = f"no local SLURM cluster: {error}"
+    skip_unless_required("KINJECT_REQUIRE_SLURM", reason)
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,10 +99,15 @@ def copy_checkout(dest: Path) -> Path:
 
 
 def run_snakemake(workdir: Path, *args, env=None, timeout=1800):
-    """`snakemake ARGS` in workdir with the venv's tools first on PATH; returns the CompletedProcess."""
-    import os
+    """`snakemake ARGS` in workdir with the venv's tools first on PATH; returns the CompletedProcess. Anything
+    but a dry run (-n) is the slow tier's: from a test not marked slow it fails the test."""
     import subprocess
     import sys
+
+    item = _RUNNING.get("item")
+    if item is not None and item.get_closest_marker("slow") is None and not {"-n", "--dry-run"} & set(args):
+        pytest.fail(f"{item.nodeid} runs Snakemake (snakemake {' '.join(map(str, args))}): mark it slow, or use "
+                    "a fixture of conftest.PIPELINE_FIXTURES", pytrace=False)
 
     env = dict(env or os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

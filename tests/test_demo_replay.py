@@ -14,6 +14,7 @@ import yaml
 from conftest import REPO, copy_checkout, run_snakemake
 from loopback import Handler, serve
 
+pytestmark = pytest.mark.slow  # each runs the demo's LLM rules (or the cache build) in a fresh copy
 CACHE = "resources/demo/llm_cache"
 # the demo's four LLM rules: generate_questions, select_questions, paraphrase_chunks, validation_paraphrases
 LLM_TARGETS = ["results/current_events/questions/selected.parquet",

@@ -276,8 +276,8 @@ def test_gradient_checkpointing_recomputes_and_trains_the_same_model(base, tmp_p
     assert recomputed["final_loss"] == pytest.approx(plain["final_loss"], rel=1e-5)
 
 
-def test_a_gpu_job_without_cuda_stops_before_the_model_loads(tmp_path, capsys):
-    assert not torch.cuda.is_available()
+def test_a_gpu_job_without_cuda_stops_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU host, whatever this one is
     with pytest.raises(SystemExit) as exit_info:  # neither the model nor the data exist: the check comes first
         finetune.main(["--base", str(tmp_path / "no-model"), "--train", str(tmp_path / "no.parquet"),
                        "--out", str(tmp_path / "o"), "--loss-csv", str(tmp_path / "l.csv"), "--lr", "1e-3",
@@ -299,6 +299,14 @@ def test_bf16_on_a_gpu_without_it_is_one_line(monkeypatch):
         finetune.check_device("bf16", gpus=1)
     assert str(err.value) == "precision: bf16 is not supported by Tesla V100-SXM2-32GB; set precision: fp32"
     assert finetune.check_device("fp32", gpus=1) == "cuda"
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_a_job_that_asked_for_no_gpu_trains_on_the_cpu_on_any_host(monkeypatch, cuda):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # not asked: on the CPU it is fine
+    assert finetune.check_device("bf16", gpus=0) == finetune.check_device("fp32", gpus=0) == "cpu"
+    assert finetune.check_device("fp32", gpus=1, allow_cpu=True) == ("cuda" if cuda else "cpu")
 
 
 def paper_job(rule, task):

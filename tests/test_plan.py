@@ -69,7 +69,7 @@ def test_parameter_formula_gives_the_published_7b_counts():
 
 
 def test_parameter_formula_matches_transformers_for_grouped_query_attention():
-    torch = pytest.importorskip("torch")
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     figures = dict(hidden_size=64, num_layers=3, num_heads=8, num_kv_heads=2, intermediate_size=160, vocab_size=300)

@@ -34,6 +34,26 @@ def test_mmlu_csv_bad_answer_names_file_and_row(tmp_path):
         mmlu_from_csv(tmp_path, "atlas")
 
 
+GOOD_ROWS = 'Q1?,a,b,c,d,C\nQ2?,"5,300","9,600",g,h,A\nQ3?,a,b,c,d,B\n'
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD_ROWS.replace("Q2?", '"Q2?'), "malformed CSV at line 2: ',' expected after '\"'"),  # pandas misreads it silently
+    (GOOD_ROWS.replace(",h,A", ",h,A,x"), "row 2: 7 fields, expected 6 (question, A, B, C, D, answer)"),
+    (GOOD_ROWS.replace(",d,B", ",B"), "row 3: 5 fields, expected 6 (question, A, B, C, D, answer)"),
+    ("\n\n", "no questions in the file"),
+])
+def test_a_malformed_mmlu_csv_is_one_line_naming_the_file(tmp_path, text, message):
+    write_mmlu(tmp_path, "atlas", [])
+    path = tmp_path / "data" / "test" / "atlas_test.csv"
+    path.write_text(GOOD_ROWS)
+    assert mmlu_from_csv(tmp_path, "atlas")["choices"].map(list).tolist()[1] == ["5,300", "9,600", "g", "h"]
+    path.write_text(text)
+    with pytest.raises(KinjectError) as err:
+        mmlu_from_csv(tmp_path, "atlas")
+    assert str(err.value) == f"{path}: {message}"
+
+
 def questions_frame(**over):
     rows = [{"id": "a", "question": "Q?", "choices": ["x", "y"], "answer": 1, "split": "test", "chunk_id": None},
             {"id": "b", "question": "R?", "choices": ["x", "y"], "answer": 0, "split": "test", "chunk_id": None}]
@@ -142,6 +162,39 @@ def test_generate_then_select(tmp_path, chunks):
     assert len(sel) == 6 and sel["id"].tolist()[:2] == ["1-0-q0", "1-0-q1"]
     assert sel["question"].tolist()[:2] == ["Q3 seed 1?", "Q1 seed 1?"]  # the picked candidates, in the picked order
     assert (tmp_path / "q1.jsonl").read_text() == ""
+
+
+def letter_reply(req) -> str:
+    """fake_reply, but the question of chunk "beta" (or of every chunk) answered with letters, as LLMs like to."""
+    reply = json.loads(fake_reply(req))
+    for q in reply.get("questions", []):
+        q["answer"] = "ABCD"[q["answer"]]
+    return json.dumps(reply)
+
+
+@pytest.mark.parametrize("letters_in, fraction, stops", [("beta", 0.5, False), ("beta", 0.3, True),
+                                                           ("", 0.99, True)])
+def test_letter_answers_are_quarantined_and_too_many_stop_the_stage(tmp_path, chunks, letters_in, fraction, stops):
+    def backend(req):
+        return (letter_reply(req) if letters_in in req["messages"][-1]["content"] else fake_reply(req)), None
+
+    llm = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=backend)
+    out, quarantine = tmp_path / "cand.parquet", tmp_path / "q.jsonl"
+    run = lambda: generate_questions(chunks, out, quarantine, llm, per_chunk=4, seed=1,  # noqa: E731
+                                     max_quarantined_fraction=fraction)
+    reason = "answer 'A' is a letter, not the index 0-3 of the correct choice"
+    if stops:
+        calls = 1 if letters_in else 3
+        with pytest.raises(KinjectError) as err:
+            run()
+        assert str(err.value) == (f"{quarantine}: {calls} of 3 LLM calls quarantined ({calls / 3:.0%}), more than "
+                                  f"llm.max_quarantined_fraction {fraction:g} allows; the first: {reason}")
+        assert not out.exists()
+    else:
+        assert run() == "8 candidate questions from 3 chunks, 1 calls quarantined"
+        assert pd.read_parquet(out)["chunk_id"].unique().tolist() == ["1-0", "3-0"]
+    (entry,) = [json.loads(line) for line in quarantine.read_text().splitlines()][:1]
+    assert [r["error"] for r in entry["replies"]] == [reason] * 3  # asked again twice (invalid_retries), then kept
 
 
 def test_paraphrase_sets(tmp_path, chunks):

@@ -31,13 +31,20 @@ def torch_dtype(precision: str):
 def check_gpu(gpus: int, allow_cpu: bool, where) -> str:
     """The device a job runs on: 'cuda' when it was given GPUs and CUDA works; 'cpu' when it asked for none.
 
-    A job that asked for GPUs but sees no CUDA fails with one line, unless ``resources.allow_cpu`` is set
-    (then the CPU run is logged), so a misconfigured node never silently runs a 7B job on CPU.
+    A job that asked for no GPU is given none, like a SLURM job allocated none: CUDA_VISIBLE_DEVICES is set
+    empty in its process (and so in what it launches, e.g. ``accelerate launch``) before anything touches
+    CUDA, so every library in it (lm-eval, transformers, sentence-transformers) sees only the CPU, even on a
+    GPU host where Snakemake's local scheduler does not count the GPU as taken. A job that asked for GPUs but
+    sees no CUDA fails with one line, unless ``resources.allow_cpu`` is set (then the CPU run is logged), so a
+    misconfigured node never silently runs a 7B job on CPU.
     """
+    if gpus <= 0:
+        if os.environ.get("CUDA_VISIBLE_DEVICES") != "":
+            log.info("the job asked for no GPU: CUDA_VISIBLE_DEVICES set empty, it runs on the CPU")
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        return "cpu"
     import torch
 
-    if gpus <= 0:
-        return "cuda" if torch.cuda.is_available() else "cpu"
     if torch.cuda.is_available():
         return "cuda"
     if not allow_cpu:

@@ -181,6 +181,7 @@ def _digest(blocks) -> str:
 def check_device(precision: str = "fp32", *, gpus: int = 0, allow_cpu: bool = False) -> str:
     """The device training will use ("cuda" or "cpu"), or a one-line error where the request cannot be met.
 
+    A job that asks for no GPU trains on the CPU, on any host (as ``kinject.device.check_gpu`` decides).
     A job that asks for GPUs and finds no CUDA stops here (before any model loads) unless ``allow_cpu``;
     bf16 on a CUDA device without bf16 is an error, not a silent fallback to fp32. On CPU, bf16 autocast
     always runs (natively where the CPU has AVX512-BF16/AMX, emulated and slower elsewhere: logged).
@@ -189,7 +190,7 @@ def check_device(precision: str = "fp32", *, gpus: int = 0, allow_cpu: bool = Fa
 
     if precision not in MIXED_PRECISION:
         raise KinjectError("precision", f"must be one of {sorted(MIXED_PRECISION)}, got {precision!r}")
-    cuda = torch.cuda.is_available()
+    cuda = gpus > 0 and torch.cuda.is_available()
     if gpus > 0 and not cuda and not allow_cpu:
         raise KinjectError("resources", f"the job asks for {gpus} GPU(s) but CUDA is not available here "
                            "(set resources.allow_cpu: true to train on CPU instead)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -69,6 +70,25 @@ def mmlu_csv_files(root, subject: str) -> dict[str, Path | None]:
             for split in ("test", "dev")}
 
 
+def read_mmlu_csv(path) -> list[list[str]]:
+    """The rows of one MMLU CSV (no header; blank lines skipped), each of exactly 6 fields. The csv module in
+    strict mode, since a stray quote is not an error to pandas: it swallows the rows up to the next quote into
+    one question, silently."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, strict=True)
+            try:
+                rows = [row for row in reader if row]
+            except csv.Error as exc:
+                raise KinjectError(path, f"malformed CSV at line {reader.line_num}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise KinjectError(path, f"not UTF-8 text: {exc}") from None
+    for i, row in enumerate(rows, 1):
+        if len(row) != 6:
+            raise KinjectError(path, f"row {i}: {len(row)} fields, expected 6 (question, A, B, C, D, answer)")
+    return rows
+
+
 def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
     """The original MMLU release layout: data/{test,dev}/{subject}_{split}.csv, no header, answer letter."""
     rows = []
@@ -78,14 +98,13 @@ def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
                 raise KinjectError(mmlu_csv_candidates(root, subject, split)[0],
                                    f"MMLU test file for subject {subject!r} not found")
             continue
-        df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
-        if df.shape[1] != 6:
-            raise KinjectError(path, f"expected 6 columns (question, A, B, C, D, answer), found {df.shape[1]}")
         records = []
-        for i, r in enumerate(df.itertuples(index=False), 1):
+        for i, r in enumerate(read_mmlu_csv(path), 1):
             if r[5].strip() not in tuple(LETTERS):
                 raise KinjectError(path, f"row {i}: answer {r[5]!r} is not one of A, B, C, D")
             records.append({"question": r[0], "choices": list(r[1:5]), "answer": LETTERS.index(r[5].strip())})
+        if not records:
+            raise KinjectError(path, "no questions in the file")
         rows += _mmlu_rows(records, subject, split)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -127,7 +146,10 @@ def valid_questions(n: int, options: int = 4):
             choices = [str(c) for c in q["choices"]]
             if len(choices) != options or len(set(choices)) != options:
                 raise ValueError(f"a question needs {options} distinct choices: {choices!r}")
-            answer = int(q["answer"])
+            answer = q["answer"]
+            if isinstance(answer, str) and answer.strip().upper() in LETTERS[:options]:
+                raise ValueError(f"answer {answer!r} is a letter, not the index 0-{options - 1} of the correct choice")
+            answer = int(answer)
             if not 0 <= answer < options or not str(q["question"]).strip():
                 raise ValueError(f"bad question or answer index: {q!r}")
             out.append({"question": str(q["question"]).strip(), "choices": choices, "answer": answer})
@@ -146,7 +168,19 @@ def valid_selection(n: int, keep: int):
     return validate
 
 
-def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_chunk: int, seed: int) -> None:
+def check_quarantined(client: LLMClient, calls: int, quarantine, max_fraction: float) -> None:
+    """Stop a stage whose LLM replies were mostly unusable instead of going on with what is left: more than
+    ``max_fraction`` (llm.max_quarantined_fraction) of its ``calls`` quarantined is a one-line error naming the
+    quarantine file and the first reply's reason (every invalid reply is also in the job's log)."""
+    count = len(client.quarantined)
+    if calls and count / calls > max_fraction:
+        reason = client.quarantined[0]["replies"][-1]["error"]
+        raise KinjectError(quarantine, f"{count} of {calls} LLM calls quarantined ({count / calls:.0%}), more than "
+                                       f"llm.max_quarantined_fraction {max_fraction:g} allows; the first: {reason}")
+
+
+def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_chunk: int, seed: int,
+                       max_quarantined_fraction: float = 1.0) -> None:
     """Ask for `per_chunk` specific multiple-choice questions about every chunk (the paper: 4)."""
     chunks = read_parquet(chunks_path, columns=["chunk_id", "text"])
     jobs = [(c.chunk_id, prompts.questions_messages(c.text, per_chunk)) for c in chunks.itertuples()]
@@ -157,6 +191,7 @@ def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_c
         rows += [{"chunk_id": chunk_id, "candidate": i, **q} for i, q in enumerate(qs or [])]
     client.log_spend()
     client.write_quarantine(quarantine)
+    check_quarantined(client, len(jobs), quarantine, max_quarantined_fraction)
     summary = f"{len(rows)} candidate questions from {len(jobs)} chunks, {len(client.quarantined)} calls quarantined"
     if not rows:
         raise KinjectError(chunks_path, "no chunk produced valid questions (see the quarantine file)")
@@ -164,7 +199,8 @@ def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_c
     return summary
 
 
-def select_questions(candidates_path, out, quarantine, client: LLMClient, *, keep: int, seed: int) -> None:
+def select_questions(candidates_path, out, quarantine, client: LLMClient, *, keep: int, seed: int,
+                     max_quarantined_fraction: float = 1.0) -> None:
     """Ask the LLM to keep the `keep` most specific candidates of each chunk (the paper: 2 of 4)."""
     cands = read_parquet(candidates_path, columns=["chunk_id", "candidate", "question", "choices", "answer"])
     groups = []
@@ -180,6 +216,8 @@ def select_questions(candidates_path, out, quarantine, client: LLMClient, *, kee
             rows.append({"id": f"{chunk_id}-q{j}", **listing[i], "split": "test", "chunk_id": chunk_id})
     client.log_spend()
     client.write_quarantine(quarantine)
+    check_quarantined(client, sum(len(listing) > keep for _, listing, _ in groups), quarantine,
+                      max_quarantined_fraction)
     write_questions(out, pd.DataFrame(rows, columns=COLUMNS))
     return f"{len(rows)} questions kept of {len(cands)} candidates, {len(client.quarantined)} calls quarantined"
 
