@@ -8,6 +8,3 @@ class KinjectError(Exception):
         self.path = str(path)
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.path}: {self.problem}")
-
-    def __reduce__(self):  # raised in a worker process, it crosses back to the parent whole
-        return type(self), (self.path, self.problem)

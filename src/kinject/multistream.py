@@ -4,8 +4,9 @@ Wikipedia's ``pages-articles-multistream.xml.bz2`` is a chain of independent bzi
 ``<mediawiki>`` and its ``<siteinfo>``, each next one about 100 whole ``<page>`` elements, the last the closing
 tag; ``...-multistream-index.txt.bz2`` has one line ``offset:page_id:title`` per page, the offset being the
 byte where the page's stream starts. So a page is read by decompressing one stream, and the streams of a full
-scan can be decompressed and parsed by a pool of processes, their pages handed on in the dump's order with a
-fixed number of stream groups in flight (memory stays bounded whatever the dump's size). Anything else (plain
+scan can be decompressed by a pool of threads (libbz2 releases the GIL; decompression is ~80 % of a pass) while
+the reading thread parses them, their pages handed on in the dump's order with a fixed number of stream groups
+in flight (memory stays bounded whatever the dump's size). Anything else (plain
 XML, gzip, a single-stream bzip2, a multistream file whose streams do not hold whole pages) is read by
 ``DumpReader`` in one sequential pass, as the log says.
 
@@ -18,10 +19,11 @@ from __future__ import annotations
 import bz2
 import io
 import logging
+import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from xml.sax.saxutils import unescape
 
@@ -53,7 +55,7 @@ def index_path(dump, given=None) -> Path | None:
                  if p.is_file()), None)
 
 
-# Reading streams (in a worker process) ---------------------------------------------------------------------
+# Reading streams -------------------------------------------------------------------------------------------
 
 def decompress_streams(data: bytes, where: Callable[[str], KinjectError]) -> bytes:
     """Every bzip2 stream of `data`, one after the other, decompressed; each must end within it."""
@@ -63,7 +65,7 @@ def decompress_streams(data: bytes, where: Callable[[str], KinjectError]) -> byt
             raise where("does not start a bzip2 stream")
         decompressor = bz2.BZ2Decompressor()
         try:
-            out.append(decompressor.decompress(data))
+            out.append(decompressor.decompress(data))  # libbz2 releases the GIL: threads decompress in parallel
         except OSError as exc:
             raise where(f"is not a valid bzip2 stream ({exc})") from None
         if not decompressor.eof:
@@ -72,46 +74,48 @@ def decompress_streams(data: bytes, where: Callable[[str], KinjectError]) -> byt
     return b"".join(out)
 
 
-_worker: dict = {}
+class Streams:
+    """Groups of consecutive streams of a multistream dump: decompressed by ``xml`` (thread-safe: a worker
+    thread's job), parsed by ``pages`` as a sequential pass parses them (the dump's header wrapped around)."""
 
+    def __init__(self, path, header: bytes, index=None):
+        self.path, self.header, self.index = str(path), header, index
+        self.fd = os.open(path, os.O_RDONLY)
 
-def _init_worker(path: str, header: bytes) -> None:
-    _worker.update(path=path, header=header, fh=open(path, "rb"))
+    def close(self) -> None:
+        os.close(self.fd)
 
+    def where(self, start: int) -> Callable[[str], KinjectError]:
+        if self.index:
+            return lambda problem: KinjectError(self.path, f"byte {start}, where the index {self.index} says a "
+                                                f"stream starts, {problem}: the dump and its index disagree")
+        return lambda problem: KinjectError(self.path, f"the bzip2 stream at byte {start} {problem}")
 
-def _read_group(start: int, end: int, expect: dict[str, str] | None = None,
-                index: str | None = None) -> tuple[list[Page], int, int]:
-    """The pages of the streams in bytes [start, end) of the dump, parsed as a sequential pass parses them,
-    their number and decompressed size. With `expect` (title -> page id, from the index): each must be there
-    with that id, and only those pages come back, as (place in the group, page)."""
-    path, fh = _worker["path"], _worker["fh"]
+    def xml(self, start: int, end: int) -> bytes:
+        """The streams in bytes [start, end) of the dump, decompressed."""
+        return decompress_streams(os.pread(self.fd, end - start, start), self.where(start))
 
-    def where(problem):
-        if index:
-            return KinjectError(path, f"byte {start}, where the index {index} says a stream starts, {problem}: "
-                                "the dump and its index disagree")
-        return KinjectError(path, f"the bzip2 stream at byte {start} {problem}")
-
-    fh.seek(start)
-    xml = decompress_streams(fh.read(end - start), where)
-    size, body = len(xml), xml.strip()
-    if body.endswith(_TAIL):
-        body = body[: -len(_TAIL)].rstrip()
-    if not body:
-        pages = []
-    elif not (body.startswith(_PAGE_OPEN) and body.endswith(_PAGE_CLOSE)):
-        raise where("does not hold whole <page> elements (not a Wikipedia multistream dump)")
-    else:
-        pages = list(DumpReader(io.BytesIO(_worker["header"] + body + b"\n" + _TAIL + b"\n"), name=path))
-    for title, page_id in (expect or {}).items():
-        found = next((p for p in pages if p.title == title), None)
-        if found is None or found.id != page_id:
-            held = f"holds it with id {found.id}" if found else "does not hold it"
-            raise KinjectError(path, f"the index {index} puts page {page_id} {title!r} in the stream at byte "
-                               f"{start}, which {held}: the dump and its index disagree")
-    if expect is not None:
-        return [(i, p) for i, p in enumerate(pages) if p.title in expect], len(pages), size
-    return pages, len(pages), size
+    def pages(self, start: int, xml: bytes, expect: dict[str, str] | None = None) -> tuple[list, int]:
+        """The pages of a group's XML and their number. With `expect` (title -> page id, from the index): each
+        must be there with that id, and only those pages come back, as (place in the group, page)."""
+        body = xml.strip()
+        if body.endswith(_TAIL):
+            body = body[: -len(_TAIL)].rstrip()
+        if not body:
+            pages = []
+        elif not (body.startswith(_PAGE_OPEN) and body.endswith(_PAGE_CLOSE)):
+            raise self.where(start)("does not hold whole <page> elements (not a Wikipedia multistream dump)")
+        else:
+            pages = list(DumpReader(io.BytesIO(self.header + body + b"\n" + _TAIL + b"\n"), name=self.path))
+        if expect is None:
+            return pages, len(pages)
+        for title, page_id in expect.items():
+            found = next((p for p in pages if p.title == title), None)
+            if found is None or found.id != page_id:
+                held = f"holds it with id {found.id}" if found else "does not hold it"
+                raise KinjectError(self.path, f"the index {self.index} puts page {page_id} {title!r} in the stream "
+                                   f"at byte {start}, which {held}: the dump and its index disagree")
+        return [(i, p) for i, p in enumerate(pages) if p.title in expect], len(pages)
 
 
 # Finding the streams ---------------------------------------------------------------------------------------
@@ -150,9 +154,9 @@ def header_of(path) -> tuple[bytes, int] | None:
 # Readers ---------------------------------------------------------------------------------------------------
 
 class ParallelReader:
-    """Every page of a multistream dump, in the dump's order, its streams decompressed and parsed by `threads`
-    processes, at most 2 x threads groups of ~GROUP_BYTES compressed bytes in flight. Same interface as
-    DumpReader (iterate; ``pages`` and ``bytes`` count what was read)."""
+    """Every page of a multistream dump, in the dump's order, its streams decompressed by `threads` threads
+    (libbz2 releases the GIL) and parsed by this one, at most 2 x threads groups of ~GROUP_BYTES compressed
+    bytes in flight. Same interface as DumpReader (iterate; ``pages`` and ``bytes`` count what was read)."""
 
     def __init__(self, path, header: tuple[bytes, int], threads: int):
         self.path, (self.header, self.first), self.threads = Path(path), header, threads
@@ -169,22 +173,26 @@ class ParallelReader:
 
     def __iter__(self) -> Iterator[Page]:
         self.pages, self.bytes = 0, len(self.header)
-        with ProcessPoolExecutor(self.threads, initializer=_init_worker,
-                                 initargs=(str(self.path), self.header)) as pool:
-            window: deque = deque()
-            for start, end in self.groups():
-                window.append(pool.submit(_read_group, start, end))
-                if len(window) >= 2 * self.threads:
-                    yield from self._take(window.popleft())
-            while window:
-                yield from self._take(window.popleft())
+        streams = Streams(self.path, self.header)
+        try:
+            with ThreadPoolExecutor(self.threads) as pool:
+                window: deque = deque()
+                for start, end in self.groups():
+                    window.append((start, pool.submit(streams.xml, start, end)))
+                    if len(window) >= 2 * self.threads:
+                        yield from self._take(streams, *window.popleft())
+                while window:
+                    yield from self._take(streams, *window.popleft())
+        finally:
+            streams.close()
         if self.pages == 0:
             raise KinjectError(self.path, "MediaWiki export holds no <page>")
 
-    def _take(self, future) -> list[Page]:
-        pages, n_pages, size = future.result()
+    def _take(self, streams: Streams, start: int, future) -> list[Page]:
+        xml = future.result()
+        pages, n_pages = streams.pages(start, xml)
         self.pages += n_pages
-        self.bytes += size
+        self.bytes += len(xml)
         return pages
 
 
@@ -257,8 +265,7 @@ class DumpSource:
 
     def scan(self):
         if self.header is not None and self.threads > 1:
-            log.info("%s: multistream bzip2, streams decompressed and parsed by %d processes", self.dump,
-                     self.threads)
+            log.info("%s: multistream bzip2, streams decompressed by %d threads", self.dump, self.threads)
             return ParallelReader(self.dump, self.header, self.threads)
         if self.header is not None:
             why = "multistream bzip2 on 1 thread: resources.fetch.cpus_per_task is 1"
@@ -277,10 +284,11 @@ class DumpSource:
         found: dict[str, tuple[int, int, Page]] = {}
         counts = {"pages": 0, "bytes": 0, "streams": 0}
 
-        def take(offset, future, asked):
-            pages, n_pages, n_bytes = future.result()
+        def take(offset, future, expect, asked):
+            xml = future.result()
+            pages, n_pages = streams.pages(offset, xml, expect)
             counts["pages"] += n_pages
-            counts["bytes"] += n_bytes
+            counts["bytes"] += len(xml)
             counts["streams"] += 1
             for i, page in pages:
                 if page.title in asked and page.title not in found:
@@ -288,17 +296,20 @@ class DumpSource:
                     if follow and (target := follow(page)):
                         wanted.add(target)
 
-        with ProcessPoolExecutor(self.threads, initializer=_init_worker,
-                                 initargs=(str(self.dump), self.header[0])) as pool:
-            while new := wanted - looked_up:  # a round per step of redirects followed
-                looked_up |= new
-                window: deque = deque()
-                for offset, (end, expect) in sorted(index.lookup(new).items()):
-                    window.append((offset, pool.submit(_read_group, offset, end, expect, str(self.index))))
-                    if len(window) >= 2 * self.threads:
+        streams = Streams(self.dump, self.header[0], self.index)
+        try:
+            with ThreadPoolExecutor(self.threads) as pool:
+                while new := wanted - looked_up:  # a round per step of redirects followed
+                    looked_up |= new
+                    window: deque = deque()
+                    for offset, (end, expect) in sorted(index.lookup(new).items()):
+                        window.append((offset, pool.submit(streams.xml, offset, end), expect))
+                        if len(window) >= 2 * self.threads:
+                            take(*window.popleft(), new)
+                    while window:
                         take(*window.popleft(), new)
-                while window:
-                    take(*window.popleft(), new)
+        finally:
+            streams.close()
         log.info("%s: %d of %d titles found through the index %s, in %d stream reads (%d pages, %.1f MB of XML)",
                  self.dump, len(found), len(wanted), self.index, counts["streams"], counts["pages"],
                  counts["bytes"] / 1e6)
