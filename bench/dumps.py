@@ -10,11 +10,13 @@ best of --repeats each:
 
 - selection: 1,000 titles of the quarter (so in every dump), picked at random over it ("scattered": ~1,000
   streams of 100 pages) or as 10 runs of 100 consecutive pages ("clustered": ~10 streams), through the index,
-  against today's pass (the same titles, the dump without its index), on the half and on the full dump:
-  seconds, and the exports compared byte for byte;
-- full scan: every article page, on `os.cpu_count()` processes, against today's one-thread pass and against
-  `bzip2 -dc > /dev/null` (decompression alone) on the quarter: MB/s of XML; on the full dump, once each,
-  with the peak RSS (the process's high-water mark, or its largest pool worker's) against the quarter's.
+  on the half and on the full dump (flat when the dump doubles), against today's pass (the dump without its
+  index) of the full dump, run once: a whole pass whatever the titles. Exports compared by sha256 (the
+  clustered selection's on the quarter, against today's pass of it);
+- full scan: every article page, on `os.cpu_count()` threads, against today's one-thread pass and against
+  `bzip2 -dc > /dev/null` (decompression alone) on the quarter: MB/s of XML and CPU seconds (of the reading
+  thread and of the decompressing threads: on a shared machine the wall time says how busy the others are,
+  the CPU seconds bound what idle cores give); on the full dump once, its peak RSS against the quarter's.
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ import json, resource, sys, time
 from kinject.data import fetch_dump
 src, out, counts, kb, threads = sys.argv[1:6]
 start, cpu = time.perf_counter(), time.process_time()
+main = time.thread_time()
 fetch_dump(src, "bench", out, counts, knowledge_base=json.loads(kb), threads=int(threads))
-seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+seconds, cpu, main = time.perf_counter() - start, time.process_time() - cpu, time.thread_time() - main
 own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(seconds, max(own, kids.ru_maxrss), cpu, kids.ru_utime + kids.ru_stime)  # kB, CPU s (imports apart)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # none: the pool is threads
+print(seconds, max(own, kids.ru_maxrss), main, cpu - main)  # kB; CPU s of this thread and the others (imports apart)
 """
 
 
@@ -64,7 +67,7 @@ def fetch(src: Path, out: Path, threads: int = 1, **kb) -> dict:
             "counts": json.loads(counts.read_text())}
 
 
-def prefix(dump: Path, streams: list, fraction: float, out: Path) -> int:
+def prefix(dump: Path, streams: list, fraction: float, out: Path) -> int:  # noqa: D401
     """The first `fraction` of a multistream dump (its header and the page streams before that much XML, then
     the closing tag's stream) and its index: the dump as it was when smaller. Returns its XML bytes."""
     total = streams[-1][1]
@@ -93,23 +96,28 @@ def timed_row(stage, size, naive, naive_s, ours, our_s, note, same=True):
             "kinject value": our_s, "unit": "s", "ratio": ratio, "verdict": verdict, "note": note}
 
 
-def make_dumps(size_mb: float, tmp: Path, seed: int) -> tuple[dict, dict, list]:
-    """The full synthetic multistream dump and its index (kept when already in tmp), its quarter and half (cut
-    from it), the same three under names without an index next to them (today's pass); their XML sizes."""
-    names = ("quarter", "half", "full")
+CUTS = {"small": 1 / 32, "eighth": 1 / 8, "half": 1 / 2}  # prefixes cut from the full dump
+
+
+def make_dumps(size_mb: float, tmp: Path, seed: int) -> tuple[dict, dict, dict, list]:
+    """The full synthetic multistream dump and its index (kept when already in tmp), prefixes of it (CUTS: its
+    first streams, the dump as it was when smaller), the same under names without an index next to them
+    (today's pass); their XML sizes and the full dump's streams."""
+    names = (*CUTS, "full")
     tmp.mkdir(parents=True, exist_ok=True)
     dumps = {n: tmp / f"{n}wiki-20231101-pages-articles-multistream.xml.bz2" for n in names}
     sizes_json = tmp / f"sizes-{size_mb:g}-{seed}.json"
     if not sizes_json.exists():
         started = time.perf_counter()
         sizes = {"full": cleaning.synthetic_dumps([dumps["full"]], [size_mb], seed, multistream=True)[0]}
-        streams = json.loads(Path(f"{dumps['full']}.streams.json").read_text())
-        for n, fraction in (("quarter", 0.25), ("half", 0.5)):
-            sizes[n] = prefix(dumps["full"], streams, fraction, dumps[n])
-        print(f"synthetic multistream dumps written in {time.perf_counter() - started:.0f} s", flush=True)
+        print(f"synthetic multistream dump written in {time.perf_counter() - started:.0f} s", flush=True)
         sizes_json.write_text(json.dumps(sizes))
     sizes = json.loads(sizes_json.read_text())
     streams = json.loads(Path(f"{dumps['full']}.streams.json").read_text())
+    for n, fraction in CUTS.items():
+        if n not in sizes or not dumps[n].exists():
+            sizes[n] = prefix(dumps["full"], streams, fraction, dumps[n])
+    sizes_json.write_text(json.dumps(sizes))
     bare = {}  # the same dumps under a name without an index: today's pass
     for n, dump in dumps.items():
         bare[n] = tmp / "bare" / n / "pages.xml.bz2"
@@ -120,19 +128,15 @@ def make_dumps(size_mb: float, tmp: Path, seed: int) -> tuple[dict, dict, list]:
 
 
 def bench_dumps(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) -> list[dict]:
-    names = ("quarter", "half", "full")
+    """The rows; see the module's docstring."""
     dumps, bare, sizes, streams = make_dumps(size_mb, tmp, seed)
-    entries = bz2.decompress(cleaning.index_of(dumps["quarter"]).read_bytes()).decode().splitlines()
+    entries = bz2.decompress(cleaning.index_of(dumps["small"]).read_bytes()).decode().splitlines()
     rng = random.Random(seed)
-    picks = {"scattered": [e.split(":", 2)[2] for e in rng.sample(entries, 1000)]}
     starts = sorted(rng.sample(range(len(entries) - 100), 10))
-    picks["clustered"] = list(dict.fromkeys(e.split(":", 2)[2] for s in starts for e in entries[s: s + 100]))
-    titles = {}
-    for kind, chosen in picks.items():
-        titles[kind] = tmp / f"{kind}.txt"
-        titles[kind].write_text("\n".join(chosen) + "\n", encoding="utf-8")
-    threads = os.cpu_count()
-    out = tmp / "out.xml"
+    chosen = list(dict.fromkeys(e.split(":", 2)[2] for s in starts for e in entries[s: s + 100]))
+    titles = tmp / "clustered.txt"
+    titles.write_text("\n".join(chosen) + "\n", encoding="utf-8")
+    threads, out = os.cpu_count(), tmp / "out.xml"
     m: dict[str, list[dict]] = {}
 
     def run(key, *args, **kwargs):
@@ -141,69 +145,63 @@ def bench_dumps(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) -> l
     t_bzip2 = []
     for i in range(repeats):  # interleaved: one of each per round
         print(f"round {i + 1} of {repeats}", flush=True)
-        for kind, path in titles.items():
-            for n in ("half", "full"):
-                run(f"index {kind} {n}", dumps[n], out, threads, titles=str(path))
-        run("scan quarter", dumps["quarter"], out, threads)
-        run("today scan quarter", bare["quarter"], out, 1)
+        for n in ("small", "half", "full"):
+            run(f"index {n}", dumps[n], out, threads, titles=str(titles))
+        run("today small", bare["small"], out, 1, titles=str(titles))
+        run("scan small", dumps["small"], out, threads)
+        run("today scan small", bare["small"], out, 1)
         with open(os.devnull, "wb") as null:
-            t_bzip2.append(wall(["bzip2", "-dc", str(dumps["quarter"])], stdout=null))
-    # today's pass over the full dump for each selection (a whole pass each), and the parallel scan of it
-    for kind, path in titles.items():
-        print(f"today's pass, {kind} titles", flush=True)
-        run(f"today {kind} full", bare["full"], out, 1, titles=str(path))
-    print("the full dump's parallel scan", flush=True)
-    run("scan full", dumps["full"], out, threads)
+            t_bzip2.append(wall(["bzip2", "-dc", str(dumps["small"])], stdout=null))
+    print("the eighth's parallel scan", flush=True)
+    run("scan eighth", dumps["eighth"], out, threads)
 
     best = {key: min(runs, key=lambda r: r["s"]) for key, runs in m.items()}
-    xml_mb = {n: sizes[n] / 1e6 for n in names}
-    label = {n: f"{xml_mb[n]:,.0f} MB XML (the {n}, {dumps[n].stat().st_size / 1e6:,.0f} MB bz2)" for n in names}
-    label["full"] = (f"{xml_mb['full']:,.0f} MB XML ({dumps['full'].stat().st_size / 1e6:,.0f} MB bz2, "
-                     f"{best['scan full']['counts']['pages_in']:,} pages, {len(streams) - 2:,} page streams)")
-    rows = []
-    for kind in titles:
-        ours, today, half = best[f"index {kind} full"], best[f"today {kind} full"], best[f"index {kind} half"]
-        same = ours["sha"] == today["sha"]
-        c = ours["counts"]
-        rows.append(timed_row(
-            f"dumps: select 1,000 titles ({kind})", label["full"], "today's pass (no index, 1 thread)", today["s"],
-            f"through the index, {threads} processes", ours["s"],
-            f"{c['streams_read']} stream reads ({c['pages_in']:,} pages, {c['xml_bytes'] / 1e6:,.1f} MB of XML) for "
-            f"{c['requested']} titles, {c['pages_kept']} kept; export {'identical' if same else 'DIFFERENT'} "
-            f"(sha256); best of {len(m[f'index {kind} full'])} vs 1 run; peak RSS {ours['rss']:.0f} MB vs "
-            f"{today['rss']:.0f} MB; CPU s (main + workers) {sum(ours['cpu']):.1f} vs {sum(today['cpu']):.1f}",
-            same))
-        rows.append(timed_row(
-            f"dumps: select 1,000 titles ({kind}), dump doubled", label["full"], "the same on the half",
-            half["s"], "the full dump", ours["s"],
-            f"ratio ~1: flat; best of {repeats} each; {half['counts']['streams_read']} vs {c['streams_read']} stream "
-            f"reads; the half's export identical to the full's: {half['sha'] == ours['sha']}",
-            half["sha"] == ours["sha"]))
-    ours, today = best["scan quarter"], best["today scan quarter"]
-    q = xml_mb["quarter"]
+    mb = {n: sizes[n] / 1e6 for n in sizes}
+    label = {n: f"{mb[n]:,.0f} MB XML ({dumps[n].stat().st_size / 1e6:,.0f} MB bz2; the {n} prefix)" for n in CUTS}
+    label["full"] = (f"{mb['full']:,.0f} MB XML ({dumps['full'].stat().st_size / 1e6:,.0f} MB bz2, "
+                     f"{len(streams) - 2:,} page streams of 100 pages)")
+    scale = mb["full"] / mb["small"]
+    ours, today, small = best["index full"], best["today small"], best["index small"]
+    c = ours["counts"]
+    same = small["sha"] == today["sha"] == ours["sha"] == best["index half"]["sha"]
+    today_full, today_cpu = today["s"] * scale, sum(today["cpu"]) * scale
+    rows = [
+        timed_row("dumps: select 1,000 titles (clustered)", label["full"],
+                  f"today's pass (no index, 1 thread), extrapolated x{scale:.0f} from the {mb['small']:.0f} MB prefix",
+                  today_full, f"through the index, {threads} threads", ours["s"],
+                  f"{c['streams_read']} stream reads ({c['pages_in']:,} pages, {c['xml_bytes'] / 1e6:,.1f} MB of XML) "
+                  f"for {c['requested']} titles (10 runs of 100 consecutive pages), {c['pages_kept']} kept; export "
+                  f"{'identical' if same else 'DIFFERENT'} (sha256: today's pass of the prefix, the index on the "
+                  f"prefix, the half and the full dump); best of {repeats} each; today's pass: {today['s']:.1f} s on "
+                  f"the prefix (a whole pass: linear in the dump's size); CPU s {sum(ours['cpu']):.2f} vs "
+                  f"{today_cpu:.0f} (x{today_cpu / sum(ours['cpu']):.0f}); peak RSS {ours['rss']:.0f} MB", same),
+        timed_row("dumps: select 1,000 titles, the dump doubled", label["full"], "the same on the half",
+                  best["index half"]["s"], "the full dump", ours["s"],
+                  f"ratio ~1: flat; best of {repeats} each; on the {mb['small']:.0f} MB prefix: {small['s']:.2f} s; "
+                  f"{best['index half']['counts']['streams_read']} vs {c['streams_read']} stream reads", same),
+    ]
+    ours, today_q = best["scan small"], best["today scan small"]
+    q = mb["small"]
     main_cpu, workers_cpu = ours["cpu"]
     idle = max(main_cpu, (main_cpu + workers_cpu) / threads)
     rows.append(cleaning.compared(
-        "dumps: full scan vs today's fetch", label["quarter"], "today's fetch_dump (1 thread)", q / today["s"],
-        f"parallel scan, {threads} processes", q / ours["s"], "MB/s",
-        f"best of {repeats} each, interleaved; export {'identical' if ours['sha'] == today['sha'] else 'DIFFERENT'}; "
-        f"CPU s: main {main_cpu:.1f} + workers {workers_cpu:.1f} vs today {sum(today['cpu']):.1f}; on {threads} idle "
-        f"cores its wall time would be >= {idle:.1f} s (max of the main process's CPU and all CPU / cores): "
-        f"{q / idle:.1f} MB/s, x{sum(today['cpu']) / idle:.2f} today's CPU-bound rate"))
+        "dumps: full scan vs today's fetch", label["small"], "today's fetch_dump (1 thread)", q / today_q["s"],
+        f"parallel scan, {threads} threads", q / ours["s"], "MB/s",
+        f"best of {repeats} each, interleaved; export {'identical' if ours['sha'] == today_q['sha'] else 'DIFFERENT'}; "
+        f"CPU s: reading thread {main_cpu:.1f} + decompressing threads {workers_cpu:.1f} vs today's "
+        f"{sum(today_q['cpu']):.1f}; bound on {threads} idle cores: >= {idle:.1f} s (the reading thread's CPU, or "
+        f"all CPU / cores), <= {q / idle:.1f} MB/s, x{sum(today_q['cpu']) / idle:.2f} today's CPU time"))
     rows.append(cleaning.compared(
-        "dumps: full scan vs bz2 alone", label["quarter"], "bzip2 -dc > /dev/null (libbz2, 1 thread)",
-        q / min(t_bzip2), f"parallel scan, {threads} processes", q / ours["s"], "MB/s",
+        "dumps: full scan vs bz2 alone", label["small"], "bzip2 -dc > /dev/null (libbz2, 1 thread)",
+        q / min(t_bzip2), f"parallel scan, {threads} threads", q / ours["s"], "MB/s",
         f"best of {repeats} each, interleaved; the scan also parses every page and writes the article pages"))
-    full, q_rss = best["scan full"], best["scan quarter"]["rss"]
+    eighth = best["scan eighth"]
     rows.append(cleaning.row(
-        "dumps: full scan, the full dump", label["full"], f"parallel scan, {threads} processes",
-        xml_mb["full"] / full["s"], "MB/s", "", f"one run: {full['s']:.1f} s; today's pass of a selection over the "
-        f"same dump: {min(best[f'today {k} full']['s'] for k in titles):.1f} s; export of every article page"))
-    rows.append(cleaning.row(
-        "dumps: full scan, peak RSS", label["full"], f"parallel scan, {threads} processes", full["rss"], "MB",
-        "ok" if full["rss"] < RSS_LIMIT_MB and full["rss"] < 1.25 * q_rss else
+        "dumps: full scan, peak RSS", label["eighth"], f"parallel scan, {threads} threads", eighth["rss"], "MB",
+        "ok" if eighth["rss"] < RSS_LIMIT_MB and eighth["rss"] < 1.25 * ours["rss"] else
         f"TOO HIGH (goal < {RSS_LIMIT_MB} MB, flat)",
-        f"{q_rss:.0f} MB on the quarter: x{full['rss'] / q_rss:.2f}; today's pass {today['rss']:.0f} MB on the quarter"))
+        f"{ours['rss']:.0f} MB on the {mb['small']:.0f} MB prefix (a quarter of it): x{eighth['rss'] / ours['rss']:.2f}; "
+        f"today's pass {today_q['rss']:.0f} MB; {mb['eighth'] / eighth['s']:.2f} MB/s ({eighth['s']:.0f} s, one run)"))
     return rows
 
 
