@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from kinject.multistream import MultistreamWriter
 from kinject.wikidump import ENWIKI_NAMESPACES, EXPORT_XMLNS, SiteInfo, export_header
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,15 +79,41 @@ def _page(pid: int, title: str, text: str, ns: int = 0, redirect: str | None = N
             f"      <text bytes=\"{len(text)}\" xml:space=\"preserve\">{text}</text>\n    </revision>\n  </page>\n")
 
 
-def synthetic_dumps(paths: list[Path], sizes_mb: list[float], seed: int = 0) -> list[int]:
+class _Multistream(MultistreamWriter):
+    """A MultistreamWriter that takes pages as synthetic_dumps writes them (their title and id read back), and
+    keeps where each stream starts: (byte offset, XML bytes before it), for cutting prefixes (bench/dumps.py)."""
+
+    def __init__(self, dump, index, header: str):
+        self.streams, self.xml = [], 0
+        super().__init__(dump, index, header)
+
+    def _stream(self, text: str) -> None:
+        self.streams.append((self.offset, self.xml))
+        self.xml += len(text.encode("utf-8"))
+        super()._stream(text)
+
+    def write(self, page: str) -> None:
+        self.add(page, page.split("<id>", 1)[1].split("<", 1)[0], page.split("<title>", 1)[1].split("<", 1)[0])
+
+
+def index_of(dump: Path) -> Path:
+    """The standard name of a multistream dump's index (X-multistream.xml.bz2 -> X-multistream-index.txt.bz2)."""
+    return dump.with_name(dump.name[: -len(".xml.bz2")] + "-index.txt.bz2")
+
+
+def synthetic_dumps(paths: list[Path], sizes_mb: list[float], seed: int = 0, multistream: bool = False) -> list[int]:
     """Write bzip2 dumps of at least sizes_mb MB of decompressed XML each (ascending sizes, each one the start
-    of the next: generated once, streamed out); return their decompressed sizes in bytes."""
+    of the next: generated once, streamed out); return their decompressed sizes in bytes. multistream: as
+    Wikipedia's pages-articles-multistream (100 pages a stream), each with its index (``index_of``)."""
     rng = random.Random(seed)
     titles = [f"{rng.choice(WORDS).capitalize()} {rng.choice(WORDS)} {i}" for i in range(5000)]
-    outs = [bz2.open(path, "wt", encoding="utf-8") for path in paths]
+    if multistream:
+        outs = [_Multistream(path, index_of(path), HEAD) for path in paths]
+    else:
+        outs = [bz2.open(path, "wt", encoding="utf-8") for path in paths]
+        for out in outs:
+            out.write(HEAD)
     sizes, written, pid = [], len(HEAD.encode()), 0
-    for out in outs:
-        out.write(HEAD)
     for out, size_mb in zip(outs, sizes_mb):
         while written < size_mb * 1e6:
             pid += 1
@@ -102,8 +129,12 @@ def synthetic_dumps(paths: list[Path], sizes_mb: list[float], seed: int = 0) -> 
             for still_open in outs[len(sizes):]:
                 still_open.write(page)
             written += len(page.encode())
-        out.write("</mediawiki>\n")
-        out.close()
+        if multistream:
+            out.close("</mediawiki>\n")
+            Path(f"{out.out.name}.streams.json").write_text(json.dumps(out.streams))
+        else:
+            out.write("</mediawiki>\n")
+            out.close()
         sizes.append(written + len(b"</mediawiki>\n"))
     return sizes
 

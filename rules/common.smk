@@ -169,7 +169,7 @@ def mmlu_csv_input(wildcards):
 def fetch_input(wildcards):
     """The dump (source: dump) and the file naming the knowledge base's pages (titles or hub pages), if any."""
     kb = task_cfg(wildcards)["knowledge_base"]
-    named = [kb[key] for key in ("titles", "hub_pages_file") if key in kb]
+    named = [kb[key] for key in ("titles", "hub_pages_file", "index") if key in kb]
     return ([kb["path"]] if kb["source"] == "dump" else []) + named
 
 

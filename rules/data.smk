@@ -14,6 +14,7 @@ rule fetch:
         seed=links_seed,
     log:
         "logs/fetch/{task}.log",
+    threads: config["resources"]["fetch"]["cpus_per_task"]
     resources:
         mem_mb=2000,
         runtime=600,

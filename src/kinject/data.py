@@ -28,6 +28,7 @@ from wikiextractor.extract import _DEFAULT_IGNORED_TAG_PATTERNS, Extractor, igno
 from kinject.errors import KinjectError
 from kinject.events import parse_day, scope_regex, select_events
 from kinject.io import atomic_path, read_parquet, write_json, write_parquet
+from kinject.multistream import DumpSource
 from kinject.wikidump import (DROP_REASONS, DumpReader, Page, PageWriter, SiteInfo, article_links, category_regex,
                               drop_reason, redirect_target)
 
@@ -169,13 +170,16 @@ def _redirect(page: Page, siteinfo: SiteInfo) -> str | None:
     return siteinfo.normalize(redirect_target(page) or "")
 
 
-def select_from_dump(dump, wanted: list[str], siteinfo: SiteInfo, sink: PageSink, stats: dict) -> None:
+def select_from_dump(source: DumpSource, wanted: list[str], siteinfo: SiteInfo, sink: PageSink, stats: dict) -> None:
     """Keep the wanted pages of a dump in one streaming pass. A wanted redirect leads to its target: picked
-    up in the same pass when it comes later in the dump, else in a second pass over the dump (only then)."""
+    up in the same pass when it comes later in the dump, else in a second pass over the dump (only then).
+    With a multistream index, the passes run over the pages of the wanted titles and of the redirects'
+    targets alone, read from their streams and in the dump's order: the same pages kept, in the same order."""
     pending = set(wanted) - sink.found
     stats["requested"] = len(set(wanted))
     redirects: dict[str, str] = {}
-    reader = DumpReader(dump)
+    indexed = source.select(pending, follow=lambda page: _redirect(page, siteinfo))
+    reader = indexed if indexed is not None else source.scan()
     for page in reader:
         if page.title not in pending:
             continue
@@ -188,12 +192,16 @@ def select_from_dump(dump, wanted: list[str], siteinfo: SiteInfo, sink: PageSink
         redirects[page.title] = target
         if target and target not in sink.found:
             pending.add(target)
-    stats["passes"] += 1
     stats["pages_in"], stats["xml_bytes"] = reader.pages, reader.bytes
+    if indexed is not None:
+        stats["index"], stats["streams_read"] = str(source.index), indexed.streams
+    else:
+        stats["passes"] += 1
     earlier = pending & set(redirects.values())
     if earlier:
-        log.info("%d redirect targets come before their redirect in the dump: a second pass", len(earlier))
-        for page in DumpReader(dump):
+        log.info("%d redirect targets come before their redirect in the dump: a second pass%s", len(earlier),
+                 " (over the pages read through the index)" if indexed is not None else "")
+        for page in indexed if indexed is not None else source.scan():
             if page.title in earlier:
                 earlier.discard(page.title)
                 pending.discard(page.title)
@@ -201,20 +209,23 @@ def select_from_dump(dump, wanted: list[str], siteinfo: SiteInfo, sink: PageSink
                     sink.offer(page, siteinfo)
                 else:  # a double redirect is not followed (MediaWiki does not follow one either)
                     sink.drop("redirect")
-        stats["passes"] += 1
+        stats["passes"] += indexed is None
     stats["redirects_followed"] = len(redirects)
     _missing(stats, pending, "article pages of the dump")
 
 
-def dump_hubs(dump, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[dict, dict[str, list[str]]]:
+def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[dict, dict[str, list[str]]]:
     """One streaming pass for the hub pages' texts and the articles filed in the hub categories (found by their
-    [[Category:...]] tags); memory holds only those."""
+    [[Category:...]] tags); memory holds only those. Without category hubs, a multistream index reads the hub
+    pages' streams alone."""
+    dump = source.dump
     categories = {siteinfo.normalize(h): h for h in hubs if siteinfo.namespace_of(h) == 14}
     pages = {siteinfo.normalize(h): None for h in hubs if siteinfo.namespace_of(h) != 14}
     members: dict[str, list[str]] = {c: [] for c in categories}
     category_ns = siteinfo.namespaces.get(14, ("Category", ""))[0] or "Category"
     tags = category_regex(list(categories), siteinfo)
-    for page in DumpReader(dump):
+    indexed = None if categories else source.select(pages)
+    for page in indexed if indexed is not None else source.scan():
         if page.title in pages:
             target = _redirect(page, siteinfo)
             if target is not None:
@@ -224,19 +235,19 @@ def dump_hubs(dump, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[d
         if tags is not None and drop_reason(page) is None:
             for m in tags.finditer(page.text):
                 members[siteinfo.normalize(f"{category_ns}:{m[1]}")].append(page.title)
-    stats["passes"] += 1
+    stats["passes"] += indexed is None
     missing = [title for title, page in pages.items() if page is None]
     if missing:
         raise KinjectError(dump, f"hub page(s) not in the dump: {', '.join(missing)}")
     return pages, {c: list(dict.fromkeys(m)) for c, m in members.items()}
 
 
-def hub_selection_from_dump(dump, hubs: list[str], kb: dict, siteinfo: SiteInfo, sink: PageSink, stats: dict,
+def hub_selection_from_dump(source: DumpSource, hubs: list[str], kb: dict, siteinfo: SiteInfo, sink: PageSink, stats: dict,
                             seed: int | None) -> list[str]:
     """The titles the hub pages of a dump select; an events hub's page of selected entries goes to the sink."""
     events = events_settings(kb)
     stats["selection"] = selection_label(events)
-    hub_pages, members = dump_hubs(dump, hubs, siteinfo, stats)
+    hub_pages, members = dump_hubs(source, hubs, siteinfo, stats)
     wanted, stats["hubs"] = [], []
     for hub in hubs:
         title = siteinfo.normalize(hub)
@@ -255,12 +266,14 @@ def hub_selection_from_dump(dump, hubs: list[str], kb: dict, siteinfo: SiteInfo,
     return list(dict.fromkeys(wanted))
 
 
-def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int | None = None) -> None:
+def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int | None = None,
+               threads: int = 1) -> None:
     """The offline source: stream a MediaWiki dump (.xml, .xml.bz2, .xml.gz) and keep the pages the knowledge
-    base names: every article page, a titles file's pages, or hub pages and what they link to."""
+    base names: every article page, a titles file's pages, or hub pages and what they link to. A multistream
+    dump is read on `threads` processes, and through its index (knowledge_base.index) for a selection."""
     kb = knowledge_base
-    reader = DumpReader(dump)
-    siteinfo = reader.read_siteinfo()
+    siteinfo = DumpReader(dump).read_siteinfo()
+    source = DumpSource(dump, kb.get("index"), threads)
     stats = {"source": "dump", "path": str(dump), "passes": 0, "dropped": Counter()}
     selection = bool(kb.get("titles") or kb.get("hub_pages_file"))
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
@@ -270,20 +283,22 @@ def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int 
                 stats["selection"] = f"titles ({kb['titles']})"
                 wanted = [siteinfo.normalize(t) for t in read_titles(kb["titles"])]
             else:
-                wanted = hub_selection_from_dump(dump, read_hubs(kb["hub_pages_file"], task), kb, siteinfo, sink,
+                wanted = hub_selection_from_dump(source, read_hubs(kb["hub_pages_file"], task), kb, siteinfo, sink,
                                                  stats, seed)
-            select_from_dump(dump, wanted, siteinfo, sink, stats)
+            select_from_dump(source, wanted, siteinfo, sink, stats)
             # every page read and neither kept nor dropped for a reason of its own
             stats["dropped"]["not_selected"] = stats["pages_in"] - sink.writer.pages - sum(stats["dropped"].values())
         else:
             stats["selection"] = "every article page"
+            reader = source.scan()
             for page in reader:
                 sink.offer(page, siteinfo)
             stats["passes"], stats["pages_in"], stats["xml_bytes"] = 1, reader.pages, reader.bytes
         sink.close(dump)
     write_json(counts, stats)
-    log.info("%s: %d of %d pages kept in %d pass(es) over %s; dropped: %s", task, stats["pages_kept"],
-             stats["pages_in"], stats["passes"], dump, ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
+    log.info("%s: %d of %d pages kept in %d pass(es) over %s%s; dropped: %s", task, stats["pages_kept"],
+             stats["pages_in"], stats["passes"], dump,
+             f" and {stats['streams_read']} stream(s) read through its index" if "streams_read" in stats else "", ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
 
 
 # From the MediaWiki API -----------------------------------------------------------------------------------
@@ -448,10 +463,12 @@ def fetch_mediawiki(task: str, out, counts, *, knowledge_base: dict, api: str, u
              ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
 
 
-def fetch_knowledge_base(knowledge_base: dict, task: str, out, counts, mediawiki: dict, seed: int | None) -> str:
+def fetch_knowledge_base(knowledge_base: dict, task: str, out, counts, mediawiki: dict, seed: int | None,
+                         threads: int = 1) -> str:
     """Rule fetch: a dump's selected pages or the API's; returns one line for the console."""
     if knowledge_base["source"] == "dump":
-        fetch_dump(knowledge_base["path"], task, out, counts, knowledge_base=knowledge_base, seed=seed)
+        fetch_dump(knowledge_base["path"], task, out, counts, knowledge_base=knowledge_base, seed=seed,
+                   threads=threads)
     else:
         fetch_mediawiki(task, out, counts, knowledge_base=knowledge_base, seed=seed, **mediawiki)
     fetched = json.loads(Path(counts).read_text())
