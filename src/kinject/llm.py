@@ -103,8 +103,9 @@ class Reply(NamedTuple):
 
 
 class ResponseCache:
-    """One JSON file per request: ``<dir>/<key[:2]>/<key>.json`` holding the request, the reply, its usage,
-    finish_reason and the max_tokens it was asked under. A read-only cache (replay mode) refuses to write."""
+    """One JSON file per request: ``<dir>/<key[:2]>/<key>.json`` holding the request, the reply and its usage;
+    a reply that did not end on its own (finish_reason other than stop) also records finish_reason and the
+    max_tokens it was asked under. A read-only cache (replay mode) refuses to write."""
 
     def __init__(self, directory, *, writable: bool = True):
         self.dir = Path(directory)
@@ -139,8 +140,8 @@ class ResponseCache:
             raise KinjectError(self.dir, "the response cache is read-only here (llm.mode: replay)")
         keyed = {k: v for k, v in request.items() if k not in UNKEYED}
         entry = {"request": keyed, "reply": reply, "usage": usage or {}}
-        if "max_tokens" in request:
-            entry.update(finish_reason=finish_reason, max_tokens=request["max_tokens"])
+        if finish_reason not in (None, "stop"):  # a whole reply's entry is as it was before max_tokens was sent
+            entry.update(finish_reason=finish_reason, max_tokens=request.get("max_tokens"))
         write_json(self.path(request_key(request)), entry)
 
 

@@ -175,7 +175,7 @@ class Pool:
                     c.spend.invalid += 1
                     c.spend.cut += bool(cut)
                 record = {"seed": req["seed"], "reply": reply.text, "error": str(exc)}
-                if reply.finish_reason is not None:
+                if reply.finish_reason not in (None, "stop"):  # as the cache records it: the same on a replay
                     record["finish_reason"] = reply.finish_reason
                 replies.append(record)
                 log.warning("invalid LLM reply (attempt %d): %s", attempt + 1, exc)
