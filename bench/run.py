@@ -35,6 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import cleaning  # bench/cleaning.py: the knowledge-base stages on a synthetic dump
 import demo_evaluation  # bench/demo_evaluation.py: the demo's evaluation jobs, stock scoring vs shared prefix
 import evaluation  # bench/evaluation.py: stock lm-eval scoring vs shared-prefix scoring, SmolLM2
+import llm_concurrency  # bench/llm_concurrency.py: the questions stage one request at a time vs 8 and 32 in flight
 import numpy as np
 import pandas as pd
 
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOWER = 0.5  # the goal: no stage more than 2x slower than its best-practice configuration
 DRY_RUN_GOAL_S = 5.0
 STAGES = ("embedding", "retrieval", "evaluation", "shared-prefix", "finetune", "snakemake", "demo-evaluation",
-          "cleaning")
+          "cleaning", "llm")
 rows: list[dict] = []
 
 
@@ -721,6 +722,7 @@ def main(argv=None) -> None:
             "demo-evaluation": lambda: add_rows(demo_evaluation.bench_demo_evaluation(
                 demo.repo, demo.results, tmp, rerun_after=args.demo_evaluation_after == "rerun")),
             "cleaning": lambda: add_rows(cleaning.bench_cleaning(args.cleaning_mb, tmp)),
+            "llm": lambda: add_rows(llm_concurrency.bench_llm_concurrency(tmp)),
         }
         for name, stage in stages.items():
             if name in only:
