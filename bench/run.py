@@ -36,6 +36,7 @@ import cleaning  # bench/cleaning.py: the knowledge-base stages on a synthetic d
 import demo_evaluation  # bench/demo_evaluation.py: the demo's evaluation jobs, stock scoring vs shared prefix
 import dumps  # bench/dumps.py: a multistream dump through its index and in parallel, against today's pass
 import evaluation  # bench/evaluation.py: stock lm-eval scoring vs shared-prefix scoring, SmolLM2
+import llm_concurrency  # bench/llm_concurrency.py: the questions stage one request at a time vs 8 and 32 in flight
 import numpy as np
 import pandas as pd
 
@@ -43,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOWER = 0.5  # the goal: no stage more than 2x slower than its best-practice configuration
 DRY_RUN_GOAL_S = 5.0
 STAGES = ("embedding", "retrieval", "evaluation", "shared-prefix", "finetune", "snakemake", "demo-evaluation",
-          "cleaning", "dumps")
+          "cleaning", "dumps", "llm")
 rows: list[dict] = []
 
 
@@ -723,6 +724,7 @@ def main(argv=None) -> None:
                 demo.repo, demo.results, tmp, rerun_after=args.demo_evaluation_after == "rerun")),
             "cleaning": lambda: add_rows(cleaning.bench_cleaning(args.cleaning_mb, tmp)),
             "dumps": lambda: add_rows(dumps.bench_dumps(args.cleaning_mb, tmp / "dumps")),
+            "llm": lambda: add_rows(llm_concurrency.bench_llm_concurrency(tmp)),
         }
         for name, stage in stages.items():
             if name in only:

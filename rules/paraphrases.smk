@@ -8,7 +8,7 @@ rule paraphrase_chunks:
         paraphrases="results/{task}/paraphrases/generated.parquet",
         quarantine="results/{task}/paraphrases/generated_quarantine.jsonl",
     params:
-        llm=canonical(reply_settings(config["llm"])),
+        llm=canonical(reply_settings(config["llm"], "paraphrases")),
         total=config["paraphrases"]["count"],
         per_call=config["paraphrases"]["per_call"],
         seed=config["seed"],
@@ -50,7 +50,7 @@ rule validation_paraphrases:
         paraphrases="results/{task}/validation/paraphrases.parquet",
         quarantine="results/{task}/validation/paraphrases_quarantine.jsonl",
     params:
-        llm=canonical(reply_settings(config["llm"])),
+        llm=canonical(reply_settings(config["llm"], "paraphrases")),
         validation=lambda wc: canonical(task_cfg(wc)["validation"]),
         seed=config["seed"],
     log:

@@ -30,7 +30,7 @@ rule generate_questions:
         candidates="results/{task}/questions/candidates.parquet",
         quarantine="results/{task}/questions/candidates_quarantine.jsonl",
     params:
-        llm=canonical(reply_settings(config["llm"])),
+        llm=canonical(reply_settings(config["llm"], "questions")),
         per_chunk=lambda wc: task_cfg(wc)["questions"]["per_chunk"],
         seed=config["seed"],
     log:
@@ -53,7 +53,7 @@ rule select_questions:
         selected="results/{task}/questions/selected.parquet",
         quarantine="results/{task}/questions/selected_quarantine.jsonl",
     params:
-        llm=canonical(reply_settings(config["llm"])),
+        llm=canonical(reply_settings(config["llm"], "selection")),
         keep=lambda wc: task_cfg(wc)["questions"]["keep"],
         seed=config["seed"],
     log:

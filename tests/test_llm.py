@@ -1,13 +1,22 @@
 """The LLM client: cache replay, replay mode, the no-key error before any spend, JSON mode and JSON parsed from
-prose, retries, quarantine, a live endpoint."""
+prose, retries, quarantine, a live endpoint; max_tokens and cut replies; requests in flight (same outputs as one
+at a time, 429 holding the pool, timeouts not re-sent, an interrupted stage re-run paying for nothing twice)."""
 
 import json
+import logging
+import re
+import time
 
 import pytest
+from llm_helpers import FakeEndpoint, completion
 from loopback import Handler, serve
 
 from kinject.errors import KinjectError
-from kinject.llm import LLMClient, ResponseCache, parse_json_reply, request_key
+import pandas as pd
+
+from kinject.llm import (Call, LLMClient, ResponseCache, parse_json_reply, paraphrase_max_tokens, questions_max_tokens,
+                         reply_settings, request_key)
+from kinject.questions import generate_questions
 
 MESSAGES = [{"role": "user", "content": "Return JSON."}]
 
@@ -176,7 +185,7 @@ def test_live_endpoint_with_429_and_5xx_retries(tmp_path, endpoint, monkeypatch)
     FakeOpenAI.failures, FakeOpenAI.requests = [429, 503], []
     c = client(tmp_path, base_url=endpoint, max_retries=3)
     assert c.chat_json(MESSAGES, 9, ok) == 9
-    assert len(FakeOpenAI.requests) == 3  # two refused, one answered, by the openai client's own retries
+    assert len(FakeOpenAI.requests) == 3  # two refused, one answered, by the client's retries
     assert "response_format" not in FakeOpenAI.requests[-1]  # json_mode is off unless configured
     assert (c.spend.calls, c.spend.prompt_tokens, c.spend.completion_tokens) == (1, 11, 5)
     cached = json.loads(c.cache.path(request_key(c.request(MESSAGES, 9))).read_text())
@@ -201,3 +210,204 @@ def test_live_endpoint_refusal_is_not_retried(tmp_path, endpoint, monkeypatch):
     with pytest.raises(KinjectError, match=r"LLM request for model 'gpt-4' refused \(HTTP 401\)"):
         c.chat_json(MESSAGES, 1, ok)
     assert len(FakeOpenAI.requests) == 1
+
+
+# ---- max_tokens: every request carries one; a reply cut there is invalid ----
+
+def test_every_request_carries_max_tokens_outside_the_cache_key(tmp_path):
+    c = client(tmp_path)
+    assert c.request(MESSAGES, seed=1)["max_tokens"] == 1024  # llm.max_tokens.default
+    assert c.request(MESSAGES, seed=1, max_tokens=300)["max_tokens"] == 300
+    assert request_key(c.request(MESSAGES, 1, max_tokens=300)) == request_key(c.request(MESSAGES, 1, max_tokens=90))
+
+
+def test_bounds_follow_what_the_prompt_asks_for():
+    bound = {"question": 160, "overhead": 120, "paraphrase": 2.0, "chars_per_token": 3.0}
+    assert questions_max_tokens(bound, 4) == 4 * 160 + 120
+    assert paraphrase_max_tokens(bound, 900, 5) == 5 * 300 * 2 + 120  # 900 characters: 300 tokens at 3 per token
+
+
+def test_entry_cached_without_finish_reason_replays(tmp_path):
+    """Cache entries written before max_tokens was sent (the shipped demo cache) are whole replies."""
+    c = client(tmp_path, backend=lambda req: pytest.fail("called on a cached request"))
+    req = c.request(MESSAGES, seed=3)
+    path = c.cache.path(request_key(req))
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"request": {k: v for k, v in req.items() if k != "max_tokens"},
+                                "reply": json.dumps({"value": 4}), "usage": {}}))
+    assert c.chat_json(MESSAGES, 3, ok, max_tokens=50) == 4
+
+
+def test_reply_cut_at_max_tokens_is_invalid_retried_then_quarantined(tmp_path):
+    """finish_reason length: never parsed (the cut text here is valid JSON), asked again with a new seed."""
+    sent = []
+
+    def backend(req):
+        sent.append(req)
+        return json.dumps({"value": req["seed"]}), {"completion_tokens": 40}, "length"
+
+    c = client(tmp_path, backend=backend, invalid_retries=1)
+    assert c.chat_json(MESSAGES, 5, ok, max_tokens=40) is None
+    assert [r["max_tokens"] for r in sent] == [40, 40] and sent[0]["seed"] != sent[1]["seed"]
+    assert (c.spend.invalid, c.spend.cut) == (2, 2)
+    record = c.quarantined[0]["replies"][0]
+    assert record["finish_reason"] == "length" and "cut at max_tokens 40" in record["error"]
+    # replayed under the same bound: still cut, nothing asked; under a larger one: asked again
+    again = client(tmp_path, backend=lambda req: (json.dumps({"value": 1}), {}, "stop"), invalid_retries=1)
+    assert again.chat_json(MESSAGES, 5, ok, max_tokens=40) is None and again.spend.calls == 0
+    assert again.chat_json(MESSAGES, 5, ok, max_tokens=80) == 1 and again.spend.calls == 1
+
+
+def test_cached_reply_longer_than_a_smaller_bound_is_cut(tmp_path):
+    c = client(tmp_path, backend=lambda req: (json.dumps({"value": 2}), {"completion_tokens": 70}, "stop"))
+    assert c.chat_json(MESSAGES, 1, ok, max_tokens=100) == 2
+    tight = client(tmp_path, mode="replay", invalid_retries=0)
+    assert tight.chat_json(MESSAGES, 1, ok, max_tokens=60) is None
+    assert "70 tokens, more than max_tokens 60" in tight.quarantined[0]["replies"][0]["error"]
+
+
+def test_reply_settings_of_a_rule_hold_only_its_own_bounds():
+    llm = {"model": "m", "mode": "live", "max_concurrency": 8,
+           "max_tokens": {"question": 1, "selection": 2, "paraphrase": 3, "chars_per_token": 4, "overhead": 5}}
+    assert reply_settings(llm, "questions")["max_tokens"] == {"question": 1, "overhead": 5}
+    assert reply_settings(llm, "paraphrases")["max_tokens"] == {"paraphrase": 3, "chars_per_token": 4, "overhead": 5}
+    assert "max_concurrency" not in reply_settings(llm) and "mode" not in reply_settings(llm)
+
+
+# ---- requests in flight against a concurrent loopback endpoint ----
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setenv("KINJECT_TEST_KEY", "sk-test")
+    FakeEndpoint.reset()
+    with serve(FakeEndpoint) as url:
+        yield f"{url}/v1"
+
+
+def write_chunks(tmp_path, n):
+    path = tmp_path / "chunks.parquet"
+    pd.DataFrame({"chunk_id": [f"c{i}" for i in range(n)], "text": [f"text of chunk {i}" for i in range(n)]}
+                 ).to_parquet(path)
+    return path
+
+
+def never_json_for_every_4th_chunk(body, n):
+    """Chunks 0, 4, 8, ... always get a reply with no JSON (quarantined after the re-asks); replies come back
+    out of order."""
+    time.sleep(0.02 * ((n * 7) % 5))
+    if int(re.search(r"text of chunk (\d+)", body["messages"][-1]["content"])[1]) % 4 == 0:
+        return 200, completion(body, "Sure! Here are the questions: 1. ..."), {}
+    return None
+
+
+def run_questions(tmp_path, base_url, name, chunks, **kw):
+    c = client(tmp_path / name, base_url=base_url, **kw)
+    out, quarantine = tmp_path / name / "cand.parquet", tmp_path / name / "q.jsonl"
+    generate_questions(chunks, out, quarantine, c, per_chunk=2, seed=0)
+    return c, out.read_bytes(), quarantine.read_bytes()
+
+
+def test_concurrent_stage_matches_the_sequential_one_byte_for_byte(tmp_path, fake):
+    chunks = write_chunks(tmp_path, 12)
+    FakeEndpoint.reset(script=never_json_for_every_4th_chunk)
+    one, *sequential = run_questions(tmp_path, fake, "one", chunks, max_concurrency=1)
+    assert FakeEndpoint.most_in_flight == 1
+    sequential_keys = [k for _, k, _ in FakeEndpoint.requests]
+    FakeEndpoint.reset(script=never_json_for_every_4th_chunk)
+    many, *concurrent = run_questions(tmp_path, fake, "many", chunks, max_concurrency=8)
+    assert FakeEndpoint.most_in_flight > 1
+    assert concurrent == sequential and sequential[1].count(b"\n") == 3  # chunks 0, 4, 8 quarantined
+    assert (many.spend.calls, many.spend.invalid) == (one.spend.calls, one.spend.invalid) == (18, 9)
+    assert sorted(k for _, k, _ in FakeEndpoint.requests) == sorted(sequential_keys)  # the same requests
+
+
+def one_keys(directory):
+    return [p.stem for p in (directory / "cache").rglob("*.json")]
+
+
+def test_429_retry_after_holds_every_worker(tmp_path, fake):
+    """The 5th request gets a 429 asking for 1.5 s. Requests already on their way arrive just after it; then
+    none of any worker until the 1.5 s are over (without the pool-wide hold the other 7 workers would finish
+    the stage's 16 requests of 0.05 s in well under a second)."""
+    refused = {}
+
+    def script(body, n):
+        if n == 4:
+            refused["at"] = time.monotonic()
+            return 429, '{"error": {"message": "rate limit"}}', {"retry_after": "1.5"}
+        time.sleep(0.05)
+        return None
+
+    FakeEndpoint.reset(script=script)
+    chunks = write_chunks(tmp_path, 16)
+    c, *_ = run_questions(tmp_path, fake, "rl", chunks, max_concurrency=8)
+    arrivals = [t - refused["at"] for t, _, _ in FakeEndpoint.requests]
+    assert len(arrivals) == 17 and c.spend.calls == 16
+    assert not [t for t in arrivals if 0.5 < t < 1.5]
+    assert len([t for t in arrivals if 0 < t <= 0.5]) <= 7  # at most the other workers' requests in flight
+    assert any(t >= 1.5 for t in arrivals)
+
+
+def test_timeout_is_not_resent_and_the_stage_stops(tmp_path, fake):
+    """A request that times out is sent once: the stage fails naming llm.timeout_s; the others are cached."""
+    slow_one = {}
+
+    def script(body, n):
+        if "chunk 5" in body["messages"][-1]["content"]:
+            slow_one.setdefault("key", request_key(body))
+            time.sleep(1.5)
+        else:
+            time.sleep(0.05)
+        return None
+
+    FakeEndpoint.reset(script=script)
+    chunks = write_chunks(tmp_path, 8)
+    with pytest.raises(KinjectError, match=r"timed out after 0.5 s \(llm.timeout_s\) and is not re-sent") as err:
+        run_questions(tmp_path, fake, "to", chunks, max_concurrency=4, timeout_s=0.5, max_retries=3)
+    assert "\n" not in str(err.value)
+    sent = [k for _, k, _ in FakeEndpoint.requests]
+    assert sent.count(slow_one["key"]) == 1
+    assert set(one_keys(tmp_path / "to")) == set(FakeEndpoint.answered) - {slow_one["key"]}
+
+
+def test_first_request_goes_alone_so_a_refusal_costs_one(tmp_path, fake):
+    FakeEndpoint.reset(script=lambda body, n: (401, '{"error": {"message": "bad key"}}', {}))
+    chunks = write_chunks(tmp_path, 10)
+    with pytest.raises(KinjectError, match=r"refused \(HTTP 401\)"):
+        run_questions(tmp_path, fake, "401", chunks, max_concurrency=8)
+    assert len(FakeEndpoint.requests) == 1
+
+
+def test_interrupted_concurrent_stage_rerun_pays_for_nothing_twice(tmp_path, fake):
+    """The first run stops at a refused request (the 10th); its answered replies are cached as they came, so
+    the re-run asks only what the first run never got, and writes what an uninterrupted run writes."""
+    chunks = write_chunks(tmp_path, 24)
+    def script(body, n):
+        if n == 9:
+            return 400, '{"error": {"message": "no"}}', {}
+        time.sleep(0.03 * (n % 3))
+        return None
+
+    FakeEndpoint.reset(script=script)
+    with pytest.raises(KinjectError, match=r"refused \(HTTP 400\)"):
+        run_questions(tmp_path, fake, "run", chunks, max_concurrency=8)
+    first = set(FakeEndpoint.answered)
+    assert 0 < len(first) < 24
+    FakeEndpoint.reset()
+    again, cands, _ = run_questions(tmp_path, fake, "run", chunks, max_concurrency=8)
+    asked = [k for _, k, _ in FakeEndpoint.requests]
+    assert not first & set(asked) and len(asked) == 24 - len(first)
+    assert again.spend.cached == len(first)
+    FakeEndpoint.reset()
+    _, clean, _ = run_questions(tmp_path, fake, "clean", chunks, max_concurrency=8)
+    assert cands == clean
+
+
+def test_progress_line_every_n_prompts(tmp_path, fake, caplog):
+    chunks = write_chunks(tmp_path, 7)
+    with caplog.at_level(logging.INFO, logger="kinject.llm_pool"):
+        run_questions(tmp_path, fake, "p", chunks, max_concurrency=1, progress_every=3,
+                      price={"input": 1e6, "output": 0})
+    lines = [r.getMessage() for r in caplog.records if "prompts done" in r.getMessage()]
+    assert [line.split(": ")[1].split(" prompts")[0] for line in lines] == ["3/7", "6/7"]
+    assert "3 calls" in lines[0] and "USD 33.00" in lines[0]  # 11 prompt tokens a call at USD 1 a token

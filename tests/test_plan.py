@@ -18,7 +18,8 @@ from kinject import prompts
 from kinject.cli import main
 from kinject.errors import KinjectError
 from kinject.plan import (GB, MIB, RESOURCE_KEY, Corpus, Distribution, Shape, eval_memory, eval_requests,
-                          llama_parameters, make_plan, read_accelerate_config, training_host_memory, training_memory)
+                          format_plan, llama_parameters, make_plan, read_accelerate_config, training_host_memory,
+                          training_memory)
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,3 +356,26 @@ def test_command_imports_no_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_llm_worst_case_is_every_reply_at_its_max_tokens_and_every_retry(tmp_path):
+    """The plan's worst case uses the requests' own bounds (kinject.llm, llm.max_tokens): here 3 chunks of
+    400, 800, 1200 characters, config.yaml's 10 paraphrases in 2 calls of 5, 4 questions a chunk, 2 re-asks."""
+    root = bare_root(tmp_path)
+    chunks = pd.DataFrame({"chunk_id": ["c0", "c1", "c2"], "text": ["a" * 400, "b" * 800, "c" * 1200]})
+    (root / "results" / "current_events").mkdir(parents=True)
+    chunks.to_parquet(root / "results" / "current_events" / "chunks.parquet")
+    config = load_config(ROOT / "config.yaml")
+    config["llm"]["max_tokens"] = {"question": 100, "selection": 30, "paraphrase": 2.0, "chars_per_token": 4.0,
+                                   "overhead": 10}
+    plan = make_plan(config, root)
+    rows = {r["rule"]: r for r in plan["llm"]["rules"] if r["task"] == "current_events"}
+    assert config["llm"]["invalid_retries"] == 2
+    # a mean chunk of 200 tokens = 800 characters; per call 5 paraphrases x 200 tokens x 2 + 10
+    assert rows["paraphrase_chunks"]["worst_output_tokens"] == 3 * 3 * 2 * (5 * 200 * 2 + 10)
+    assert rows["generate_questions"]["worst_output_tokens"] == 3 * 3 * (4 * 100 + 10)
+    assert rows["select_questions"]["worst_output_tokens"] == 3 * 3 * (30 + 10)
+    assert rows["generate_questions"]["worst_input_tokens"] == 3 * rows["generate_questions"]["input_tokens"]
+    assert rows["generate_questions"]["worst_usd"] == pytest.approx(
+        (rows["generate_questions"]["worst_input_tokens"] * 30 + 3 * 3 * 410 * 60) / 1e6)
+    assert "worst USD" in format_plan(plan)

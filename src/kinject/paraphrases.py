@@ -11,7 +11,7 @@ import pandas as pd
 from kinject import prompts
 from kinject.errors import KinjectError
 from kinject.io import read_parquet, write_parquet
-from kinject.llm import LLMClient
+from kinject.llm import Call, LLMClient
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +26,14 @@ def valid_paraphrases(n: int):
     return validate
 
 
-def _plan(chunks: pd.DataFrame, count: int, per_call: int, seed: int) -> list[tuple[str, int, int, list]]:
-    """(chunk_id, first paraphrase number, seed, messages) for every call: iteration i uses seed + i."""
+def _plan(chunks: pd.DataFrame, count: int, per_call: int, seed: int) -> list[tuple[str, int, int, list, str, int]]:
+    """(chunk_id, first paraphrase number, seed, messages, chunk text, paraphrases asked) for every call:
+    iteration i uses seed + i."""
     calls = []
     for c in chunks.itertuples():
         for i in range(math.ceil(count / per_call)):
             n = min(per_call, count - i * per_call)
-            calls.append((c.chunk_id, i * per_call + 1, seed + i, prompts.paraphrase_messages(c.text, n)))
+            calls.append((c.chunk_id, i * per_call + 1, seed + i, prompts.paraphrase_messages(c.text, n), c.text, n))
     return calls
 
 
@@ -60,12 +61,13 @@ def log_completeness(paraphrases: pd.DataFrame, chunk_ids, k: int) -> dict[str, 
 
 
 def generate(chunks: pd.DataFrame, client: LLMClient, *, count: int, per_call: int, seed: int) -> pd.DataFrame:
-    calls = _plan(chunks, count, per_call, seed)
-    client.ensure_can_call([client.request(m, s) for _, _, s, m in calls])
+    planned = _plan(chunks, count, per_call, seed)
+    calls = [Call(m, s, valid_paraphrases(n), client.paraphrase_max_tokens(text, n))
+             for _, _, s, m, text, n in planned]
+    client.ensure_can_call([client.request(c.messages, c.seed, max_tokens=c.max_tokens) for c in calls])
     rows = []
-    for chunk_id, first, call_seed, messages in calls:
-        n = min(per_call, count - first + 1)
-        for j, text in enumerate(client.chat_json(messages, call_seed, valid_paraphrases(n)) or []):
+    for (chunk_id, first, *_), texts in zip(planned, client.map_json(calls, "paraphrases")):
+        for j, text in enumerate(texts or []):
             rows.append({"chunk_id": chunk_id, "paraphrase": first + j, "text": text})
     client.log_spend()
     df = pd.DataFrame(rows, columns=["chunk_id", "paraphrase", "text"])

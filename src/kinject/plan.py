@@ -24,6 +24,7 @@ import yaml
 from kinject import prompts, settings
 from kinject.errors import KinjectError
 from kinject.grid import evaluation_cells, evaluation_jobs, expected_job_counts, rag_ks
+from kinject.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
 
 GB = 1e9
 MIB = 2 ** 20  # SLURM's --mem unit (mem_mb)
@@ -578,46 +579,61 @@ def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
     question call and one selection call (kinject.questions), ceil(count / per_call) paraphrase calls
     (kinject.paraphrases), one call per validation chunk. A prompt is its template's characters /
     plan.chars_per_token plus the chunk's tokens; a paraphrase is about as long as its chunk; a question
-    reply and a selection reply are plan.llm_reply_tokens."""
+    reply and a selection reply are plan.llm_reply_tokens.
+
+    The worst case is what the requests' max_tokens allow (the bounds kinject.llm computes from llm.max_tokens):
+    every reply as long as its bound, every call asked 1 + llm.invalid_retries times."""
     cpt = config["plan"]["chars_per_token"]
     reply = config["plan"]["llm_reply_tokens"]
+    bound = {**DEFAULT_MAX_TOKENS, **config["llm"].get("max_tokens", {})}
+    attempts = 1 + config["llm"].get("invalid_retries", 0)
     count, per_call = config["paraphrases"]["count"], config["paraphrases"]["per_call"]
     rows = []
     for task, cfg in config["tasks"].items():
         corpus, q = corpora[task], cfg["questions"]
-        # (rule, calls, template tokens, chunk tokens in the prompt?, reply tokens per call: fixed, in chunk lengths)
+        # (rule, calls, template tokens, chunk tokens in the prompt?, reply tokens per call: fixed, in chunk
+        # lengths, the calls' max_tokens given a chunk's characters)
         planned = []
         if q["source"] == "generated":
             per_chunk, keep = q["per_chunk"], q["keep"]
             planned.append(("generate_questions", 1, template_tokens(prompts.questions_messages("", per_chunk), cpt),
-                            True, per_chunk * reply["question"], 0))
+                            True, per_chunk * reply["question"], 0,
+                            lambda chars, n=per_chunk: questions_max_tokens(bound, n)))
             if per_chunk > keep:  # the listing of the candidates is in the prompt
                 planned.append(("select_questions", 1, template_tokens(prompts.select_messages([], keep), cpt)
-                                + per_chunk * reply["question"], False, reply["selection"], 0))
+                                + per_chunk * reply["question"], False, reply["selection"], 0,
+                                lambda chars: selection_max_tokens(bound)))
         if max(cfg["paraphrase_sets"]) > 0:
-            planned.append(("paraphrase_chunks", math.ceil(count / per_call),
+            sizes = [min(per_call, count - i) for i in range(0, count, per_call)]  # as kinject.paraphrases asks
+            planned.append(("paraphrase_chunks", len(sizes),
                             template_tokens(prompts.paraphrase_messages("", per_call), cpt), True, 0,
-                            count / math.ceil(count / per_call)))
+                            count / len(sizes),
+                            lambda chars, sizes=sizes: sum(paraphrase_max_tokens(bound, chars, n) for n in sizes)))
         if "validation" in cfg:
             val = cfg["validation"]
             planned.append(("validation_paraphrases", 1, template_tokens(prompts.paraphrase_messages("", val["paraphrases"]),
-                                                                         cpt), True, 0, val["paraphrases"]))
-        for rule, per_chunk_calls, template, with_chunk, reply_fixed, reply_chunks in planned:
+                                                                         cpt), True, 0, val["paraphrases"],
+                            lambda chars, n=val["paraphrases"]: paraphrase_max_tokens(bound, chars, n)))
+        for rule, per_chunk_calls, template, with_chunk, reply_fixed, reply_chunks, max_tokens in planned:
             chunks, tokens = corpus["chunks"], corpus["tokens_per_chunk"]
             if chunks is None or tokens is None:
                 rows.append({"rule": rule, "task": task, "calls": None, "input_tokens": None, "output_tokens": None,
+                             "worst_input_tokens": None, "worst_output_tokens": None,
                              "notes": missing(corpus, task, ("chunks", "tokens_per_chunk"))})
                 continue
             if rule == "validation_paraphrases":
                 chunks = min(cfg["validation"]["chunks"], chunks)
             calls = chunks * per_chunk_calls
-            rows.append({"rule": rule, "task": task, "calls": calls,
-                         "input_tokens": calls * (template + (tokens if with_chunk else 0)),
-                         "output_tokens": calls * (reply_fixed + reply_chunks * tokens), "notes": []})
+            input_tokens = calls * (template + (tokens if with_chunk else 0))
+            rows.append({"rule": rule, "task": task, "calls": calls, "input_tokens": input_tokens,
+                         "output_tokens": calls * (reply_fixed + reply_chunks * tokens),
+                         "worst_input_tokens": attempts * input_tokens,
+                         "worst_output_tokens": attempts * chunks * max_tokens(tokens * cpt), "notes": []})
     price = config["plan"].get("llm_prices", {}).get(config["llm"]["model"])
     for r in rows:
-        r["usd"] = None if price is None or r["calls"] is None else \
-            (r["input_tokens"] * price["input"] + r["output_tokens"] * price["output"]) / 1e6
+        for prefix in ("", "worst_"):
+            r[f"{prefix}usd"] = None if price is None or r["calls"] is None else \
+                (r[f"{prefix}input_tokens"] * price["input"] + r[f"{prefix}output_tokens"] * price["output"]) / 1e6
     return rows
 
 
@@ -741,7 +757,9 @@ def make_plan(config: dict, root: Path | str = ".") -> dict:
                                         for m in hub)},
         "llm": {"model": model, "prices": price, "rules": llm,
                 "calls": total(r["calls"] for r in llm), "input_tokens": total(r["input_tokens"] for r in llm),
-                "output_tokens": total(r["output_tokens"] for r in llm), "usd": total(r["usd"] for r in llm)},
+                "output_tokens": total(r["output_tokens"] for r in llm), "usd": total(r["usd"] for r in llm),
+                "worst_output_tokens": total(r["worst_output_tokens"] for r in llm),
+                "worst_usd": total(r["worst_usd"] for r in llm)},
         "notes": planner.notes,
         "warnings": warnings,
     }
@@ -847,10 +865,13 @@ def format_plan(plan: dict, source: str = "") -> str:
     out.append(f"LLM calls ({llm['model']}" + (f": USD {price['input']:g} / {price['output']:g} per 10^6 input / "
                                               "output tokens)" if price else ": no price in plan.llm_prices)"))
     rows = [[r["rule"], r["task"], fmt(r["calls"], ".0f"), short(r["input_tokens"]), short(r["output_tokens"]),
-             fmt(r["usd"], ".0f")] for r in llm["rules"]]
+             fmt(r["usd"], ".0f"), short(r["worst_output_tokens"]), fmt(r["worst_usd"], ".0f")] for r in llm["rules"]]
     rows.append(["total", "", fmt(llm["calls"], ".0f"), short(llm["input_tokens"]), short(llm["output_tokens"]),
-                 fmt(llm["usd"], ".0f")])
-    out += table(["rule", "task", "calls", "input tokens", "output tokens", "USD"], rows, left=2) + [""]
+                 fmt(llm["usd"], ".0f"), short(llm["worst_output_tokens"]), fmt(llm["worst_usd"], ".0f")])
+    out += table(["rule", "task", "calls", "input tokens", "output tokens", "USD", "worst output", "worst USD"], rows,
+                 left=2)
+    out += ["  worst: every reply as long as its max_tokens (llm.max_tokens), every call asked 1 + "
+            "llm.invalid_retries times", ""]
     disk = plan["disk"]
     out += ["Disk", f"  fine-tuned checkpoints ({tr['save_dtype']}): {fmt(disk['checkpoints_gb'], '.0f')} GB; "
             f"FAISS indexes: {fmt(disk['indexes_gb'], '.1f')} GB; hub models (fp16 safetensors in the hub cache): "

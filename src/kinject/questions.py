@@ -12,7 +12,7 @@ import pandas as pd
 from kinject import prompts
 from kinject.errors import KinjectError
 from kinject.io import read_parquet, write_parquet
-from kinject.llm import LLMClient
+from kinject.llm import Call, LLMClient
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,11 @@ def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_c
     """Ask for `per_chunk` specific multiple-choice questions about every chunk (the paper: 4)."""
     chunks = read_parquet(chunks_path, columns=["chunk_id", "text"])
     jobs = [(c.chunk_id, prompts.questions_messages(c.text, per_chunk)) for c in chunks.itertuples()]
-    client.ensure_can_call([client.request(m, seed) for _, m in jobs])
+    bound = client.questions_max_tokens(per_chunk)
+    calls = [Call(m, seed, valid_questions(per_chunk), bound) for _, m in jobs]
+    client.ensure_can_call([client.request(c.messages, seed, max_tokens=bound) for c in calls])
     rows = []
-    for chunk_id, messages in jobs:
-        qs = client.chat_json(messages, seed, valid_questions(per_chunk))
+    for (chunk_id, _), qs in zip(jobs, client.map_json(calls, "generate_questions")):
         rows += [{"chunk_id": chunk_id, "candidate": i, **q} for i, q in enumerate(qs or [])]
     client.log_spend()
     client.write_quarantine(quarantine)
@@ -207,11 +208,14 @@ def select_questions(candidates_path, out, quarantine, client: LLMClient, *, kee
     for chunk_id, group in cands.groupby("chunk_id", sort=False):
         listing = [{"question": r.question, "choices": list(r.choices), "answer": int(r.answer)} for r in group.itertuples()]
         groups.append((chunk_id, listing, prompts.select_messages(listing, keep)))
-    client.ensure_can_call([client.request(m, seed) for _, _, m in groups])
+    bound = client.selection_max_tokens()
+    asked = [g for g in groups if len(g[1]) > keep]  # a chunk with no more than `keep` candidates keeps them all
+    calls = [Call(m, seed, valid_selection(len(listing), keep), bound) for _, listing, m in asked]
+    client.ensure_can_call([client.request(c.messages, seed, max_tokens=bound) for c in calls])
+    picks = dict(zip((g[0] for g in asked), client.map_json(calls, "select_questions")))
     rows = []
     for chunk_id, listing, messages in groups:
-        picked = client.chat_json(messages, seed, valid_selection(len(listing), keep)) if len(listing) > keep \
-            else list(range(len(listing)))
+        picked = picks[chunk_id] if chunk_id in picks else list(range(len(listing)))
         for j, i in enumerate(picked or []):
             rows.append({"id": f"{chunk_id}-q{j}", **listing[i], "split": "test", "chunk_id": chunk_id})
     client.log_spend()
