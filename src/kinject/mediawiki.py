@@ -162,10 +162,12 @@ class MediaWikiClient:
         query = self.query(prop="revisions", titles=title, rvstart=as_of, rvdir="older", rvlimit=1,
                            rvprop="ids|timestamp|content", rvslots="main").get("query", {})
         pages = query.get("pages") or []
+        if not pages and (query.get("interwiki") or query.get("badtitles")):
+            return None  # a title on another wiki, or no valid title: no page of this wiki
         if len(pages) != 1:
             raise KinjectError(self.api, f"prop=revisions for {title!r} answered {len(pages)} pages, not one")
         page = pages[0]
-        if page.get("missing") or page.get("invalid") or not page.get("revisions"):
+        if page.get("missing") or page.get("invalid") or page.get("special") or not page.get("revisions"):
             return None
         return self._page(page, page["revisions"][0])
 
