@@ -367,3 +367,18 @@ def test_a_pin_of_another_instant_or_selection_is_refused(api, tmp_path):
     assert json.loads(current.read_text())["as_of"] is None
     with pytest.raises(KinjectError, match="pins a fetch made without as_of"):
         pinned_fetch(api, tmp_path, current)
+
+
+def test_an_events_hub_as_of_an_instant_keeps_the_entries_written_by_then(api, tmp_path):
+    first = "==[[August 3]], 2031 (Sunday)==\n*The [[Alpha]] harbour reopens in the [[Orsan Republic]].\n"
+    FakeWiki.history["August 2031"] = (21, [
+        (2101, "2031-08-20T00:00:00Z", first),
+        (2102, "2031-09-10T00:00:00Z", first + "==[[August 25]], 2031==\n*[[Gamma]] joins the [[Orsan Republic]].\n")])
+    events = {"start": "2031-08-01", "end": "2031-08-31", "scope": ["Orsan Republic"]}
+    kb = {**hub_file(tmp_path, "August 2031"), "events": events}
+    titles, counts = fetch(api, tmp_path, {**kb, "as_of": "2031-09-01T00:00:00Z"})
+    assert titles == ["August 2031", "Alpha"] and counts["hubs"][0]["selected"] == 1
+    hub = read_pages(tmp_path / "pages.xml")["August 2031"]
+    assert hub.revid == "2101" and "Gamma" not in hub.text and counts["missing_titles"] == ["Orsan Republic"]
+    titles, counts = fetch(api, tmp_path, {**kb, "as_of": "2031-09-30T00:00:00Z"})  # the entry of August 25 is in
+    assert titles == ["August 2031", "Alpha", "Gamma"] and counts["hubs"][0]["selected"] == 2

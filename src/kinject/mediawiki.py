@@ -354,14 +354,15 @@ def hub_selection_at(fetch: RevisionFetch, hub_file, hubs: list[str], kb: dict, 
     wanted, stats["hubs"], hub_titles = [], [], {siteinfo.normalize(h) for h in hubs}
     for hub in hubs:
         if siteinfo.namespace_of(hub) == 14:
-            raise KinjectError(hub_file, f"hub {hub!r}: a category hub cannot be resolved as of {as_of}: MediaWiki keeps no history "
-                               "of category membership; list its articles in a titles file (knowledge_base.titles) "
-                               "or read a dump of that date (source: dump)")
+            raise KinjectError(hub_file, f"hub {hub!r}: a category hub cannot be resolved as of {as_of}: MediaWiki "
+                               "keeps no history of category membership; list its articles in a titles file "
+                               "(knowledge_base.titles) or read a dump of that date (source: dump)")
         page = fetch.page(hub)
         if page is None:
             raise KinjectError(hub_file, f"hub page {hub!r} did not exist at {as_of}")
         if drop_reason(page) == "redirect":
-            raise KinjectError(hub_file, f"hub page {hub!r} was a redirect at {as_of} that leads to no page")
+            raise KinjectError(hub_file, f"hub page {hub!r} was a redirect at {as_of} that leads to no article "
+                               "(to nothing, or to another redirect)")
         fetch.hubs[siteinfo.normalize(hub)] = fetch.hubs[page.title] = page
         hub_titles.add(page.title)
         kind, links = ("events", []) if events else ("page", article_links(page.text, siteinfo))
