@@ -82,7 +82,8 @@ def test_the_record_is_sorted_by_title_and_written_the_same_way_twice(tmp_path):
     record.write(tmp_path / "a.json", "mediawiki", "2023-06-01T00:00:00Z")
     record.write(tmp_path / "b.json", "mediawiki", "2023-06-01T00:00:00Z")
     data = read_revisions(tmp_path / "a.json")
-    assert [p["title"] for p in data["pages"]] == ["Alpha", "Alpha beta", "Zeta"] and data["missing"] == ["Eta", "Omega"]
+    assert [p["title"] for p in data["pages"]] == ["Alpha", "Alpha beta", "Zeta"]
+    assert data["missing"] == ["Eta", "Omega"]
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 

@@ -119,6 +119,19 @@ def hub_contribution(hub: str, kind: str, page: Page | None, links: list[str], *
     return own, links, stats
 
 
+def take_hub(hub: str, kind: str, page: Page | None, links: list[str], *, events: dict | None,
+             siteinfo: SiteInfo | None, hub_titles: set[str], kb: dict, seed: int | None, sink: "PageSink",
+             stats: dict) -> list[str]:
+    """One hub's contribution taken (hub_contribution): its own page (an events hub's) to the sink, its counts
+    to stats["hubs"]; returns the titles it selects."""
+    own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
+                                                hub_titles=hub_titles, cap=kb.get("max_links_per_hub"), seed=seed)
+    if own is not None:
+        sink.offer(own, siteinfo)
+    stats["hubs"].append(hub_stats)
+    return selected
+
+
 class PageSink:
     """The selected article pages, written as they come; what is dropped is counted by reason. The titles
     written are remembered (a selection's, to skip repeats) unless track is False (every page of a dump,
@@ -261,13 +274,8 @@ def hub_selection_from_dump(dump, hubs: list[str], kb: dict, siteinfo: SiteInfo,
             kind, links = "category", members[title]
         else:
             kind, links = ("events", []) if events else ("page", article_links(page.text, siteinfo))
-        own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
-                                                    hub_titles=set(hub_pages), cap=kb.get("max_links_per_hub"),
-                                                    seed=seed)
-        if own is not None:
-            sink.offer(own, siteinfo)
-        wanted += selected
-        stats["hubs"].append(hub_stats)
+        wanted += take_hub(hub, kind, page, links, events=events, siteinfo=siteinfo, hub_titles=set(hub_pages),
+                           kb=kb, seed=seed, sink=sink, stats=stats)
     return list(dict.fromkeys(wanted))
 
 

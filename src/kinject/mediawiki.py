@@ -20,8 +20,8 @@ import logging
 import time
 from collections import Counter
 
-from kinject.data import (PageSink, _missing, _redirect, events_settings, hub_contribution, read_hubs, read_titles,
-                          selection_label)
+from kinject.data import (PageSink, _missing, _redirect, events_settings, read_hubs, read_titles, selection_label,
+                          take_hub)
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
 from kinject.revisions import RevisionRecord, read_revisions
@@ -213,13 +213,8 @@ def hub_selection_from_api(client: MediaWikiClient, hubs: list[str], kb: dict, s
             hub_titles.add(page.title)
         else:
             kind, links = "page", client.linked_titles(hub)
-        own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
-                                                    hub_titles=hub_titles, cap=kb.get("max_links_per_hub"),
-                                                    seed=seed)
-        if own is not None:
-            sink.offer(own, siteinfo)
-        wanted += selected
-        stats["hubs"].append(hub_stats)
+        wanted += take_hub(hub, kind, page, links, events=events, siteinfo=siteinfo, hub_titles=hub_titles, kb=kb,
+                           seed=seed, sink=sink, stats=stats)
     return wanted
 
 
@@ -366,13 +361,8 @@ def hub_selection_at(fetch: RevisionFetch, hub_file, hubs: list[str], kb: dict, 
         fetch.hubs[siteinfo.normalize(hub)] = fetch.hubs[page.title] = page
         hub_titles.add(page.title)
         kind, links = ("events", []) if events else ("page", article_links(page.text, siteinfo))
-        own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
-                                                    hub_titles=hub_titles, cap=kb.get("max_links_per_hub"),
-                                                    seed=seed)
-        if own is not None:
-            sink.offer(own, siteinfo)
-        wanted += selected
-        stats["hubs"].append(hub_stats)
+        wanted += take_hub(hub, kind, page, links, events=events, siteinfo=siteinfo, hub_titles=hub_titles, kb=kb,
+                           seed=seed, sink=sink, stats=stats)
     return wanted
 
 
