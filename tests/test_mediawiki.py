@@ -75,6 +75,7 @@ class FakeWiki(Handler):
     calls: list = []
     fail_first: list = []
     history: dict = {}
+    moves: dict = {}
 
     def revisions(self, q):
         """prop=revisions as MediaWiki answers it (formatversion=2): by revids, or one title's revision at
@@ -121,6 +122,12 @@ class FakeWiki(Handler):
                                for k, (name, case) in ENWIKI_NAMESPACES.items()}}}))
         if q.get("prop") == "revisions":
             return self.respond(200, json.dumps(self.revisions(q)))
+        if q.get("list") == "logevents":  # the move log: title -> [(timestamp, moved to)], oldest first
+            assert q["letype"] == "move" and q["ledir"] == "newer" and q["lelimit"] == "1"
+            moves = [m for m in self.moves.get(q["letitle"], []) if m[0] >= q["lestart"]][:1]
+            return self.respond(200, json.dumps({"query": {"logevents": [
+                {"type": "move", "title": q["letitle"], "timestamp": ts, "params": {"target_ns": 0, "target_title": to}}
+                for ts, to in moves]}}))
         titles = q.get("titles", "").split("|")
         if q.get("redirects"):
             titles = [REDIRECTS.get(t, t) for t in titles]
@@ -146,7 +153,7 @@ class FakeWiki(Handler):
 
 @pytest.fixture
 def api():
-    FakeWiki.calls, FakeWiki.fail_first, FakeWiki.history = [], [], copy.deepcopy(HISTORY)
+    FakeWiki.calls, FakeWiki.fail_first, FakeWiki.history, FakeWiki.moves = [], [], copy.deepcopy(HISTORY), {}
     with serve(FakeWiki) as url:
         yield f"{url}/w/api.php"
 
@@ -337,11 +344,37 @@ def test_a_pinned_revision_no_longer_served_is_refused(api, tmp_path):
     assert not (tmp_path / "pinned" / "pages.xml").exists()
 
 
-def test_a_moved_page_has_drifted_from_its_pin(api, tmp_path):
+def move(old, new, when):
+    """Move a page of the fake wiki as MediaWiki does: its history goes to the new title, a redirect created at
+    the move is left at the old one, the move log records it."""
+    FakeWiki.history[new] = FakeWiki.history.pop(old)
+    FakeWiki.history[old] = (90 + len(FakeWiki.history), [(9000 + len(FakeWiki.history), when,
+                                                          f"#REDIRECT [[{new}]]")])
+    FakeWiki.moves.setdefault(old, []).append((when, new))
+
+
+def test_a_page_moved_since_is_found_and_keeps_its_title_of_then(api, tmp_path):
+    as_of_fetch(api, tmp_path)
+    move("Alpha", "Alpha (island)", "2024-06-01T00:00:00Z")
+    move("Alpha (island)", "Alpha Island", "2025-01-01T00:00:00Z")  # and moved again
+    move("Beta (island)", "Beta of Orsa", "2024-08-01T00:00:00Z")  # the target of a redirect of then
+    _, counts, _ = as_of_fetch(api, tmp_path, name="moved")
+    for name in ("pages.xml", "revisions.json"):
+        assert (tmp_path / "moved" / name).read_bytes() == (tmp_path / "asof" / name).read_bytes()
+    assert counts["moved_since_titles"] == {"Alpha": "Alpha Island", "Beta (island)": "Beta of Orsa"}
+    # pinned: the same revisions, served under their new titles, keep their pinned ones
+    pinned_fetch(api, tmp_path, tmp_path / "asof" / "revisions.json")
+    assert (tmp_path / "pinned" / "pages.xml").read_bytes() == (tmp_path / "asof" / "pages.xml").read_bytes()
+
+
+def test_a_pinned_revision_of_another_page_or_time_has_drifted(api, tmp_path):
     lock = lock_of_a_first_fetch(api, tmp_path)
-    FakeWiki.history["Alpha (island)"] = FakeWiki.history.pop("Alpha")  # moved: its revisions go with it
+    pinned = json.loads(lock.read_text())
+    pinned["pages"][0]["timestamp"] = "2023-02-02T00:00:00Z"  # Alpha's pin edited
+    lock.write_text(json.dumps(pinned))
     with pytest.raises(KinjectError, match=r"asof/revisions.json: page 'Alpha': pinned revision 1201 has drifted, "
-                                           r"\S+ serves it with title 'Alpha \(island\)' \(pinned 'Alpha'\)$"):
+                                           r"\S+ serves it with timestamp '2023-02-01T00:00:00Z' "
+                                           r"\(pinned '2023-02-02T00:00:00Z'\)$"):
         pinned_fetch(api, tmp_path, lock)
 
 

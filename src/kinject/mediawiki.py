@@ -9,12 +9,14 @@ a title that named no page then is counted and listed as missing, never fetched 
 A category hub cannot be resolved as of an instant (MediaWiki keeps no history of category membership): one
 line says so. With knowledge_base.revisions_file (a revisions.json of an earlier fetch, or a lock of that
 shape): exactly the revisions it pins (prop=revisions&revids=, 50 per request), the selection made again from
-them; a pinned revision the wiki no longer serves as pinned (deleted, moved to another title, another
-timestamp) is one line naming the page.
+them; a pinned revision the wiki no longer serves as pinned (deleted, suppressed, of another page or time) is
+one line naming the page. A page moved since the instant is found through the move log and keeps the title it
+had then (as_of and pinned alike).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
@@ -171,6 +173,12 @@ class MediaWikiClient:
             return None
         return self._page(page, page["revisions"][0])
 
+    def moved_after(self, title: str, as_of: str) -> str | None:
+        """The title a page of this title was first moved to after an instant (the move log), or None."""
+        events = self.query(list="logevents", letype="move", letitle=title, lestart=as_of, ledir="newer", lelimit=1,
+                            leprop="title|details|timestamp").get("query", {}).get("logevents", [])
+        return events[0].get("params", {}).get("target_title") if events else None
+
     def revisions(self, revids: list[str]) -> dict[str, Page]:
         """The revisions with these ids, BATCH per request, the API's continuation followed: {revid: page}.
         An id the wiki no longer serves (deleted, suppressed: the API's badrevids) is absent."""
@@ -254,13 +262,34 @@ def fetch_current(client: MediaWikiClient, task: str, out, kb: dict, stats: dict
 # As of an instant, or pinned to revision ids -------------------------------------------------------------
 
 class AsOf:
-    """Each title's revision at an instant, asked of the API one title at a time."""
+    """Each title's revision at an instant, asked of the API one title at a time. A page moved since keeps its
+    history under its new title and leaves at the old one a page (a redirect) with no revision then: when a
+    title has no revision then, the move log says where its page went (moves followed up to MAX_MOVES times),
+    and that page's revision then is taken, under the title it had then."""
+
+    MAX_MOVES = 5
 
     def __init__(self, client: MediaWikiClient, as_of: str):
         self.client, self.as_of = client, as_of
+        self.moved: dict[str, str] = {}  # title then -> title now
 
     def page(self, title: str) -> Page | None:
-        return self.client.revision_as_of(title, self.as_of)
+        page, now = self.client.revision_as_of(title, self.as_of), title
+        for _ in range(self.MAX_MOVES):
+            if page is not None:
+                break
+            now = self.client.moved_after(now, self.as_of)
+            if now is None:
+                return None
+            page = self.client.revision_as_of(now, self.as_of)
+        if page is None:
+            return None
+        if page.title != title:
+            self.moved[title] = page.title
+            log.info("%r was moved to %r after %s: its revision then is taken, titled as it was then", title,
+                     page.title, self.as_of)
+            page = dataclasses.replace(page, title=title)
+        return page
 
 
 class Pinned:
@@ -285,12 +314,15 @@ class Pinned:
             if got is None:
                 raise KinjectError(path, f"page {want['title']!r}: pinned revision {want['revid']} is no longer "
                                    f"served by {client.api} (deleted or suppressed)")
-            found = {"title": got.title, "pageid": int(got.id), "revid": int(got.revid), "timestamp": got.timestamp}
+            found = {"pageid": int(got.id), "revid": int(got.revid), "timestamp": got.timestamp}
             drift = [f"{key} {found[key]!r} (pinned {want[key]!r})" for key in found if found[key] != want[key]]
             if drift:
                 raise KinjectError(path, f"page {want['title']!r}: pinned revision {want['revid']} has drifted, "
                                    f"{client.api} serves it with {', '.join(drift)}")
-            self.pages[want["title"]] = got
+            if got.title != want["title"]:  # a revision's text never changes: moved since, it is the same page
+                log.info("%r is titled %r now (moved): its pinned revision keeps the pinned title", want["title"],
+                         got.title)
+            self.pages[want["title"]] = dataclasses.replace(got, title=want["title"])
         self.missing = set(pinned["missing"])
 
     def page(self, title: str) -> Page | None:
@@ -396,6 +428,9 @@ def fetch_at(client: MediaWikiClient, task: str, out, kb: dict, stats: dict, rec
             elif page.title not in sink.found:
                 sink.offer(page, siteinfo)
         _missing(stats, record.missing, f"pages of the wiki at {as_of}")
+        if isinstance(source, AsOf):
+            stats["moved_since"] = len(source.moved)
+            stats["moved_since_titles"] = dict(sorted(source.moved.items())[:20])
         sink.close(client.api)
 
 
