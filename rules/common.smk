@@ -167,9 +167,10 @@ def mmlu_csv_input(wildcards):
 
 
 def fetch_input(wildcards):
-    """The dump (source: dump) and the file naming the knowledge base's pages (titles or hub pages), if any."""
+    """The dump (source: dump), the file naming the knowledge base's pages (titles or hub pages) and the file
+    pinning its revisions (revisions_file), if any."""
     kb = task_cfg(wildcards)["knowledge_base"]
-    named = [kb[key] for key in ("titles", "hub_pages_file", "index") if key in kb]
+    named = [kb[key] for key in ("titles", "hub_pages_file", "index", "revisions_file") if key in kb]
     return ([kb["path"]] if kb["source"] == "dump" else []) + named
 
 

@@ -8,6 +8,7 @@ rule fetch:
     output:
         pages=expensive("results/{task}/raw/pages.xml"),
         counts="results/{task}/raw/fetch_counts.json",
+        revisions="results/{task}/raw/revisions.json",
     params:
         knowledge_base=lambda wc: canonical(task_cfg(wc)["knowledge_base"]),
         api=mediawiki_api,

@@ -2,6 +2,6 @@ from kinject.cli import rule_main
 from kinject.data import fetch_knowledge_base
 
 rule_main(snakemake, fetch_knowledge_base, snakemake.params.knowledge_base, snakemake.wildcards.task,
-          snakemake.output.pages, snakemake.output.counts,
+          snakemake.output.pages, snakemake.output.counts, snakemake.output.revisions,
           {**snakemake.config.get("mediawiki", {}), "api": snakemake.params.api} if snakemake.params.api else {},
           snakemake.params.seed, threads=snakemake.threads)

@@ -75,6 +75,20 @@ def test_expensive_outputs_are_write_protected(small_demo_local):
     assert all(path.stat().st_mode & 0o200 for path in cheap)
 
 
+def test_fetch_records_every_revision_it_kept(demo_run):
+    """results/{task}/raw/revisions.json: a dump's every kept page, by title, with its page and revision ids."""
+    import json
+
+    from kinject.wikidump import DumpReader
+
+    for task in ("atlas", "current_events"):
+        raw = demo_run / "results" / task / "raw"
+        record = json.loads((raw / "revisions.json").read_text())
+        kept = sorted((p.title, int(p.id), int(p.revid), p.timestamp) for p in DumpReader(raw / "pages.xml"))
+        assert [tuple(p.values()) for p in record["pages"]] == kept and record["missing"] == []
+        assert record["source"] == "dump" and record["as_of"] is None
+
+
 def test_nothing_left_to_do_after_the_run(demo_run):
     assert planned_jobs(demo_run) == {}
 
@@ -140,6 +154,7 @@ CONFIG_EDITS = [
     ("tasks.current_events.questions.keep", 1, ["select_questions"]),
     ("tasks.atlas.questions.per_chunk", 3, []),  # filled in by the schema, read only for generated questions
     ("chunking.max_words", 119, ["make_chunks"]),
+    ("tasks.atlas.knowledge_base.as_of", "2031-06-01T00:00:00Z", ["results/atlas/raw/pages.xml"]),  # atlas's alone
     ("llm.temperature", 0.5, ["generate_questions", "select_questions", "paraphrase_chunks",
                               "validation_paraphrases"]),
     ("llm.mode", "live", []),

@@ -97,6 +97,11 @@ def write_config(tmp_path, edit):
         hub_pages_file="h.yaml", events={"start": "2023-12-01", "end": "2023-11-30"}), "events.start is after events.end"),
     (lambda c: c["tasks"]["atlas"].update(knowledge_base={"source": "mediawiki", "hub_pages_file": "h.yaml"}),
      "mediawiki.user_agent is required"),
+    (lambda c: c["tasks"]["atlas"]["knowledge_base"].update(as_of="2023-12-01"), "'2023-12-01' does not match"),
+    (lambda c: (c["tasks"]["atlas"].update(knowledge_base={"source": "mediawiki", "hub_pages_file": "h.yaml",
+                                                           "revisions_file": "kb.json"}),
+                c.update(mediawiki={"user_agent": "me"})),
+     "knowledge_base.revisions_file needs tasks.atlas.knowledge_base.as_of"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, edit, message):
     path = write_config(tmp_path, edit)

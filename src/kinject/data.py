@@ -2,7 +2,8 @@
 
 fetch: the pages a knowledge base names (every article page of a dump; a titles file; or hub pages and the
 articles they link to), streamed from a dump of any size or fetched through the MediaWiki API, written as
-one MediaWiki export with the counts of what was read, kept and dropped (and why).
+one MediaWiki export with the counts of what was read, kept and dropped (and why), and the record of the revisions
+read (revisions.json; the MediaWiki API's part lives in kinject.mediawiki).
 clean: wikiextractor's Extractor in this process, entities unescaped, empty brackets and runs of whitespace
 removed; chunks: paragraphs packed into chunks; report: one per task, from the counts and the chunks.
 """
@@ -10,13 +11,11 @@ removed; chunks: paragraphs packed into chunks; report: one per task, from the c
 from __future__ import annotations
 
 import html
-import io
 import itertools
 import json
 import logging
 import random
 import re
-import time
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -29,6 +28,7 @@ from kinject.errors import KinjectError
 from kinject.events import parse_day, scope_regex, select_events
 from kinject.io import atomic_path, read_parquet, write_json, write_parquet
 from kinject.multistream import DumpSource
+from kinject.revisions import RevisionRecord, check_as_of, check_pinned, read_revisions
 from kinject.wikidump import (DROP_REASONS, DumpReader, Page, PageWriter, SiteInfo, article_links, category_regex,
                               drop_reason, redirect_target)
 
@@ -120,13 +120,28 @@ def hub_contribution(hub: str, kind: str, page: Page | None, links: list[str], *
     return own, links, stats
 
 
+def take_hub(hub: str, kind: str, page: Page | None, links: list[str], *, events: dict | None,
+             siteinfo: SiteInfo | None, hub_titles: set[str], kb: dict, seed: int | None, sink: "PageSink",
+             stats: dict) -> list[str]:
+    """One hub's contribution taken (hub_contribution): its own page (an events hub's) to the sink, its counts
+    to stats["hubs"]; returns the titles it selects."""
+    own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
+                                                hub_titles=hub_titles, cap=kb.get("max_links_per_hub"), seed=seed)
+    if own is not None:
+        sink.offer(own, siteinfo)
+    stats["hubs"].append(hub_stats)
+    return selected
+
+
 class PageSink:
     """The selected article pages, written as they come; what is dropped is counted by reason. The titles
     written are remembered (a selection's, to skip repeats) unless track is False (every page of a dump,
     whose titles are unique: memory must not grow with the dump)."""
 
-    def __init__(self, fh, stats: dict, track: bool = True):
+    def __init__(self, fh, stats: dict, track: bool = True, *, record: RevisionRecord | None = None,
+                 as_of: str | None = None, source=None):
         self.writer, self.stats, self.found, self.track = PageWriter(fh), stats, set(), track
+        self.record, self.as_of, self.source = record, as_of, source  # a dump's: what it kept, checked against as_of
         stats.setdefault("dropped", Counter())
 
     def offer(self, page: Page, siteinfo: SiteInfo) -> None:
@@ -136,6 +151,10 @@ class PageSink:
         if reason:
             self.drop(reason)
             return
+        if self.as_of:
+            check_as_of(page, self.as_of, self.source)
+        if self.record is not None:
+            self.record.add(page)
         self.writer.write(page, siteinfo)
         if self.track:
             self.found.add(page.title)
@@ -189,6 +208,8 @@ def select_from_dump(source: DumpSource, wanted: list[str], siteinfo: SiteInfo, 
             sink.offer(page, siteinfo)
             continue
         sink.drop("redirect")
+        if sink.record is not None:
+            sink.record.add(page)
         redirects[page.title] = target
         if target and target not in sink.found:
             pending.add(target)
@@ -212,12 +233,15 @@ def select_from_dump(source: DumpSource, wanted: list[str], siteinfo: SiteInfo, 
         stats["passes"] += indexed is None
     stats["redirects_followed"] = len(redirects)
     _missing(stats, pending, "article pages of the dump")
+    if sink.record is not None:
+        sink.record.missing |= pending
 
 
-def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[dict, dict[str, list[str]]]:
+def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo, stats: dict,
+              sink: PageSink | None = None) -> tuple[dict, dict[str, list[str]]]:
     """One streaming pass for the hub pages' texts and the articles filed in the hub categories (found by their
     [[Category:...]] tags); memory holds only those. Without category hubs, a multistream index reads the hub
-    pages' streams alone."""
+    pages' streams alone. The hub pages read are recorded in the sink's record and checked against its as_of."""
     dump = source.dump
     categories = {siteinfo.normalize(h): h for h in hubs if siteinfo.namespace_of(h) == 14}
     pages = {siteinfo.normalize(h): None for h in hubs if siteinfo.namespace_of(h) != 14}
@@ -231,6 +255,10 @@ def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo, stats: di
             if target is not None:
                 raise KinjectError(dump, f"hub page {page.title!r} is a redirect to {target!r}: name that page "
                                    "instead")
+            if sink is not None and sink.as_of:
+                check_as_of(page, sink.as_of, dump)
+            if sink is not None and sink.record is not None:
+                sink.record.add(page)
             pages[page.title] = page
         if tags is not None and drop_reason(page) is None:
             for m in tags.finditer(page.text):
@@ -247,7 +275,7 @@ def hub_selection_from_dump(source: DumpSource, hubs: list[str], kb: dict, sitei
     """The titles the hub pages of a dump select; an events hub's page of selected entries goes to the sink."""
     events = events_settings(kb)
     stats["selection"] = selection_label(events)
-    hub_pages, members = dump_hubs(source, hubs, siteinfo, stats)
+    hub_pages, members = dump_hubs(source, hubs, siteinfo, stats, sink)
     wanted, stats["hubs"] = [], []
     for hub in hubs:
         title = siteinfo.normalize(hub)
@@ -256,28 +284,30 @@ def hub_selection_from_dump(source: DumpSource, hubs: list[str], kb: dict, sitei
             kind, links = "category", members[title]
         else:
             kind, links = ("events", []) if events else ("page", article_links(page.text, siteinfo))
-        own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
-                                                    hub_titles=set(hub_pages), cap=kb.get("max_links_per_hub"),
-                                                    seed=seed)
-        if own is not None:
-            sink.offer(own, siteinfo)
-        wanted += selected
-        stats["hubs"].append(hub_stats)
+        wanted += take_hub(hub, kind, page, links, events=events, siteinfo=siteinfo, hub_titles=set(hub_pages),
+                           kb=kb, seed=seed, sink=sink, stats=stats)
     return list(dict.fromkeys(wanted))
 
 
-def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int | None = None,
-               threads: int = 1) -> None:
+def fetch_dump(dump, task: str, out, counts, revisions=None, *, knowledge_base: dict,
+               seed: int | None = None, threads: int = 1) -> None:
     """The offline source: stream a MediaWiki dump (.xml, .xml.bz2, .xml.gz) and keep the pages the knowledge
     base names: every article page, a titles file's pages, or hub pages and what they link to. A multistream
-    dump is read on `threads` processes, and through its index (knowledge_base.index) for a selection."""
+    dump is read on `threads` processes, and through its index (knowledge_base.index) for a selection.
+
+    The revisions read (kept pages, hub pages, redirects followed) are written to `revisions` (revisions.json).
+    knowledge_base.as_of is a check here: a kept or hub revision newer than it (the dump is newer than the
+    snapshot asked for) stops the fetch with one line naming the page and its timestamp. A revisions_file
+    given for a dump is checked too: the dump must hold exactly the revisions it pins."""
     kb = knowledge_base
+    pinned = read_revisions(kb["revisions_file"]) if kb.get("revisions_file") else None
     siteinfo = DumpReader(dump).read_siteinfo()
     source = DumpSource(dump, kb.get("index"), threads)
-    stats = {"source": "dump", "path": str(dump), "passes": 0, "dropped": Counter()}
+    stats = {"source": "dump", "path": str(dump), "passes": 0, "dropped": Counter(), "as_of": kb.get("as_of")}
     selection = bool(kb.get("titles") or kb.get("hub_pages_file"))
+    record = RevisionRecord()
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        sink = PageSink(fh, stats, track=selection)
+        sink = PageSink(fh, stats, track=selection, record=record, as_of=kb.get("as_of"), source=dump)
         if selection:
             if kb.get("titles"):
                 stats["selection"] = f"titles ({kb['titles']})"
@@ -295,182 +325,28 @@ def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int 
                 sink.offer(page, siteinfo)
             stats["passes"], stats["pages_in"], stats["xml_bytes"] = 1, reader.pages, reader.bytes
         sink.close(dump)
+        if pinned is not None:
+            check_pinned(record, pinned, kb["revisions_file"], dump)
+    if revisions is not None:
+        record.write(revisions, "dump", kb.get("as_of"))
     write_json(counts, stats)
     log.info("%s: %d of %d pages kept in %d pass(es) over %s%s; dropped: %s", task, stats["pages_kept"],
              stats["pages_in"], stats["passes"], dump,
-             f" and {stats['streams_read']} stream(s) read through its index" if "streams_read" in stats else "", ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
-
-
-# From the MediaWiki API -----------------------------------------------------------------------------------
-
-class MediaWikiClient:
-    """A polite MediaWiki API client: a user agent, a rate limit and retries with backoff."""
-
-    BATCH = 50  # titles per query or export (the API's limit for ordinary users)
-
-    def __init__(self, api: str, user_agent: str, requests_per_second: float = 1.0, retries: int = 5):
-        import requests
-
-        self.api = api
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = user_agent
-        self.interval = 1.0 / requests_per_second
-        self.retries = retries
-        self._last = 0.0
-
-    def get(self, **params) -> "requests.Response":
-        import requests
-
-        params = {"format": "json", "formatversion": "2", **params}
-        for attempt in range(self.retries + 1):
-            wait = self._last + self.interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last = time.monotonic()
-            try:
-                resp = self.session.get(self.api, params=params, timeout=60)
-            except requests.RequestException as exc:
-                err = str(exc)
-            else:
-                if resp.status_code == 200:
-                    return resp
-                err = f"HTTP {resp.status_code}"
-                if resp.status_code not in (429, 500, 502, 503, 504):
-                    break
-            log.warning("MediaWiki API %s (attempt %d): %s", self.api, attempt + 1, err)
-            time.sleep(min(60.0, 2.0**attempt))
-        raise KinjectError(self.api, f"MediaWiki API request failed: {err}")
-
-    def _continued(self, key: str, **params) -> list[dict]:
-        """Every result of a list or prop query, following the API's continuation to the end."""
-        results, cont = [], {}
-        while True:
-            data = self.get(action="query", **params, **cont).json()
-            query = data.get("query", {})
-            if key == "links":
-                for page in query.get("pages", []):
-                    if page.get("missing") or page.get("invalid"):
-                        hub = page.get("title", params.get("titles"))
-                        raise KinjectError(self.api, f"hub page {hub!r} does not exist")
-                    results += page.get("links", [])
-            else:
-                results += query.get(key, [])
-            cont = data.get("continue", {})
-            if not cont:
-                return results
-
-    def linked_titles(self, hub: str) -> list[str]:
-        """Every article-namespace page a hub page links to (the paper's 'related articles'), in the API's
-        order; the hub's own redirect is followed."""
-        return [link["title"] for link in self._continued("links", prop="links", titles=hub, plnamespace=0,
-                                                           pllimit="max", redirects=1)]
-
-    def category_members(self, category: str) -> list[str]:
-        """Every article filed in a category page (hub pages may be categories, e.g. 'Category:Anatomy')."""
-        return [m["title"] for m in self._continued("categorymembers", list="categorymembers", cmtitle=category,
-                                                    cmnamespace=0, cmlimit="max")]
-
-    def resolve(self, titles: list[str]) -> tuple[list[str], int, list[str]]:
-        """The pages the titles name, redirects followed: (titles in order without repeats, redirects
-        followed, titles that name no page)."""
-        resolved, redirects, missing = {}, 0, []
-        for i in range(0, len(titles), self.BATCH):
-            batch = titles[i: i + self.BATCH]
-            query = self.get(action="query", titles="|".join(batch), redirects=1).json().get("query", {})
-            normalized = {n["from"]: n["to"] for n in query.get("normalized", [])}
-            redirected = {r["from"]: r["to"] for r in query.get("redirects", [])}
-            absent = {p["title"] for p in query.get("pages", []) if p.get("missing") or p.get("invalid")}
-            for title in batch:
-                name = normalized.get(title, title)
-                target = redirected.get(name, name)
-                redirects += target != name
-                if target in absent:
-                    missing.append(title)
-                else:
-                    resolved[target] = None
-        return list(resolved), redirects, missing
-
-    def export(self, titles: list[str]) -> bytes:
-        """MediaWiki XML export of up to 50 pages (the same format as a dump)."""
-        return self.get(action="query", titles="|".join(titles), redirects=1, export=1, exportnowrap=1,
-                        format="xml").content
-
-
-def hub_selection_from_api(client: MediaWikiClient, hubs: list[str], kb: dict, sink: PageSink, stats: dict,
-                           seed: int | None) -> list[str]:
-    """The titles the hub pages select through the API; an events hub's page of selected entries goes to the
-    sink (its wikitext comes from an export of the hub, its redirect followed)."""
-    events = events_settings(kb)
-    stats["selection"] = selection_label(events)
-    wanted, stats["hubs"], hub_titles = [], [], set(hubs)
-    for hub in hubs:
-        page, siteinfo = None, None
-        if hub.startswith("Category:"):
-            kind, links = "category", client.category_members(hub)
-        elif events:
-            kind, links = "events", []
-            reader = DumpReader(io.BytesIO(client.export([hub])), name=client.api)
-            page = next((p for p in reader if p.ns == 0), None)
-            stats["pages_in"] += reader.pages
-            if page is None:
-                raise KinjectError(client.api, f"hub page {hub!r} does not exist")
-            siteinfo = reader.siteinfo
-            hub_titles.add(page.title)
-        else:
-            kind, links = "page", client.linked_titles(hub)
-        own, selected, hub_stats = hub_contribution(hub, kind, page, links, events=events, siteinfo=siteinfo,
-                                                    hub_titles=hub_titles, cap=kb.get("max_links_per_hub"),
-                                                    seed=seed)
-        if own is not None:
-            sink.offer(own, siteinfo)
-        wanted += selected
-        stats["hubs"].append(hub_stats)
-    return wanted
-
-
-def fetch_mediawiki(task: str, out, counts, *, knowledge_base: dict, api: str, user_agent: str,
-                    requests_per_second: float = 1.0, seed: int | None = None) -> None:
-    """Walk each hub page's links (a hub category's members; an events hub's selected entries' links) through
-    the API, every one of them (or a seeded sample of max_links_per_hub), redirects resolved, the hub pages
-    included; or take a titles file's pages. Save one MediaWiki export and the counts."""
-    kb = knowledge_base
-    client = MediaWikiClient(api, user_agent, requests_per_second)
-    stats = {"source": "mediawiki", "api": api, "pages_in": 0, "dropped": Counter()}
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        sink = PageSink(fh, stats)
-        if kb.get("titles"):
-            stats["selection"] = f"titles ({kb['titles']})"
-            wanted = read_titles(kb["titles"])
-        else:
-            wanted = hub_selection_from_api(client, read_hubs(kb["hub_pages_file"], task), kb, sink, stats, seed)
-        wanted = list(dict.fromkeys(wanted))
-        stats["requested"] = len(wanted)
-        titles, stats["redirects_followed"], missing = client.resolve(wanted)
-        titles = [t for t in titles if t not in sink.found]
-        log.info("%s: %d titles requested, %d redirects followed, %d missing: exporting %d pages", task,
-                 len(wanted), stats["redirects_followed"], len(missing), len(titles))
-        exported = set()
-        for i in range(0, len(titles), client.BATCH):
-            reader = DumpReader(io.BytesIO(client.export(titles[i: i + client.BATCH])), name=api)
-            for page in reader:
-                exported.add(page.title)
-                sink.offer(page, reader.siteinfo)
-            stats["pages_in"] += reader.pages
-        _missing(stats, set(missing) | (set(titles) - exported), "pages of the wiki")
-        sink.close(api)
-    write_json(counts, stats)
-    log.info("%s: %d of %d fetched pages kept; dropped: %s", task, stats["pages_kept"], stats["pages_in"],
+             f" and {stats['streams_read']} stream(s) read through its index" if "streams_read" in stats else "",
              ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
 
 
-def fetch_knowledge_base(knowledge_base: dict, task: str, out, counts, mediawiki: dict, seed: int | None,
-                         threads: int = 1) -> str:
-    """Rule fetch: a dump's selected pages or the API's; returns one line for the console."""
+def fetch_knowledge_base(knowledge_base: dict, task: str, out, counts, revisions, mediawiki: dict,
+                         seed: int | None, threads: int = 1) -> str:
+    """Rule fetch: a dump's selected pages or the API's, and the revisions read; returns one line for the
+    console."""
     if knowledge_base["source"] == "dump":
-        fetch_dump(knowledge_base["path"], task, out, counts, knowledge_base=knowledge_base, seed=seed,
+        fetch_dump(knowledge_base["path"], task, out, counts, revisions, knowledge_base=knowledge_base, seed=seed,
                    threads=threads)
     else:
-        fetch_mediawiki(task, out, counts, knowledge_base=knowledge_base, seed=seed, **mediawiki)
+        from kinject.mediawiki import fetch_mediawiki  # kinject.mediawiki builds on this module's selection
+
+        fetch_mediawiki(task, out, counts, revisions, knowledge_base=knowledge_base, seed=seed, **mediawiki)
     fetched = json.loads(Path(counts).read_text())
     return f"{fetched['pages_kept']} of {fetched['pages_in']} pages kept ({fetched['selection']}), dropped {fetched['dropped']}"
 

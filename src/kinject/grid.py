@@ -91,6 +91,9 @@ def check_knowledge_base(config: dict, kb: dict, key: str, source: str) -> None:
         raise KinjectError(source, f"{key}.hub_pages_file (or titles) is required for source mediawiki")
     if kb["source"] == "mediawiki" and "user_agent" not in config.get("mediawiki", {}):
         raise KinjectError(source, f"mediawiki.user_agent is required for {key}.source mediawiki")
+    if kb["source"] == "mediawiki" and "revisions_file" in kb and "as_of" not in kb:
+        raise KinjectError(source, f"{key}.revisions_file needs {key}.as_of (the instant its revisions were "
+                           "fetched as of)")
     if "events" in kb:
         if "hub_pages_file" not in kb:
             raise KinjectError(source, f"{key}.events needs hub_pages_file (the month pages)")
