@@ -101,7 +101,26 @@ def main(argv=None):
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--root", default=".", help="where Snakemake runs: results/, model folders, the accelerate "
                                                   "config are looked up here (default: the current directory)")
+    lock = sub.add_parser("lock", help="pin what a finished run resolved (hub commits, page revisions, file hashes) "
+                                       "into the config's lock file (default <config>.lock.json)")
+    lock.add_argument("configfile", nargs="*", default=["config.yaml"],
+                      help="the config files the run used (default: config.yaml)")
+    lock.add_argument("--manifest", help="the run's manifest (default: results/manifest.json)")
+    lock.add_argument("--output", help="the lock file (default: the config's `lock`, else <config>.lock.json)")
     args = parser.parse_args(argv)
+    if args.cmd == "lock":
+        from kinject.grid import MANIFEST
+        from kinject.lock import write_lock
+        from kinject.settings import load_config
+
+        try:
+            config = load_config(*args.configfile)
+            out = write_lock(config, args.configfile, args.manifest or MANIFEST, args.output)
+        except KinjectError as err:
+            print(f"kinject error: {err}", file=sys.stderr)
+            sys.exit(1)
+        hint = "" if config.get("lock") == out else f"; set `lock: {out}` in the config to use it"
+        print(f"wrote {out}{hint}")
     if args.cmd == "plan":
         import json
 
