@@ -145,7 +145,7 @@ def embedder_path():
 
 
 def mmlu_hub_input(wildcards):
-    """A task's MMLU files downloaded by rule download_dataset (source: mmlu), else none."""
+    """A task's MMLU files as downloaded by download_dataset (for source mmlu), else none."""
     folder = HUB_DATASET_DIR.format(task=wildcards.task)
     return folder if folder in HUB else []
 
@@ -199,12 +199,12 @@ def all_outputs():
 
 
 def manifest_inputs():
-    """What the manifest records and so re-runs with: the hub metadata, the fetches, the tables, the local files."""
+    """What the manifest records and so re-runs with: the hub metadata, the fetches (and their revisions.json),
+    the local files, and every other result: it is the record of the run, rebuilt whenever the run changed any."""
     return {
         "hub": [f"{folder}.json" for folder in HUB if folder in hub_folders_used()],
         "fetched": expand("results/{task}/raw/fetch_counts.json", task=TASKS),
-        "reports": expand("results/{task}/knowledge_base_report.json", task=TASKS),
-        "tables": table_outputs()[:1],
+        "results": [path for path in all_outputs() if path != MANIFEST],  # the record of the run: made last
         "local": [path for path in local_sources(config) if os.path.isfile(path)],
     }
 
