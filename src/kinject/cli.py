@@ -81,10 +81,12 @@ def _short(result) -> str:
 
 def log_job_environment(threads: int | None = None) -> None:
     """Log one line with what the job was given: its threads, its GPUs (CUDA_VISIBLE_DEVICES, which
-    SLURM sets in a job allocated GPUs) and its SLURM job, if any ('unset' where a variable is not set)."""
+    SLURM sets in a job allocated GPUs), its SLURM job, if any, and whether the hub is switched off for it
+    (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE: set by the workflow for every job) ('unset' where a variable is not set)."""
     fields = [f"threads={threads}"] if threads is not None else []
     fields += [f"{name}={os.environ.get(name, 'unset')}"
-               for name in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")]
+               for name in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "HF_HUB_OFFLINE",
+                            "HF_DATASETS_OFFLINE")]
     logging.getLogger("kinject").info("job environment: %s", ", ".join(fields))
 
 
