@@ -88,10 +88,11 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
 
 
 def folder_hashes(folder) -> dict[str, str]:
-    """sha256 of every file of a downloaded folder (relative posix paths), huggingface_hub's .cache left out."""
+    """sha256 of every file of a downloaded folder (relative posix paths), huggingface_hub's .cache and
+    Snakemake's .snakemake_timestamp (its mark on a directory output) left out."""
     folder = Path(folder)
     return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and ".cache" not in p.relative_to(folder).parts}
+            if p.is_file() and ".cache" not in p.relative_to(folder).parts and p.name != ".snakemake_timestamp"}
 
 
 def _hub_error(spec: dict, revision: str, exc: Exception) -> KinjectError:
