@@ -222,12 +222,14 @@ def test_the_lock_refetches_its_commit_byte_identical_and_refuses_drift(download
     meta = fresh / f"{TARGETS[0]}.json"
     meta.write_text(meta.read_text().replace(hub_repos.commits["model"], new_main))
     drift = run_snakemake(fresh, "-n", TARGETS[0], "--configfile", "hub.yaml", "locked.yaml")
-    assert f"{TARGETS[0]}.json: {MODEL} was downloaded at commit {new_main}, but hub.lock.json locks" in drift.stderr
+    # Snakemake reports an error while it reads the workflow as the error's one line, then where it was raised
     assert drift.returncode != 0
+    assert (f"\n{TARGETS[0]}.json: {MODEL} was downloaded at commit {new_main}, but hub.lock.json locks "
+            f"{hub_repos.commits['model']}; remove {TARGETS[0]} to fetch the locked commit") in drift.stdout + drift.stderr
     (fresh / "resources/demo/atlas.xml").write_text("<mediawiki></mediawiki>\n")
     drift = run_snakemake(fresh, "-n", TARGETS[0], "--configfile", "hub.yaml", "locked.yaml")
     assert drift.returncode != 0
-    assert "resources/demo/atlas.xml: changed since it was locked" in drift.stderr
+    assert "\nresources/demo/atlas.xml: changed since it was locked: sha256" in drift.stdout + drift.stderr
 
 
 # ---- unit tests: no Snakemake ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +30,9 @@ def folder_record(folder) -> dict:
 
 
 def environment() -> dict:
-    packages = {dist.metadata["Name"].lower(): dist.version for dist in metadata.distributions() if dist.metadata["Name"]}
+    """Python, the platform and every installed distribution's version, by its normalized name (PEP 503)."""
+    packages = {re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower(): dist.version
+                for dist in metadata.distributions() if dist.metadata["Name"]}
     return {"python": sys.version.split()[0], "platform": platform.platform(),
             "packages": dict(sorted(packages.items()))}
 
