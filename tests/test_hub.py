@@ -329,3 +329,31 @@ def test_mmlu_from_the_downloaded_folder(tmp_path):
     (tmp_path / "atlas" / "dev-00000-of-00001.parquet").unlink()
     with pytest.raises(KinjectError, match=r"atlas: no dev split \(dev-\*.parquet\)"):
         mmlu_from_folder(tmp_path, "atlas")
+
+
+def test_the_demo_writes_a_manifest_and_locking_it_reruns_nothing(demo_run):
+    """The offline demo (the suite's tiny-Llama stand-in for `make demo`): its manifest lists every local source
+    with its hash, the LLM cache's content hash, the config and the packages; no hub artifact. `kinject lock`
+    pins it, and running under that lock re-runs nothing but the manifest (it records the added config file)."""
+    from conftest import TINY_DEMO
+
+    manifest = json.loads((demo_run / "results" / "manifest.json").read_text())
+    assert manifest["hub"] == {}
+    for path in ("resources/demo/atlas.xml", "resources/demo/current_events.xml",
+                 "resources/demo/mmlu/data/test/atlas_test.csv", "resources/demo/current_events_review.csv"):
+        data = (demo_run / path).read_bytes()
+        assert manifest["files"][path] == {"size": len(data), "sha256": sha256(data)}, path
+    cache = manifest["llm_cache"]
+    assert cache["path"] == "resources/demo/llm_cache" and cache["files"] > 0 and len(cache["sha256"]) == 64
+    assert [entry["path"] for entry in manifest["config"]["files"]] == [TINY_DEMO]
+    assert manifest["environment"]["packages"]["torch"].startswith("2.")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    lock = subprocess.run([sys.executable, "-c", "from kinject.cli import main; main()", "lock", TINY_DEMO],
+                          cwd=demo_run, capture_output=True, text=True, env=env)
+    assert lock.returncode == 0, lock.stderr
+    written = json.loads((demo_run / "config" / "tiny_demo.lock.json").read_text())
+    assert written["files"] == manifest["files"] and written["hub"] == {}
+    (demo_run / "locked.yaml").write_text("lock: config/tiny_demo.lock.json\n")
+    proc = run_snakemake(demo_run, "-n", "--configfile", TINY_DEMO, "locked.yaml")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert dry_run_jobs(proc.stdout) == {"manifest": 1, "all": 1}
