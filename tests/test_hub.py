@@ -357,3 +357,16 @@ def test_the_demo_writes_a_manifest_and_locking_it_reruns_nothing(demo_run):
     proc = run_snakemake(demo_run, "-n", "--configfile", TINY_DEMO, "locked.yaml")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert dry_run_jobs(proc.stdout) == {"manifest": 1, "all": 1}
+
+
+def test_reading_the_lock(tmp_path, capsys):
+    from kinject.lock import default_lock_path, read_lock
+
+    assert read_lock({}) is None
+    assert read_lock({"lock": str(tmp_path / "config.lock.json")}) is None  # before the first `kinject lock`
+    assert "does not exist yet: nothing is pinned" in capsys.readouterr().err
+    (tmp_path / "bad.lock.json").write_text('{"hub": {}}')
+    with pytest.raises(KinjectError, match=r"bad.lock.json: not a kinject lock file \(lockfile_version 1 expected\)"):
+        read_lock({"lock": str(tmp_path / "bad.lock.json")})
+    assert default_lock_path("config.yaml") == "config.lock.json"
+    assert default_lock_path("config/demo.yaml") == "config/demo.lock.json"
