@@ -101,7 +101,7 @@ def test_snakemake_report_holds_tables_and_figures(demo_run):
     assert report.returncode == 0, report.stderr[-2000:]
     html = (demo_run / "report.html").read_text()
     for name in ("mmlu_0shot.csv", "current_events_0shot.csv", "best_k.csv", "paraphrases_vs_accuracy.png",
-                 "train_loss.png", "accuracy_vs_k.png"):
+                 "train_loss.png", "accuracy_vs_k.png", "manifest.json"):
         assert name in html
 
 
