@@ -23,6 +23,7 @@ validate_config(config, " ".join(map(str, workflow.overwrite_configfiles)) or "c
 
 
 include: "rules/common.smk"
+include: "rules/hub.smk"
 include: "rules/data.smk"
 include: "rules/questions.smk"
 include: "rules/models.smk"
@@ -31,6 +32,7 @@ include: "rules/finetune.smk"
 include: "rules/retrieval.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/manifest.smk"
 
 
 rule all:

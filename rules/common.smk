@@ -3,12 +3,23 @@ from kinject.llm import reply_settings
 from kinject.questions import mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
 from kinject.grid import FORMATS, LMEVAL_TASK_DIR, SCORE_PATTERN, cells, evaluation_cells, rag_ks
+from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, MANIFEST, REVISIONS
+from kinject.hub import OFFLINE_ENV, hub_artifacts
+from kinject.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
 TASKS = list(config["tasks"])
 MODELS = list(config["models"])
 CELLS = cells(config)
 RAG_KS = rag_ks(config)
 EVALUATION_CELLS = evaluation_cells(config)
+HUB = hub_artifacts(config)
+# config `lock`: hub downloads at its commits; a local file whose sha256 differs from it stops here, one line
+LOCK = read_lock(config)
+check_local_files(config, LOCK)
+check_hub_lock(HUB, LOCK, config.get("lock"))
+# Every job reads the hub only from the folders the download rules made: switched off for the workflow and so
+# for every job it starts, here and on SLURM nodes (kinject.hub.download, on the submit host, switches it back on).
+os.environ.update(OFFLINE_ENV)
 
 
 # Rules that run where snakemake runs, never as cluster jobs: they are light, and the ones that reach the
@@ -16,6 +27,10 @@ EVALUATION_CELLS = evaluation_cells(config)
 # The rest (build_base_model, hparam_trial, finetune, index_chunks, retrieve, evaluate_*) go to the executor.
 localrules:
     all,
+    download_model,
+    download_embedder,
+    download_dataset,
+    manifest,
     fetch,
     clean_dump,
     make_chunks,
@@ -87,13 +102,27 @@ def models_regex(keep):
 
 
 def base_model_path(wildcards):
+    """A model by hub id: the folder rule download_model makes; a local folder as given; else the built base."""
     model = config["models"][wildcards.model]
+    if HUB_MODEL_DIR.format(model=wildcards.model) in HUB:
+        return HUB_MODEL_DIR.format(model=wildcards.model)
     return model.get("pretrained") or f"results/models/{wildcards.model}/base"
 
 
 def base_model_input(wildcards):
-    """A locally built or converted base model is a file dependency; a hub id is loaded at run time."""
-    return [] if "pretrained" in config["models"][wildcards.model] else base_model_path(wildcards)
+    """A downloaded, built or converted base model is a file dependency; a local folder is read as it is."""
+    path = base_model_path(wildcards)
+    return [] if path == config["models"][wildcards.model].get("pretrained") else path
+
+
+def hub_source(folder):
+    """The params of a download job, what it fetches (repo, type, revision asked, file patterns). The lock's commit is
+    read by the job: locking what a run resolved re-runs nothing."""
+    return canonical(HUB[folder])
+
+
+EMBEDDER_DIR = HUB_EMBEDDER_DIR.format(embedder=config["embedder"]["name"])
+HUB_MODELS = "|".join(m for m in MODELS if HUB_MODEL_DIR.format(model=m) in HUB) or "(?!)"
 
 
 def gguf_input(wildcards):
@@ -104,11 +133,21 @@ def gguf_input(wildcards):
 
 
 def embedder_input(wildcards=None):
-    return "results/embedder" if "package" in config["embedder"] else []
+    return [] if embedder_path() == config["embedder"].get("pretrained") else embedder_path()
 
 
 def embedder_path():
-    return config["embedder"].get("pretrained") or "results/embedder"
+    """The extracted package, the folder rule download_embedder makes for a hub id, or a local folder."""
+    if "package" in config["embedder"]:
+        return "results/embedder"
+    hub = HUB_EMBEDDER_DIR.format(embedder=config["embedder"]["name"])
+    return hub if hub in HUB else config["embedder"]["pretrained"]
+
+
+def mmlu_hub_input(wildcards):
+    """A task's MMLU files as downloaded by download_dataset (for source mmlu), else none."""
+    folder = HUB_DATASET_DIR.format(task=wildcards.task)
+    return folder if folder in HUB else []
 
 
 def eval_score_outputs(rule_name):
@@ -155,7 +194,24 @@ def all_outputs():
         + ["results/tables/scores.csv", "results/tables/best_k.csv"]
         + [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "csv")]
         + expand("results/{task}/knowledge_base_report.json", task=TASKS)
+        + [MANIFEST]
     )
+
+
+def manifest_inputs():
+    """What the manifest records and so re-runs with: the hub metadata, the fetches (and their revisions.json),
+    the local files, and every other result: it is the record of the run, rebuilt whenever the run changed any."""
+    return {
+        "hub": [f"{folder}.json" for folder in HUB if folder in hub_folders_used()],
+        "fetched": expand("results/{task}/raw/fetch_counts.json", task=TASKS),
+        "results": [path for path in all_outputs() if path != MANIFEST],  # the record of the run: made last
+        "local": [path for path in local_sources(config) if os.path.isfile(path)],
+    }
+
+
+def hub_folders_used():
+    """The hub folders some job reads (the embedder only where RAG runs)."""
+    return [f for f in HUB if not f.startswith("results/hub/embedder/") or RAG_KS]
 
 
 def mmlu_csv_input(wildcards):

@@ -6,6 +6,7 @@ rule load_mmlu_questions:
         task=tasks_regex(lambda t: t["questions"]["source"] != "generated"),
     input:
         mmlu_csv_input,
+        hub=mmlu_hub_input,
     output:
         "results/{task}/questions.parquet",
     params:

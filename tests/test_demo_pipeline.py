@@ -115,7 +115,7 @@ def test_snakemake_report_holds_tables_and_figures(demo_run):
     assert report.returncode == 0, report.stderr[-2000:]
     html = (demo_run / "report.html").read_text()
     for name in ("mmlu_0shot.csv", "current_events_0shot.csv", "best_k.csv", "paraphrases_vs_accuracy.png",
-                 "train_loss.png", "accuracy_vs_k.png"):
+                 "train_loss.png", "accuracy_vs_k.png", "manifest.json"):
         assert name in html
 
 
@@ -203,7 +203,8 @@ def test_editing_a_config_key_reruns_only_the_rules_that_read_it(demo_run, tmp_p
     (tmp_path / "edited.yaml").write_text(yaml.safe_dump(changed))
     after_edit = run_snakemake(demo_run, "-n", "--configfile", str(tmp_path / "edited.yaml"))
     assert after_edit.returncode == 0, after_edit.stderr[-2000:]
-    expected = planned_jobs(demo_run, "--forcerun", *readers) if readers else {}
+    # the manifest records the config files (edited.yaml now), so it is rebuilt after every edit
+    expected = planned_jobs(demo_run, "--forcerun", *readers) if readers else {"manifest": 1, "all": 1}
     assert dry_run_jobs(after_edit.stdout) == expected
 
 
@@ -243,9 +244,11 @@ def test_editing_one_paraphrase_set_reruns_only_its_downstream(demo_run):  # the
         df = pd.read_parquet(target)
         df.loc[df.index[-1], "text"] += " (edited)"
         df.to_parquet(target, index=False)
-        # set 3 feeds one fine-tuning run, which feeds one score (FT+RAG uses sets 0 and 10 only). A bare
-        # `touch` re-runs nothing: Snakemake sees by checksum that a small file's content did not change.
-        assert planned_jobs(demo_run) == {"finetune": 1, "evaluate_ft": 1, "tables": 1, "figures": 1, "all": 1}
+        # set 3 feeds one fine-tuning run, which feeds one score (FT+RAG uses sets 0 and 10 only), and the
+        # run's record, the manifest, is rebuilt after it. A bare `touch` re-runs nothing: Snakemake sees by
+        # checksum that a small file's content did not change.
+        assert planned_jobs(demo_run) == {"finetune": 1, "evaluate_ft": 1, "tables": 1, "figures": 1,
+                                          "manifest": 1, "all": 1}
     finally:
         target.write_bytes(original)
     assert planned_jobs(demo_run) == {}

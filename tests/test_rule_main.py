@@ -22,6 +22,8 @@ def restore_root_logger():
 def test_rule_main_logs_the_job_environment_first(tmp_path, monkeypatch, restore_root_logger):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     log = tmp_path / "logs" / "rule.log"
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     job = SimpleNamespace(log=[str(log)], threads=3, rule="rule", wildcards={}, resources=SimpleNamespace(
@@ -30,5 +32,5 @@ def test_rule_main_logs_the_job_environment_first(tmp_path, monkeypatch, restore
     assert rule_main(job, lambda x: x * 2, 21) == 42
     first_line = log.read_text().splitlines()[0]
     assert first_line.endswith("kinject INFO job environment: threads=3, OMP_NUM_THREADS=3, CUDA_VISIBLE_DEVICES=1,3, "
-                              "SLURM_JOB_ID=unset")
+                              "SLURM_JOB_ID=unset, HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=unset")
 

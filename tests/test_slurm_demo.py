@@ -58,6 +58,8 @@ def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local,
     environments = job_environments(cluster / "logs")
     in_slurm = {log: env for log, env in environments.items() if env["SLURM_JOB_ID"] != "unset"}
     assert sorted(env["SLURM_JOB_ID"] for env in in_slurm.values()) == sorted(jobs)  # one log per job
+    # the hub is switched off in every SLURM job (rules/common.smk sets it for the workflow and so its jobs)
+    assert {(env["HF_HUB_OFFLINE"], env["HF_DATASETS_OFFLINE"]) for env in in_slurm.values()} == {("1", "1")}
     assert {log.split("/")[0] for log in in_slurm} == {"build_base_model", "finetune", "index_chunks", "retrieve",
                                                        "evaluate"}
     gpu_indices = {str(index) for index in range(slurm_cluster.gpus)}

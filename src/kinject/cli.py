@@ -81,10 +81,12 @@ def _short(result) -> str:
 
 def log_job_environment(threads: int | None = None) -> None:
     """Log one line with what the job was given: its threads, its GPUs (CUDA_VISIBLE_DEVICES, which
-    SLURM sets in a job allocated GPUs) and its SLURM job, if any ('unset' where a variable is not set)."""
+    SLURM sets in a job allocated GPUs), its SLURM job, if any, and whether the hub is switched off for it
+    (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE: set by the workflow for every job) ('unset' where a variable is not set)."""
     fields = [f"threads={threads}"] if threads is not None else []
     fields += [f"{name}={os.environ.get(name, 'unset')}"
-               for name in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")]
+               for name in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "HF_HUB_OFFLINE",
+                            "HF_DATASETS_OFFLINE")]
     logging.getLogger("kinject").info("job environment: %s", ", ".join(fields))
 
 
@@ -101,7 +103,26 @@ def main(argv=None):
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--root", default=".", help="where Snakemake runs: results/, model folders, the accelerate "
                                                   "config are looked up here (default: the current directory)")
+    lock = sub.add_parser("lock", help="pin what a finished run resolved (hub commits, page revisions, file hashes) "
+                                       "into the config's lock file (default <config>.lock.json)")
+    lock.add_argument("configfile", nargs="*", default=["config.yaml"],
+                      help="the config files the run used (default: config.yaml)")
+    lock.add_argument("--manifest", help="the run's manifest (default: results/manifest.json)")
+    lock.add_argument("--output", help="the lock file (default: the config's `lock`, else <config>.lock.json)")
     args = parser.parse_args(argv)
+    if args.cmd == "lock":
+        from kinject.grid import MANIFEST
+        from kinject.lock import write_lock
+        from kinject.settings import load_config
+
+        try:
+            config = load_config(*args.configfile)
+            out = write_lock(config, args.configfile, args.manifest or MANIFEST, args.output)
+        except KinjectError as err:
+            print(f"kinject error: {err}", file=sys.stderr)
+            sys.exit(1)
+        hint = "" if config.get("lock") == out else f"; set `lock: {out}` in the config to use it"
+        print(f"wrote {out}{hint}")
     if args.cmd == "plan":
         import json
 

@@ -14,6 +14,12 @@ from kinject.errors import KinjectError
 
 SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.json"
 LMEVAL_TASK_DIR = "results/{task}/lmeval/{format}/k{k}"
+# hub artifacts, each with <folder>.json beside it (repo, revision asked, commit resolved, file sha256s)
+HUB_MODEL_DIR = "results/hub/models/{model}"
+HUB_EMBEDDER_DIR = "results/hub/embedder/{embedder}"
+HUB_DATASET_DIR = "results/hub/datasets/{task}"
+MANIFEST = "results/manifest.json"  # every source of the run: kinject.manifest
+REVISIONS = "results/{task}/raw/revisions.json"  # the pages fetched as of knowledge_base.as_of (fetch writes it)
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
 
 
@@ -187,11 +193,26 @@ def expected_job_counts(config: dict) -> dict[str, int]:
         "retrieve": n_tasks if rag else 0,
         "lmeval_task": len(task_dirs),
         **{rule: len(jobs) for rule, jobs in evaluation_jobs(config).items()},
+        **hub_job_counts(config),
         "tables": 1,
         "figures": 1,
+        "manifest": 1,
         "all": 1,
     }
     return {rule: n for rule, n in counts.items() if n}
+
+
+def hub_job_counts(config: dict) -> dict[str, int]:
+    """The download jobs (rules/hub.smk): one per model, embedder and MMLU task given by hub id."""
+    from kinject.hub import hub_artifacts
+
+    folders = list(hub_artifacts(config))
+    rag = bool(rag_ks(config))
+    return {
+        "download_model": sum(f.startswith("results/hub/models/") for f in folders),
+        "download_embedder": sum(f.startswith("results/hub/embedder/") for f in folders) if rag else 0,
+        "download_dataset": sum(f.startswith("results/hub/datasets/") for f in folders),
+    }
 
 
 def dry_run_jobs(output: str) -> dict[str, int]:

@@ -23,7 +23,7 @@ import yaml
 
 from kinject import prompts, settings
 from kinject.errors import KinjectError
-from kinject.grid import evaluation_cells, evaluation_jobs, expected_job_counts, rag_ks
+from kinject.grid import HUB_MODEL_DIR, evaluation_cells, evaluation_jobs, expected_job_counts, rag_ks
 from kinject.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
 
 GB = 1e9
@@ -139,6 +139,7 @@ def model_shape(name: str, model: dict, root: Path) -> tuple[Shape | None, str]:
         return Shape(parameters=params, **figures, source=source), source
     local = [root / model["pretrained"]] if "pretrained" in model else []
     local.append(root / "results" / "models" / name / "base")
+    local.append(root / HUB_MODEL_DIR.format(model=name))  # a hub id, once rule download_model fetched it
     for folder in local:
         if (folder / "config.json").is_file():
             shape = shape_from_config_json(folder / "config.json")
@@ -874,7 +875,7 @@ def format_plan(plan: dict, source: str = "") -> str:
             "llm.invalid_retries times", ""]
     disk = plan["disk"]
     out += ["Disk", f"  fine-tuned checkpoints ({tr['save_dtype']}): {fmt(disk['checkpoints_gb'], '.0f')} GB; "
-            f"FAISS indexes: {fmt(disk['indexes_gb'], '.1f')} GB; hub models (fp16 safetensors in the hub cache): "
+            f"FAISS indexes: {fmt(disk['indexes_gb'], '.1f')} GB; hub models (fp16 safetensors in results/hub/models): "
             f"{fmt(disk['hub_models_gb'], '.0f')} GB",
             f"  while it runs, each hparam_trial / finetune job keeps up to {fmt(disk['training_work_gb_per_job'], '.0f')}"
             " GB of Trainer checkpoints (weights + AdamW state, 12 B/parameter, two at a time) under results/.work", ""]

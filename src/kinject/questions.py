@@ -109,11 +109,17 @@ def mmlu_from_csv(root, subject: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def mmlu_from_hub(dataset: str, subject: str) -> pd.DataFrame:
-    """MMLU from the hub through `datasets` (e.g. cais/mmlu, config = subject): test + dev (5-shot) splits."""
+def mmlu_from_folder(folder, subject: str) -> pd.DataFrame:
+    """MMLU from its hub repository downloaded by rule download_dataset (cais/mmlu: <subject>/<split>-*.parquet),
+    read through `datasets`' parquet builder, offline: test + dev (5-shot) splits."""
     import datasets
 
-    ds = datasets.load_dataset(dataset, subject)
+    files = {split: sorted(str(p) for p in Path(folder, subject).glob(f"{split}-*.parquet")) for split in ("test", "dev")}
+    missing = [split for split, found in files.items() if not found]
+    if missing:
+        raise KinjectError(Path(folder, subject), f"no {' or '.join(missing)} split ({missing[0]}-*.parquet): not the "
+                                                  "cais/mmlu parquet layout")
+    ds = datasets.load_dataset("parquet", data_files=files)
     return pd.DataFrame(_mmlu_rows(ds["test"], subject, "test") + _mmlu_rows(ds["dev"], subject, "dev"),
                         columns=COLUMNS)
 
@@ -125,11 +131,13 @@ def mmlu_settings(spec: dict) -> dict:
     return {key: spec[key] for key in keys if key in spec}
 
 
-def load_mmlu_questions(spec: dict, out) -> None:
+def load_mmlu_questions(spec: dict, out, folder=None) -> None:
+    """A task's MMLU questions: from the CSV layout (source mmlu_csv), or from ``folder``, the dataset's
+    download (source mmlu)."""
     if spec["source"] == "mmlu_csv":
         df = mmlu_from_csv(spec["path"], spec["subject"])
     else:
-        df = mmlu_from_hub(spec.get("dataset", "cais/mmlu"), spec["subject"])
+        df = mmlu_from_folder(folder, spec["subject"])
     write_questions(out, df)
     splits = ", ".join(f"{k}: {v}" for k, v in df["split"].value_counts().items())
     log.info("%d MMLU questions (%s)", len(df), splits)

@@ -1,0 +1,21 @@
+# The run's manifest: every source its results came from (kinject.manifest); `kinject lock` pins it.
+
+
+rule manifest:
+    input:
+        **manifest_inputs(),
+    output:
+        report(MANIFEST, caption="../report/manifest.rst", category="Sources"),
+    params:
+        configfiles=[str(path) for path in workflow.overwrite_configfiles] or ["config.yaml"],
+        revisions=expand(REVISIONS, task=TASKS),
+        hub=hub_folders_used(),
+    log:
+        "logs/manifest/manifest.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/manifest.py"
