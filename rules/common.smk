@@ -2,7 +2,7 @@
 from kinject.llm import reply_settings
 from kinject.questions import mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
-from kinject.grid import FORMATS, LMEVAL_TASK_DIR, SCORE_PATTERN, cells, evaluation_cells, rag_ks
+from kinject.grid import FORMATS, LMEVAL_TASK_DIR, RECORDS_PATTERN, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 
 TASKS = list(config["tasks"])
 MODELS = list(config["models"])
@@ -115,6 +115,14 @@ def eval_score_outputs(rule_name):
     """The score files written by one job of an evaluation rule, one per (method, K) it scores."""
     return [
         SCORE_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}", format="{format}")
+        for method, k in EVALUATION_CELLS[rule_name]
+    ]
+
+
+def eval_record_outputs(rule_name):
+    """The per-question records beside those score files, in the same order."""
+    return [
+        RECORDS_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}", format="{format}")
         for method, k in EVALUATION_CELLS[rule_name]
     ]
 
