@@ -161,6 +161,7 @@ def all_outputs():
     return (
         table_outputs()
         + ["results/tables/scores.csv", "results/tables/best_k.csv"]
+        + ["results/tables/comparisons.csv", "results/tables/comparisons.md", "results/tables/paraphrase_trend.csv"]
         + [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "csv")]
         + expand("results/{task}/knowledge_base_report.json", task=TASKS)
     )
