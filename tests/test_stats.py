@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kinject.errors import KinjectError
 from kinject.stats import (bh_adjust, cross_fit, halves, mcnemar_exact, paired_bootstrap, paraphrase_trend,
                            wilson)
 
@@ -104,4 +105,6 @@ def test_cross_fitting_by_hand():
     per_q, choices = cross_fit(by_k, 1)
     assert [(c["chosen_on"], c["k"], c["n"]) for c in choices] == [("half A", 1, 5), ("half B", 2, 5)]
     assert not per_q["correct"].any()
+    with pytest.raises(KinjectError, match="needs two questions or more"):
+        cross_fit(by_k.iloc[:1], 1)
     assert per_q.set_index("question_id")["k"].to_dict() == {q: 2 if half[q] == "A" else 1 for q in ids}

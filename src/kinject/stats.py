@@ -103,6 +103,8 @@ def cross_fit(correct_by_k: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, list
     question in half A is scored at the K that half B chose, and the other way round, so no question is
     reported at a K its own correctness helped choose.
     """
+    if len(correct_by_k) < 2:
+        raise KinjectError("records", f"cross-fitting K needs two questions or more (got {len(correct_by_k)})")
     half = halves(correct_by_k.index, seed).reindex(correct_by_k.index.astype(str))
     half.index = correct_by_k.index
     choices, used = [], pd.Series(0, index=correct_by_k.index)
