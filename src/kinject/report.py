@@ -247,6 +247,11 @@ def _error_bars(g: pd.DataFrame):
     return [(g["accuracy"] - g["ci_low"]).clip(lower=0), (g["ci_high"] - g["accuracy"]).clip(lower=0)]
 
 
+def _dodge(i: int, n: int, width: float = 0.3) -> float:
+    """The sideways offset of series i of n, spread over ``width`` (x units) around 0."""
+    return 0.0 if n < 2 else width * (i / (n - 1) - 0.5)
+
+
 def _trend_label(trends: pd.DataFrame, at: dict) -> str:
     if trends is None or trends.empty:
         return ""
@@ -268,6 +273,7 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     scores = pd.read_csv(scores_csv)
     trends = pd.read_csv(trend_csv) if trend_csv is not None else None
@@ -276,13 +282,16 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     ft = ft[ft.groupby(setting)["paraphrase_set"].transform("nunique") > 1]
     write_csv(out["paraphrases_csv"], ft[setting + ["paraphrase_set", "accuracy", "n_questions", "ci_low", "ci_high"]])
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (model, task, fmt, shots), g in ft.groupby(setting):
+    series = list(ft.groupby(setting))
+    for i, ((model, task, fmt, shots), g) in enumerate(series):
         g = g.sort_values("paraphrase_set")
         label = f"{model} / {task} ({fmt}, n={g['n_questions'].iloc[0]})" + _trend_label(
             trends, {"model": model, "task": task, "format": fmt, "shots": shots})
-        ax.errorbar(g["paraphrase_set"], g["accuracy"], yerr=_error_bars(g), marker="o", capsize=3, label=label)
+        ax.errorbar(g["paraphrase_set"].astype(float) + _dodge(i, len(series)), g["accuracy"], yerr=_error_bars(g),
+                    marker="o", capsize=3, label=label)
     ax.set(xlabel="paraphrases per chunk in the FT data (set k)", ylabel="accuracy (Wilson 95% interval)",
            title="Fine-tuning: accuracy vs number of paraphrases")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=6) if len(ft) else None
     _save_figure(fig, out["paraphrases_png"])
     plt.close(fig)
@@ -315,11 +324,13 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     curve = pd.concat([anchors.merge(rag[keys].drop_duplicates(), on=keys), rag]).sort_values(keys + ["k"])
     write_csv(out["k_csv"], curve[keys + ["k", "accuracy", "n_questions", "ci_low", "ci_high"]])
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, g in curve.groupby(keys, dropna=False):
+    series = list(curve.groupby(keys, dropna=False))
+    for i, (key, g) in enumerate(series):  # each series nudged sideways so the error bars do not hide each other
         model, task, fmt, shots, method, p = key
-        ax.errorbar(g["k"], g["accuracy"], yerr=_error_bars(g), marker=".", capsize=2,
+        ax.errorbar(g["k"] + _dodge(i, len(series)), g["accuracy"], yerr=_error_bars(g), marker=".", capsize=2,
                     label=f"{model}/{task}/{fmt}/{shots}-shot/{_label(method, p)}")
     ax.set(xlabel="retrieved chunks K", ylabel="accuracy (Wilson 95% interval)", title="Accuracy vs K")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=5)
     _save_figure(fig, out["k_png"])
     plt.close(fig)
