@@ -114,7 +114,10 @@ def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
             picks = [{"chosen_on": "test (all questions)", "reported_on": "test (all questions)", "k": k,
                       "n": len(by_k), "accuracy": float(by_k[k].mean())}]
         else:
-            per_q, picks = cross_fit(by_k, setting_seed(seed, at["task"]))
+            try:
+                per_q, picks = cross_fit(by_k, setting_seed(seed, at["task"]))
+            except KinjectError as err:
+                raise KinjectError(f"records of {at['model']}/{at['task']}", err.problem) from None
             for pick in picks:
                 pick["accuracy"] = float(per_q.loc[per_q["half"] == pick["reported_on"][-1], "correct"].mean())
             per_q = per_q.drop(columns="half")
