@@ -2,7 +2,7 @@
 from kinject.llm import reply_settings
 from kinject.questions import mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
-from kinject.grid import FORMATS, LMEVAL_TASK_DIR, SCORE_PATTERN, cells, evaluation_cells, rag_ks
+from kinject.grid import FORMATS, LMEVAL_TASK_DIR, RECORDS_PATTERN, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, MANIFEST, REVISIONS
 from kinject.hub import OFFLINE_ENV, hub_artifacts
 from kinject.lock import check_hub_lock, check_local_files, local_sources, read_lock
@@ -158,6 +158,14 @@ def eval_score_outputs(rule_name):
     ]
 
 
+def eval_record_outputs(rule_name):
+    """The per-question records beside those score files, in the same order."""
+    return [
+        RECORDS_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}", format="{format}")
+        for method, k in EVALUATION_CELLS[rule_name]
+    ]
+
+
 def eval_task_inputs(rule_name):
     """The lm-eval task folders of those cells, in the same order."""
     return [LMEVAL_TASK_DIR.format(task="{task}", format="{format}", k=k) for _, k in EVALUATION_CELLS[rule_name]]
@@ -192,6 +200,7 @@ def all_outputs():
     return (
         table_outputs()
         + ["results/tables/scores.csv", "results/tables/best_k.csv"]
+        + ["results/tables/comparisons.csv", "results/tables/comparisons.md", "results/tables/paraphrase_trend.csv"]
         + [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "csv")]
         + expand("results/{task}/knowledge_base_report.json", task=TASKS)
         + [MANIFEST]

@@ -1,6 +1,7 @@
 # Evaluation with lm-evaluation-harness: each (task, K) becomes an lm-eval task written as data (a YAML
-# over our JSONL, RAG context prepended). Each grid cell is one score file; one job scores every cell of
-# one model checkpoint at one shot count in a single lm-eval call, so the model is loaded once per job
+# over our JSONL, RAG context prepended). Each grid cell is one score file and, beside it, its per-question
+# records (kinject.grid.RECORDS_PATTERN); one job scores every cell of one model checkpoint at one shot
+# count and format in a single lm-eval call, so the model is loaded once per job
 # (kinject.grid.evaluation_cells): the base model for base and all RAG K, a fine-tuned one for FT, and
 # again for all FT+RAG K. `use rule ... with:` replaces input, output and log whole and updates params by
 # name. evaluation.batch_size (speed) and evaluation.max_truncated_fraction (whether a job may run at all)
@@ -33,7 +34,8 @@ rule evaluate_base:
         model=base_model_input,
         tasks=eval_task_inputs("evaluate_base"),
     output:
-        eval_score_outputs("evaluate_base"),
+        scores=eval_score_outputs("evaluate_base"),
+        records=eval_record_outputs("evaluate_base"),
     params:
         model=base_model_path,
         runs=eval_runs("evaluate_base"),
@@ -56,7 +58,8 @@ use rule evaluate_base as evaluate_ft with:
         model="results/finetune/{model}/{task}/k{p}/checkpoint",
         tasks=eval_task_inputs("evaluate_ft"),
     output:
-        eval_score_outputs("evaluate_ft"),
+        scores=eval_score_outputs("evaluate_ft"),
+        records=eval_record_outputs("evaluate_ft"),
     params:
         model=lambda wildcards, input: input.model,
         runs=eval_runs("evaluate_ft"),
@@ -71,7 +74,8 @@ if RAG_KS:
             model="results/finetune/{model}/{task}/k{p}/checkpoint",
             tasks=eval_task_inputs("evaluate_ftrag"),
         output:
-            eval_score_outputs("evaluate_ftrag"),
+            scores=eval_score_outputs("evaluate_ftrag"),
+            records=eval_record_outputs("evaluate_ftrag"),
         params:
             runs=eval_runs("evaluate_ftrag"),
         log:

@@ -1,16 +1,22 @@
-# Result tables (CSV + parquet + markdown) and figures, in the shape of the paper's.
+# Result tables (CSV + parquet + markdown) and figures, in the shape of the paper's, computed from the
+# per-question records: intervals, K chosen by cross-fitting, paired comparisons, the paraphrase trend.
 
 
 rule tables:
     input:
-        [cell.path for cell in CELLS],
+        scores=[cell.path for cell in CELLS],
+        records=[cell.records for cell in CELLS],
     output:
         tables=[report(path, caption="../report/tables.rst", category="Tables") for path in table_outputs() if path.endswith(".csv")],
         other=[path for path in table_outputs() if not path.endswith(".csv")],
         scores="results/tables/scores.csv",
         best_k=report("results/tables/best_k.csv", caption="../report/best_k.rst", category="Tables"),
+        comparisons=report("results/tables/comparisons.csv", caption="../report/comparisons.rst", category="Tables"),
+        comparisons_md="results/tables/comparisons.md",
+        trend=report("results/tables/paraphrase_trend.csv", caption="../report/paraphrase_trend.rst", category="Tables"),
     params:
         groups=canonical({name: task["group"] for name, task in config["tasks"].items()}),
+        seed=config["seed"],  # the question halves of cross-fitting and the bootstrap resamples
     log:
         "logs/tables/tables.log",
     resources:
@@ -25,6 +31,7 @@ rule tables:
 rule figures:
     input:
         scores="results/tables/scores.csv",
+        trend="results/tables/paraphrase_trend.csv",
         losses=loss_files(),
     output:
         paraphrases_png=report("results/figures/paraphrases_vs_accuracy.png", caption="../report/paraphrases_vs_accuracy.rst", category="Figures"),

@@ -38,6 +38,30 @@ def test_result_tables_hold_one_accuracy_per_cell(demo_run):
     assert sorted(sweep["paraphrase_set"]) == list(range(11))
 
 
+def test_every_cell_has_records_an_interval_and_its_comparisons(demo_run):
+    """The statistics of issue 20 after a demo run: per-question records beside every score file, a Wilson
+    interval in every table cell, K chosen on a held-out half, paired comparisons, the paraphrase trend."""
+    config = load_config(demo_run / TINY_DEMO)
+    tables = demo_run / "results" / "tables"
+    scores = pd.read_csv(tables / "scores.csv")
+    for cell in cells(config):
+        records = pd.read_parquet(demo_run / cell.records)
+        assert len(records) == records["question_id"].nunique() > 0, cell.records
+    assert (scores["ci_low"] <= scores["accuracy"]).all() and (scores["accuracy"] <= scores["ci_high"]).all()
+    md = (tables / "current_events_0shot.md").read_text()
+    assert " [0." in md.split("\n")[6] and "Oracle K" in md
+    best = pd.read_csv(tables / "best_k.csv")
+    assert set(best["selection"]) == {"cross-fit", "oracle"}
+    cross = best[best["selection"] == "cross-fit"]
+    assert set(zip(cross["chosen_on"], cross["reported_on"])) == {("half A", "half B"), ("half B", "half A")}
+    comparisons = pd.read_csv(tables / "comparisons.csv")
+    assert {"RAG vs Base", "FT vs Base", "RAG vs FT", "FT-par10 vs FT"} <= set(comparisons["contrast"])
+    assert comparisons[["delta_low", "delta_high", "p_mcnemar", "p_bh"]].notna().all().all()
+    trend = pd.read_csv(tables / "paraphrase_trend.csv")
+    news = trend[trend["task"] == "current_events"].iloc[0]
+    assert news["sets"].split()[-1] == str(max(config["tasks"]["current_events"]["paraphrase_sets"]))
+
+
 def test_the_console_shows_job_lines_and_summaries_not_library_output(demo_run):
     console = (demo_run / "console.txt").read_text()
     assert "evaluate_base[model=tiny-llama, task=current_events, shots=0, format=options] done: accuracy base K=0" \

@@ -321,3 +321,20 @@ def test_every_answer_reaches_lm_evals_cache_hook(tiny_model, data, tmp_path, mo
     answers = lm.loglikelihood(task.instances)
     assert len(answers) == len(task.instances) == 24
     assert seen == {("loglikelihood", r.args): a for r, a in zip(task.instances, answers)}
+
+
+def test_per_question_records_give_the_score_files_accuracy(tiny_model, data, tmp_path):
+    """Every score file has its records beside it: one row per test question, each option's log-likelihood,
+    the chosen option the one of highest log-likelihood, and the score's accuracy their mean."""
+    questions, chunks, retrieved = data
+    k1 = write_lmeval_task(questions, tmp_path / "k1", "kin_k1", k=1, retrieved_parquet=retrieved, chunks_parquet=chunks)
+    [scores] = run_lmeval(tiny_model, [Run(k1, "kin_k1", tmp_path / "scores" / "rag_k1.json")], shots=1, seed=3)
+    records = pd.read_parquet(tmp_path / "scores" / "rag_k1.parquet")
+    assert sorted(records["question_id"]) == [f"t{i}" for i in range(6)]
+    assert records["gold"].tolist() == [int(q[1:]) % 4 for q in records["question_id"]]
+    assert all(len(ll) == 4 and c == max(range(4), key=lambda i: ll[i])
+               for ll, c in zip(records["loglik"], records["chosen"]))
+    assert records["correct"].tolist() == (records["chosen"] == records["gold"]).tolist()
+    assert scores["accuracy"] == records["correct"].mean() and scores["n_correct"] == records["correct"].sum()
+    lo, hi = scores["accuracy_ci95_wilson"]
+    assert lo < scores["accuracy"] <= hi <= 1

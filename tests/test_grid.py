@@ -27,13 +27,14 @@ def test_paper_grid_dry_run_matches_formula():
     config = load_config(ROOT / "config.yaml")
     expected = expected_job_counts(config)
     assert dry_run_counts() == expected
-    # the paper's grid: 3 models x (5 MMLU tasks x 2 shots x (base + 5 RAG + FT + 5 FT+RAG)
-    #                              + current events x (base + 5 RAG + 11 FT + 2 x 5 FT+RAG))
-    assert len(cells(config)) == 3 * (5 * 2 * 12 + 27)
-    # one evaluation job per checkpoint and shot count: base (+ RAG), FT, FT (+ RAG) for the sets that have it
-    assert expected["evaluate_base"] == 3 * (5 * 2 + 1)
-    assert expected["evaluate_ft"] == 3 * (5 * 2 * 1 + 11)
-    assert expected["evaluate_ftrag"] == 3 * (5 * 2 * 1 + 2)
+    # the paper's grid: 3 models x 2 scoring formats (options, letters)
+    #   x (5 MMLU tasks x 2 shots x (base + 5 RAG + FT + 5 FT+RAG) + current events x (base + 5 RAG + 11 FT + 2 x 5 FT+RAG))
+    assert len(cells(config)) == 3 * 2 * (5 * 2 * 12 + 27)
+    # one evaluation job per checkpoint, shot count and format: base (+ RAG), FT, FT (+ RAG) for the sets that have it
+    assert expected["evaluate_base"] == 3 * 2 * (5 * 2 + 1)
+    assert expected["evaluate_ft"] == 3 * 2 * (5 * 2 * 1 + 11)
+    assert expected["evaluate_ftrag"] == 3 * 2 * (5 * 2 * 1 + 2)
+    assert expected["lmeval_task"] == 6 * 2 * 6  # per task and format, K = 0 and the 5 RAG depths
     assert expected["finetune"] == 3 * (5 + 11)
     assert expected["hparam_trial"] == 3 * 6 * 5  # the 5 MMLU tasks and current events, 5 learning rates
     assert expected["knowledge_base_report"] == 6

@@ -4,90 +4,180 @@ import pandas as pd
 import pytest
 
 from kinject.errors import KinjectError
-from kinject.report import best_k, group_table, read_scores, write_figures, write_tables
+from kinject.report import (epoch_boundaries, group_table, read_results, read_scores, reported, write_figures,
+                            write_tables)
 
 TASKS = {"anat": "mmlu", "news": "current_events"}  # task -> its table group
+N = 20  # questions per task
+SEED = 1234
 
 
-def score(root, model, task, method, k, shots, acc, fmt="options"):
+def score(root, model, task, method, k, shots, right, fmt="options"):
+    """A score file and its records: ``right`` the number of questions right (the first ones), or a list of
+    the ids right."""
+    ids = [f"q{i:02d}" for i in range(N)]
+    correct = [q in right for q in ids] if isinstance(right, list) else [i < right for i in range(N)]
     path = root / "scores" / model / task / f"{method}_k{k}_{shots}shot_{fmt}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"accuracy": acc, "n_questions": 10}))
+    path.write_text(json.dumps({"accuracy": sum(correct) / N, "n_questions": N}))
+    pd.DataFrame({"question_id": ids, "gold": 0, "chosen": [0 if c else 1 for c in correct],
+                  "loglik": [[-1.0, -2.0] if c else [-2.0, -1.0] for c in correct],
+                  "correct": correct}).to_parquet(path.with_suffix(".parquet"))
     return path
 
 
 @pytest.fixture
 def paths(tmp_path):
-    p = [score(tmp_path, "m", "anat", "base", 0, 0, 0.30), score(tmp_path, "m", "anat", "ft-p0", 0, 0, 0.35)]
-    p += [score(tmp_path, "m", "anat", "rag", k, 0, acc) for k, acc in [(1, 0.5), (2, 0.6), (3, 0.55)]]
-    p += [score(tmp_path, "m", "anat", "ftrag-p0", k, 0, acc) for k, acc in [(1, 0.62), (2, 0.4), (3, 0.41)]]
-    p += [score(tmp_path, "m", "news", "base", 0, 0, 0.25)]
-    p += [score(tmp_path, "m", "news", f"ft-p{s}", 0, 0, 0.25 + 0.02 * s) for s in range(3)]
-    p += [score(tmp_path, "m", "news", "rag", k, 0, 0.8 + k / 100) for k in (1, 2, 3)]
-    p += [score(tmp_path, "m", "news", f"ftrag-p{s}", k, 0, 0.7 + k / 100) for s in (0, 2) for k in (1, 2, 3)]
+    # anat: RAG K=2 right on every question, K=1 and K=3 on the first 10 and 11: whichever 10 questions a
+    # half holds, K=2 is strictly best on it. FT+RAG K=1 misses q00 only, K=2 and K=3 get the first 8 and 9.
+    p = [score(tmp_path, "m", "anat", "base", 0, 0, 6), score(tmp_path, "m", "anat", "ft-p0", 0, 0, 7)]
+    p += [score(tmp_path, "m", "anat", "rag", k, 0, right) for k, right in [(1, 10), (2, 20), (3, 11)]]
+    p += [score(tmp_path, "m", "anat", "ftrag-p0", k, 0, right)
+          for k, right in [(1, [f"q{i:02d}" for i in range(1, N)]), (2, 8), (3, 9)]]
+    p += [score(tmp_path, "m", "news", "base", 0, 0, 5)]
+    p += [score(tmp_path, "m", "news", f"ft-p{s}", 0, 0, 5 + 2 * s) for s in range(3)]
+    p += [score(tmp_path, "m", "news", "rag", k, 0, 15 + k) for k in (1, 2, 3)]
+    p += [score(tmp_path, "m", "news", f"ftrag-p{s}", k, 0, 12 + k) for s in (0, 2) for k in (1, 2, 3)]
     return p
+
+
+def _table(paths, group="mmlu"):
+    rows, choices = reported(read_results(paths, TASKS)[1], SEED)
+    return group_table(rows, choices, group, 0)
 
 
 def test_tables_have_paper_shape(paths):
     scores = read_scores(paths, TASKS)
     assert len(scores) == len(paths)
-    mmlu = group_table(scores, "mmlu", 0)
+    mmlu = _table(paths)
     row = mmlu.iloc[0]
     assert list(mmlu.columns[:7]) == ["task", "format", "model", "Base", "FT", "RAG", "FT+RAG"]
-    assert (row["Base"], row["FT"], row["RAG"], row["FT+RAG"]) == (0.30, 0.35, 0.6, 0.62)
-    assert (row["RAG K"], row["FT+RAG K"]) == (2, 1)
-    news = group_table(scores, "current_events", 0)
+    assert (row["Base"], row["FT"], row["RAG"], row["FT+RAG"]) == (0.30, 0.35, 1.0, 0.95)
+    assert (row["RAG K"], row["FT+RAG K"]) == ("2", "1")
+    news = _table(paths, "current_events")
     assert {"FT", "FT-par2", "FT+RAG", "FT-par2+RAG"} <= set(news.columns)
     assert "FT-par1" not in news.columns  # only set 0 and the FT+RAG sets are tabulated; the sweep has its figure
+
+
+def test_every_cell_has_its_wilson_interval(paths):
+    scores = read_scores(paths, TASKS)
+    base = scores[(scores["task"] == "anat") & (scores["method"] == "base")].iloc[0]
+    assert (base["n_correct"], base["n_questions"]) == (6, 20)
+    assert (round(base["ci_low"], 4), round(base["ci_high"], 4)) == (0.1455, 0.5190)  # Wilson 6 of 20 by hand
+    row = _table(paths).iloc[0]
+    assert (row["Base low"], row["Base high"]) == (base["ci_low"], base["ci_high"])
+    assert row["RAG low"] < row["RAG"] == row["RAG high"] == 1.0
 
 
 def test_fine_tuning_on_the_original_chunks_is_always_a_column(paths):
     """The paper's Table 2: Base, RAG, FT-reg (set 0), FT-par, FT-par+RAG, also when only the paraphrase set
     has an FT+RAG model."""
-    scores = read_scores(paths, TASKS)
-    scores = scores[~((scores["method"] == "ftrag") & (scores["paraphrase_set"] == 0))]
-    news = group_table(scores, "current_events", 0)
-    assert [c for c in news.columns if not c.endswith(" K")][3:] == ["Base", "FT", "FT-par2", "RAG", "FT-par2+RAG"]
-    assert news.iloc[0]["FT"] == 0.25 and news.iloc[0]["FT-par2"] == pytest.approx(0.29)
+    paths = [p for p in paths if not ("news" in str(p) and "ftrag-p0" in p.name)]
+    news = _table(paths, "current_events")
+    assert [c for c in news.columns if not c.endswith((" K", " low", " high"))][3:] == \
+        ["Base", "FT", "FT-par2", "RAG", "FT-par2+RAG"]
+    assert news.iloc[0]["FT"] == 0.25 and news.iloc[0]["FT-par2"] == pytest.approx(0.45)
 
 
 def test_each_scoring_format_is_its_own_row(paths, tmp_path):
-    letters = [score(tmp_path, "m", "anat", "base", 0, 0, 0.45, "letters"), score(tmp_path, "m", "anat", "ft-p0", 0, 0, 0.4, "letters")]
-    letters += [score(tmp_path, "m", "anat", m, 1, 0, acc, "letters") for m, acc in [("rag", 0.7), ("ftrag-p0", 0.66)]]
-    table = group_table(read_scores(paths + letters, TASKS), "mmlu", 0).set_index(["task", "format"])
-    assert table.loc[("anat", "letters"), ["Base", "FT", "RAG", "FT+RAG"]].tolist() == [0.45, 0.4, 0.7, 0.66]
-    assert table.loc[("anat", "options"), ["Base", "RAG"]].tolist() == [0.30, 0.6]
+    letters = [score(tmp_path, "m", "anat", "base", 0, 0, 9, "letters"), score(tmp_path, "m", "anat", "ft-p0", 0, 0, 8, "letters")]
+    letters += [score(tmp_path, "m", "anat", m, 1, 0, right, "letters") for m, right in [("rag", 14), ("ftrag-p0", 13)]]
+    table = _table(paths + letters).set_index(["task", "format"])
+    assert table.loc[("anat", "letters"), ["Base", "FT", "RAG", "FT+RAG"]].tolist() == [0.45, 0.4, 0.7, 0.65]
+    assert table.loc[("anat", "options"), ["Base", "RAG"]].tolist() == [0.30, 1.0]
 
 
-def test_best_k(paths):
-    bk = best_k(read_scores(paths, TASKS))
-    rag = bk[(bk["task"] == "news") & (bk["method"] == "rag")].iloc[0]
-    assert rag["best_k"] == 3 and rag["accuracy"] == pytest.approx(0.83)
+def test_k_is_chosen_on_one_half_and_reported_on_the_other(tmp_path):
+    """RAG K=1 right on exactly half A of the questions, K=2 on exactly half B: cross-fitting reports each
+    half at the K the other half chose, where it is wrong (0.0); the oracle (a tie, K=1) reports 0.5."""
+    from kinject.stats import halves, setting_seed
+
+    half = halves([f"q{i:02d}" for i in range(N)], setting_seed(SEED, "anat"))
+    paths = [score(tmp_path, "m", "anat", "base", 0, 0, 3), score(tmp_path, "m", "anat", "ft-p0", 0, 0, 3)]
+    paths += [score(tmp_path, "m", "anat", "rag", k, 0, list(half[half == h].index)) for k, h in ((1, "A"), (2, "B"))]
+    out = tmp_path / "tables"
+    write_tables(paths, {"anat": "mmlu"}, out, out / "scores.csv", out / "best_k.csv", seed=SEED)
+    best = pd.read_csv(out / "best_k.csv")
+    cross = best[best["selection"] == "cross-fit"]
+    assert cross[["chosen_on", "reported_on", "best_k", "n", "accuracy"]].values.tolist() == [
+        ["half A", "half B", 1, 10, 0.0], ["half B", "half A", 2, 10, 0.0]]
+    assert (cross["chosen_on"] != cross["reported_on"]).all()
+    oracle = best[best["selection"] == "oracle"].iloc[0]
+    assert (oracle["chosen_on"], oracle["best_k"], oracle["accuracy"]) == ("test (all questions)", 1, 0.5)
+    table = pd.read_csv(out / "mmlu_0shot.csv").iloc[0]
+    assert (table["RAG"], table["RAG K"]) == (0.0, "1/2")
+    md = (out / "mmlu_0shot.md").read_text()
+    assert "| anat | options | m | 0.150 [0.05, 0.36] | 0.150 [0.05, 0.36] | 0.000 [0.00, 0.16] | 1/2 |" in md
+    assert "Oracle K" in md and "| 0.500 [0.30, 0.70] | 1 |" in md.split("Oracle K")[1]
+
+
+def test_paired_comparisons(paths, tmp_path):
+    out = tmp_path / "tables"
+    write_tables(paths, TASKS, out, out / "scores.csv", out / "best_k.csv", seed=SEED,
+                 comparisons_csv=out / "comparisons.csv", trend_csv=out / "paraphrase_trend.csv")
+    table = pd.read_csv(out / "comparisons.csv").set_index(["task", "contrast"])
+    assert set(table.loc["anat"].index) == {"RAG vs Base", "FT vs Base", "RAG vs FT", "FT+RAG vs RAG"}
+    assert set(table.loc["news"].index) == {"RAG vs Base", "FT vs Base", "RAG vs FT", "FT+RAG vs RAG",
+                                            "FT-par2+RAG vs RAG", "FT-par1 vs FT", "FT-par2 vs FT"}
+    rag = table.loc[("anat", "RAG vs Base")]
+    # RAG right on all 20, Base on the first 6: 14 discordant, all RAG's: p = 2 / 2^14
+    assert (rag["n"], rag["a_only"], rag["b_only"]) == (20, 14, 0)
+    assert rag["delta"] == pytest.approx(0.7) and rag["p_mcnemar"] == pytest.approx(2 / 2**14)
+    assert 0 < rag["delta_low"] < 0.7 < rag["delta_high"] <= 1.0
+    ft = table.loc[("anat", "FT vs Base")]
+    assert (ft["a_only"], ft["b_only"], ft["p_mcnemar"]) == (1, 0, 1.0)
+    assert (table["p_bh"] >= table["p_mcnemar"] - 1e-12).all()
+    assert "| anat | options | 0 | m | RAG vs Base | 20 | +0.700 [" in (out / "comparisons.md").read_text()
+    trend = pd.read_csv(out / "paraphrase_trend.csv").iloc[0]
+    assert (trend["task"], trend["sets"], trend["n_questions"]) == ("news", "0 1 2", 20)
+    assert trend["slope_low"] < trend["slope"] < trend["slope_high"] and trend["slope"] > 0
+
+
+def test_records_that_disagree_with_the_score_file_are_refused(paths):
+    records = pd.read_parquet(paths[0].with_suffix(".parquet"))
+    records.loc[10, "correct"] = True
+    records.to_parquet(paths[0].with_suffix(".parquet"))
+    with pytest.raises(KinjectError, match=r"base_k0_0shot_options.json: accuracy 0.3 but its 20 records .* give 0.35"):
+        read_scores(paths, TASKS)
 
 
 def test_write_tables_and_figures(paths, tmp_path):
     out = tmp_path / "tables"
-    write_tables(paths, TASKS, out, out / "scores.csv", out / "best_k.csv")
+    write_tables(paths, TASKS, out, out / "scores.csv", out / "best_k.csv", seed=SEED,
+                 comparisons_csv=out / "comparisons.csv", trend_csv=out / "trend.csv")
     assert {p.name for p in out.iterdir()} >= {"mmlu_0shot.csv", "mmlu_0shot.parquet", "mmlu_0shot.md",
-                                                "current_events_0shot.csv", "scores.csv", "best_k.csv"}
-    assert "| anat | options | m | 0.300 | 0.350 | 0.600 | 0.620 | 2 | 1 |" in (out / "mmlu_0shot.md").read_text()
-    loss = tmp_path / "finetune" / "m" / "news" / "k2" / "train_loss.csv"
-    loss.parent.mkdir(parents=True)
-    pd.DataFrame({"step": [1, 2, 3, 4], "epoch": [0.5, 1.0, 1.5, 2.0], "loss": [3.0, 2.5, 1.0, 0.8],
-                  "learning_rate": [1e-3] * 4}).to_csv(loss, index=False)
+                                                "current_events_0shot.csv", "scores.csv", "best_k.csv",
+                                                "comparisons.csv", "comparisons.md", "trend.csv"}
+    assert ("| anat | options | m | 0.300 [0.15, 0.52] | 0.350 [0.18, 0.57] | 1.000 [0.84, 1.00] "
+            "| 0.950 [0.76, 0.99] | 2 | 1 |") in (out / "mmlu_0shot.md").read_text()
+    losses = []
+    for p, epochs in ((2, [0.5, 1.0, 1.5, 2.0]), (0, [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0])):
+        loss = tmp_path / "finetune" / "m" / "news" / f"k{p}" / "train_loss.csv"
+        loss.parent.mkdir(parents=True)
+        pd.DataFrame({"step": range(1, len(epochs) + 1), "epoch": epochs, "loss": [3.0 - e for e in epochs],
+                      "learning_rate": 1e-3}).to_csv(loss, index=False)
+        losses.append(loss)
     fig = {name: tmp_path / "fig" / name for name in
            ["paraphrases_png", "paraphrases_csv", "loss_png", "loss_csv", "k_png", "k_csv"]}
     fig = {k: v.with_suffix("." + k.split("_")[1]) for k, v in fig.items()}
-    write_figures(out / "scores.csv", [loss], fig)
+    write_figures(out / "scores.csv", losses, fig, trend_csv=out / "trend.csv")
     sweep = pd.read_csv(fig["paraphrases_csv"])
     assert sweep["paraphrase_set"].tolist() == [0, 1, 2] and set(sweep["task"]) == {"news"}
+    assert (sweep["ci_low"] < sweep["accuracy"]).all() and (sweep["accuracy"] < sweep["ci_high"]).all()
     curve = pd.read_csv(fig["k_csv"])
     rag = curve[(curve["task"] == "anat") & (curve["method"] == "rag")]
-    assert rag["k"].tolist() == [0, 1, 2, 3] and rag["accuracy"].tolist() == [0.30, 0.5, 0.6, 0.55]
+    assert rag["k"].tolist() == [0, 1, 2, 3] and rag["accuracy"].tolist() == [0.30, 0.5, 1.0, 0.55]
     assert all(fig[k].stat().st_size > 1000 for k in ("paraphrases_png", "loss_png", "k_png"))
+    runs = pd.read_csv(fig["loss_csv"])
+    assert [epoch_boundaries(g) for _, g in runs.groupby("paraphrase_set")] == [[4, 8], [2]]
 
 
 def test_bad_score_file(tmp_path):
-    path = score(tmp_path, "m", "anat", "base", 0, 0, 1.5)
+    path = score(tmp_path, "m", "anat", "base", 0, 0, 3)
+    path.write_text(json.dumps({"accuracy": 1.5}))
     with pytest.raises(KinjectError, match="accuracy 1.5 is outside"):
+        read_scores([path], TASKS)
+    path.write_text(json.dumps({"accuracy": 0.15}))
+    path.with_suffix(".parquet").unlink()
+    with pytest.raises(KinjectError, match=r"base_k0_0shot_options.parquet: file not found"):
         read_scores([path], TASKS)

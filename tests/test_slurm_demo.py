@@ -72,5 +72,6 @@ def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local,
 
     local_run, _ = small_demo_local
     tables = result_tables(cluster)
-    assert sorted(tables) == ["best_k.csv", "current_events_0shot.csv", "mmlu_0shot.csv", "scores.csv"]
+    assert sorted(tables) == ["best_k.csv", "comparisons.csv", "current_events_0shot.csv", "mmlu_0shot.csv",
+                              "paraphrase_trend.csv", "scores.csv"]
     assert tables == result_tables(local_run)

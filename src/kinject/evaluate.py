@@ -18,8 +18,10 @@ import pandas as pd
 import yaml
 
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, read_parquet, write_json
+from kinject.grid import records_path
+from kinject.io import atomic_path, read_parquet, write_json, write_parquet
 from kinject.questions import read_questions
+from kinject.stats import wilson
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,8 @@ def _count_lines(path) -> int:
 
 @dataclass(frozen=True)
 class Run:
-    """One score file: the lm-eval task (folder + name) scored, where its JSON goes, and what it records."""
+    """One score file: the lm-eval task (folder + name) scored, where its JSON goes (its per-question
+    records beside it, ``kinject.grid.records_path``), and what it records."""
 
     task_dir: str | Path
     task_name: str
@@ -206,6 +209,30 @@ def score_tasks(lm, task_dirs, names, *, shots: int, seed: int, limit: int | Non
         log_samples=log_samples)
 
 
+RECORD_COLUMNS = ["question_id", "gold", "chosen", "loglik", "correct"]
+
+
+def question_records(samples: list[dict], source) -> pd.DataFrame:
+    """One row per question from lm-eval's logged samples (``log_samples=True``): question id, gold option,
+    chosen option (highest log-likelihood, the first on a tie, as lm-eval's ``acc``), each option's
+    log-likelihood, and correct (lm-eval's own ``acc`` of the question, checked against chosen == gold)."""
+    rows = []
+    for sample in sorted(samples, key=lambda s: s["doc_id"]):
+        loglik = [float(resp[0]) for resp in sample["filtered_resps"]]
+        gold, correct = int(sample["target"]), bool(sample["acc"])
+        chosen = int(max(range(len(loglik)), key=lambda i: (loglik[i], -i)))
+        if (chosen == gold) != correct:
+            raise KinjectError(source, f"question {sample['doc']['id']!r}: lm-eval's acc is {correct} but option "
+                                       f"{chosen} has the highest log-likelihood and the answer is {gold}")
+        rows.append({"question_id": str(sample["doc"]["id"]), "gold": gold, "chosen": chosen, "loglik": loglik,
+                     "correct": correct})
+    records = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    if records["question_id"].duplicated().any():
+        raise KinjectError(source, f"question {records['question_id'][records['question_id'].duplicated()].iloc[0]!r} "
+                                   "was scored twice")
+    return records
+
+
 def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, device: str | None = None,
                seed: int = 1234, precision: str = "fp32", shared_prefix: bool = True,
                max_truncated_fraction: float = 0.0) -> list[dict]:
@@ -213,7 +240,9 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
     once (weights in ``precision``) and lm-eval batches all tasks' requests together. Writes each run's scores
     JSON, once all are scored.
 
-    Accuracy is lm-eval's own ``acc`` (highest log-likelihood option); nothing is recomputed here. Before any
+    Accuracy is lm-eval's own ``acc`` (highest log-likelihood option), and the per-question records written
+    beside each score file (``question_records``) are checked to give exactly it, so tables computed from
+    the records and the score files never disagree; the score file adds the Wilson 95% interval. Before any
     scoring, prompts that lm-eval would cut to the model's max_length are counted per task: more than
     ``max_truncated_fraction`` of a task's questions stops the job naming its task file; each score file
     records the count (``n_truncated``) and the scorer (``kinject-hf`` with ``shared_prefix``, else ``hf``).
@@ -236,12 +265,20 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
         lm = load_lm(model, precision=precision, batch_size=batch_size, device=device, shared_prefix=shared_prefix,
                      max_truncated_fraction=max_truncated_fraction,
                      task_files={run.task_name: str(Path(run.task_dir) / f"{run.task_name}.yaml") for run in runs})
-        out = score_tasks(lm, [run.task_dir for run in runs], names, shots=shots, seed=seed)
-    all_scores = []
+        out = score_tasks(lm, [run.task_dir for run in runs], names, shots=shots, seed=seed, log_samples=True)
+    all_scores, all_records = [], []
     for run, config in zip(runs, configs, strict=True):
         result, truncation = out["results"][run.task_name], lm.truncation[run.task_name]
+        records = question_records(out["samples"][run.task_name], Path(run.task_dir) / f"{run.task_name}.yaml")
+        n_correct = int(records["correct"].sum())
+        if abs(n_correct / len(records) - result["acc,none"]) > 1e-9:
+            raise KinjectError(run.task_dir, f"the {len(records)} records give accuracy {n_correct / len(records)}, "
+                                             f"lm-eval {result['acc,none']}")
+        all_records.append(records)
         all_scores.append({
-            "accuracy": result["acc,none"],
+            "accuracy": n_correct / len(records),
+            "n_correct": n_correct,
+            "accuracy_ci95_wilson": list(wilson(n_correct, len(records))),
             "accuracy_stderr": result["acc_stderr,none"],
             "accuracy_norm": result["acc_norm,none"],
             "n_questions": out["n-samples"][run.task_name]["effective"],
@@ -256,7 +293,8 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
             "lm_eval_version": metadata.version("lm_eval"),
             **run.meta,
         })
-    for run, scores in zip(runs, all_scores, strict=True):
+    for run, scores, records in zip(runs, all_scores, all_records, strict=True):
+        write_parquet(records_path(run.out_json), records)
         write_json(run.out_json, scores)
         log.info("%s on %s (%d-shot): accuracy %.4f (%s, %d of %d prompts truncated)", model, run.task_name, shots,
                  scores["accuracy"], scores["scorer"], scores["n_truncated"], scores["n_questions"])

@@ -13,6 +13,8 @@ from datetime import date
 from kinject.errors import KinjectError
 
 SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.json"
+# beside each score file, its per-question records (kinject.evaluate.question_records), one row per question
+RECORDS_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.parquet"
 LMEVAL_TASK_DIR = "results/{task}/lmeval/{format}/k{k}"
 # hub artifacts, each with <folder>.json beside it (repo, revision asked, commit resolved, file sha256s)
 HUB_MODEL_DIR = "results/hub/models/{model}"
@@ -37,12 +39,24 @@ class Cell:
         return SCORE_PATTERN.format(**self.__dict__)
 
     @property
+    def records(self) -> str:
+        return RECORDS_PATTERN.format(**self.__dict__)
+
+    @property
     def paraphrase_set(self) -> int | None:
         return int(self.method.split("-p")[1]) if "-p" in self.method else None
 
     @property
     def finetuned(self) -> bool:
         return self.method.startswith("ft")
+
+
+def records_path(score_path):
+    """The per-question records beside a score file (RECORDS_PATTERN beside SCORE_PATTERN)."""
+    path = str(score_path)
+    if not path.endswith(".json"):
+        raise KinjectError(path, "not a score file (.json)")
+    return path[: -len(".json")] + ".parquet"
 
 
 def ft_rag_sets(task: dict) -> list[int]:

@@ -1,4 +1,5 @@
-"""Result tables and figures in the shape of the paper's: one accuracy per grid cell, aggregated."""
+"""Result tables and figures in the shape of the paper's: one accuracy per grid cell, with its interval,
+computed from the per-question records; the statistics are kinject.stats', the comparisons kinject.comparisons'."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, write_csv, write_parquet, write_text
+from kinject.grid import records_path
+from kinject.io import atomic_path, read_parquet, write_csv, write_parquet, write_text
+from kinject.stats import best_of, cross_fit, setting_seed, wilson
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +21,32 @@ SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]
                       r"_(?P<format>[a-z]+)\.json$")
 
 
-def read_scores(paths, groups: dict) -> pd.DataFrame:
-    """Long table: one row per score file (model, task, group, format, method, paraphrase set, K, shots,
-    accuracy)."""
-    rows = []
+SETTING = ["group", "model", "task", "format", "shots"]
+RETRIEVAL = ("rag", "ftrag")
+ORACLE = "oracle"
+CROSS_FIT = "cross-fit"
+
+
+def _cell_of(path: str) -> dict:
+    m = SCORE_RE.search(path)
+    if not m:
+        raise KinjectError(path, "not a score file path (scores/{model}/{task}/{method}_k{K}_{shots}shot_{format}.json)")
+    method = m["method"]
+    return {"model": m["model"], "task": m["task"], "format": m["format"], "method": method.split("-p")[0],
+            "paraphrase_set": int(method.split("-p")[1]) if "-p" in method else None, "k": int(m["k"]),
+            "shots": int(m["shots"])}
+
+
+def read_results(paths, groups: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(scores, records) of score files and the per-question records beside each (kinject.grid.records_path).
+
+    ``scores``: one row per score file (model, task, group, format, method, paraphrase set, K, shots, accuracy,
+    n_questions, n_correct and the Wilson 95% interval ci_low, ci_high), computed from its records; a score
+    file whose accuracy its records do not give is an error. ``records``: one row per question per cell.
+    """
+    rows, frames = [], []
     for path in map(str, paths):
-        m = SCORE_RE.search(path)
-        if not m:
-            raise KinjectError(path, "not a score file path (scores/{model}/{task}/{method}_k{K}_{shots}shot_{format}.json)")
+        cell = _cell_of(path)
         try:
             score = json.loads(Path(path).read_text())
             acc = float(score["accuracy"])
@@ -33,14 +54,32 @@ def read_scores(paths, groups: dict) -> pd.DataFrame:
             raise KinjectError(path, f"not a score file ({exc})") from None
         if not 0.0 <= acc <= 1.0:
             raise KinjectError(path, f"accuracy {acc} is outside [0, 1]")
-        method = m["method"]
-        rows.append({"model": m["model"], "task": m["task"], "group": groups[m["task"]], "format": m["format"],
-                     "method": method.split("-p")[0], "paraphrase_set": int(method.split("-p")[1]) if "-p" in method else None,
-                     "k": int(m["k"]), "shots": int(m["shots"]), "accuracy": acc,
-                     "n_questions": score.get("n_questions")})
-    df = pd.DataFrame(rows)
-    df["paraphrase_set"] = df["paraphrase_set"].astype("Int64")
-    return df.sort_values(["model", "task", "format", "shots", "method", "paraphrase_set", "k"]).reset_index(drop=True)
+        records_file = records_path(path)
+        records = read_parquet(records_file, columns=["question_id", "correct"])
+        if records["question_id"].duplicated().any():
+            raise KinjectError(records_file, "a question id repeats")
+        n, n_correct = len(records), int(records["correct"].astype(bool).sum())
+        if abs(n_correct / n - acc) > 1e-9:
+            raise KinjectError(path, f"accuracy {acc} but its {n} records ({records_file}) give {n_correct / n}")
+        cell["group"] = groups[cell["task"]]
+        low, high = wilson(n_correct, n)
+        rows.append({**cell, "accuracy": n_correct / n, "n_questions": n, "n_correct": n_correct,
+                     "ci_low": low, "ci_high": high})
+        frames.append(pd.DataFrame({"question_id": records["question_id"].astype(str),
+                                    "correct": records["correct"].astype(bool)}).assign(**cell))
+    order = ["model", "task", "format", "shots", "method", "paraphrase_set", "k"]
+    scores = pd.DataFrame(rows)
+    scores["paraphrase_set"] = scores["paraphrase_set"].astype("Int64")
+    scores = scores[["model", "task", "group", "format", "method", "paraphrase_set", "k", "shots", "accuracy",
+                     "n_questions", "n_correct", "ci_low", "ci_high"]]
+    records = pd.concat(frames, ignore_index=True)
+    records["paraphrase_set"] = records["paraphrase_set"].astype("Int64")
+    return scores.sort_values(order).reset_index(drop=True), records
+
+
+def read_scores(paths, groups: dict) -> pd.DataFrame:
+    """The ``scores`` of read_results."""
+    return read_results(paths, groups)[0]
 
 
 def _label(method: str, p) -> str:
@@ -50,65 +89,145 @@ def _label(method: str, p) -> str:
     return ft if method == "ft" else f"{ft}+RAG"
 
 
-def best_k(scores: pd.DataFrame) -> pd.DataFrame:
-    """Best K per setting (model, task, format, shots, method, paraphrase set) among the retrieval methods."""
-    rag = scores[scores["method"].isin(["rag", "ftrag"])]
-    keys = ["model", "task", "format", "shots", "method", "paraphrase_set"]
-    idx = rag.groupby(keys, dropna=False)["accuracy"].idxmax()
-    return rag.loc[idx, keys + ["k", "accuracy"]].rename(columns={"k": "best_k"}).reset_index(drop=True)
+def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The K of every retrieval setting (RAG, FT+RAG per paraphrase set) and the questions scored at it.
+
+    ``cross-fit``: the questions of a task are cut into two seeded halves (kinject.stats.halves, the same for
+    every model, format and method of the task); K is chosen on one half and reported on the other, both
+    ways, so every question is reported at a K chosen without it. ``oracle``: the paper's, the best K on all
+    the test questions it then reports. Returns (per-question records at the chosen K, one row per choice:
+    the setting, selection, chosen_on, reported_on, best_k, n and accuracy on the reported questions).
+    """
+    keys = SETTING + ["method", "paraphrase_set"]
+    chosen, choices = [], []
+    retrieval = records[records["method"].isin(RETRIEVAL)]
+    for key, g in retrieval.groupby(keys, dropna=False, sort=False):
+        at = dict(zip(keys, key, strict=True))
+        by_k = g.pivot(index="question_id", columns="k", values="correct")
+        if by_k.isna().any().any():
+            raise KinjectError(f"records of {at['model']}/{at['task']}", f"the K = {list(by_k.columns)} cells of "
+                               f"{_label(at['method'], at['paraphrase_set'])} hold different questions")
+        by_k = by_k.astype(bool)
+        if selection == ORACLE:
+            k = best_of(by_k)
+            per_q = pd.DataFrame({"question_id": by_k.index, "k": k, "correct": by_k[k].to_numpy()})
+            picks = [{"chosen_on": "test (all questions)", "reported_on": "test (all questions)", "k": k,
+                      "n": len(by_k), "accuracy": float(by_k[k].mean())}]
+        else:
+            try:
+                per_q, picks = cross_fit(by_k, setting_seed(seed, at["task"]))
+            except KinjectError as err:
+                raise KinjectError(f"records of {at['model']}/{at['task']}", err.problem) from None
+            for pick in picks:
+                pick["accuracy"] = float(per_q.loc[per_q["half"] == pick["reported_on"][-1], "correct"].mean())
+            per_q = per_q.drop(columns="half")
+        chosen.append(per_q.assign(**at))
+        choices += [{**at, "selection": selection, **{("best_k" if c == "k" else c): v for c, v in pick.items()}}
+                    for pick in picks]
+    columns = keys + ["selection", "chosen_on", "reported_on", "best_k", "n", "accuracy"]
+    return (pd.concat(chosen, ignore_index=True) if chosen else records.iloc[:0],
+            pd.DataFrame(choices, columns=columns))
 
 
-def _labelled(df: pd.DataFrame, suffix: str = "") -> pd.DataFrame:
-    return df.assign(column=[_label(m, p) + suffix for m, p in zip(df["method"], df["paraphrase_set"])])
+def reported(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per question, the correctness of every table column: Base and FT as scored, RAG and FT+RAG at the K
+    that ``selection`` chose; each row labelled with its column (and, for retrieval, the K it was scored at).
+    Returns (those records, the choices of choose_k)."""
+    chosen, choices = choose_k(records, seed, selection)
+    plain = records[~records["method"].isin(RETRIEVAL)]
+    out = pd.concat([plain, chosen], ignore_index=True)
+    out["paraphrase_set"] = out["paraphrase_set"].astype("Int64")
+    return out.assign(column=[_label(m, p) for m, p in zip(out["method"], out["paraphrase_set"])]), choices
 
 
-def group_table(scores: pd.DataFrame, group: str, shots: int) -> pd.DataFrame:
-    """The paper's table for a group of tasks: per task, scoring format and model, Base / FT / RAG / FT+RAG (RAG
-    at its best K)."""
-    sub = scores[(scores["group"] == group) & (scores["shots"] == shots)]
-    best = best_k(sub)
-    plain = sub[sub["method"].isin(["base", "ft"])]
-    cells = pd.concat([_labelled(plain), _labelled(best)])
+def _k_label(choices: pd.DataFrame) -> str:
+    """The K of a column: one number, or 'K_A/K_B' when the halves chose different K (half A's choice first)."""
+    ks = choices.sort_values("chosen_on")["best_k"].astype(int).tolist()
+    return str(ks[0]) if len(set(ks)) == 1 else "/".join(map(str, ks))
+
+
+def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: int) -> pd.DataFrame:
+    """The paper's table for a group of tasks: per task, scoring format and model, Base / FT / RAG / FT+RAG
+    accuracies (RAG at its chosen K), then their K columns, then each accuracy's Wilson 95% interval
+    (``<column> low`` / ``<column> high``)."""
+    sub = rows[(rows["group"] == group) & (rows["shots"] == shots)]
     # FT on the original chunks (set 0, the paper's FT-reg) and every set that also has an FT+RAG column (the
     # paper's FT-par); the whole sweep over paraphrase sets is a figure
-    ft_sets = set(best.loc[best["method"] == "ftrag", "paraphrase_set"].dropna()) | {0}
-    cells = cells[(cells["method"] != "ft") | cells["paraphrase_set"].isin(ft_sets)]
+    ft_sets = set(sub.loc[sub["method"] == "ftrag", "paraphrase_set"].dropna()) | {0}
+    sub = sub[(sub["method"] != "ft") | sub["paraphrase_set"].isin(ft_sets)]
     index = ["task", "format", "model"]
+    cells = sub.groupby(index + ["column"], sort=False)["correct"].agg(["sum", "size"]).reset_index()
+    cells["accuracy"] = cells["sum"] / cells["size"]
+    cells[["low", "high"]] = [wilson(x, n) for x, n in zip(cells["sum"], cells["size"])]
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
     order = ["Base"] + sorted({c for c in table.columns if c.startswith("FT") and "+" not in c}) + ["RAG"] \
         + sorted({c for c in table.columns if c.endswith("+RAG")})
-    table = table[[c for c in order if c in table.columns]]
-    ks = _labelled(best, " K").pivot_table(index=index, columns="column", values="best_k", sort=False)
-    ks = ks[[f"{c} K" for c in table.columns if f"{c} K" in ks.columns]]
-    return table.join(ks).reset_index()
+    columns = [c for c in order if c in table.columns]
+    table = table[columns]
+    picked = choices[(choices["group"] == group) & (choices["shots"] == shots)]
+    if len(picked):
+        picked = picked.assign(column=[_label(m, p) + " K" for m, p in zip(picked["method"], picked["paraphrase_set"])])
+        ks = picked.groupby(index + ["column"], sort=False)[["chosen_on", "best_k"]].apply(_k_label).unstack("column")
+        table = table.join(ks[[f"{c} K" for c in columns if f"{c} K" in ks.columns]])
+    for bound in ("low", "high"):
+        ci = cells.pivot_table(index=index, columns="column", values=bound, sort=False)
+        table = table.join(ci[columns].rename(columns=lambda c: f"{c} {bound}"))
+    return table.reset_index()
 
 
 def _markdown(df: pd.DataFrame) -> str:
-    def fmt(column: str, value) -> str:
+    """The table with each accuracy as ``0.897 [0.80, 0.95]`` (its interval columns folded in)."""
+    shown = [c for c in df.columns if not c.endswith((" low", " high"))]
+
+    def fmt(row, column: str) -> str:
+        value = row[column]
         if pd.isna(value):
             return ""
-        if column.endswith(" K"):
-            return str(int(value))
+        if f"{column} low" in row.index:
+            return f"{value:.3f} [{row[f'{column} low']:.2f}, {row[f'{column} high']:.2f}]"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(fmt(c, v) for c, v in zip(df.columns, row)) + " |" for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(fmt(row, c) for c in shown) + " |" for _, row in df.iterrows()]
     return "\n".join(lines) + "\n"
 
 
-def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv) -> str:
-    """The result tables of a group (task -> table group) of score files."""
-    scores = read_scores(score_paths, groups)
+def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, seed: int,
+                 comparisons_csv=None, trend_csv=None) -> str:
+    """The result tables of a group (task -> table group) of score files and their records: per group and
+    shots a table (CSV, parquet, markdown; the markdown adds the oracle-K table below), scores.csv (every
+    cell), best_k.csv (every choice of K, cross-fit and oracle), the paired comparisons and the paraphrase
+    trend (kinject.comparisons)."""
+    from kinject.comparisons import comparisons, comparisons_markdown, paraphrase_trends
+
+    scores, records = read_results(score_paths, groups)
+    rows, choices = reported(records, seed)
+    oracle_rows, oracle_choices = reported(records, seed, ORACLE)
     out_dir = Path(out_dir)
     for (group, shots), _ in scores.groupby(["group", "shots"]):
-        table = group_table(scores, group, shots)
+        table = group_table(rows, choices, group, shots)
         stem = out_dir / f"{group}_{shots}shot"
         write_csv(f"{stem}.csv", table, float_format="%.4f")
         write_parquet(f"{stem}.parquet", table)
-        write_text(f"{stem}.md", f"# {group}, {shots}-shot: accuracy\n\n" + _markdown(table))
+        text = (f"# {group}, {shots}-shot: accuracy [Wilson 95% interval]\n\n"
+                "RAG and FT+RAG at the K chosen by cross-fitting (chosen on one half of the questions, reported "
+                "on the other; `a/b`: the K each half chose). See docs/statistics.md.\n\n" + _markdown(table))
+        oracle = group_table(oracle_rows, oracle_choices, group, shots)
+        text += ("\n## Oracle K (the paper's: the best K on the very questions reported; optimistic)\n\n"
+                 + _markdown(oracle))
+        write_text(f"{stem}.md", text)
     write_csv(scores_csv, scores)
-    write_csv(best_k_csv, best_k(scores))
-    return f"{len(scores)} scores in {scores.groupby(['group', 'shots']).ngroups} tables"
+    write_csv(best_k_csv, pd.concat([choices, oracle_choices], ignore_index=True))
+    n_comparisons = 0
+    if comparisons_csv is not None:
+        table = comparisons(rows, seed)
+        write_csv(comparisons_csv, table)
+        write_text(Path(comparisons_csv).with_suffix(".md"), comparisons_markdown(table))
+        n_comparisons = len(table)
+    if trend_csv is not None:
+        write_csv(trend_csv, paraphrase_trends(records))
+    return (f"{len(scores)} scores in {scores.groupby(['group', 'shots']).ngroups} tables, "
+            f"{n_comparisons} paired comparisons")
 
 
 def read_losses(paths) -> pd.DataFrame:
@@ -126,38 +245,78 @@ def _save_figure(fig, png) -> None:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
 
 
-def write_figures(scores_csv, loss_paths, out: dict) -> str:
-    """(a) accuracy vs paraphrase set, (b) training loss vs step with epoch boundaries, (c) accuracy vs K."""
+def _error_bars(g: pd.DataFrame):
+    """Distances from each accuracy down to ci_low and up to ci_high (matplotlib's yerr)."""
+    return [(g["accuracy"] - g["ci_low"]).clip(lower=0), (g["ci_high"] - g["accuracy"]).clip(lower=0)]
+
+
+def _dodge(i: int, n: int, width: float = 0.3) -> float:
+    """The sideways offset of series i of n, spread over ``width`` (x units) around 0."""
+    return 0.0 if n < 2 else width * (i / (n - 1) - 0.5)
+
+
+def _trend_label(trends: pd.DataFrame, at: dict) -> str:
+    if trends is None or trends.empty:
+        return ""
+    match = trends
+    for column, value in at.items():
+        match = match[match[column].astype(str) == str(value)]
+    if match.empty:
+        return ""
+    t = match.iloc[0]
+    if pd.isna(t["slope"]):
+        return f"; trend: {t['note']}"
+    return f"; logit slope {t['slope']:+.3f} [{t['slope_low']:+.3f}, {t['slope_high']:+.3f}]/set, p={t['p_value']:.2g}"
+
+
+def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
+    """(a) accuracy vs paraphrase set with Wilson 95% error bars and the trend estimate, (b) training loss
+    vs step, one panel per run, each with its own epoch boundaries, (c) accuracy vs K with error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     scores = pd.read_csv(scores_csv)
+    trends = pd.read_csv(trend_csv) if trend_csv is not None else None
     ft = scores[(scores["method"] == "ft") & (scores["k"] == 0)]
     setting = ["model", "task", "format", "shots"]
     ft = ft[ft.groupby(setting)["paraphrase_set"].transform("nunique") > 1]
-    write_csv(out["paraphrases_csv"], ft[setting + ["paraphrase_set", "accuracy"]])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (model, task, fmt, shots), g in ft.groupby(setting):
-        ax.plot(g["paraphrase_set"], g["accuracy"], marker="o", label=f"{model} / {task} ({fmt})")
-    ax.set(xlabel="paraphrases per chunk in the FT data (set k)", ylabel="accuracy",
+    write_csv(out["paraphrases_csv"], ft[setting + ["paraphrase_set", "accuracy", "n_questions", "ci_low", "ci_high"]])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series = list(ft.groupby(setting))
+    for i, ((model, task, fmt, shots), g) in enumerate(series):
+        g = g.sort_values("paraphrase_set")
+        label = f"{model} / {task} ({fmt}, n={g['n_questions'].iloc[0]})" + _trend_label(
+            trends, {"model": model, "task": task, "format": fmt, "shots": shots})
+        ax.errorbar(g["paraphrase_set"].astype(float) + _dodge(i, len(series)), g["accuracy"], yerr=_error_bars(g),
+                    marker="o", capsize=3, label=label)
+    ax.set(xlabel="paraphrases per chunk in the FT data (set k)", ylabel="accuracy (Wilson 95% interval)",
            title="Fine-tuning: accuracy vs number of paraphrases")
-    ax.legend(fontsize=7) if len(ft) else None
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=6) if len(ft) else None
     _save_figure(fig, out["paraphrases_png"])
     plt.close(fig)
 
     losses = read_losses(loss_paths)
     write_csv(out["loss_csv"], losses)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    longest = losses[losses["paraphrase_set"] == losses.groupby(["model", "task"])["paraphrase_set"].transform("max")]
-    for (model, task), g in longest.groupby(["model", "task"]):
-        ax.plot(g["step"], g["loss"], label=f"{model} / {task} (set {g['paraphrase_set'].iloc[0]})")
-        ends = g.loc[g["epoch"].apply(int).diff().fillna(0) > 0, "step"]
-        for step in ends:
-            ax.axvline(step, color="grey", lw=0.5, ls="--")
-    ax.set(xlabel="optimizer step", ylabel="training loss", title="Training loss (dashed: epoch boundaries)")
-    ax.legend(fontsize=7)
+    runs = list(losses.groupby(["model", "task", "paraphrase_set"]))
+    ncols = min(3, len(runs))
+    nrows = -(-len(runs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, ((model, task, p), g) in zip(axes.flat, runs):
+        ax.plot(g["step"], g["loss"], lw=1)
+        for step in epoch_boundaries(g):
+            ax.axvline(step, color="grey", lw=0.6, ls="--")
+        ax.set_title(f"{model} / {task} / set {p} ({epoch_count(g)} epochs)", fontsize=8)
+        ax.set_xlabel("optimizer step", fontsize=7)
+        ax.set_ylabel("training loss", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(runs):]:
+        ax.set_visible(False)
+    fig.suptitle("Training loss per run (dashed: that run's epoch boundaries)")
+    fig.tight_layout()
     _save_figure(fig, out["loss_png"])
     plt.close(fig)
 
@@ -166,13 +325,29 @@ def write_figures(scores_csv, loss_paths, out: dict) -> str:
     anchors = pd.concat([scores[scores["method"] == "base"].assign(method="rag"),
                          scores[scores["method"] == "ft"].assign(method="ftrag")])  # K = 0: no retrieval
     curve = pd.concat([anchors.merge(rag[keys].drop_duplicates(), on=keys), rag]).sort_values(keys + ["k"])
-    write_csv(out["k_csv"], curve[keys + ["k", "accuracy"]])
+    write_csv(out["k_csv"], curve[keys + ["k", "accuracy", "n_questions", "ci_low", "ci_high"]])
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, g in curve.groupby(keys, dropna=False):
+    series = list(curve.groupby(keys, dropna=False))
+    for i, (key, g) in enumerate(series):  # each series nudged sideways so the error bars do not hide each other
         model, task, fmt, shots, method, p = key
-        ax.plot(g["k"], g["accuracy"], marker=".", label=f"{model}/{task}/{fmt}/{shots}-shot/{_label(method, p)}")
-    ax.set(xlabel="retrieved chunks K", ylabel="accuracy", title="Accuracy vs K")
+        ax.errorbar(g["k"] + _dodge(i, len(series)), g["accuracy"], yerr=_error_bars(g), marker=".", capsize=2,
+                    label=f"{model}/{task}/{fmt}/{shots}-shot/{_label(method, p)}")
+    ax.set(xlabel="retrieved chunks K", ylabel="accuracy (Wilson 95% interval)", title="Accuracy vs K")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=5)
     _save_figure(fig, out["k_png"])
     plt.close(fig)
-    return "accuracy vs paraphrase set, training loss vs step, accuracy vs K"
+    return "accuracy vs paraphrase set, training loss per run, accuracy vs K"
+
+
+def epoch_boundaries(run: pd.DataFrame) -> list:
+    """The steps at which a run's logged epoch passes a whole number (its own, from its own log)."""
+    whole = run["epoch"].astype(float).apply(lambda e: int(e + 1e-9))
+    ends = run.loc[whole.diff().fillna(0) > 0, "step"]
+    return ends[ends < run["step"].max()].tolist()  # the end of the last epoch is the end of the run
+
+
+def epoch_count(run: pd.DataFrame) -> int:
+    import math
+
+    return max(1, math.ceil(float(run["epoch"].max()) - 1e-9))

@@ -1,0 +1,83 @@
+"""The paper's contrasts as paired comparisons over the same questions, and the paraphrase-sweep trend.
+
+Per task, model, scoring format and shots: RAG vs Base, FT vs Base, RAG vs FT, FT-par{k}+RAG vs RAG (every
+set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0). Each row: both accuracies, their
+difference with a seeded paired bootstrap 95% interval, the discordant counts, the exact McNemar p-value and
+the Benjamini-Hochberg adjusted p-value across every row of the grid. RAG and FT+RAG are at the K chosen by
+cross-fitting (kinject.report.reported), so the comparison carries no selection advantage.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from kinject.errors import KinjectError
+from kinject.stats import bh_adjust, mcnemar_exact, paired_bootstrap, paraphrase_trend, setting_seed
+
+SETTING = ["group", "model", "task", "format", "shots"]
+COLUMNS = SETTING + ["contrast", "a", "b", "n", "accuracy_a", "accuracy_b", "delta", "delta_low", "delta_high",
+                     "a_only", "b_only", "p_mcnemar", "p_bh"]
+
+
+def contrasts(columns) -> list[tuple[str, str]]:
+    """(a, b) pairs among a setting's table columns (labels as kinject.report._label writes them)."""
+    have = set(columns)
+    pairs = [("RAG", "Base"), ("FT", "Base"), ("RAG", "FT")]
+    pairs += [(c, "RAG") for c in sorted(have) if c.endswith("+RAG")]
+    pars = sorted((c for c in have if c.startswith("FT-par") and "+" not in c), key=lambda c: int(c[6:]))
+    pairs += [(c, "FT") for c in pars]
+    return [(a, b) for a, b in pairs if a in have and b in have]
+
+
+def comparisons(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """One row per contrast per setting from the reported per-question records (kinject.report.reported:
+    question_id, correct, column and the setting's columns); BH adjusts over all rows together."""
+    out = []
+    for key, g in rows.groupby(SETTING, sort=True):
+        at = dict(zip(SETTING, key, strict=True))
+        wide = g.pivot(index="question_id", columns="column", values="correct")
+        if wide.isna().any().any():
+            raise KinjectError(f"records of {at['model']}/{at['task']}", "the cells of one setting hold different "
+                               f"questions ({', '.join(wide.columns[wide.isna().any()])} lack some)")
+        wide = wide.astype(bool)
+        for a, b in contrasts(wide.columns):
+            low, high = paired_bootstrap(wide[a], wide[b], seed=setting_seed(seed, *key, a, b))
+            a_only, b_only, p = mcnemar_exact(wide[a], wide[b])
+            out.append({**at, "contrast": f"{a} vs {b}", "a": a, "b": b, "n": len(wide),
+                        "accuracy_a": wide[a].mean(), "accuracy_b": wide[b].mean(),
+                        "delta": wide[a].mean() - wide[b].mean(), "delta_low": low, "delta_high": high,
+                        "a_only": a_only, "b_only": b_only, "p_mcnemar": p})
+    table = pd.DataFrame(out, columns=COLUMNS)
+    table["p_bh"] = bh_adjust(table["p_mcnemar"])
+    return table
+
+
+def comparisons_markdown(table: pd.DataFrame) -> str:
+    lines = ["# Paired comparisons (the same questions)", "",
+             "Δ = accuracy of a − accuracy of b, with a paired bootstrap 95% interval over questions; "
+             "a only / b only: questions only a (only b) got right; exact McNemar p, and p adjusted by "
+             "Benjamini-Hochberg across every row. RAG and FT+RAG at the cross-fitted K. See docs/statistics.md.",
+             "", "| task | format | shots | model | contrast | n | Δ [95%] | a only | b only | p | p (BH) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table.itertuples(index=False):
+        lines.append(f"| {r.task} | {r.format} | {r.shots} | {r.model} | {r.contrast} | {r.n} | "
+                     f"{r.delta:+.3f} [{r.delta_low:+.2f}, {r.delta_high:+.2f}] | {r.a_only} | {r.b_only} | "
+                     f"{r.p_mcnemar:.3g} | {r.p_bh:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def paraphrase_trends(records: pd.DataFrame) -> pd.DataFrame:
+    """Per setting with FT models of two or more paraphrase sets: the logit slope of per-question correctness
+    on the set k (kinject.stats.paraphrase_trend), with the sets and the first and last set's accuracy."""
+    ft = records[(records["method"] == "ft") & (records["k"] == 0)]
+    out = []
+    for key, g in ft.groupby(SETTING, sort=True):
+        sets = sorted(int(p) for p in g["paraphrase_set"].unique())
+        if len(sets) < 2:
+            continue
+        acc = g.groupby("paraphrase_set")["correct"].mean()
+        out.append({**dict(zip(SETTING, key, strict=True)), "sets": " ".join(map(str, sets)),
+                    "accuracy_first": float(acc.loc[sets[0]]), "accuracy_last": float(acc.loc[sets[-1]]),
+                    **paraphrase_trend(g.assign(paraphrase_set=g["paraphrase_set"].astype(int)))})
+    return pd.DataFrame(out, columns=SETTING + ["sets", "accuracy_first", "accuracy_last", "n_sets", "n_questions",
+                                                "slope", "slope_low", "slope_high", "p_value", "note"])
