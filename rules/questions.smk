@@ -77,11 +77,13 @@ rule review_questions:
         "results/{task}/questions.parquet",
     params:
         review=lambda wc: task_cfg(wc)["questions"]["review"],
+        keep_unreviewed=lambda wc: task_cfg(wc)["questions"]["keep_unreviewed"],
         target=lambda wc: task_cfg(wc)["questions"].get("target"),
         seed=lambda wc: config["seed"] if "target" in task_cfg(wc)["questions"] else None,
     message:
         "review_questions {wildcards.task}: the human review questions.review={params.review} "
-        "(required to exist unless skip), then questions.target={params.target} questions sampled"
+        "(required to exist unless skip; only accepted questions enter unless "
+        "questions.keep_unreviewed={params.keep_unreviewed}), then questions.target={params.target} questions sampled"
     log:
         "logs/review_questions/{task}.log",
     resources:
@@ -92,3 +94,24 @@ rule review_questions:
     script:
         "../scripts/review_questions.py"
 
+
+
+rule review_sheet:
+    """The sheet a person fills in (`kinject review TASK`): every selected question with its options, answer
+    and source chunk, and an empty decision column; saved as questions.review once filled."""
+    wildcard_constraints:
+        task=GENERATED,
+    input:
+        selected="results/{task}/questions/selected.parquet",
+        chunks="results/{task}/chunks.parquet",
+    output:
+        "results/{task}/questions/review_sheet.csv",
+    log:
+        "logs/review_sheet/{task}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/review_sheet.py"
