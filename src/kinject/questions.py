@@ -205,7 +205,7 @@ def apply_review(selected_path, review, out, *, keep_unreviewed: bool = False, t
         log.info("review: skipped (questions.review: skip): %d questions, all unreviewed", len(df))
     else:
         decisions = read_review(review, df["id"])
-    decision = df["id"].map(decisions).fillna("")
+    decision = df["id"].map(lambda qid: decisions.get(qid, ""))
     counts = {d or "unreviewed": int((decision == d).sum()) for d in ("accept", "reject", "")}
     keep = (decision == "accept") | ((decision == "") & keep_unreviewed)
     note = (f"{counts['accept']} accepted, {counts['reject']} rejected, {counts['unreviewed']} unreviewed "
