@@ -866,7 +866,8 @@ def format_plan(plan: dict, source: str = "") -> str:
             f"FAISS indexes: {fmt(disk['indexes_gb'], '.1f')} GB; hub models (fp16 safetensors in the hub cache): "
             f"{fmt(disk['hub_models_gb'], '.0f')} GB",
             f"  while it runs, each hparam_trial / finetune job keeps up to {fmt(disk['training_work_gb_per_job'], '.0f')}"
-            " GB of Trainer checkpoints (weights + AdamW state, 12 B/parameter, two at a time) under results/.work", ""]
+            " GB under results/.work: Trainer checkpoints (weights + AdamW state, 12 B/parameter, two at a time) and"
+            " a trial's epoch models", ""]
     unknown = sorted({n for r in plan["rules"].values() for n in r.get("notes", [])}
                      | {n for r in llm["rules"] for n in r["notes"]} | set(plan["notes"])
                      | {m["source"] for m in plan["models"].values() if "parameters" not in m})
