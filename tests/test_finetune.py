@@ -327,13 +327,14 @@ def test_launch_command_of_the_paper_config(monkeypatch):
         "--save-dtype", "bf16", "--gpus", "4", "--threads", "4"]  # lr and epochs: the search's, in chosen.json
     config, settings, resources, threads = paper_job("hparam_trial", "anatomy")
     files = {"base": "mistralai/Mistral-7B-v0.1", "train": "t.parquet", "validation": "v.parquet", "out": "lr.json",
-             "lr": "2e-05", "work_dir": "w"}
+             "models": "lr", "lr": "2e-05", "work_dir": "w"}
     assert finetune.launch_command(settings, "hparam_trial", files, resources, threads) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/slurm/accelerate_fsdp.yaml",
         "--num_processes", "4", "-m", "kinject.hparams", "--base", "mistralai/Mistral-7B-v0.1", "--train", "t.parquet",
-        "--validation", "v.parquet", "--out", "lr.json", "--lr", "2e-05", "--work-dir", "w", "--precision", "bf16",
-        "--seed", "1234", "--block-size", "256", "--batch-size", "64", "--per-device-batch-size", "4",
-        "--gradient-checkpointing", "--max-epochs", "5", "--gpus", "4", "--threads", "4"]
+        "--validation", "v.parquet", "--out", "lr.json", "--models", "lr", "--lr", "2e-05", "--work-dir", "w",
+        "--precision", "bf16", "--seed", "1234", "--block-size", "256", "--batch-size", "64",
+        "--per-device-batch-size", "4", "--gradient-checkpointing", "--save-dtype", "bf16", "--max-epochs", "5",
+        "--gpus", "4", "--threads", "4"]
 
 
 def test_launch_command_of_the_demo_config(monkeypatch):
