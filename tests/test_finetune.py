@@ -114,7 +114,8 @@ def test_train_writes_per_step_loss_and_a_loadable_model(base, tmp_path):
     assert sorted(losses["epoch"].apply(math.ceil).unique()) == [1, 2, 3]
     assert losses["loss"].iloc[-1] < losses["loss"].iloc[0] - 0.5
     assert summary["final_loss"] == pytest.approx(losses["loss"].iloc[-1])
-    assert losses["learning_rate"].iloc[0] == pytest.approx(3e-3) and losses["learning_rate"].is_monotonic_decreasing
+    # constant (no warm-up asked): the first e epochs of a run do not depend on how many follow
+    assert losses["learning_rate"].tolist() == pytest.approx([3e-3] * len(losses))
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "ft")
     tok = AutoTokenizer.from_pretrained(tmp_path / "ft")
     assert tok.pad_token == tok.eos_token and model.config.pad_token_id == tok.eos_token_id
