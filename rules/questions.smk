@@ -96,9 +96,9 @@ rule review_questions:
 
 
 
+# The sheet a person fills in (`kinject review TASK`, docs/review.md): every selected question with its
+# options, answer and source chunk, and an empty decision column; saved as questions.review once filled.
 rule review_sheet:
-    """The sheet a person fills in (`kinject review TASK`): every selected question with its options, answer
-    and source chunk, and an empty decision column; saved as questions.review once filled."""
     wildcard_constraints:
         task=GENERATED,
     input:

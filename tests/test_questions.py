@@ -134,7 +134,8 @@ def test_the_review_sheet_lists_each_question_with_its_source_and_an_empty_decis
     selected = tmp_path / "selected.parquet"
     write_questions(selected, questions_frame(chunk_id="7-0").assign(chunk_id=["3-1", "7-0"]))
     chunks = tmp_path / "chunks.parquet"
-    pd.DataFrame({"chunk_id": ["3-1", "7-0"], "text": ["Chunk three.", "Chunk seven, with a comma."]}).to_parquet(chunks)
+    chunk_texts = {"3-1": "Chunk three.", "7-0": "Chunk seven, with a comma."}
+    pd.DataFrame({"chunk_id": list(chunk_texts), "text": list(chunk_texts.values())}).to_parquet(chunks)
     write_review_sheet(selected, chunks, tmp_path / "sheet.csv")
     sheet = pd.read_csv(tmp_path / "sheet.csv", dtype=str, keep_default_na=False)
     assert sheet.to_dict("records") == [

@@ -354,7 +354,8 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     warmup = round(warmup_ratio * math.ceil(len(blocks) / effective))
     args = TrainingArguments(
         output_dir=str(work_dir), num_train_epochs=epochs, learning_rate=lr, weight_decay=weight_decay,
-        lr_scheduler_type="constant_with_warmup", warmup_steps=warmup, per_device_train_batch_size=per_device_batch_size,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=warmup,
+        per_device_train_batch_size=per_device_batch_size,
         per_device_eval_batch_size=per_device_batch_size, gradient_accumulation_steps=accumulation,
         seed=seed, data_seed=seed, use_cpu=not cuda, bf16=precision == "bf16",
         activation_checkpointing=gradient_checkpointing,
