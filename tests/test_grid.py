@@ -34,7 +34,8 @@ def test_paper_grid_dry_run_matches_formula():
     assert expected["evaluate_base"] == 3 * (5 * 2 + 1)
     assert expected["evaluate_ft"] == 3 * (5 * 2 * 1 + 11)
     assert expected["evaluate_ftrag"] == 3 * (5 * 2 * 1 + 2)
-    assert expected["finetune"] == 3 * (5 + 11)
+    # set 0 of every searched task (all 6) is the chosen trial's model, not a finetune job
+    assert expected["finetune"] == 3 * 10 and expected["validated_model"] == 3 * 6
     assert expected["hparam_trial"] == 3 * 6 * 5  # the 5 MMLU tasks and current events, 5 learning rates
     assert expected["knowledge_base_report"] == 6
 
