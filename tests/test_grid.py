@@ -45,7 +45,8 @@ def test_paper_dry_run_shows_the_question_target_and_the_review_requirement():
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert ("review_questions current_events: the human review questions.review=resources/current_events_review.csv "
-            "(required to exist unless skip), then questions.target=910 questions sampled") in proc.stdout
+            "(required to exist unless skip; only accepted questions enter unless questions.keep_unreviewed=False), "
+            "then questions.target=910 questions sampled") in proc.stdout
 
 
 def test_demo_grid_dry_run_matches_formula():
