@@ -74,7 +74,8 @@ rule review_questions:
         selected="results/{task}/questions/selected.parquet",
         review=review_input,
     output:
-        "results/{task}/questions.parquet",
+        questions="results/{task}/questions.parquet",
+        counts="results/{task}/questions/review_counts.json",
     params:
         review=lambda wc: task_cfg(wc)["questions"]["review"],
         keep_unreviewed=lambda wc: task_cfg(wc)["questions"]["keep_unreviewed"],

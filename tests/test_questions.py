@@ -72,8 +72,10 @@ def test_only_accepted_questions_enter_the_set_by_default(tmp_path, caplog):
     assert read_questions(out)["id"].tolist() == ["a"]
     assert summary == "1 questions; review: 1 accepted, 1 rejected, 1 unreviewed (left out) of 3 questions"
     # keep_unreviewed: the unreviewed question enters too, counted; a rejected one never does
-    summary = apply_review(selected, review, out, keep_unreviewed=True)
+    summary = apply_review(selected, review, out, keep_unreviewed=True, counts_out=tmp_path / "counts.json")
     assert read_questions(out)["id"].tolist() == ["a", "c"]
+    assert json.loads((tmp_path / "counts.json").read_text()) == {  # for the tables' notes
+        "accepted": 1, "rejected": 1, "unreviewed": 1, "unreviewed_kept": True, "questions": 2}
     assert "1 unreviewed (kept: questions.keep_unreviewed)" in summary
     assert "review: 1 unreviewed questions enter the set (questions.keep_unreviewed: true)" in caplog.text
     # an empty decision (the sheet as written, not filled in) is no decision
@@ -424,6 +426,8 @@ def test_the_review_rule_through_snakemake_on_bad_and_good_review_files(review_w
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_questions(work / target)["id"].tolist() == ["100-0-q0", "114-0-q0"]
     assert "2 questions; review: 2 accepted, 1 rejected, 67 unreviewed (left out) of 70 questions" in proc.stderr
+    counts = json.loads((work / "results/current_events/questions/review_counts.json").read_text())
+    assert counts == {"accepted": 2, "rejected": 1, "unreviewed": 67, "unreviewed_kept": False, "questions": 2}
 
 
 def test_kinject_review_writes_the_sheet_through_snakemake(review_workflow):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from kinject import prompts
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, read_parquet, write_parquet
+from kinject.io import atomic_path, read_parquet, write_json, write_parquet
 from kinject.llm import LLMClient
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ DECISIONS = ("accept", "reject")
 
 
 def apply_review(selected_path, review, out, *, keep_unreviewed: bool = False, target: int | None = None,
-                 seed: int | None = None) -> str:
+                 seed: int | None = None, counts_out=None) -> str:
     """The manual validation pass, then the question target.
 
     review: the human review CSV with columns ``id`` and ``decision`` (accept, reject, or empty: not yet
@@ -197,7 +197,8 @@ def apply_review(selected_path, review, out, *, keep_unreviewed: bool = False, t
     which must exist, or "skip" to go without one. Only accepted questions enter the set, unless
     ``keep_unreviewed``: then the unreviewed ones do too, and their count is logged and returned; rejected
     ones never do. target: how many questions to keep, a random sample seeded by `seed` (the paper: 910);
-    fewer questions than that is an error.
+    fewer questions than that is an error. counts_out: a JSON file of the counts (accepted, rejected,
+    unreviewed, unreviewed_kept, questions: the set's size), for the result tables' notes.
     """
     df = read_questions(selected_path)
     if review == "skip":
@@ -227,6 +228,10 @@ def apply_review(selected_path, review, out, *, keep_unreviewed: bool = False, t
         log.info("target: %d of %d questions kept, a random sample seeded by %s", target, len(df), seed)
         df = df.iloc[picked]
     write_questions(out, df)
+    if counts_out is not None:
+        write_json(counts_out, {"accepted": counts["accept"], "rejected": counts["reject"],
+                                "unreviewed": counts["unreviewed"], "unreviewed_kept": bool(keep_unreviewed),
+                                "questions": len(df)})
     return f"{len(df)} questions; review: {note}"
 
 
