@@ -1,5 +1,6 @@
 # Unsupervised fine-tuning (continual pre-training) per (model, task, paraphrase set), with the
-# learning-rate / epochs search on held-out validation paraphrases as its own sub-DAG.
+# learning-rate / epochs search on held-out validation paraphrases as its own sub-DAG. The search's trials
+# keep every epoch's model; the chosen one is paraphrase set 0's fine-tuned model (rule validated_model).
 # hparam_trial and finetune run `accelerate launch --config_file <finetune.accelerate_config>` with one
 # process per GPU of the job (kinject.finetune.launch_command builds the command).
 from kinject.finetune import check_launch, rule_settings
@@ -37,7 +38,9 @@ rule hparam_trial:
         train="results/{task}/paraphrases/paraphrases_k0.parquet",
         validation="results/{task}/validation/paraphrases.parquet",
     output:
-        "results/hparams/{model}/{task}/lr{lr}.json",
+        trial="results/hparams/{model}/{task}/lr{lr}.json",
+        # the trial's best epoch's model: kept until validated_model hard-links the chosen one (temp)
+        models=temp(directory("results/hparams/{model}/{task}/lr{lr}")),
     params:
         settings=lambda wc: canonical(rule_settings(config, "hparam_trial")),
         base=base_model_path,
@@ -67,6 +70,33 @@ rule choose_hparams:
         "../envs/train.yaml"
     script:
         "../scripts/choose_hparams.py"
+
+
+# Paraphrase set 0 of a task with a search: the trials trained on it, so the chosen trial's model at the
+# chosen epoch is the fine-tuned model (the one validated is the one evaluated; nothing is retrained).
+ruleorder: validated_model > finetune
+
+
+rule validated_model:
+    wildcard_constraints:
+        task=tasks_regex(lambda t: "validation" in t),
+        k="0",
+    input:
+        chosen="results/hparams/{model}/{task}/chosen.json",
+        trials=lambda wc: expand("results/hparams/{{model}}/{{task}}/lr{lr}.json", lr=search_lrs()),
+        models=lambda wc: expand("results/hparams/{{model}}/{{task}}/lr{lr}", lr=search_lrs()),
+    output:
+        checkpoint=expensive(directory("results/finetune/{model}/{task}/k{k}/checkpoint")),
+        loss="results/finetune/{model}/{task}/k{k}/train_loss.csv",
+    log:
+        "logs/validated_model/{model}_{task}_k{k}.log",
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/validated_model.py"
 
 
 rule finetune:

@@ -75,14 +75,17 @@ rule review_questions:
         selected="results/{task}/questions/selected.parquet",
         review=review_input,
     output:
-        "results/{task}/questions.parquet",
+        questions="results/{task}/questions.parquet",
+        counts="results/{task}/questions/review_counts.json",
     params:
         review=lambda wc: task_cfg(wc)["questions"]["review"],
+        keep_unreviewed=lambda wc: task_cfg(wc)["questions"]["keep_unreviewed"],
         target=lambda wc: task_cfg(wc)["questions"].get("target"),
         seed=lambda wc: config["seed"] if "target" in task_cfg(wc)["questions"] else None,
     message:
         "review_questions {wildcards.task}: the human review questions.review={params.review} "
-        "(required to exist unless skip), then questions.target={params.target} questions sampled"
+        "(required to exist unless skip; only accepted questions enter unless "
+        "questions.keep_unreviewed={params.keep_unreviewed}), then questions.target={params.target} questions sampled"
     log:
         "logs/review_questions/{task}.log",
     resources:
@@ -93,3 +96,24 @@ rule review_questions:
     script:
         "../scripts/review_questions.py"
 
+
+
+# The sheet a person fills in (`kinject review TASK`, docs/review.md): every selected question with its
+# options, answer and source chunk, and an empty decision column; saved as questions.review once filled.
+rule review_sheet:
+    wildcard_constraints:
+        task=GENERATED,
+    input:
+        selected="results/{task}/questions/selected.parquet",
+        chunks="results/{task}/chunks.parquet",
+    output:
+        "results/{task}/questions/review_sheet.csv",
+    log:
+        "logs/review_sheet/{task}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/review_sheet.py"

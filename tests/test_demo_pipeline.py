@@ -74,7 +74,7 @@ def test_the_console_shows_job_lines_and_summaries_not_library_output(demo_run):
     assert resources["evaluate"]["cpus_per_task"] > 1 and resources["gpu_rules"]["cpus_per_task"] > 1
     for log_name, threads in [
             ("evaluate/tiny-llama_current_events_base_0shot_options.log", resources["evaluate"]["cpus_per_task"]),
-            ("finetune/tiny-llama_current_events_k0.log", resources["gpu_rules"]["cpus_per_task"])]:
+            ("finetune/tiny-llama_current_events_k1.log", resources["gpu_rules"]["cpus_per_task"])]:
         log = (demo_run / "logs" / log_name).read_text()
         assert f"job environment: threads={threads}, OMP_NUM_THREADS={threads}," in log, log_name
         assert f"device cpu, torch threads {threads}" in log, log_name  # gpu: 0 in the demo: CPU on any host
@@ -187,8 +187,8 @@ CONFIG_EDITS = [
     ("paraphrases.allow_incomplete", True,
      [f"results/current_events/paraphrases/paraphrases_k{k}.parquet" for k in CE_SETS if k]),
     ("finetune.search.max_epochs", 2, ["hparam_trial"]),
-    ("finetune.lr", 5e-4,  # current events has no search; atlas takes its lr from the search's chosen.json
-     [f"results/finetune/tiny-llama/current_events/k{k}/checkpoint" for k in CE_SETS]),
+    ("finetune.lr", 5e-4, []),  # every demo task has a search: lr and epochs come from its chosen.json
+    ("tasks.current_events.questions.keep_unreviewed", False, ["review_questions"]),
     ("retrieval.batch_size", 32, []),
     ("evaluation.batch_size", 4, []),
     ("evaluation.max_truncated_fraction", 0.5, []),

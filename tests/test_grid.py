@@ -35,7 +35,8 @@ def test_paper_grid_dry_run_matches_formula():
     assert expected["evaluate_ft"] == 3 * 2 * (5 * 2 * 1 + 11)
     assert expected["evaluate_ftrag"] == 3 * 2 * (5 * 2 * 1 + 2)
     assert expected["lmeval_task"] == 6 * 2 * 6  # per task and format, K = 0 and the 5 RAG depths
-    assert expected["finetune"] == 3 * (5 + 11)
+    # set 0 of every searched task (all 6) is the chosen trial's model, not a finetune job
+    assert expected["finetune"] == 3 * 10 and expected["validated_model"] == 3 * 6
     assert expected["hparam_trial"] == 3 * 6 * 5  # the 5 MMLU tasks and current events, 5 learning rates
     assert expected["knowledge_base_report"] == 6
 
@@ -45,7 +46,8 @@ def test_paper_dry_run_shows_the_question_target_and_the_review_requirement():
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert ("review_questions current_events: the human review questions.review=resources/current_events_review.csv "
-            "(required to exist unless skip), then questions.target=910 questions sampled") in proc.stdout
+            "(required to exist unless skip; only accepted questions enter unless questions.keep_unreviewed=False), "
+            "then questions.target=910 questions sampled") in proc.stdout
 
 
 def test_demo_grid_dry_run_matches_formula():

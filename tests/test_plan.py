@@ -233,15 +233,43 @@ def test_config_yaml_resources_cover_the_plan(tmp_path):
     p = 7_241_732_096
     host = 6 * p + 4 * 4e9  # fp32 state dict + its bf16 copy on rank 0, 4 GB per process
     assert plan["rules"]["finetune"]["mem_mb_needed"] == math.ceil(host * margin["mem"] / MIB) == 85_045
-    # the longest finetune job: an MMLU task of 15,000 chunks x (200 + BOS/EOS) tokens, 5 epochs (the search's
-    # maximum), 8 x P FLOPs per token with checkpointing at 100 TFLOP/s, over 4 GPUs; 10 minutes to start and
-    # 5 Trainer checkpoints (12 B/parameter) + the bf16 model written at 1 GB/s
-    compute_h = 8 * p * (15_000 * 202 * 5) / 100e12 / 3600
+    # the longest finetune job: current events paraphrase set 10, 455 chunks x 11 texts x (200 + BOS/EOS) tokens,
+    # 5 epochs (the search's maximum), 8 x P FLOPs per token with checkpointing at 100 TFLOP/s, over 4 GPUs;
+    # 10 minutes to start and 5 Trainer checkpoints (12 B/parameter) + the bf16 model written at 1 GB/s.
+    # Set 0 of a searched task is no finetune job: the chosen trial's model is its checkpoint (validated_model)
+    compute_h = 8 * p * (455 * 11 * 202 * 5) / 100e12 / 3600
     wall = 10 + (5 * 12 * p + 2 * p) / 1e9 / 60 + compute_h * 60 / 4
-    job = next(j for j in plan["jobs"] if j["rule"] == "finetune" and j["job"] == "mistral-7b anatomy k0")
+    job = next(j for j in plan["jobs"] if j["rule"] == "finetune" and j["job"] == "mistral-7b current_events k10")
     assert job["compute_gpu_hours"] == pytest.approx(compute_h)
-    assert job["wall_minutes"] == pytest.approx(wall)
+    assert job["wall_minutes"] == pytest.approx(wall) == pytest.approx(29.69, abs=0.01)
     assert plan["rules"]["finetune"]["runtime_needed"] == math.ceil(wall * margin["runtime"])
+    assert not [j for j in plan["jobs"] if j["rule"] == "finetune" and j["job"].endswith(("anatomy k0",
+                                                                                          "current_events k0"))]
+    # a trial (anatomy, 15,000 chunks x 202 tokens, 5 epochs) also measures the loss on 240 x 2 validation
+    # paraphrases (2 x P FLOPs per token) after each epoch, and saves the model after each epoch (bf16, 2 B)
+    # beside its 5 Trainer checkpoints
+    trial_h = (8 * p * 15_000 * 202 * 5 + 2 * p * 240 * 2 * 202 * 5) / 100e12 / 3600
+    trial_wall = 10 + (5 * 12 * p + 5 * 2 * p) / 1e9 / 60 + trial_h * 60 / 4
+    job = next(j for j in plan["jobs"] if j["rule"] == "hparam_trial" and j["job"] == "mistral-7b anatomy")
+    assert job["wall_minutes"] == pytest.approx(trial_wall) == pytest.approx(55.31, abs=0.01)
+
+
+def test_the_search_is_not_repeated_and_its_chosen_models_are_the_set_0_checkpoints(tmp_path):
+    plan = paper_plan(tmp_path)
+    # 3 models x (6 tasks x 5 lr) trials; finetune: the 10 current-events sets 1..10 per model; set 0 of
+    # each of the 6 searched tasks is the chosen trial's model (3 x 6 = 18 validated_model jobs, no GPU)
+    assert plan["rules"]["hparam_trial"]["jobs"] == 90 and plan["rules"]["finetune"]["jobs"] == 30
+    assert plan["rules"]["validated_model"]["jobs"] == 18 and "gpus" not in plan["rules"]["validated_model"]
+    # the finetune GPU-hours by hand: 4 GPUs x wall minutes of sets 1..10 of current events, per model
+    params = {m: plan["models"][m]["parameters"] for m in ("llama2-7b", "mistral-7b", "orca2-7b")}
+    hours = 0.0
+    for p in params.values():
+        for k in range(1, 11):
+            compute_h = 8 * p * (455 * (1 + k) * 202 * 5) / 100e12 / 3600
+            hours += 4 * (10 + (5 * 12 * p + 2 * p) / 1e9 / 60 + compute_h * 60 / 4) / 60
+    assert plan["rules"]["finetune"]["gpu_hours"] == pytest.approx(hours) == pytest.approx(48.0, abs=0.05)
+    # checkpoints on disk: 10 fine-tuned + 6 chosen trial models per model, bf16 (2 B/parameter)
+    assert plan["disk"]["checkpoints_gb"] == pytest.approx(sum(16 * 2 * p for p in params.values()) / GB)
 
 
 def test_resources_below_the_plan_are_warnings(tmp_path):
@@ -320,7 +348,7 @@ def test_unknown_figures_say_how_to_provide_them(tmp_path):
     assert "results/models/tiny-llama/base" in plan["models"]["tiny-llama"]["source"]
     assert "models.tiny-llama.shape" in plan["models"]["tiny-llama"]["source"]
     assert plan["rules"]["finetune"]["peak_gb_per_gpu"] is None
-    assert any("plan.corpus.atlas.chunks" in n for n in plan["rules"]["finetune"]["notes"])
+    assert any("plan.corpus.atlas.chunks" in n for n in plan["rules"]["hparam_trial"]["notes"])  # atlas: set 0 only
     # a built model folder gives the shape (parameters by the Llama formula)
     base = tmp_path / "results" / "models" / "tiny-llama" / "base"
     base.mkdir(parents=True)
@@ -344,10 +372,10 @@ def test_command_prints_the_tables_and_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "FSDP full shard" in out and "WARNINGS" not in out
     line = next(row for row in out.splitlines() if row.split()[:2] == ["finetune", "llama2-7b"])
-    assert re.search(r"\s34\.0\s+yes\s+anatomy k0$", line), line
+    assert re.search(r"\s34\.0\s+yes\s+current_events k1$", line), line
     main(["plan", str(ROOT / "config.yaml"), "--root", str(root), "--json"])
     data = json.loads(capsys.readouterr().out)
-    assert data["rules"]["finetune"]["jobs"] == 48 and data["rules"]["hparam_trial"]["gpus"] == 4
+    assert data["rules"]["finetune"]["jobs"] == 30 and data["rules"]["hparam_trial"]["gpus"] == 4
 
 
 def test_command_imports_no_torch(tmp_path):

@@ -10,7 +10,7 @@ from kinject.errors import KinjectError
 from kinject.llm import LLMClient, ResponseCache, client_from_config
 from kinject.paraphrases import paraphrase_chunks, paraphrase_set, validation_paraphrases
 from kinject.questions import (apply_review, generate_questions, load_mmlu_questions, mmlu_from_csv, read_questions,
-                               select_questions, write_questions)
+                               select_questions, write_questions, write_review_sheet)
 
 
 def write_mmlu(root, subject, rows, split="test"):
@@ -77,37 +77,99 @@ def test_bad_question_files(tmp_path, over, message):
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_review_file_rejects_and_validates(tmp_path):
+def three_questions(tmp_path):
     selected = tmp_path / "selected.parquet"
-    write_questions(selected, questions_frame())
-    review = tmp_path / "review.csv"
-    review.write_text("id,decision\nb,reject\n")
-    out = tmp_path / "questions.parquet"
-    apply_review(selected, review, out)
+    frame = questions_frame()
+    write_questions(selected, pd.concat([frame, frame.iloc[[1]].assign(id="c", question="S?")], ignore_index=True))
+    return selected
+
+
+def test_only_accepted_questions_enter_the_set_by_default(tmp_path, caplog):
+    selected, out, review = three_questions(tmp_path), tmp_path / "questions.parquet", tmp_path / "review.csv"
+    review.write_text("id,decision\na,accept\nb,reject\n")  # c: not reviewed
+    caplog.set_level("INFO")
+    summary = apply_review(selected, review, out)
     assert read_questions(out)["id"].tolist() == ["a"]
-    review.write_text("id,decision\nzz,reject\n")
-    with pytest.raises(KinjectError, match="unknown question id 'zz'"):
-        apply_review(selected, review, out)
-    review.write_text("id,decision\na,maybe\n")
-    with pytest.raises(KinjectError, match="'maybe' for 'a' is not accept or reject"):
-        apply_review(selected, review, out)
-    assert read_questions(out)["id"].tolist() == ["a"]  # the built artifact survived both errors
+    assert summary == "1 questions; review: 1 accepted, 1 rejected, 1 unreviewed (left out) of 3 questions"
+    # keep_unreviewed: the unreviewed question enters too, counted; a rejected one never does
+    summary = apply_review(selected, review, out, keep_unreviewed=True, counts_out=tmp_path / "counts.json")
+    assert read_questions(out)["id"].tolist() == ["a", "c"]
+    assert json.loads((tmp_path / "counts.json").read_text()) == {  # for the tables' notes
+        "accepted": 1, "rejected": 1, "unreviewed": 1, "unreviewed_kept": True, "questions": 2}
+    assert "1 unreviewed (kept: questions.keep_unreviewed)" in summary
+    assert "review: 1 unreviewed questions enter the set (questions.keep_unreviewed: true)" in caplog.text
+    # an empty decision (the sheet as written, not filled in) is no decision
+    review.write_text("id,question,decision\na,Q?,\nb,R?,Accept \nc,S?,\n")
+    apply_review(selected, review, out)
+    assert read_questions(out)["id"].tolist() == ["b"]
 
 
-def test_review_is_required_unless_skipped(tmp_path, caplog):
-    selected = tmp_path / "selected.parquet"
-    write_questions(selected, questions_frame())
+def test_a_review_that_accepts_nothing_is_one_line(tmp_path):
+    selected, out, review = three_questions(tmp_path), tmp_path / "questions.parquet", tmp_path / "review.csv"
+    review.write_text("id,decision\n")  # a header-only file reviews nothing: no question is accepted
+    with pytest.raises(KinjectError, match=rf"{review}: no question to keep \(0 accepted, 0 rejected, 3 unreviewed "
+                       r"\(left out\) of 3 questions\): accept some \(kinject review TASK writes the sheet\) or set "
+                       r"questions.keep_unreviewed: true"):
+        apply_review(selected, review, out)
+    assert not out.exists()
+    with pytest.raises(KinjectError, match="no question to keep"):
+        apply_review(selected, "skip", out)  # going without a review leaves every question unreviewed
+    apply_review(selected, "skip", out, keep_unreviewed=True)
+    assert read_questions(out)["id"].tolist() == ["a", "b", "c"]
+
+
+BAD_REVIEWS = [
+    ("", "is empty: expected a header row with columns id and decision"),
+    ("a,accept\nb,reject\n", "row 1: expected a header with columns id and decision, found 'a,accept'"),
+    ("id,verdict\na,accept\n", "row 1: expected a header with columns id and decision, found 'id,verdict'"),
+    ("id,decision\na,accept\nb,reject\na,accept\n",
+     "row 4: question 'a' is reviewed on rows 2 and 4, twice \\(accept both times\\)"),
+    ("id,decision\na,accept\nb,reject\nb,accept\n",
+     "row 4: question 'b' is reviewed on rows 3 and 4, conflicting decisions \\(reject and accept\\)"),
+    ("id,decision\na,accept\n,\nb,reject\n", "row 3: an empty row"),
+    ("id,decision\na,accept\n,reject\n", "row 3: no question id"),
+    ("id,decision\nzz,reject\n", "row 2: reviews unknown question id 'zz'"),
+    ("id,decision\na,accept\na2,maybe\n".replace("a2", "b"), "row 3: decision 'maybe' for 'b' is not accept or reject"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_REVIEWS)
+def test_a_bad_review_file_is_one_line_naming_file_and_row(tmp_path, text, message):
+    selected, out, review = three_questions(tmp_path), tmp_path / "questions.parquet", tmp_path / "review.csv"
+    write_questions(out, questions_frame())  # an earlier build, which the error must leave alone
+    review.write_text(text)
+    with pytest.raises(KinjectError, match=rf"^{review}: {message}$"):
+        apply_review(selected, review, out, keep_unreviewed=True)
+    assert read_questions(out)["id"].tolist() == ["a", "b"]
+
+
+def test_review_is_required_unless_skipped(tmp_path):
+    selected = three_questions(tmp_path)
     out = tmp_path / "questions.parquet"
-    with pytest.raises(KinjectError, match=r"review\.csv: the human review file does not exist.*questions.review: skip"):
+    with pytest.raises(KinjectError, match=r"review\.csv: the human review file does not exist.*kinject review TASK"
+                       r".*questions.review: skip"):
         apply_review(selected, tmp_path / "review.csv", out)
     assert not out.exists()
-    apply_review(selected, "skip", out)
-    assert read_questions(out)["id"].tolist() == ["a", "b"]
-    review = tmp_path / "review.csv"
-    review.write_text("id,decision\na,accept\n")
-    caplog.set_level("INFO")
-    apply_review(selected, review, out)
-    assert "review: 1 accepted, 0 rejected, 1 unreviewed (kept) of 2 questions" in caplog.text
+
+
+def test_the_review_sheet_lists_each_question_with_its_source_and_an_empty_decision(tmp_path):
+    selected = tmp_path / "selected.parquet"
+    write_questions(selected, questions_frame(chunk_id="7-0").assign(chunk_id=["3-1", "7-0"]))
+    chunks = tmp_path / "chunks.parquet"
+    chunk_texts = {"3-1": "Chunk three.", "7-0": "Chunk seven, with a comma."}
+    pd.DataFrame({"chunk_id": list(chunk_texts), "text": list(chunk_texts.values())}).to_parquet(chunks)
+    write_review_sheet(selected, chunks, tmp_path / "sheet.csv")
+    sheet = pd.read_csv(tmp_path / "sheet.csv", dtype=str, keep_default_na=False)
+    assert sheet.to_dict("records") == [
+        {"id": "a", "question": "Q?", "options": "A. x\nB. y", "answer": "B. y", "source_chunk": "Chunk three.",
+         "decision": ""},
+        {"id": "b", "question": "R?", "options": "A. x\nB. y", "answer": "A. x",
+         "source_chunk": "Chunk seven, with a comma.", "decision": ""}]
+    # filled in and saved as the review, it is read as one
+    sheet.loc[1, "decision"] = "accept"
+    sheet.to_csv(tmp_path / "review.csv", index=False)
+    apply_review(selected, tmp_path / "review.csv", tmp_path / "q.parquet")
+    assert read_questions(tmp_path / "q.parquet")["id"].tolist() == ["b"]
 
 
 def test_question_target_is_a_seeded_sample_after_review(tmp_path):
@@ -116,7 +178,7 @@ def test_question_target_is_a_seeded_sample_after_review(tmp_path):
     selected = tmp_path / "selected.parquet"
     write_questions(selected, pd.DataFrame(rows))
     review = tmp_path / "review.csv"
-    review.write_text("id,decision\n" + "".join(f"q{i},reject\n" for i in range(10)))
+    review.write_text("id,decision\n" + "".join(f"q{i},{'reject' if i < 10 else 'accept'}\n" for i in range(40)))
     kept = []
     for seed in (1, 1, 2):
         apply_review(selected, review, tmp_path / "q.parquet", target=25, seed=seed)
@@ -379,3 +441,63 @@ def test_json_mode_against_gpt4_fails_once_naming_model_and_switch(tmp_path, chu
         "set llm.json_mode: false for this model (the prompts ask for JSON themselves)")
     assert len(Gpt4Like.requests) == 1  # refused once: no retries, no re-asks, no further chunks
     assert not (tmp_path / "cand.parquet").exists() and not list((tmp_path / "cache").rglob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def review_workflow(tmp_path_factory):
+    """A copy of the checkout whose demo question set is built up to selected.parquet (replayed LLM calls)."""
+    from conftest import copy_checkout, run_snakemake
+
+    work = copy_checkout(tmp_path_factory.mktemp("review_workflow"))
+    proc = run_snakemake(work, "--cores", "1", "--configfile", "config/demo.yaml", "--",
+                         "results/current_events/questions/selected.parquet", "results/current_events/chunks.parquet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work
+
+
+def test_the_review_rule_through_snakemake_on_bad_and_good_review_files(review_workflow):
+    from conftest import run_snakemake
+
+    work, target = review_workflow, "results/current_events/questions.parquet"
+    review = work / "resources" / "demo" / "current_events_review.csv"
+    args = ("--cores", "1", "--configfile", "config/demo.yaml", "--", target)
+    for text, message in [("", "is empty: expected a header row with columns id and decision"),
+                          ("100-0-q0,accept\n", "row 1: expected a header with columns id and decision"),
+                          ("id,decision\n100-0-q0,accept\n100-0-q0,reject\n",
+                           "row 3: question '100-0-q0' is reviewed on rows 2 and 3, conflicting decisions")]:
+        review.write_text(text)
+        proc = run_snakemake(work, *args)
+        assert proc.returncode != 0
+        assert f"kinject error: {review.relative_to(work)}: {message}" in proc.stderr, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr
+        assert not (work / target).exists()
+    # accepted questions only: keep_unreviewed off (config.yaml's default) over the demo's on
+    overlay = work / "strict.yaml"
+    overlay.write_text("tasks: {current_events: {questions: {keep_unreviewed: false}}}\n")
+    review.write_text("id,decision\n100-0-q0,accept\n100-0-q1,reject\n114-0-q0,accept\n")
+    proc = run_snakemake(work, "--cores", "1", "--configfile", "config/demo.yaml", "strict.yaml", "--", target)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_questions(work / target)["id"].tolist() == ["100-0-q0", "114-0-q0"]
+    assert "2 questions; review: 2 accepted, 1 rejected, 67 unreviewed (left out) of 70 questions" in proc.stderr
+    counts = json.loads((work / "results/current_events/questions/review_counts.json").read_text())
+    assert counts == {"accepted": 2, "rejected": 1, "unreviewed": 67, "unreviewed_kept": False, "questions": 2}
+
+
+def test_kinject_review_writes_the_sheet_through_snakemake(review_workflow):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "kinject.cli", "review", "current_events", "config/demo.yaml"],
+                          cwd=review_workflow, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "review sheet: results/current_events/questions/review_sheet.csv" in proc.stdout
+    sheet = pd.read_csv(review_workflow / "results/current_events/questions/review_sheet.csv", dtype=str,
+                        keep_default_na=False)
+    selected = read_questions(review_workflow / "results/current_events/questions/selected.parquet")
+    assert sheet["id"].tolist() == selected["id"].tolist() and set(sheet["decision"]) == {""}
+    assert sheet["source_chunk"].str.len().min() > 0
+    bad = subprocess.run([sys.executable, "-m", "kinject.cli", "review", "atlas", "config/demo.yaml"],
+                         cwd=review_workflow, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == ("kinject error: config/demo.yaml: task 'atlas' has mmlu_csv questions: only "
+                                  "generated questions are reviewed")

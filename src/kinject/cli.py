@@ -109,7 +109,19 @@ def main(argv=None):
                       help="the config files the run used (default: config.yaml)")
     lock.add_argument("--manifest", help="the run's manifest (default: results/manifest.json)")
     lock.add_argument("--output", help="the lock file (default: the config's `lock`, else <config>.lock.json)")
+    review = sub.add_parser("review", help="write the review sheet of a generated task's questions (a person fills "
+                                           "in its decision column; save it as the task's questions.review)")
+    review.add_argument("task")
+    review.add_argument("configfile", nargs="*", default=["config.yaml"],
+                        help="config files, later ones updating earlier ones (default: config.yaml)")
+    review.add_argument("--cores", type=int, default=1, help="Snakemake's --cores for the jobs the sheet needs")
     args = parser.parse_args(argv)
+    if args.cmd == "review":
+        try:
+            sys.exit(review_sheet(args.task, args.configfile, cores=args.cores))
+        except KinjectError as err:
+            print(f"kinject error: {err}", file=sys.stderr)
+            sys.exit(1)
     if args.cmd == "lock":
         from kinject.grid import MANIFEST
         from kinject.lock import write_lock
@@ -144,3 +156,30 @@ def main(argv=None):
         for rule, n in sorted(counts.items()):
             print(f"{rule}\t{n}")
         print(f"total\t{sum(counts.values())}")
+
+
+def review_sheet(task: str, configfiles: list[str], *, cores: int = 1) -> int:
+    """``kinject review TASK``: run Snakemake up to rule review_sheet's CSV for ``task`` (generating and
+    selecting its questions first if need be) and say where it is and what to do with it."""
+    import subprocess
+
+    from kinject.settings import load_config
+
+    config = load_config(*configfiles)
+    spec = config["tasks"].get(task)
+    if spec is None:
+        raise KinjectError(configfiles[-1], f"no task {task!r} (tasks: {', '.join(config['tasks'])})")
+    if spec["questions"]["source"] != "generated":
+        raise KinjectError(configfiles[-1], f"task {task!r} has {spec['questions']['source']} questions: only "
+                           "generated questions are reviewed")
+    sheet = f"results/{task}/questions/review_sheet.csv"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", *configfiles, "--", sheet]
+    done = subprocess.run(cmd)
+    if done.returncode == 0:
+        print(f"review sheet: {sheet}\nfill its decision column (accept or reject; empty: not reviewed) and save "
+              f"it as {spec['questions'].get('review', 'the file questions.review names')}")
+    return done.returncode
+
+
+if __name__ == "__main__":
+    main()

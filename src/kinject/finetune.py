@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import shlex
 import shutil
@@ -137,6 +138,37 @@ def _loss_callback(loss_csv):
     return LossCsv()
 
 
+EPOCHS_DIR = "epochs"
+
+
+def epoch_dir(root, epoch: int) -> Path:
+    """Where a search trial keeps the model after ``epoch`` (1-based): ``root/epoch{epoch}``."""
+    return Path(root) / f"epoch{epoch}"
+
+
+def _epoch_models_callback(tokenizer, root, save_dtype: str):
+    """Save the model after every epoch to ``root/epoch{n}`` (a search trial keeps each epoch's model, so the
+    chosen one is the evaluated one). Every process takes part (under FSDP the weights are gathered)."""
+    from transformers import TrainerCallback
+
+    class EpochModels(TrainerCallback):
+        trainer = None
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            epoch = round(state.epoch)
+            target = epoch_dir(root, epoch)
+            staging = Path(root) / f".epoch{epoch}.partial"
+            if self.trainer.is_world_process_zero():
+                shutil.rmtree(staging, ignore_errors=True)
+            save_final_model(self.trainer, tokenizer, staging, save_dtype)
+            if self.trainer.is_world_process_zero():
+                shutil.rmtree(target, ignore_errors=True)
+                staging.rename(target)
+            self.trainer.accelerator.wait_for_everyone()
+
+    return EpochModels()
+
+
 def resume_checkpoint(work_dir, run: dict, *, main_process: bool):
     """The newest complete checkpoint in ``work_dir`` of the same run, or None to start afresh.
 
@@ -152,6 +184,8 @@ def resume_checkpoint(work_dir, run: dict, *, main_process: bool):
     complete = [c for c in checkpoints if (c / "trainer_state.json").exists()] if same_run else []
     if main_process:
         shutil.rmtree(work_dir / "final", ignore_errors=True)
+        if not complete:  # starting afresh: no epoch model of an earlier start may be kept
+            shutil.rmtree(work_dir / EPOCHS_DIR, ignore_errors=True)
         for stale in set(checkpoints) - set(complete):
             log.warning("removing %s %s", "incomplete checkpoint" if same_run else "checkpoint of other settings",
                         stale)
@@ -166,7 +200,7 @@ def clear_work_dir(work_dir) -> None:
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     work_dir = Path(work_dir)
-    for path in [*work_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"), work_dir / "final"]:
+    for path in [*work_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"), work_dir / "final", work_dir / EPOCHS_DIR]:
         shutil.rmtree(path, ignore_errors=True)
     (work_dir / RUN_FILE).unlink(missing_ok=True)
 
@@ -274,7 +308,7 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
                     save_steps: int | None = None, warmup_ratio: float = 0.0, weight_decay: float = 0.0,
                     eval_texts=None, precision: str = "fp32", gradient_checkpointing: bool = False,
                     save_dtype: str = "fp32", gpus: int = 0, allow_cpu: bool = False,
-                    threads: int | None = None) -> dict:
+                    threads: int | None = None, epoch_models=None) -> dict:
     """Continual pre-training of ``base`` (hub id or local dir) on ``texts``; save to ``out_dir``.
 
     Master weights stay float32 (bf16 weights would round away updates at learning rates of 1e-5);
@@ -284,8 +318,15 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     go to ``work_dir`` (every ``save_steps`` steps, else every epoch; sharded under FSDP) and a rerun
     resumes from the newest one; they are deleted once ``out_dir`` is written. With ``eval_texts`` the
     packed-block loss on them is measured after every epoch. ``gpus``/``allow_cpu``: see :func:`check_device`;
-    ``threads``: torch threads of this process. Returns {steps, epochs, final_loss, tokens (per epoch),
-    blocks, eval_loss_per_epoch}.
+    ``threads``: torch threads of this process. ``epoch_models``: a directory written (atomically, at the
+    end) with the run's ``train_loss.csv`` and the model after the epoch of the lowest loss on ``eval_texts``
+    (every epoch's model without them) as ``epoch{n}/`` in ``save_dtype``: a search trial keeps the one model
+    the search can choose from it, which is then the model evaluated.
+
+    The learning rate is constant after a linear warm-up of ``warmup_ratio`` of one epoch's steps: the
+    first e epochs of a run do not depend on its total, so e epochs of training give the model that a
+    search trial validated after epoch e. Returns {steps, epochs, final_loss, tokens (per epoch), blocks,
+    eval_loss_per_epoch}.
     """
     import torch
     from transformers import AutoModelForCausalLM, TrainingArguments, default_data_collator
@@ -308,32 +349,55 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
         log.warning("batch size %d requested; %d per device x %d processes x %d accumulation gives %d",
                     batch_size, per_device_batch_size, world_size, accumulation, effective)
     saving = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {"save_strategy": "epoch"}
+    tokenizer = load_tokenizer(base)
+    blocks = tokenize_blocks(tokenizer, texts, block_size)
+    eval_data = BlockDataset(tokenize_blocks(tokenizer, eval_texts, block_size)) if eval_texts is not None else None
+    warmup = round(warmup_ratio * math.ceil(len(blocks) / effective))
     args = TrainingArguments(
         output_dir=str(work_dir), num_train_epochs=epochs, learning_rate=lr, weight_decay=weight_decay,
-        warmup_steps=warmup_ratio, per_device_train_batch_size=per_device_batch_size,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=warmup,
+        per_device_train_batch_size=per_device_batch_size,
         per_device_eval_batch_size=per_device_batch_size, gradient_accumulation_steps=accumulation,
         seed=seed, data_seed=seed, use_cpu=not cuda, bf16=precision == "bf16",
         activation_checkpointing=gradient_checkpointing,
         logging_strategy="steps", logging_steps=1, eval_strategy="epoch" if eval_texts is not None else "no",
         save_total_limit=1, **saving, report_to=[], disable_tqdm=True, dataloader_num_workers=0,
         dataloader_pin_memory=cuda, ddp_find_unused_parameters=False)
-    tokenizer = load_tokenizer(base)
-    blocks = tokenize_blocks(tokenizer, texts, block_size)
-    eval_data = BlockDataset(tokenize_blocks(tokenizer, eval_texts, block_size)) if eval_texts is not None else None
     run = {"base": str(base), "lr": lr, "epochs": epochs, "batch_size": effective, "block_size": block_size,
            "seed": seed, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "data": _digest(blocks),
-           "precision": precision, "fsdp": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"}
+           "precision": precision, "fsdp": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true",
+           "schedule": "constant_with_warmup", "epoch_models": epoch_models is not None}
     with args.main_process_first(local=False, desc="checkpoint selection"):
         checkpoint = resume_checkpoint(work_dir, run, main_process=args.process_index == 0)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
+    epochs_root = work_dir / EPOCHS_DIR
+    callbacks = [_loss_callback(epochs_root / "train_loss.csv" if epoch_models is not None else loss_csv)]
+    if epoch_models is not None:
+        callbacks.append(_epoch_models_callback(tokenizer, epochs_root, save_dtype))
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=BlockDataset(blocks), eval_dataset=eval_data,
-        data_collator=default_data_collator, processing_class=tokenizer, callbacks=[_loss_callback(loss_csv)])
+        data_collator=default_data_collator, processing_class=tokenizer, callbacks=callbacks)
+    for callback in callbacks[1:]:
+        callback.trainer = trainer
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
+    history = trainer.state.log_history
+    eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
+    if epoch_models is not None and trainer.is_world_process_zero():
+        keep = {"train_loss.csv"}
+        if eval_losses:  # the epoch of the lowest loss on eval_texts (the first of equals), as the search chooses
+            keep.add(epoch_dir(epochs_root, eval_losses.index(min(eval_losses)) + 1).name)
+        else:
+            keep |= {p.name for p in epochs_root.glob("epoch*")}
+        with atomic_path(epoch_models, directory=True) as tmp:
+            for item in epochs_root.iterdir():
+                if item.name in keep:
+                    shutil.move(item, tmp / item.name)
+        if loss_csv is not None:
+            shutil.copyfile(Path(epoch_models) / "train_loss.csv", loss_csv)
     if out_dir is not None:
         staging = work_dir / "final"
         save_final_model(trainer, tokenizer, staging, save_dtype)
@@ -344,12 +408,10 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         clear_work_dir(work_dir)
-    history = trainer.state.log_history
     losses = loss_rows(history)
     summary = {"steps": trainer.state.global_step, "epochs": epochs,
                "final_loss": losses[-1]["loss"] if losses else None,
-               "tokens": sum(map(len, blocks)), "blocks": len(blocks),
-               "eval_loss_per_epoch": [e["eval_loss"] for e in history if "eval_loss" in e]}
+               "tokens": sum(map(len, blocks)), "blocks": len(blocks), "eval_loss_per_epoch": eval_losses}
     log.info("fine-tuned %s -> %s: %s", base, out_dir, summary)
     return summary
 
@@ -395,11 +457,11 @@ def rule_settings(config: dict, rule: str, task: dict | None = None) -> dict:
     settings = {"precision": config["precision"], "accelerate_config": ft["accelerate_config"], "seed": config["seed"],
                 **{key: ft[key] for key in ("block_size", "batch_size", "per_device_batch_size",
                                             "gradient_checkpointing")}}
+    if rule not in ENTRY_POINTS:
+        raise ValueError(f"not a training rule: {rule}")
+    settings["save_dtype"] = ft["save_dtype"]  # a trial keeps its epochs' models, which become checkpoints
     if rule == "hparam_trial":
         return {**settings, "max_epochs": ft["search"]["max_epochs"]}
-    if rule != "finetune":
-        raise ValueError(f"not a training rule: {rule}")
-    settings["save_dtype"] = ft["save_dtype"]
     if task is None or "validation" not in task:
         settings.update(lr=ft["lr"], epochs=ft["epochs"])
     return settings

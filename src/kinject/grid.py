@@ -201,7 +201,10 @@ def expected_job_counts(config: dict) -> dict[str, int]:
         "convert_gguf": sum(1 for m in models.values() if "gguf" in m),
         "hparam_trial": n_models * len(validated) * n_search,
         "choose_hparams": n_models * len(validated),
-        "finetune": n_models * sum(len(t["paraphrase_sets"]) for t in tasks.values()),
+        # paraphrase set 0 of a task with a search is the chosen trial's model (rule validated_model)
+        "validated_model": n_models * sum(0 in t["paraphrase_sets"] for t in validated),
+        "finetune": n_models * sum(len(t["paraphrase_sets"]) - ("validation" in t and 0 in t["paraphrase_sets"])
+                                   for t in tasks.values()),
         "extract_embedder": 1 if "package" in config["embedder"] and rag else 0,
         "index_chunks": n_tasks if rag else 0,
         "retrieve": n_tasks if rag else 0,

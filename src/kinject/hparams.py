@@ -12,26 +12,34 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from kinject.errors import KinjectError
-from kinject.finetune import run_entry_point, train_causal_lm, training_options, training_parser, training_texts
-from kinject.io import write_json
+from kinject.finetune import (epoch_dir, read_hparams, run_entry_point, train_causal_lm, training_options,
+                              training_parser, training_texts, write_loss_csv)
+from kinject.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
 
-def run_trial(base, train_parquet, validation_parquet, out, *, lr: float, max_epochs: int, work_dir,
+def run_trial(base, train_parquet, validation_parquet, out, *, lr: float, max_epochs: int, work_dir, models,
               **training) -> dict:
     """Fine-tune with one learning rate for ``max_epochs``; record the validation loss after each epoch.
 
     ``training``: the other keyword arguments of :func:`kinject.finetune.train_causal_lm` (block and batch
-    sizes, seed, precision, ...). The trial's model is not saved (a 7B checkpoint per trial would fill the
-    disk); under ``accelerate launch`` the main process writes ``out``.
+    sizes, seed, precision, save_dtype, ...). ``models`` is written with the trial's ``train_loss.csv`` and
+    the model after its epoch of lowest validation loss (``epoch{n}/``, in save_dtype): the one model of this
+    trial that :func:`choose` can pick, so the search's choice (lr, epochs) is a model that exists and is the
+    one evaluated (rule validated_model), not a retrained look-alike.
+    Under ``accelerate launch`` the main process writes ``out``.
     """
     result = train_causal_lm(
-        base, training_texts(train_parquet), None, Path(work_dir) / "train_loss.csv", lr=lr, epochs=max_epochs,
-        work_dir=Path(work_dir) / "checkpoints", eval_texts=training_texts(validation_parquet), **training)
+        base, training_texts(train_parquet), None, None, lr=lr, epochs=max_epochs,
+        work_dir=Path(work_dir) / "checkpoints", eval_texts=training_texts(validation_parquet),
+        epoch_models=models, **training)
     trial = {"lr": lr, "val_loss_per_epoch": result["eval_loss_per_epoch"], "final_train_loss": result["final_loss"]}
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(out, trial)
@@ -64,13 +72,48 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="the trial's JSON: validation loss per epoch")
     p.add_argument("--lr", type=float, required=True)
     p.add_argument("--max-epochs", type=int, required=True)
+    p.add_argument("--models", required=True, help="directory for the model after every epoch (epoch1/, ...)")
+    p.add_argument("--save-dtype", choices=["bf16", "fp32"], default="fp32", help="dtype of the saved models")
     return p.parse_args(argv)
 
 
 def _trial(args) -> None:
     options = training_options(args)
     run_trial(args.base, args.train, args.validation, args.out, lr=args.lr, max_epochs=args.max_epochs,
-              work_dir=options.pop("work_dir"), **options)
+              work_dir=options.pop("work_dir"), models=args.models, save_dtype=args.save_dtype, **options)
+
+
+def adopt(chosen_path, trial_paths, model_dirs, checkpoint, loss_csv) -> str:
+    """Rule validated_model: the search's chosen trial's model at the chosen epoch becomes the fine-tuned
+    checkpoint of paraphrase set 0 (the trials trained on it), with that trial's loss rows up to that epoch.
+
+    Files are hard-linked (no second copy on disk); where the file system refuses, copied (logged).
+    """
+    chosen = read_hparams(chosen_path)
+    lrs = []
+    for path in trial_paths:
+        try:
+            lrs.append(float(json.loads(Path(path).read_text())["lr"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise KinjectError(path, f"not a hyper-parameter trial ({exc})") from None
+    if chosen["lr"] not in lrs:
+        raise KinjectError(chosen_path, f"lr {chosen['lr']:g} is not one of the trials' ({', '.join(map(str, lrs))})")
+    trial = Path(model_dirs[lrs.index(chosen["lr"])])
+    source = epoch_dir(trial, chosen["epochs"])
+    if not (source / "config.json").exists():
+        raise KinjectError(source, f"no model saved after epoch {chosen['epochs']} (the trial's models are incomplete)")
+    with atomic_path(checkpoint, directory=True) as tmp:
+        for item in sorted(source.iterdir()):
+            try:
+                os.link(item, tmp / item.name)
+            except OSError as exc:
+                log.warning("cannot hard-link %s (%s): copying it", item, exc)
+                shutil.copy2(item, tmp / item.name)
+    rows = pd.read_csv(trial / "train_loss.csv")
+    # the Trainer logs a step's epoch as a fraction; the last step of epoch e is logged at exactly e
+    write_loss_csv(loss_csv, rows[rows["epoch"] <= chosen["epochs"] + 1e-9].to_dict("records"))
+    return (f"lr {chosen['lr']:g}, epoch {chosen['epochs']} of trial {trial}: {source} is the fine-tuned model "
+            "(no retraining)")
 
 
 def main(argv=None) -> None:

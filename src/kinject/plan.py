@@ -402,6 +402,7 @@ class Job:
     fixed_minutes: float = 0.0  # start-up and checkpoint writes, per job
     kept_bytes: float | None = 0.0  # disk a job leaves, per job
     work_bytes: float | None = 0.0  # transient disk while a job runs
+    adopted_bytes: float | None = 0.0  # a (model, task)'s trials: the chosen model, set 0's checkpoint
     prompt_tokens: int | None = None  # evaluation: the longest request
     notes: list = field(default_factory=list)
 
@@ -460,7 +461,7 @@ class Planner:
         if tokens is None:
             job.notes += missing(self.corpora[task], task, ("chunks", "tokens_per_chunk"))
         if shape is None:
-            job.host_bytes = job.compute_gpu_hours = job.kept_bytes = job.work_bytes = None
+            job.host_bytes = job.compute_gpu_hours = job.kept_bytes = job.work_bytes = job.adopted_bytes = None
             return job
         job.memory = training_memory(shape, processes=n, dist=self.dist, precision=self.precision,
                                      micro_batch=ft["per_device_batch_size"], block_size=ft["block_size"],
@@ -476,11 +477,16 @@ class Planner:
             flops = None if flops is None or val is None else flops + 2 * shape.parameters * val * epochs
         job.compute_gpu_hours = None if flops is None else flops / self.flops_per_s() / 3600
         final = BYTES[ft["save_dtype"]] * shape.parameters
-        written = epochs * TRAINER_CHECKPOINT * shape.parameters + final
+        written = epochs * TRAINER_CHECKPOINT * shape.parameters + (epochs if rule == "hparam_trial" else 1) * final
         job.fixed_minutes = plan["startup_minutes"] + written / (plan["write_gb_per_s"] * GB) / 60
+        # a trial's best epoch's model stays only until validated_model hard-links the chosen one as set 0's
+        # checkpoint (Snakemake then deletes the trials' models: temp); make_plan counts that checkpoint
         job.kept_bytes = final if rule == "finetune" else 0
-        # the Trainer writes the next checkpoint before deleting the previous one (save_total_limit=1)
-        job.work_bytes = 2 * TRAINER_CHECKPOINT * shape.parameters + (final if rule == "hparam_trial" else 0)
+        if rule == "hparam_trial":
+            job.adopted_bytes = final if 0 in task_cfg["paraphrase_sets"] else 0
+        # the Trainer writes the next checkpoint before deleting the previous one (save_total_limit=1);
+        # a trial's epoch models stay in its work directory until it ends
+        job.work_bytes = 2 * TRAINER_CHECKPOINT * shape.parameters + (epochs * final if rule == "hparam_trial" else 0)
         return job
 
     # evaluation ----------------------------------------------------------------------------------------
@@ -561,7 +567,9 @@ class Planner:
         for model in config["models"]:
             out += [self.training_job("hparam_trial", model, t, count=n_lr, k=0) for t in validated if n_lr]
             for task, cfg in config["tasks"].items():
-                out += [self.training_job("finetune", model, task, count=1, k=k) for k in cfg["paraphrase_sets"]]
+                # set 0 of a searched task is the chosen trial's model: nothing left to train
+                sets = [k for k in cfg["paraphrase_sets"] if not (k == 0 and "validation" in cfg and n_lr)]
+                out += [self.training_job("finetune", model, task, count=1, k=k) for k in sets]
         for rule, jobs in evaluation_jobs(config).items():
             out += [self.eval_job(rule, at) for at in jobs]
         if rag_ks(config):
@@ -750,7 +758,9 @@ def make_plan(config: dict, root: Path | str = ".") -> dict:
                   "peak_gb_per_gpu": per_gb(j.peak_bytes), "host_gb": per_gb(j.host_bytes),
                   "compute_gpu_hours": j.compute_gpu_hours, "wall_minutes": j.wall_minutes, "gpu_hours": j.gpu_hours,
                   "longest_prompt": j.prompt_tokens, "notes": j.notes} for j in jobs],
-        "disk": {"checkpoints_gb": rules.get("finetune", {}).get("disk_kept_gb"),
+        # fine-tuned checkpoints: the finetune jobs' and, per searched (model, task) with set 0, the chosen trial's
+        "disk": {"checkpoints_gb": total([rules.get("finetune", {}).get("disk_kept_gb"),
+                                          *(per_gb(j.adopted_bytes) for j in jobs if j.rule == "hparam_trial")]),
                  "training_work_gb_per_job": most(rules[r].get("work_gb_per_job") for r in rules if r in
                                                    ("hparam_trial", "finetune")),
                  "indexes_gb": rules.get("index_chunks", {}).get("disk_kept_gb"),
@@ -878,7 +888,8 @@ def format_plan(plan: dict, source: str = "") -> str:
             f"FAISS indexes: {fmt(disk['indexes_gb'], '.1f')} GB; hub models (fp16 safetensors in results/hub/models): "
             f"{fmt(disk['hub_models_gb'], '.0f')} GB",
             f"  while it runs, each hparam_trial / finetune job keeps up to {fmt(disk['training_work_gb_per_job'], '.0f')}"
-            " GB of Trainer checkpoints (weights + AdamW state, 12 B/parameter, two at a time) under results/.work", ""]
+            " GB under results/.work: Trainer checkpoints (weights + AdamW state, 12 B/parameter, two at a time) and"
+            " a trial's epoch models", ""]
     unknown = sorted({n for r in plan["rules"].values() for n in r.get("notes", [])}
                      | {n for r in llm["rules"] for n in r["notes"]} | set(plan["notes"])
                      | {m["source"] for m in plan["models"].values() if "parameters" not in m})

@@ -11,7 +11,7 @@ import pandas as pd
 
 from kinject import prompts
 from kinject.errors import KinjectError
-from kinject.io import read_parquet, write_parquet
+from kinject.io import atomic_path, read_parquet, write_json, write_parquet
 from kinject.llm import Call, LLMClient
 
 log = logging.getLogger(__name__)
@@ -234,18 +234,42 @@ def select_questions(candidates_path, out, quarantine, client: LLMClient, *, kee
     return f"{len(rows)} questions kept of {len(cands)} candidates, {len(client.quarantined)} calls quarantined"
 
 
-def apply_review(selected_path, review, out, *, target: int | None = None, seed: int | None = None) -> str:
+REVIEW_COLUMNS = ["id", "question", "options", "answer", "source_chunk", "decision"]
+DECISIONS = ("accept", "reject")
+
+
+def apply_review(selected_path, review, out, *, keep_unreviewed: bool = False, target: int | None = None,
+                 seed: int | None = None, counts_out=None) -> str:
     """The manual validation pass, then the question target.
 
-    review: the human review CSV `id,decision` (accept | reject), which must exist (questions the file does
-    not list are kept and counted as unreviewed), or "skip" to go without one. target: how many questions
-    to keep, a random sample seeded by `seed` (the paper: 910); fewer questions than that is an error.
+    review: the human review CSV with columns ``id`` and ``decision`` (accept, reject, or empty: not yet
+    reviewed; other columns, such as those of the sheet :func:`write_review_sheet` writes, are ignored),
+    which must exist, or "skip" to go without one. Only accepted questions enter the set, unless
+    ``keep_unreviewed``: then the unreviewed ones do too, and their count is logged and returned; rejected
+    ones never do. target: how many questions to keep, a random sample seeded by `seed` (the paper: 910);
+    fewer questions than that is an error. counts_out: a JSON file of the counts (accepted, rejected,
+    unreviewed, unreviewed_kept, questions: the set's size), for the result tables' notes.
     """
     df = read_questions(selected_path)
     if review == "skip":
+        decisions = {}
         log.info("review: skipped (questions.review: skip): %d questions, all unreviewed", len(df))
     else:
-        df = _reviewed(df, review)
+        decisions = read_review(review, df["id"])
+    decision = df["id"].map(lambda qid: decisions.get(qid, ""))
+    counts = {d or "unreviewed": int((decision == d).sum()) for d in ("accept", "reject", "")}
+    keep = (decision == "accept") | ((decision == "") & keep_unreviewed)
+    note = (f"{counts['accept']} accepted, {counts['reject']} rejected, {counts['unreviewed']} unreviewed "
+            f"({'kept: questions.keep_unreviewed' if keep_unreviewed else 'left out'}) of {len(df)} questions")
+    log.info("review: %s", note)
+    if keep_unreviewed and counts["unreviewed"]:
+        log.warning("review: %d unreviewed questions enter the set (questions.keep_unreviewed: true)",
+                    counts["unreviewed"])
+    if not keep.any():
+        raise KinjectError(review if review != "skip" else selected_path,
+                           f"no question to keep ({note}): accept some (kinject review TASK writes the sheet) "
+                           "or set questions.keep_unreviewed: true")
+    df = df[keep]
     if target is not None:
         if len(df) < target:
             raise KinjectError(selected_path, f"{len(df)} questions left after review, fewer than questions.target "
@@ -254,26 +278,71 @@ def apply_review(selected_path, review, out, *, target: int | None = None, seed:
         log.info("target: %d of %d questions kept, a random sample seeded by %s", target, len(df), seed)
         df = df.iloc[picked]
     write_questions(out, df)
-    return f"{len(df)} questions" + (" (no review: questions.review is skip)" if review == "skip" else "")
+    if counts_out is not None:
+        write_json(counts_out, {"accepted": counts["accept"], "rejected": counts["reject"],
+                                "unreviewed": counts["unreviewed"], "unreviewed_kept": bool(keep_unreviewed),
+                                "questions": len(df)})
+    return f"{len(df)} questions; review: {note}"
 
 
-def _reviewed(df: pd.DataFrame, review_path) -> pd.DataFrame:
-    if not Path(review_path).exists():
-        raise KinjectError(review_path, "the human review file does not exist: write it (a CSV id,decision with "
-                           "accept or reject per question of questions/selected.parquet) or set questions.review: skip")
-    review = pd.read_csv(review_path, dtype=str)
-    if list(review.columns[:2]) != ["id", "decision"]:
-        raise KinjectError(review_path, "expected a header 'id,decision'")
-    decision = review["decision"].fillna("").str.strip().str.lower()
-    bad = review[~decision.isin(["accept", "reject"])]
-    if len(bad):
-        raise KinjectError(review_path, f"decision {bad['decision'].iloc[0]!r} for {bad['id'].iloc[0]!r} "
-                           "is not accept or reject")
-    unknown = sorted(set(review["id"]) - set(df["id"]))
-    if unknown:
-        raise KinjectError(review_path, f"reviews unknown question id {unknown[0]!r}")
-    rejected = set(review.loc[decision == "reject", "id"])
-    accepted = set(review.loc[decision == "accept", "id"])
-    log.info("review: %d accepted, %d rejected, %d unreviewed (kept) of %d questions", len(accepted), len(rejected),
-             len(df) - len(accepted | rejected), len(df))
-    return df[~df["id"].isin(rejected)]
+def read_review(review_path, ids) -> dict[str, str]:
+    """{question id: accept | reject} from the review CSV (rows with an empty decision: not reviewed).
+
+    A bad file is one line naming it and the row (rows counted as in a spreadsheet, the header is row 1):
+    missing, empty, without the ``id,decision`` header, a row without an id, an id not in the question set,
+    a decision other than accept/reject, or an id on two rows (the same decision twice, or conflicting).
+    """
+    path = Path(review_path)
+    if not path.exists():
+        raise KinjectError(path, "the human review file does not exist: write it (kinject review TASK writes the "
+                           "sheet to fill in: a CSV with id and decision accept or reject per question of "
+                           "questions/selected.parquet) or set questions.review: skip")
+    try:
+        review = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False).fillna("")
+    except pd.errors.EmptyDataError:
+        raise KinjectError(path, "is empty: expected a header row with columns id and decision") from None
+    except pd.errors.ParserError as exc:
+        raise KinjectError(path, f"not a CSV file ({str(exc).strip()})") from None
+    if not {"id", "decision"} <= set(review.columns):
+        raise KinjectError(path, f"row 1: expected a header with columns id and decision, found "
+                           f"{','.join(map(str, review.columns))!r}")
+    known, seen, decisions = set(ids), {}, {}
+    for i, (qid, decision) in enumerate(zip(review["id"].str.strip(), review["decision"]), 2):
+        decision = decision.strip().lower()
+        if not qid:
+            empty = not any(str(v).strip() for v in review.iloc[i - 2])
+            raise KinjectError(path, f"row {i}: {'an empty row' if empty else 'no question id'}")
+        if qid not in known:
+            raise KinjectError(path, f"row {i}: reviews unknown question id {qid!r}")
+        if decision and decision not in DECISIONS:
+            raise KinjectError(path, f"row {i}: decision {decision!r} for {qid!r} is not accept or reject")
+        if qid in seen:
+            first, before = seen[qid]
+            what = f"conflicting decisions ({before or 'empty'} and {decision or 'empty'})" if before != decision \
+                else f"twice ({decision or 'empty'} both times)"
+            raise KinjectError(path, f"row {i}: question {qid!r} is reviewed on rows {first} and {i}, {what}")
+        seen[qid] = (i, decision)
+        if decision:
+            decisions[qid] = decision
+    return decisions
+
+
+def write_review_sheet(selected_path, chunks_path, out) -> str:
+    """The sheet a person fills in: one row per question of ``selected_path`` with its id, question, options
+    (one per line, lettered), answer (letter and text), the chunk it was written from, and an empty
+    ``decision`` column (accept or reject). Save the filled sheet as the task's ``questions.review``."""
+    df = read_questions(selected_path)
+    chunks = read_parquet(chunks_path, columns=["chunk_id", "text"]).set_index("chunk_id")["text"]
+    rows = []
+    for q in df.itertuples():
+        choices = list(q.choices)
+        rows.append({"id": q.id, "question": q.question,
+                     "options": "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(choices)),
+                     "answer": f"{chr(65 + int(q.answer))}. {choices[int(q.answer)]}",
+                     "source_chunk": chunks.get(q.chunk_id, ""), "decision": ""})
+    missing = [q.chunk_id for q in df.itertuples() if q.chunk_id not in chunks.index]
+    if missing:
+        raise KinjectError(chunks_path, f"has no chunk {missing[0]!r} (question sources)")
+    with atomic_path(out) as tmp:
+        pd.DataFrame(rows, columns=REVIEW_COLUMNS).to_csv(tmp, index=False)
+    return f"{len(rows)} questions to review in {out}: fill the decision column with accept or reject"
