@@ -1,4 +1,5 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
+from kinject.corpus import corpus_files
 from kinject.llm import reply_settings
 from kinject.questions import mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
@@ -35,7 +36,9 @@ localrules:
     clean_dump,
     make_chunks,
     knowledge_base_report,
+    load_corpus,
     load_mmlu_questions,
+    load_table_questions,
     generate_questions,
     select_questions,
     review_questions,
@@ -260,6 +263,23 @@ def review_input(wildcards):
 
 
 GENERATED = tasks_regex(lambda t: t["questions"]["source"] == "generated")
+TABLE_QUESTIONS = tasks_regex(lambda t: t["questions"]["source"] == "table")
+# knowledge bases from MediaWiki pages (fetch, clean_dump) or from the user's own documents (load_corpus)
+WIKI = tasks_regex(lambda t: t["knowledge_base"]["source"] in ("dump", "mediawiki"))
+CORPUS = tasks_regex(lambda t: t["knowledge_base"]["source"] in ("files", "table"))
+
+
+def corpus_input(wildcards):
+    """A files or table source's files, so that editing, adding or removing a document re-runs the corpus;
+    a Hugging Face dataset is pinned by its revision instead (a param)."""
+    kb = task_cfg(wildcards)["knowledge_base"]
+    if kb["source"] == "files":
+        return [str(path) for path in corpus_files(kb["path"])]
+    return [kb["path"]] if "path" in kb else []
+
+
+def table_questions_input(wildcards):
+    return task_cfg(wildcards)["questions"]["path"]
 
 
 def generated_paraphrases_input(wildcards):

@@ -1,8 +1,11 @@
-# Knowledge base: raw MediaWiki pages (a dump or the API) -> wikiextractor clean text -> chunks (the unit
+# Knowledge base: raw MediaWiki pages (a dump or the API) -> wikiextractor clean text, or the user's own
+# documents (a folder of text/markdown files, a table) -> the same clean text; -> chunks (the unit
 # everywhere), and one report per task of what was read, kept, dropped and left behind.
 
 
 rule fetch:
+    wildcard_constraints:
+        task=WIKI,
     input:
         fetch_input,
     output:
@@ -26,6 +29,8 @@ rule fetch:
 
 
 rule clean_dump:
+    wildcard_constraints:
+        task=WIKI,
     input:
         "results/{task}/raw/pages.xml",
     output:
@@ -41,6 +46,28 @@ rule clean_dump:
         "../envs/data.yaml"
     script:
         "../scripts/clean_dump.py"
+
+
+rule load_corpus:
+    wildcard_constraints:
+        task=CORPUS,
+    input:
+        corpus_input,
+    output:
+        articles="results/{task}/clean/articles.jsonl",
+        fetch_counts="results/{task}/raw/fetch_counts.json",
+        clean_counts="results/{task}/clean/clean_counts.json",
+    params:
+        knowledge_base=lambda wc: canonical(task_cfg(wc)["knowledge_base"]),
+    log:
+        "logs/load_corpus/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/load_corpus.py"
 
 
 rule make_chunks:

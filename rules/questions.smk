@@ -1,9 +1,10 @@
-# Question sets: MMLU subjects, or current-events questions generated from the chunks by the LLM.
+# Question sets: MMLU subjects, the user's own multiple-choice table, or current-events questions generated
+# from the chunks by the LLM.
 
 
 rule load_mmlu_questions:
     wildcard_constraints:
-        task=tasks_regex(lambda t: t["questions"]["source"] != "generated"),
+        task=tasks_regex(lambda t: t["questions"]["source"] in ("mmlu", "mmlu_csv")),
     input:
         mmlu_csv_input,
         hub=mmlu_hub_input,
@@ -20,6 +21,24 @@ rule load_mmlu_questions:
         "../envs/data.yaml"
     script:
         "../scripts/load_mmlu_questions.py"
+
+
+rule load_table_questions:
+    wildcard_constraints:
+        task=TABLE_QUESTIONS,
+    input:
+        table_questions_input,
+    output:
+        "results/{task}/questions.parquet",
+    log:
+        "logs/load_table_questions/{task}.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/load_table_questions.py"
 
 
 rule generate_questions:

@@ -84,8 +84,8 @@ def check_config(config: dict, source: str = "config") -> None:
             raise KinjectError(source, f"{key}.shots: generated questions have no dev split for few-shot; use [0]")
         if q["source"] in ("mmlu", "mmlu_csv") and "subject" not in q:
             raise KinjectError(source, f"{key}.questions.subject is required for source {q['source']}")
-        if q["source"] == "mmlu_csv" and "path" not in q:
-            raise KinjectError(source, f"{key}.questions.path is required for source mmlu_csv")
+        if q["source"] in ("mmlu_csv", "table") and "path" not in q:
+            raise KinjectError(source, f"{key}.questions.path is required for source {q['source']}")
         if q["source"] == "generated" and q["keep"] > q["per_chunk"]:
             raise KinjectError(source, f"{key}.questions.keep is larger than questions.per_chunk")
         check_knowledge_base(config, kb, f"{key}.knowledge_base", source)
@@ -103,8 +103,20 @@ def formats(task: dict) -> list[str]:
     return list(task["formats"])
 
 def check_knowledge_base(config: dict, kb: dict, key: str, source: str) -> None:
-    if kb["source"] == "dump" and "path" not in kb:
-        raise KinjectError(source, f"{key}.path is required for source dump")
+    if kb["source"] in ("dump", "files") and "path" not in kb:
+        raise KinjectError(source, f"{key}.path is required for source {kb['source']}")
+    if kb["source"] == "table":
+        if ("path" in kb) == ("dataset" in kb):
+            raise KinjectError(source, f"{key}: source table needs path (a file) or dataset (a Hugging Face id), one of them")
+        missing = [k for k in ("split", "revision") if "dataset" in kb and k not in kb]
+        if missing:
+            raise KinjectError(source, f"{key}.{missing[0]} is required with dataset (a pinned revision: a commit)")
+    corpus_only = sorted({"text_column", "title_column", "id_column", "dataset", "config", "split", "revision"} & set(kb))
+    if kb["source"] != "table" and corpus_only:
+        raise KinjectError(source, f"{key}.{corpus_only[0]} is only for source table")
+    if kb["source"] in ("files", "table") and any(k in kb for k in ("titles", "hub_pages_file", "events")):
+        raise KinjectError(source, f"{key}: titles, hub_pages_file and events select Wikipedia pages; source "
+                           f"{kb['source']} reads every document")
     if "titles" in kb and "hub_pages_file" in kb:
         raise KinjectError(source, f"{key}: set titles or hub_pages_file, not both")
     if kb["source"] == "mediawiki" and not ("hub_pages_file" in kb or "titles" in kb):

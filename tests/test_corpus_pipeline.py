@@ -1,0 +1,61 @@
+"""The user's own corpus and questions end to end: a folder of markdown files as the knowledge base and a
+JSONL table of questions, through the whole pipeline on the tiny Llama."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import copy_checkout, run_snakemake, tiny_demo
+
+pytestmark = pytest.mark.slow
+
+HANDBOOK = {
+    "group": "handbook",
+    "knowledge_base": {"source": "files", "path": "resources/demo/handbook"},
+    "questions": {"source": "table", "path": "resources/demo/handbook_questions.jsonl"},
+    "shots": [0],
+    "paraphrase_sets": [0],
+}
+
+
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory):
+    workdir = copy_checkout(tmp_path_factory.mktemp("corpus"))
+    config = tiny_demo(workdir)
+    config["tasks"] = {"handbook": HANDBOOK}
+    config["models"]["tiny-llama"]["build"]["pretrain_epochs"] = 1
+    config["retrieval"]["k"] = [0, 1]
+    (workdir / "config" / "corpus.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", "config/corpus.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir, proc.stderr
+
+
+def test_markdown_folder_and_question_table_run_to_a_result_table(corpus_run):
+    workdir, console = corpus_run
+    assert "load_corpus[task=handbook] done: 5 of 5 documents with text (source files)" in console
+    assert "load_table_questions[task=handbook] done: 24 questions (24 test)" in console
+    report = json.loads((workdir / "results/handbook/knowledge_base_report.json").read_text())
+    assert report["source"] == "files" and report["pages_in"] == report["pages_kept"] == 5
+    assert report["residue"] == {"wiki_markup": 0, "html_entities": 0, "empty_brackets": 0}
+    chunks = pd.read_parquet(workdir / "results/handbook/chunks.parquet")
+    assert set(chunks["title"]) == {"History of the Quellmoor Ferry Company", "The Fleet", "Routes and Timetable",
+                                    "Fares and Tickets", "Safety on Board"}
+    assert not chunks["text"].str.contains(r"\*\*|\]\(|^#|source:", regex=True).any()
+    table = pd.read_csv(workdir / "results/tables/handbook_0shot.csv")
+    assert list(table[["task", "model"]].itertuples(index=False, name=None)) == [("handbook", "tiny-llama")]
+    assert table[["Base", "FT", "RAG", "FT+RAG"]].stack().between(0, 1).all()
+
+
+def test_an_edited_document_re_runs_the_corpus_and_what_reads_it(corpus_run, tmp_path):
+    workdir, _ = corpus_run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    doc = copy / "resources/demo/handbook/04-fares.md"
+    doc.write_text(doc.read_text().replace("4 marks 20", "5 marks"))
+    proc = run_snakemake(copy, "-n", "all", "--configfile", "config/corpus.yaml")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "load_corpus" in proc.stdout and "make_chunks" in proc.stdout
+    assert "load_table_questions" not in proc.stdout and "build_base_model" not in proc.stdout
