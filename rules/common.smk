@@ -5,8 +5,24 @@ from kinject.questions import mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
 from kinject.grid import FORMATS, LMEVAL_TASK_DIR, RECORDS_PATTERN, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, MANIFEST, REVISIONS
+from kinject.grid import results_root, rooted
 from kinject.hub import OFFLINE_ENV, hub_artifacts
 from kinject.lock import check_hub_lock, check_local_files, local_sources, read_lock
+
+# Every artifact lives under the study's results root (config `study`: results/<study>; unset: results/), so
+# two studies in one checkout (the demo, the paper) never read or overwrite each other's files.
+RESULTS = results_root(config)
+
+
+def res(path):
+    """An artifact path (written here as results/...) under the study's results root."""
+    return rooted(path, RESULTS)
+
+
+def logpath(path):
+    """A job's log (written here as logs/...) under the study's logs: logs/<study>/..., or logs/ when unset."""
+    return f"logs/{config['study']}/{path[len('logs/'):]}" if config.get("study") else path
+
 
 TASKS = list(config["tasks"])
 MODELS = list(config["models"])
@@ -107,9 +123,9 @@ def models_regex(keep):
 def base_model_path(wildcards):
     """A model by hub id: the folder rule download_model makes; a local folder as given; else the built base."""
     model = config["models"][wildcards.model]
-    if HUB_MODEL_DIR.format(model=wildcards.model) in HUB:
-        return HUB_MODEL_DIR.format(model=wildcards.model)
-    return model.get("pretrained") or f"results/models/{wildcards.model}/base"
+    if res(HUB_MODEL_DIR.format(model=wildcards.model)) in HUB:
+        return res(HUB_MODEL_DIR.format(model=wildcards.model))
+    return model.get("pretrained") or res(f"results/models/{wildcards.model}/base")
 
 
 def base_model_input(wildcards):
@@ -124,8 +140,8 @@ def hub_source(folder):
     return canonical(HUB[folder])
 
 
-EMBEDDER_DIR = HUB_EMBEDDER_DIR.format(embedder=config["embedder"]["name"])
-HUB_MODELS = "|".join(m for m in MODELS if HUB_MODEL_DIR.format(model=m) in HUB) or "(?!)"
+EMBEDDER_DIR = res(HUB_EMBEDDER_DIR.format(embedder=config["embedder"]["name"]))
+HUB_MODELS = "|".join(m for m in MODELS if res(HUB_MODEL_DIR.format(model=m)) in HUB) or "(?!)"
 
 
 def gguf_input(wildcards):
@@ -142,21 +158,21 @@ def embedder_input(wildcards=None):
 def embedder_path():
     """The extracted package, the folder rule download_embedder makes for a hub id, or a local folder."""
     if "package" in config["embedder"]:
-        return "results/embedder"
-    hub = HUB_EMBEDDER_DIR.format(embedder=config["embedder"]["name"])
+        return res("results/embedder")
+    hub = res(HUB_EMBEDDER_DIR.format(embedder=config["embedder"]["name"]))
     return hub if hub in HUB else config["embedder"]["pretrained"]
 
 
 def mmlu_hub_input(wildcards):
     """A task's MMLU files as downloaded by download_dataset (for source mmlu), else none."""
-    folder = HUB_DATASET_DIR.format(task=wildcards.task)
+    folder = res(HUB_DATASET_DIR.format(task=wildcards.task))
     return folder if folder in HUB else []
 
 
 def eval_score_outputs(rule_name):
     """The score files written by one job of an evaluation rule, one per (method, K) it scores."""
     return [
-        SCORE_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}", format="{format}")
+        res(SCORE_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}", format="{format}"))
         for method, k in EVALUATION_CELLS[rule_name]
     ]
 
@@ -164,14 +180,14 @@ def eval_score_outputs(rule_name):
 def eval_record_outputs(rule_name):
     """The per-question records beside those score files, in the same order."""
     return [
-        RECORDS_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}", format="{format}")
+        res(RECORDS_PATTERN.format(model="{model}", task="{task}", method=method, k=k, shots="{shots}", format="{format}"))
         for method, k in EVALUATION_CELLS[rule_name]
     ]
 
 
 def eval_task_inputs(rule_name):
     """The lm-eval task folders of those cells, in the same order."""
-    return [LMEVAL_TASK_DIR.format(task="{task}", format="{format}", k=k) for _, k in EVALUATION_CELLS[rule_name]]
+    return [res(LMEVAL_TASK_DIR.format(task="{task}", format="{format}", k=k)) for _, k in EVALUATION_CELLS[rule_name]]
 
 
 def eval_runs(rule_name):
@@ -189,7 +205,7 @@ def groups():
 
 def table_outputs():
     return [
-        f"results/tables/{group}_{shots}shot.{ext}"
+        res(f"results/tables/{group}_{shots}shot.{ext}")
         for group, shots_set in groups().items()
         for shots in sorted(shots_set)
         for ext in ("csv", "parquet", "md")
@@ -202,11 +218,11 @@ FIGURES = ["paraphrases_vs_accuracy", "train_loss", "accuracy_vs_k"]
 def all_outputs():
     return (
         table_outputs()
-        + ["results/tables/scores.csv", "results/tables/best_k.csv"]
-        + ["results/tables/comparisons.csv", "results/tables/comparisons.md", "results/tables/paraphrase_trend.csv"]
-        + [f"results/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "csv")]
-        + expand("results/{task}/knowledge_base_report.json", task=TASKS)
-        + [MANIFEST]
+        + [res("results/tables/scores.csv"), res("results/tables/best_k.csv")]
+        + [res("results/tables/comparisons.csv"), res("results/tables/comparisons.md"), res("results/tables/paraphrase_trend.csv")]
+        + [res(f"results/figures/{name}.{ext}") for name in FIGURES for ext in ("png", "csv")]
+        + expand(res("results/{task}/knowledge_base_report.json"), task=TASKS)
+        + [res(MANIFEST)]
     )
 
 
@@ -215,15 +231,15 @@ def manifest_inputs():
     the local files, and every other result: it is the record of the run, rebuilt whenever the run changed any."""
     return {
         "hub": [f"{folder}.json" for folder in HUB if folder in hub_folders_used()],
-        "fetched": expand("results/{task}/raw/fetch_counts.json", task=TASKS),
-        "results": [path for path in all_outputs() if path != MANIFEST],  # the record of the run: made last
+        "fetched": expand(res("results/{task}/raw/fetch_counts.json"), task=TASKS),
+        "results": [path for path in all_outputs() if path != res(MANIFEST)],  # the record of the run: made last
         "local": [path for path in local_sources(config) if os.path.isfile(path)],
     }
 
 
 def hub_folders_used():
     """The hub folders some job reads (the embedder only where RAG runs)."""
-    return [f for f in HUB if not f.startswith("results/hub/embedder/") or RAG_KS]
+    return [f for f in HUB if not f.startswith(res("results/hub/embedder/")) or RAG_KS]
 
 
 def mmlu_csv_input(wildcards):
@@ -285,7 +301,7 @@ def table_questions_input(wildcards):
 def generated_paraphrases_input(wildcards):
     if int(wildcards.k) == 0:
         return []
-    return f"results/{wildcards.task}/paraphrases/generated.parquet"
+    return res(f"results/{wildcards.task}/paraphrases/generated.parquet")
 
 
 def search_lrs():
@@ -294,7 +310,7 @@ def search_lrs():
 
 def hparams_input(wildcards):
     if "validation" in task_cfg(wildcards):
-        return f"results/hparams/{wildcards.model}/{wildcards.task}/chosen.json"
+        return res(f"results/hparams/{wildcards.model}/{wildcards.task}/chosen.json")
     return []
 
 
@@ -310,14 +326,14 @@ def retrieval_input(wildcards):
     if int(wildcards.k) == 0:
         return {}
     return {
-        "retrieved": f"results/{wildcards.task}/retrieval/retrieved.parquet",
-        "chunks": f"results/{wildcards.task}/chunks.parquet",
+        "retrieved": res(f"results/{wildcards.task}/retrieval/retrieved.parquet"),
+        "chunks": res(f"results/{wildcards.task}/chunks.parquet"),
     }
 
 
 def loss_files():
     return [
-        f"results/finetune/{model}/{task}/k{p}/train_loss.csv"
+        res(f"results/finetune/{model}/{task}/k{p}/train_loss.csv")
         for model in MODELS
         for task, cfg in config["tasks"].items()
         for p in cfg["paraphrase_sets"]

@@ -9,15 +9,15 @@ rule fetch:
     input:
         fetch_input,
     output:
-        pages=expensive("results/{task}/raw/pages.xml"),
-        counts="results/{task}/raw/fetch_counts.json",
-        revisions="results/{task}/raw/revisions.json",
+        pages=expensive(res("results/{task}/raw/pages.xml")),
+        counts=res("results/{task}/raw/fetch_counts.json"),
+        revisions=res("results/{task}/raw/revisions.json"),
     params:
         knowledge_base=lambda wc: canonical(task_cfg(wc)["knowledge_base"]),
         api=mediawiki_api,
         seed=links_seed,
     log:
-        "logs/fetch/{task}.log",
+        logpath("logs/fetch/{task}.log"),
     threads: config["resources"]["fetch"]["cpus_per_task"]
     resources:
         mem_mb=2000,
@@ -32,12 +32,12 @@ rule clean_dump:
     wildcard_constraints:
         task=WIKI,
     input:
-        "results/{task}/raw/pages.xml",
+        res("results/{task}/raw/pages.xml"),
     output:
-        articles="results/{task}/clean/articles.jsonl",
-        counts="results/{task}/clean/clean_counts.json",
+        articles=res("results/{task}/clean/articles.jsonl"),
+        counts=res("results/{task}/clean/clean_counts.json"),
     log:
-        "logs/clean_dump/{task}.log",
+        logpath("logs/clean_dump/{task}.log"),
     threads: config["resources"]["clean_dump"]["cpus_per_task"]
     resources:
         mem_mb=2000,
@@ -54,13 +54,13 @@ rule load_corpus:
     input:
         corpus_input,
     output:
-        articles="results/{task}/clean/articles.jsonl",
-        fetch_counts="results/{task}/raw/fetch_counts.json",
-        clean_counts="results/{task}/clean/clean_counts.json",
+        articles=res("results/{task}/clean/articles.jsonl"),
+        fetch_counts=res("results/{task}/raw/fetch_counts.json"),
+        clean_counts=res("results/{task}/clean/clean_counts.json"),
     params:
         knowledge_base=lambda wc: canonical(task_cfg(wc)["knowledge_base"]),
     log:
-        "logs/load_corpus/{task}.log",
+        logpath("logs/load_corpus/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=60,
@@ -72,13 +72,13 @@ rule load_corpus:
 
 rule make_chunks:
     input:
-        "results/{task}/clean/articles.jsonl",
+        res("results/{task}/clean/articles.jsonl"),
     output:
-        "results/{task}/chunks.parquet",
+        res("results/{task}/chunks.parquet"),
     params:
         chunking=canonical(config["chunking"]),
     log:
-        "logs/make_chunks/{task}.log",
+        logpath("logs/make_chunks/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=30,
@@ -90,13 +90,13 @@ rule make_chunks:
 
 rule knowledge_base_report:
     input:
-        fetch="results/{task}/raw/fetch_counts.json",
-        clean="results/{task}/clean/clean_counts.json",
-        chunks="results/{task}/chunks.parquet",
+        fetch=res("results/{task}/raw/fetch_counts.json"),
+        clean=res("results/{task}/clean/clean_counts.json"),
+        chunks=res("results/{task}/chunks.parquet"),
     output:
-        "results/{task}/knowledge_base_report.json",
+        res("results/{task}/knowledge_base_report.json"),
     log:
-        "logs/knowledge_base_report/{task}.log",
+        logpath("logs/knowledge_base_report/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=10,

@@ -11,15 +11,15 @@
 rule lmeval_task:
     input:
         unpack(retrieval_input),
-        questions="results/{task}/questions.parquet",
+        questions=res("results/{task}/questions.parquet"),
     output:
-        directory(LMEVAL_TASK_DIR),
+        directory(res(LMEVAL_TASK_DIR)),
     params:
         task_name="kinject_{task}_{format}_k{k}",
         subject=lambda wc: task_cfg(wc)["questions"].get("subject", wc.task) if wc.format == "letters" else "",
         fewshot_context=fewshot_context,
     log:
-        "logs/lmeval_task/{task}_{format}_k{k}.log",
+        logpath("logs/lmeval_task/{task}_{format}_k{k}.log"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -43,7 +43,7 @@ rule evaluate_base:
         precision=config["precision"],
         fewshot_seed=lambda wc: config["seed"] if int(wc.shots) else None,  # draws the examples; 0-shot has none
     log:
-        "logs/evaluate/{model}_{task}_base_{shots}shot_{format}.log",
+        logpath("logs/evaluate/{model}_{task}_base_{shots}shot_{format}.log"),
     threads: compute_threads("evaluate")
     resources:
         **compute_resources("evaluate"),
@@ -55,7 +55,7 @@ rule evaluate_base:
 
 use rule evaluate_base as evaluate_ft with:
     input:
-        model="results/finetune/{model}/{task}/k{p}/checkpoint",
+        model=res("results/finetune/{model}/{task}/k{p}/checkpoint"),
         tasks=eval_task_inputs("evaluate_ft"),
     output:
         scores=eval_score_outputs("evaluate_ft"),
@@ -64,14 +64,14 @@ use rule evaluate_base as evaluate_ft with:
         model=lambda wildcards, input: input.model,
         runs=eval_runs("evaluate_ft"),
     log:
-        "logs/evaluate/{model}_{task}_ft-p{p}_{shots}shot_{format}.log",
+        logpath("logs/evaluate/{model}_{task}_ft-p{p}_{shots}shot_{format}.log"),
 
 
 if RAG_KS:
 
     use rule evaluate_ft as evaluate_ftrag with:
         input:
-            model="results/finetune/{model}/{task}/k{p}/checkpoint",
+            model=res("results/finetune/{model}/{task}/k{p}/checkpoint"),
             tasks=eval_task_inputs("evaluate_ftrag"),
         output:
             scores=eval_score_outputs("evaluate_ftrag"),
@@ -79,4 +79,4 @@ if RAG_KS:
         params:
             runs=eval_runs("evaluate_ftrag"),
         log:
-            "logs/evaluate/{model}_{task}_ftrag-p{p}_{shots}shot_{format}.log",
+            logpath("logs/evaluate/{model}_{task}_ftrag-p{p}_{shots}shot_{format}.log"),

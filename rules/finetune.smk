@@ -14,15 +14,15 @@ rule build_base_model:
     wildcard_constraints:
         model=models_regex(lambda m: "build" in m),
     input:
-        chunks=expand("results/{task}/chunks.parquet", task=TASKS),
+        chunks=expand(res("results/{task}/chunks.parquet"), task=TASKS),
         pretrain=lambda wc: config["models"][wc.model]["build"].get("pretrain_corpus", []),
     output:
-        expensive(directory("results/models/{model}/base")),
+        expensive(directory(res("results/models/{model}/base"))),
     params:
         build=lambda wc: canonical(config["models"][wc.model]["build"]),
         seed=config["seed"],
     log:
-        "logs/build_base_model/{model}.log",
+        logpath("logs/build_base_model/{model}.log"),
     threads: compute_threads()
     resources:
         **compute_resources(),
@@ -35,18 +35,18 @@ rule build_base_model:
 rule hparam_trial:
     input:
         base=base_model_input,
-        train="results/{task}/paraphrases/paraphrases_k0.parquet",
-        validation="results/{task}/validation/paraphrases.parquet",
+        train=res("results/{task}/paraphrases/paraphrases_k0.parquet"),
+        validation=res("results/{task}/validation/paraphrases.parquet"),
     output:
-        trial="results/hparams/{model}/{task}/lr{lr}.json",
+        trial=res("results/hparams/{model}/{task}/lr{lr}.json"),
         # the trial's best epoch's model: kept until validated_model hard-links the chosen one (temp)
-        models=temp(directory("results/hparams/{model}/{task}/lr{lr}")),
+        models=temp(directory(res("results/hparams/{model}/{task}/lr{lr}"))),
     params:
         settings=lambda wc: canonical(rule_settings(config, "hparam_trial")),
         base=base_model_path,
-        work_dir=lambda wc: f"results/.work/hparams/{wc.model}/{wc.task}/lr{wc.lr}",
+        work_dir=lambda wc: res(f"results/.work/hparams/{wc.model}/{wc.task}/lr{wc.lr}"),
     log:
-        "logs/hparam_trial/{model}_{task}_lr{lr}.log",
+        logpath("logs/hparam_trial/{model}_{task}_lr{lr}.log"),
     threads: compute_threads("hparam_trial")
     resources:
         **compute_resources("hparam_trial"),
@@ -58,11 +58,11 @@ rule hparam_trial:
 
 rule choose_hparams:
     input:
-        lambda wc: expand("results/hparams/{{model}}/{{task}}/lr{lr}.json", lr=search_lrs()),
+        lambda wc: expand(res("results/hparams/{{model}}/{{task}}/lr{lr}.json"), lr=search_lrs()),
     output:
-        "results/hparams/{model}/{task}/chosen.json",
+        res("results/hparams/{model}/{task}/chosen.json"),
     log:
-        "logs/choose_hparams/{model}_{task}.log",
+        logpath("logs/choose_hparams/{model}_{task}.log"),
     resources:
         mem_mb=1000,
         runtime=5,
@@ -82,14 +82,14 @@ rule validated_model:
         task=tasks_regex(lambda t: "validation" in t),
         k="0",
     input:
-        chosen="results/hparams/{model}/{task}/chosen.json",
-        trials=lambda wc: expand("results/hparams/{{model}}/{{task}}/lr{lr}.json", lr=search_lrs()),
-        models=lambda wc: expand("results/hparams/{{model}}/{{task}}/lr{lr}", lr=search_lrs()),
+        chosen=res("results/hparams/{model}/{task}/chosen.json"),
+        trials=lambda wc: expand(res("results/hparams/{{model}}/{{task}}/lr{lr}.json"), lr=search_lrs()),
+        models=lambda wc: expand(res("results/hparams/{{model}}/{{task}}/lr{lr}"), lr=search_lrs()),
     output:
-        checkpoint=expensive(directory("results/finetune/{model}/{task}/k{k}/checkpoint")),
-        loss="results/finetune/{model}/{task}/k{k}/train_loss.csv",
+        checkpoint=expensive(directory(res("results/finetune/{model}/{task}/k{k}/checkpoint"))),
+        loss=res("results/finetune/{model}/{task}/k{k}/train_loss.csv"),
     log:
-        "logs/validated_model/{model}_{task}_k{k}.log",
+        logpath("logs/validated_model/{model}_{task}_k{k}.log"),
     resources:
         mem_mb=1000,
         runtime=30,
@@ -102,17 +102,17 @@ rule validated_model:
 rule finetune:
     input:
         base=base_model_input,
-        train="results/{task}/paraphrases/paraphrases_k{k}.parquet",
+        train=res("results/{task}/paraphrases/paraphrases_k{k}.parquet"),
         hparams=hparams_input,
     output:
-        checkpoint=expensive(directory("results/finetune/{model}/{task}/k{k}/checkpoint")),
-        loss="results/finetune/{model}/{task}/k{k}/train_loss.csv",
+        checkpoint=expensive(directory(res("results/finetune/{model}/{task}/k{k}/checkpoint"))),
+        loss=res("results/finetune/{model}/{task}/k{k}/train_loss.csv"),
     params:
         settings=lambda wc: canonical(rule_settings(config, "finetune", task_cfg(wc))),
         base=base_model_path,
-        work_dir="results/.work/finetune/{model}/{task}/k{k}",
+        work_dir=res("results/.work/finetune/{model}/{task}/k{k}"),
     log:
-        "logs/finetune/{model}_{task}_k{k}.log",
+        logpath("logs/finetune/{model}_{task}_k{k}.log"),
     threads: compute_threads("finetune")
     resources:
         **compute_resources("finetune"),

@@ -9,12 +9,12 @@ rule download_model:
     wildcard_constraints:
         model=HUB_MODELS,
     output:
-        folder=directory(HUB_MODEL_DIR),
-        meta=f"{HUB_MODEL_DIR}.json",
+        folder=directory(res(HUB_MODEL_DIR)),
+        meta=res(f"{HUB_MODEL_DIR}.json"),
     params:
-        source=lambda wc: hub_source(HUB_MODEL_DIR.format(model=wc.model)),
+        source=lambda wc: hub_source(res(HUB_MODEL_DIR.format(model=wc.model))),
     log:
-        "logs/download_model/{model}.log",
+        logpath("logs/download_model/{model}.log"),
     resources:
         mem_mb=2000,
         runtime=240,
@@ -31,7 +31,7 @@ rule download_embedder:
     params:
         source=lambda wc: hub_source(EMBEDDER_DIR),
     log:
-        "logs/download_embedder/embedder.log",
+        logpath("logs/download_embedder/embedder.log"),
     resources:
         mem_mb=2000,
         runtime=60,
@@ -45,12 +45,12 @@ rule download_dataset:
     wildcard_constraints:
         task=tasks_regex(lambda t: t["questions"]["source"] == "mmlu"),
     output:
-        folder=directory(HUB_DATASET_DIR),
-        meta=f"{HUB_DATASET_DIR}.json",
+        folder=directory(res(HUB_DATASET_DIR)),
+        meta=res(f"{HUB_DATASET_DIR}.json"),
     params:
-        source=lambda wc: hub_source(HUB_DATASET_DIR.format(task=wc.task)),
+        source=lambda wc: hub_source(res(HUB_DATASET_DIR.format(task=wc.task))),
     log:
-        "logs/download_dataset/{task}.log",
+        logpath("logs/download_dataset/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=60,

@@ -5,13 +5,13 @@ rule manifest:
     input:
         **manifest_inputs(),
     output:
-        report(MANIFEST, caption="../report/manifest.rst", category="Sources"),
+        report(res(MANIFEST), caption="../report/manifest.rst", category="Sources"),
     params:
         configfiles=[str(path) for path in workflow.overwrite_configfiles] or ["config.yaml"],
-        revisions=expand(REVISIONS, task=TASKS),
+        revisions=expand(res(REVISIONS), task=TASKS),
         hub=hub_folders_used(),
     log:
-        "logs/manifest/manifest.log",
+        logpath("logs/manifest/manifest.log"),
     resources:
         mem_mb=2000,
         runtime=30,

@@ -8,11 +8,11 @@ rule convert_gguf:
     input:
         gguf_input,
     output:
-        expensive(directory("results/models/{model}/base")),
+        expensive(directory(res("results/models/{model}/base"))),
     params:
         gguf=lambda wc: canonical(config["models"][wc.model]["gguf"]),
     log:
-        "logs/convert_gguf/{model}.log",
+        logpath("logs/convert_gguf/{model}.log"),
     threads: compute_threads()
     resources:
         mem_mb=job_settings()["mem_mb"],

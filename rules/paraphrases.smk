@@ -3,17 +3,17 @@
 
 rule paraphrase_chunks:
     input:
-        "results/{task}/chunks.parquet",
+        res("results/{task}/chunks.parquet"),
     output:
-        paraphrases="results/{task}/paraphrases/generated.parquet",
-        quarantine="results/{task}/paraphrases/generated_quarantine.jsonl",
+        paraphrases=res("results/{task}/paraphrases/generated.parquet"),
+        quarantine=res("results/{task}/paraphrases/generated_quarantine.jsonl"),
     params:
         llm=canonical(reply_settings(config["llm"], "paraphrases")),
         total=config["paraphrases"]["count"],
         per_call=config["paraphrases"]["per_call"],
         seed=config["seed"],
     log:
-        "logs/paraphrase_chunks/{task}.log",
+        logpath("logs/paraphrase_chunks/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=1440,
@@ -25,15 +25,15 @@ rule paraphrase_chunks:
 
 rule paraphrase_set:
     input:
-        chunks="results/{task}/chunks.parquet",
+        chunks=res("results/{task}/chunks.parquet"),
         generated=generated_paraphrases_input,
     output:
-        "results/{task}/paraphrases/paraphrases_k{k}.parquet",
+        res("results/{task}/paraphrases/paraphrases_k{k}.parquet"),
     params:
         # read only by sets k > 0 (set 0 has no generated paraphrases), so set 0 never re-runs for it
         allow_incomplete=lambda wc: int(wc.k) > 0 and config["paraphrases"]["allow_incomplete"],
     log:
-        "logs/paraphrase_set/{task}_k{k}.log",
+        logpath("logs/paraphrase_set/{task}_k{k}.log"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -45,16 +45,16 @@ rule paraphrase_set:
 
 rule validation_paraphrases:
     input:
-        "results/{task}/chunks.parquet",
+        res("results/{task}/chunks.parquet"),
     output:
-        paraphrases="results/{task}/validation/paraphrases.parquet",
-        quarantine="results/{task}/validation/paraphrases_quarantine.jsonl",
+        paraphrases=res("results/{task}/validation/paraphrases.parquet"),
+        quarantine=res("results/{task}/validation/paraphrases_quarantine.jsonl"),
     params:
         llm=canonical(reply_settings(config["llm"], "paraphrases")),
         validation=lambda wc: canonical(task_cfg(wc)["validation"]),
         seed=config["seed"],
     log:
-        "logs/validation_paraphrases/{task}.log",
+        logpath("logs/validation_paraphrases/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=720,

@@ -9,11 +9,11 @@ rule load_mmlu_questions:
         mmlu_csv_input,
         hub=mmlu_hub_input,
     output:
-        "results/{task}/questions.parquet",
+        res("results/{task}/questions.parquet"),
     params:
         questions=lambda wc: mmlu_settings(task_cfg(wc)["questions"]),
     log:
-        "logs/load_mmlu_questions/{task}.log",
+        logpath("logs/load_mmlu_questions/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=30,
@@ -29,9 +29,9 @@ rule load_table_questions:
     input:
         table_questions_input,
     output:
-        "results/{task}/questions.parquet",
+        res("results/{task}/questions.parquet"),
     log:
-        "logs/load_table_questions/{task}.log",
+        logpath("logs/load_table_questions/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=30,
@@ -45,16 +45,16 @@ rule generate_questions:
     wildcard_constraints:
         task=GENERATED,
     input:
-        "results/{task}/chunks.parquet",
+        res("results/{task}/chunks.parquet"),
     output:
-        candidates="results/{task}/questions/candidates.parquet",
-        quarantine="results/{task}/questions/candidates_quarantine.jsonl",
+        candidates=res("results/{task}/questions/candidates.parquet"),
+        quarantine=res("results/{task}/questions/candidates_quarantine.jsonl"),
     params:
         llm=canonical(reply_settings(config["llm"], "questions")),
         per_chunk=lambda wc: task_cfg(wc)["questions"]["per_chunk"],
         seed=config["seed"],
     log:
-        "logs/generate_questions/{task}.log",
+        logpath("logs/generate_questions/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=1440,
@@ -68,16 +68,16 @@ rule select_questions:
     wildcard_constraints:
         task=GENERATED,
     input:
-        "results/{task}/questions/candidates.parquet",
+        res("results/{task}/questions/candidates.parquet"),
     output:
-        selected="results/{task}/questions/selected.parquet",
-        quarantine="results/{task}/questions/selected_quarantine.jsonl",
+        selected=res("results/{task}/questions/selected.parquet"),
+        quarantine=res("results/{task}/questions/selected_quarantine.jsonl"),
     params:
         llm=canonical(reply_settings(config["llm"], "selection")),
         keep=lambda wc: task_cfg(wc)["questions"]["keep"],
         seed=config["seed"],
     log:
-        "logs/select_questions/{task}.log",
+        logpath("logs/select_questions/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=720,
@@ -91,11 +91,11 @@ rule review_questions:
     wildcard_constraints:
         task=GENERATED,
     input:
-        selected="results/{task}/questions/selected.parquet",
+        selected=res("results/{task}/questions/selected.parquet"),
         review=review_input,
     output:
-        questions="results/{task}/questions.parquet",
-        counts="results/{task}/questions/review_counts.json",
+        questions=res("results/{task}/questions.parquet"),
+        counts=res("results/{task}/questions/review_counts.json"),
     params:
         review=lambda wc: task_cfg(wc)["questions"]["review"],
         keep_unreviewed=lambda wc: task_cfg(wc)["questions"]["keep_unreviewed"],
@@ -106,7 +106,7 @@ rule review_questions:
         "(required to exist unless skip; only accepted questions enter unless "
         "questions.keep_unreviewed={params.keep_unreviewed}), then questions.target={params.target} questions sampled"
     log:
-        "logs/review_questions/{task}.log",
+        logpath("logs/review_questions/{task}.log"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -123,12 +123,12 @@ rule review_sheet:
     wildcard_constraints:
         task=GENERATED,
     input:
-        selected="results/{task}/questions/selected.parquet",
-        chunks="results/{task}/chunks.parquet",
+        selected=res("results/{task}/questions/selected.parquet"),
+        chunks=res("results/{task}/chunks.parquet"),
     output:
-        "results/{task}/questions/review_sheet.csv",
+        res("results/{task}/questions/review_sheet.csv"),
     log:
-        "logs/review_sheet/{task}.log",
+        logpath("logs/review_sheet/{task}.log"),
     resources:
         mem_mb=1000,
         runtime=5,

@@ -4,21 +4,21 @@
 
 rule tables:
     input:
-        scores=[cell.path for cell in CELLS],
-        records=[cell.records for cell in CELLS],
+        scores=[res(cell.path) for cell in CELLS],
+        records=[res(cell.records) for cell in CELLS],
     output:
         tables=[report(path, caption="../report/tables.rst", category="Tables") for path in table_outputs() if path.endswith(".csv")],
         other=[path for path in table_outputs() if not path.endswith(".csv")],
-        scores="results/tables/scores.csv",
-        best_k=report("results/tables/best_k.csv", caption="../report/best_k.rst", category="Tables"),
-        comparisons=report("results/tables/comparisons.csv", caption="../report/comparisons.rst", category="Tables"),
-        comparisons_md="results/tables/comparisons.md",
-        trend=report("results/tables/paraphrase_trend.csv", caption="../report/paraphrase_trend.rst", category="Tables"),
+        scores=res("results/tables/scores.csv"),
+        best_k=report(res("results/tables/best_k.csv"), caption="../report/best_k.rst", category="Tables"),
+        comparisons=report(res("results/tables/comparisons.csv"), caption="../report/comparisons.rst", category="Tables"),
+        comparisons_md=res("results/tables/comparisons.md"),
+        trend=report(res("results/tables/paraphrase_trend.csv"), caption="../report/paraphrase_trend.rst", category="Tables"),
     params:
         groups=canonical({name: task["group"] for name, task in config["tasks"].items()}),
         seed=config["seed"],  # the question halves of cross-fitting and the bootstrap resamples
     log:
-        "logs/tables/tables.log",
+        logpath("logs/tables/tables.log"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -30,18 +30,18 @@ rule tables:
 
 rule figures:
     input:
-        scores="results/tables/scores.csv",
-        trend="results/tables/paraphrase_trend.csv",
+        scores=res("results/tables/scores.csv"),
+        trend=res("results/tables/paraphrase_trend.csv"),
         losses=loss_files(),
     output:
-        paraphrases_png=report("results/figures/paraphrases_vs_accuracy.png", caption="../report/paraphrases_vs_accuracy.rst", category="Figures"),
-        paraphrases_csv="results/figures/paraphrases_vs_accuracy.csv",
-        loss_png=report("results/figures/train_loss.png", caption="../report/train_loss.rst", category="Figures"),
-        loss_csv="results/figures/train_loss.csv",
-        k_png=report("results/figures/accuracy_vs_k.png", caption="../report/accuracy_vs_k.rst", category="Figures"),
-        k_csv="results/figures/accuracy_vs_k.csv",
+        paraphrases_png=report(res("results/figures/paraphrases_vs_accuracy.png"), caption="../report/paraphrases_vs_accuracy.rst", category="Figures"),
+        paraphrases_csv=res("results/figures/paraphrases_vs_accuracy.csv"),
+        loss_png=report(res("results/figures/train_loss.png"), caption="../report/train_loss.rst", category="Figures"),
+        loss_csv=res("results/figures/train_loss.csv"),
+        k_png=report(res("results/figures/accuracy_vs_k.png"), caption="../report/accuracy_vs_k.rst", category="Figures"),
+        k_csv=res("results/figures/accuracy_vs_k.csv"),
     log:
-        "logs/figures/figures.log",
+        logpath("logs/figures/figures.log"),
     resources:
         mem_mb=2000,
         runtime=10,

@@ -5,11 +5,11 @@
 
 rule extract_embedder:
     output:
-        directory("results/embedder"),
+        directory(res("results/embedder")),
     params:
         package=config["embedder"].get("package"),
     log:
-        "logs/extract_embedder/embedder.log",
+        logpath("logs/extract_embedder/embedder.log"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -21,15 +21,15 @@ rule extract_embedder:
 
 rule index_chunks:
     input:
-        chunks="results/{task}/chunks.parquet",
+        chunks=res("results/{task}/chunks.parquet"),
         embedder=embedder_input,
     output:
-        "results/{task}/index/faiss.index",
+        res("results/{task}/index/faiss.index"),
     params:
         embedder=embedder_path(),
         exact_max=config["retrieval"]["exact_max"],  # the schema fills its default
     log:
-        "logs/index_chunks/{task}.log",
+        logpath("logs/index_chunks/{task}.log"),
     threads: compute_threads()
     resources:
         **compute_resources(),
@@ -41,18 +41,18 @@ rule index_chunks:
 
 rule retrieve:
     input:
-        index="results/{task}/index/faiss.index",
-        chunks="results/{task}/chunks.parquet",
-        questions="results/{task}/questions.parquet",
+        index=res("results/{task}/index/faiss.index"),
+        chunks=res("results/{task}/chunks.parquet"),
+        questions=res("results/{task}/questions.parquet"),
         embedder=embedder_input,
     output:
-        "results/{task}/retrieval/retrieved.parquet",
+        res("results/{task}/retrieval/retrieved.parquet"),
     params:
         embedder=embedder_path(),
         k_max=max(config["retrieval"]["k"]),
         query_prefix=config["embedder"].get("query_prefix", ""),
     log:
-        "logs/retrieve/{task}.log",
+        logpath("logs/retrieve/{task}.log"),
     threads: compute_threads()
     resources:
         **compute_resources(),

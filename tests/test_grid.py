@@ -42,7 +42,7 @@ def test_paper_grid_dry_run_matches_formula():
 
 
 def test_paper_dry_run_shows_the_question_target_and_the_review_requirement():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "results/current_events/questions.parquet"],
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "results/paper/current_events/questions.parquet"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert ("review_questions current_events: the human review questions.review=resources/current_events_review.csv "

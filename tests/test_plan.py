@@ -302,20 +302,27 @@ def test_artifacts_replace_the_estimates_and_llm_calls_follow_the_code(tmp_path)
     from kinject.paraphrases import _plan as paraphrase_calls
 
     root = bare_root(tmp_path)
+    config = load_config(ROOT / "config.yaml")
+    before = make_plan(config, root)
+    # the demo's artifacts (results/ itself: no study) are not the paper's (results/paper): the plan is unchanged
+    demo = root / "results" / "current_events"
+    demo.mkdir(parents=True)
+    pd.DataFrame({"chunk_id": ["d0"], "text": ["d" * 100]}).to_parquet(demo / "chunks.parquet")
+    assert make_plan(config, root)["corpus"] == before["corpus"]
     chunks = pd.DataFrame({"chunk_id": ["c0", "c1", "c2"], "text": ["a" * 400, "b" * 800, "c" * 1200]})
-    (root / "results" / "current_events").mkdir(parents=True)
-    chunks.to_parquet(root / "results" / "current_events" / "chunks.parquet")
+    own = root / "results" / "paper" / "current_events"
+    own.mkdir(parents=True)
+    chunks.to_parquet(own / "chunks.parquet")
     pd.DataFrame({"id": ["q0", "q1", "d0"], "question": ["x" * 33, "y" * 73, "z"],
                   "choices": [["a1", "b1", "c1", "d1"], ["a2", "b2", "c2", "d2"], ["e", "f"]],
                   "answer": [0, 1, 0], "split": ["test", "test", "dev"], "chunk_id": ["c0", "c1", None]}
-                 ).to_parquet(root / "results" / "current_events" / "questions.parquet")
-    config = load_config(ROOT / "config.yaml")
+                 ).to_parquet(own / "questions.parquet")
     plan = make_plan(config, root)
     corpus = plan["corpus"]["current_events"]
     # 400, 800, 1200 characters at 4 per token
     assert (corpus["figures"]["chunks"], corpus["figures"]["tokens_per_chunk"],
             corpus["figures"]["max_chunk_tokens"]) == (3, 200, 300)
-    assert corpus["sources"]["chunks"].endswith("results/current_events/chunks.parquet")
+    assert corpus["sources"]["chunks"].endswith("results/paper/current_events/chunks.parquet")
     # two test questions: 'Question: ' + 33 / 73 characters + '\nAnswer:' = 51 / 91 characters
     assert corpus["figures"]["questions"] == 2
     assert corpus["figures"]["max_question_tokens"] == math.ceil(91 / 4)
@@ -391,8 +398,8 @@ def test_llm_worst_case_is_every_reply_at_its_max_tokens_and_every_retry(tmp_pat
     400, 800, 1200 characters, config.yaml's 10 paraphrases in 2 calls of 5, 4 questions a chunk, 2 re-asks."""
     root = bare_root(tmp_path)
     chunks = pd.DataFrame({"chunk_id": ["c0", "c1", "c2"], "text": ["a" * 400, "b" * 800, "c" * 1200]})
-    (root / "results" / "current_events").mkdir(parents=True)
-    chunks.to_parquet(root / "results" / "current_events" / "chunks.parquet")
+    (root / "results" / "paper" / "current_events").mkdir(parents=True)
+    chunks.to_parquet(root / "results" / "paper" / "current_events" / "chunks.parquet")
     config = load_config(ROOT / "config.yaml")
     config["llm"]["max_tokens"] = {"question": 100, "selection": 30, "paraphrase": 2.0, "chars_per_token": 4.0,
                                    "overhead": 10}

@@ -107,7 +107,7 @@ def main(argv=None):
                                        "into the config's lock file (default <config>.lock.json)")
     lock.add_argument("configfile", nargs="*", default=["config.yaml"],
                       help="the config files the run used (default: config.yaml)")
-    lock.add_argument("--manifest", help="the run's manifest (default: results/manifest.json)")
+    lock.add_argument("--manifest", help="the run's manifest (default: the study's results/<study>/manifest.json)")
     lock.add_argument("--output", help="the lock file (default: the config's `lock`, else <config>.lock.json)")
     review = sub.add_parser("review", help="write the review sheet of a generated task's questions (a person fills "
                                            "in its decision column; save it as the task's questions.review)")
@@ -123,13 +123,14 @@ def main(argv=None):
             print(f"kinject error: {err}", file=sys.stderr)
             sys.exit(1)
     if args.cmd == "lock":
-        from kinject.grid import MANIFEST
+        from kinject.grid import MANIFEST, results_root, rooted
         from kinject.lock import write_lock
         from kinject.settings import load_config
 
         try:
             config = load_config(*args.configfile)
-            out = write_lock(config, args.configfile, args.manifest or MANIFEST, args.output)
+            manifest = args.manifest or rooted(MANIFEST, results_root(config))
+            out = write_lock(config, args.configfile, manifest, args.output)
         except KinjectError as err:
             print(f"kinject error: {err}", file=sys.stderr)
             sys.exit(1)
@@ -172,7 +173,9 @@ def review_sheet(task: str, configfiles: list[str], *, cores: int = 1) -> int:
     if spec["questions"]["source"] != "generated":
         raise KinjectError(configfiles[-1], f"task {task!r} has {spec['questions']['source']} questions: only "
                            "generated questions are reviewed")
-    sheet = f"results/{task}/questions/review_sheet.csv"
+    from kinject.grid import results_root
+
+    sheet = f"{results_root(config)}/{task}/questions/review_sheet.csv"
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", *configfiles, "--", sheet]
     done = subprocess.run(cmd)
     if done.returncode == 0:

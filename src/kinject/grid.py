@@ -12,6 +12,22 @@ from datetime import date
 
 from kinject.errors import KinjectError
 
+RESULTS = "results"  # every artifact's path below is under results/: rooted() moves it to a study's own root
+
+
+def results_root(config: dict) -> str:
+    """Where a config's artifacts live: results/<study> (config `study`), or results/ itself when unset (the
+    demo). Two studies never read or overwrite each other's files."""
+    return f"{RESULTS}/{config['study']}" if config.get("study") else RESULTS
+
+
+def rooted(path: str, root: str) -> str:
+    """An artifact path of this module (results/...) under the results root `root` (results_root)."""
+    if root == RESULTS or not str(path).startswith(RESULTS + "/") or str(path).startswith(root + "/"):
+        return str(path)
+    return root + str(path)[len(RESULTS):]
+
+
 SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.json"
 # beside each score file, its per-question records (kinject.evaluate.question_records), one row per question
 RECORDS_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.parquet"
@@ -238,9 +254,9 @@ def hub_job_counts(config: dict) -> dict[str, int]:
     folders = list(hub_artifacts(config))
     rag = bool(rag_ks(config))
     return {
-        "download_model": sum(f.startswith("results/hub/models/") for f in folders),
-        "download_embedder": sum(f.startswith("results/hub/embedder/") for f in folders) if rag else 0,
-        "download_dataset": sum(f.startswith("results/hub/datasets/") for f in folders),
+        "download_model": sum("/hub/models/" in f for f in folders),
+        "download_embedder": sum("/hub/embedder/" in f for f in folders) if rag else 0,
+        "download_dataset": sum("/hub/datasets/" in f for f in folders),
     }
 
 

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from kinject.errors import KinjectError
-from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR
+from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, results_root, rooted
 from kinject.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -43,21 +43,21 @@ def hub_artifacts(config: dict, root=".") -> dict[str, dict]:
     ``key`` is the config key that names it (models.<m>, embedder, tasks.<t>.questions). An MMLU task downloads
     its subject's files only (``<subject>/*``), so five subjects do not pull the whole dataset five times.
     """
-    out = {}
+    out, study = {}, results_root(config)  # the folders are the study's own
     for name, model in config["models"].items():
         if "pretrained" in model and is_hub_id(model["pretrained"], root):
-            out[HUB_MODEL_DIR.format(model=name)] = {
+            out[rooted(HUB_MODEL_DIR.format(model=name), study)] = {
                 "key": f"models.{name}", "repo": model["pretrained"], "repo_type": "model",
                 "revision": model.get("revision", "main"), "allow_patterns": None}
     emb = config["embedder"]
     if "pretrained" in emb and is_hub_id(emb["pretrained"], root):
-        out[HUB_EMBEDDER_DIR.format(embedder=emb["name"])] = {
+        out[rooted(HUB_EMBEDDER_DIR.format(embedder=emb["name"]), study)] = {
             "key": "embedder", "repo": emb["pretrained"], "repo_type": "model",
             "revision": emb.get("revision", "main"), "allow_patterns": None}
     for name, task in config["tasks"].items():
         q = task["questions"]
         if q["source"] == "mmlu":
-            out[HUB_DATASET_DIR.format(task=name)] = {
+            out[rooted(HUB_DATASET_DIR.format(task=name), study)] = {
                 "key": f"tasks.{name}.questions", "repo": q.get("dataset", "cais/mmlu"), "repo_type": "dataset",
                 "revision": q.get("revision", "main"), "allow_patterns": [f"{q['subject']}/*"]}
     return out

@@ -23,7 +23,7 @@ import yaml
 
 from kinject import prompts, settings
 from kinject.errors import KinjectError
-from kinject.grid import HUB_MODEL_DIR, evaluation_cells, evaluation_jobs, expected_job_counts, rag_ks
+from kinject.grid import RESULTS, HUB_MODEL_DIR, evaluation_cells, evaluation_jobs, expected_job_counts, rag_ks, results_root, rooted
 from kinject.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
 
 GB = 1e9
@@ -129,7 +129,7 @@ def shape_from_config_json(path: Path) -> Shape:
     return Shape(parameters=params, **figures, source=str(path))
 
 
-def model_shape(name: str, model: dict, root: Path) -> tuple[Shape | None, str]:
+def model_shape(name: str, model: dict, root: Path, results: str = RESULTS) -> tuple[Shape | None, str]:
     """(shape, where it came from) or (None, how to provide it)."""
     if "shape" in model:
         given = model["shape"]
@@ -138,8 +138,8 @@ def model_shape(name: str, model: dict, root: Path) -> tuple[Shape | None, str]:
         source = f"models.{name}.shape" + ("" if "parameters" in given else " (parameters: Llama formula)")
         return Shape(parameters=params, **figures, source=source), source
     local = [root / model["pretrained"]] if "pretrained" in model else []
-    local.append(root / "results" / "models" / name / "base")
-    local.append(root / HUB_MODEL_DIR.format(model=name))  # a hub id, once rule download_model fetched it
+    local.append(root / results / "models" / name / "base")
+    local.append(root / rooted(HUB_MODEL_DIR.format(model=name), results))  # a hub id, once rule download_model fetched it
     for folder in local:
         if (folder / "config.json").is_file():
             shape = shape_from_config_json(folder / "config.json")
@@ -147,8 +147,8 @@ def model_shape(name: str, model: dict, root: Path) -> tuple[Shape | None, str]:
     if "pretrained" in model:
         return None, (f"{name}: shape unknown: {model['pretrained']} is no local folder with a config.json; set "
                       f"models.{name}.shape (the figures of its config.json)")
-    return None, (f"{name}: shape unknown until results/models/{name}/base is built (snakemake "
-                  f"results/models/{name}/base), or set models.{name}.shape")
+    return None, (f"{name}: shape unknown until {results}/models/{name}/base is built (snakemake "
+                  f"{results}/models/{name}/base), or set models.{name}.shape")
 
 
 
@@ -301,12 +301,12 @@ def task_corpus(config: dict, task: str, root: Path) -> Corpus:
                 corpus.sources[key] = f"plan.corpus.{where}"
                 break
     corpus.figures["choices"], corpus.sources["choices"] = CHOICES, "kinject.plan.CHOICES"
-    chunks = root / "results" / task / "chunks.parquet"
+    chunks = root / results_root(config) / task / "chunks.parquet"
     if chunks.is_file():
         n, total, longest = text_stats(chunks, cpt)
         corpus.figures.update(chunks=n, tokens_per_chunk=total / max(n, 1), max_chunk_tokens=longest)
         corpus.sources.update(dict.fromkeys(("chunks", "tokens_per_chunk", "max_chunk_tokens"), str(chunks)))
-    questions = root / "results" / task / "questions.parquet"
+    questions = root / results_root(config) / task / "questions.parquet"
     if questions.is_file():
         import pyarrow.parquet as pq
 
@@ -340,7 +340,7 @@ def missing(corpus: Corpus, task: str, keys) -> list[str]:
 def training_tokens(config: dict, task: str, corpus: Corpus, root: Path, k: int) -> float | None:
     """Tokens of paraphrase set k per epoch: its parquet once built, else chunks x (1 + k) texts (a
     paraphrase is about as long as its chunk: the prompt asks for it); + BOS/EOS per text."""
-    path = root / "results" / task / "paraphrases" / f"paraphrases_k{k}.parquet"
+    path = root / results_root(config) / task / "paraphrases" / f"paraphrases_k{k}.parquet"
     if path.is_file():
         n, total, _ = text_stats(path, config["plan"]["chars_per_token"])
         return total + 2 * n
@@ -350,7 +350,7 @@ def training_tokens(config: dict, task: str, corpus: Corpus, root: Path, k: int)
 
 
 def validation_tokens(config: dict, task: str, corpus: Corpus, root: Path) -> float | None:
-    path = root / "results" / task / "validation" / "paraphrases.parquet"
+    path = root / results_root(config) / task / "validation" / "paraphrases.parquet"
     if path.is_file():
         n, total, _ = text_stats(path, config["plan"]["chars_per_token"])
         return total + 2 * n
@@ -431,7 +431,7 @@ class Planner:
         self.dist = (read_accelerate_config(self.root / ft["accelerate_config"]) if "accelerate_config" in ft
                      else Distribution("DDP", None))
         self.checkpointing = ft["gradient_checkpointing"] or self.dist.activation_checkpointing
-        self.shapes = {m: model_shape(m, cfg, self.root) for m, cfg in config["models"].items()}
+        self.shapes = {m: model_shape(m, cfg, self.root, results_root(config)) for m, cfg in config["models"].items()}
         self.corpora = {t: task_corpus(config, t, self.root) for t in config["tasks"]}
         self.notes: list[str] = []
         self.warnings: list[str] = []
