@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gpu_check  # noqa: E402
+from gpu_check_report import markdown  # noqa: E402
 
 
 def test_smollm2_shape_is_the_demo_models():
@@ -122,3 +123,43 @@ def test_the_check_runs_on_this_cpu_host_and_names_what_it_skips(tmp_path):
     for name in steps:
         assert f"| {name} |" in md
     assert "## Fine-tuning tiny" in md and "## Scoring, bf16 on cpu" in md
+
+
+def test_the_steps_fit_the_device_budget():
+    """On CUDA the time limits add up to under 8 minutes (under 3 with --quick, which skips the 7B shape by
+    name); without CUDA the real shapes are skipped by name."""
+    full, quick = gpu_check.step_plan(True, False), gpu_check.step_plan(True, True)
+    assert sum(limit for _, limit, _ in full) <= 8 * 60 and all(skip is None for *_, skip in full)
+    assert sum(limit for _, limit, _ in quick) <= 3 * 60
+    assert dict((n, s) for n, _, s in quick)["finetune_llama2-7b"].startswith("--quick")
+    cpu = {n: s for n, _, s in gpu_check.step_plan(False, True)}
+    assert [n for n, s in cpu.items() if s] == ["finetune_smollm2-135m", "finetune_llama2-7b"]
+
+
+def test_the_report_of_a_gpu_run_reads_as_documented():
+    """The GPU branch of gpu_check.md (which this host never produces) from figures shaped as run_finetune
+    returns them: the comparison table with its verdicts, the fraction of the bf16 peak."""
+    config, _ = gpu_check.read_config(ROOT / "config.yaml")
+    from kinject.finetune import rule_settings
+
+    settings = rule_settings(config, "finetune")
+    shape = gpu_check.model_shape("llama2-7b", config)
+    est = gpu_check.plan_estimate("llama2-7b", shape, settings, config, 6738415616)
+    step = {"status": "ok", "seconds": 150.0, "model": "llama2-7b", "parameters": 6738415616, "processes": 1,
+            "distributed_type": "FSDP", "launch": "python -m accelerate.commands.launch ...", "settings": settings,
+            "steps": 5, "tokens_per_step": 16384, "stopped_before_checkpoint": True, "build_s": 30.0,
+            "startup_s": 60.0, "wall_s": 120.0, "max_rss_gb": 40.0, "tokens_per_s": 4000.0, "step_s": 4.1,
+            "model_tflops": 161.7, "fraction_of_bf16_peak": 0.2047, "fraction_of_bf16_peak_with_recompute": 0.273,
+            "plan": est,
+            "comparison": {"peak GB per GPU (reserved vs plan total)": gpu_check.compare(95.0, est["total_gb"]),
+                           "tokens/s": gpu_check.compare(4000.0, est["tokens_per_s"])}}
+    env = {"time_utc": "2026-12-02 07:00:00", "gpu": "NVIDIA H200", "gpu_memory_gb": 150.0, "driver": "580.159.04"}
+    md = markdown({"mode": "full", "seconds": 400.0, "environment": env,
+                             "steps": {"finetune_llama2-7b": step}})
+    assert "| gpu | NVIDIA H200 |" in md and "| finetune_llama2-7b | ok | 150 |  |" in md
+    assert "## Fine-tuning llama2-7b: 6,738,415,616 parameters, 1 process(es), FSDP" in md
+    assert "stopped after the last step, before the Trainer's checkpoint" in md
+    assert "= 20.5% of the 790 TFLOP/s bf16 peak (27.3% counting the recomputed forward)" in md
+    # 114.8 GB planned against 95 measured: the plan is 21% above
+    assert "| peak GB per GPU (reserved vs plan total) | 95.0 | 114.8 | 0.83 | PLAN OFF by 21% (above) |" in md
+    assert "| tokens/s | 4,000.0 | 1,855.0 | 2.16 | PLAN OFF by 54% (below) |" in md

@@ -31,7 +31,8 @@ if _OUT:
                "stopped_after": _STOP or None}
         state = sys.modules.get("accelerate.state")
         if state is not None:
-            kind = state.PartialState._shared_state.get("distributed_type")
+            kind = (state.AcceleratorState._shared_state.get("distributed_type")
+                    or state.PartialState._shared_state.get("distributed_type"))
             out["distributed_type"] = str(getattr(kind, "value", kind))
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
