@@ -359,6 +359,19 @@ def test_the_demo_writes_a_manifest_and_locking_it_reruns_nothing(demo_run):
     assert dry_run_jobs(proc.stdout) == {"manifest": 1, "all": 1}
 
 
+def test_a_model_repository_is_fetched_without_weights_torch_does_not_load():
+    from kinject.hub import model_ignore_patterns
+    from huggingface_hub.utils import filter_repo_objects
+
+    repo = ["config.json", "model-00001-of-00002.safetensors", "pytorch_model-00001-of-00002.bin", "tf_model.h5",
+            "flax_model.msgpack", "onnx/model.onnx", "tokenizer.model", "tokenizer.json"]
+    kept = list(filter_repo_objects(repo, ignore_patterns=model_ignore_patterns(repo)))
+    assert kept == ["config.json", "model-00001-of-00002.safetensors", "tokenizer.model", "tokenizer.json"]
+    pickled_only = ["config.json", "pytorch_model.bin", "tf_model.h5"]
+    assert list(filter_repo_objects(pickled_only, ignore_patterns=model_ignore_patterns(pickled_only))) == [
+        "config.json", "pytorch_model.bin"]
+
+
 def test_reading_the_lock(tmp_path, capsys):
     from kinject.lock import default_lock_path, read_lock
 
