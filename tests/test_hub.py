@@ -383,3 +383,30 @@ def test_reading_the_lock(tmp_path, capsys):
         read_lock({"lock": str(tmp_path / "bad.lock.json")})
     assert default_lock_path("config.yaml") == "config.lock.json"
     assert default_lock_path("config/demo.yaml") == "config/demo.lock.json"
+
+
+def test_the_demo_config_manifest_lists_every_local_source(monkeypatch):
+    """The demo's sources without running it: dumps, MMLU CSVs and the review file by sha256, the GGUF file its
+    package ships, the LLM cache's content hash, the config; no hub artifact and no page revisions (dumps)."""
+    from kinject.manifest import build_manifest
+    from kinject.models import gguf_path
+
+    monkeypatch.chdir(REPO)
+    config = load_config("config/demo.yaml")
+    manifest = build_manifest(config, configfiles=["config/demo.yaml"], hub=[],
+                              revisions=[f"results/{t}/raw/no-such-revisions.json" for t in config["tasks"]])
+    assert sorted(manifest["files"]) == ["resources/demo/atlas.xml", "resources/demo/current_events.xml",
+                                         "resources/demo/current_events_review.csv",
+                                         "resources/demo/mmlu/data/dev/atlas_dev.csv",
+                                         "resources/demo/mmlu/data/test/atlas_test.csv"]
+    for path, record in manifest["files"].items():
+        assert record == {"size": (REPO / path).stat().st_size, "sha256": sha256((REPO / path).read_bytes())}
+    gguf = config["models"]["smollm2-135m"]["gguf"]
+    assert manifest["local_models"][f"{gguf['package']}:{gguf['file']}"]["sha256"] == sha256(gguf_path(gguf).read_bytes())
+    cache = manifest["llm_cache"]
+    pairs = sorted((p.relative_to(REPO / cache["path"]).as_posix(), sha256(p.read_bytes()))
+                   for p in (REPO / cache["path"]).rglob("*") if p.is_file())
+    assert cache["files"] == len(pairs)
+    assert cache["sha256"] == sha256("".join(f"{name}\0{sha}\n" for name, sha in pairs).encode())
+    assert manifest["hub"] == {} and set(manifest["pages"].values()) == {None}
+    assert manifest["config"]["files"][0]["path"] == "config/demo.yaml"
