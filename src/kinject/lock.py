@@ -158,8 +158,8 @@ def write_lock(config: dict, configfiles: list[str], manifest_path, out=None) ->
         manifest = json.loads(Path(manifest_path).read_text())
     except FileNotFoundError:
         raise KinjectError(manifest_path, "not found: run the workflow first (snakemake all), then `kinject lock`")
-    built_by = [entry["path"] for entry in manifest["config"]["files"]]
-    if built_by != [str(p) for p in configfiles]:
+    built_by = [os.path.normpath(entry["path"]) for entry in manifest["config"]["files"]]
+    if built_by != [os.path.normpath(os.path.relpath(p)) for p in configfiles]:
         raise KinjectError(manifest_path, f"was built by {' '.join(built_by)}, not {' '.join(map(str, configfiles))}")
     out = out or config.get("lock") or default_lock_path(configfiles[-1])
     write_json(out, make_lock(manifest))
