@@ -2,8 +2,8 @@
 written by ``kinject lock`` from the run's manifest into a file committed next to the config (config.yaml ->
 config.lock.json), and read back by a later run through the config key ``lock``.
 
-Under a lock the download rules fetch the locked commits (``kinject.hub.download``), the MediaWiki fetch reads
-the locked revisions (``locked_pages``), and a source that no longer matches is one line naming it, before any
+Under a lock the download rules fetch the locked commits (``kinject.hub.download``), ``locked_pages`` gives the
+MediaWiki fetch the locked revision ids, and a source that no longer matches is one line naming it, before any
 job starts (``check_local_files``, ``check_hub_lock``): never a silent rebuild.
 
 Shape (JSON, keys sorted)::
