@@ -7,7 +7,9 @@ rule manifest:
     output:
         report(res(MANIFEST), caption="../report/manifest.rst", category="Sources"),
     params:
-        configfiles=[str(path) for path in workflow.overwrite_configfiles] or ["config.yaml"],
+        # Snakemake holds them as absolute paths: relative to the working directory, the manifest is the same in
+        # every checkout
+        configfiles=[os.path.relpath(path) for path in workflow.overwrite_configfiles] or ["config.yaml"],
         revisions=expand(res(REVISIONS), task=TASKS),
         hub=hub_folders_used(),
     log:

@@ -359,6 +359,19 @@ def test_the_demo_writes_a_manifest_and_locking_it_reruns_nothing(demo_run):
     assert dry_run_jobs(proc.stdout) == {"manifest": 1, "all": 1}
 
 
+def test_a_model_repository_is_fetched_without_weights_torch_does_not_load():
+    from kinject.hub import model_ignore_patterns
+    from huggingface_hub.utils import filter_repo_objects
+
+    repo = ["config.json", "model-00001-of-00002.safetensors", "pytorch_model-00001-of-00002.bin", "tf_model.h5",
+            "flax_model.msgpack", "onnx/model.onnx", "tokenizer.model", "tokenizer.json"]
+    kept = list(filter_repo_objects(repo, ignore_patterns=model_ignore_patterns(repo)))
+    assert kept == ["config.json", "model-00001-of-00002.safetensors", "tokenizer.model", "tokenizer.json"]
+    pickled_only = ["config.json", "pytorch_model.bin", "tf_model.h5"]
+    assert list(filter_repo_objects(pickled_only, ignore_patterns=model_ignore_patterns(pickled_only))) == [
+        "config.json", "pytorch_model.bin"]
+
+
 def test_reading_the_lock(tmp_path, capsys):
     from kinject.lock import default_lock_path, read_lock
 
@@ -370,3 +383,30 @@ def test_reading_the_lock(tmp_path, capsys):
         read_lock({"lock": str(tmp_path / "bad.lock.json")})
     assert default_lock_path("config.yaml") == "config.lock.json"
     assert default_lock_path("config/demo.yaml") == "config/demo.lock.json"
+
+
+def test_the_demo_config_manifest_lists_every_local_source(monkeypatch):
+    """The demo's sources without running it: dumps, MMLU CSVs and the review file by sha256, the GGUF file its
+    package ships, the LLM cache's content hash, the config; no hub artifact and no page revisions (dumps)."""
+    from kinject.manifest import build_manifest
+    from kinject.models import gguf_path
+
+    monkeypatch.chdir(REPO)
+    config = load_config("config/demo.yaml")
+    manifest = build_manifest(config, configfiles=["config/demo.yaml"], hub=[],
+                              revisions=[f"results/{t}/raw/no-such-revisions.json" for t in config["tasks"]])
+    assert sorted(manifest["files"]) == ["resources/demo/atlas.xml", "resources/demo/current_events.xml",
+                                         "resources/demo/current_events_review.csv",
+                                         "resources/demo/mmlu/data/dev/atlas_dev.csv",
+                                         "resources/demo/mmlu/data/test/atlas_test.csv"]
+    for path, record in manifest["files"].items():
+        assert record == {"size": (REPO / path).stat().st_size, "sha256": sha256((REPO / path).read_bytes())}
+    gguf = config["models"]["smollm2-135m"]["gguf"]
+    assert manifest["local_models"][f"{gguf['package']}:{gguf['file']}"]["sha256"] == sha256(gguf_path(gguf).read_bytes())
+    cache = manifest["llm_cache"]
+    pairs = sorted((p.relative_to(REPO / cache["path"]).as_posix(), sha256(p.read_bytes()))
+                   for p in (REPO / cache["path"]).rglob("*") if p.is_file())
+    assert cache["files"] == len(pairs)
+    assert cache["sha256"] == sha256("".join(f"{name}\0{sha}\n" for name, sha in pairs).encode())
+    assert manifest["hub"] == {} and set(manifest["pages"].values()) == {None}
+    assert manifest["config"]["files"][0]["path"] == "config/demo.yaml"

@@ -95,6 +95,18 @@ def folder_hashes(folder) -> dict[str, str]:
             if p.is_file() and ".cache" not in p.relative_to(folder).parts and p.name != ".snakemake_timestamp"}
 
 
+# weights for other frameworks, never loaded by torch; and the PyTorch pickles where safetensors exist (which
+# transformers and sentence-transformers load first): a repository holding its weights twice is fetched once
+OTHER_FRAMEWORKS = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "onnx/*", "openvino/*", "*.gguf", "*.mlmodel"]
+PICKLED_WEIGHTS = ["*.bin", "*.pth", "*.pt", "*.ckpt"]
+
+
+def model_ignore_patterns(files: list[str]) -> list[str]:
+    """The files of a model repository not to download, given its file list."""
+    has_safetensors = any(name.endswith(".safetensors") for name in files)
+    return OTHER_FRAMEWORKS + (PICKLED_WEIGHTS if has_safetensors else [])
+
+
 def _hub_error(spec: dict, revision: str, exc: Exception) -> KinjectError:
     from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
@@ -136,9 +148,14 @@ def download(spec: dict, out_dir, meta_path, *, lock: dict | None = None, lock_p
         info = huggingface_hub.HfApi(token=token).repo_info(spec["repo"], repo_type=spec["repo_type"],
                                                             revision=revision)
         commit = info.sha
+        ignore = None
+        if spec["repo_type"] == "model" and spec["allow_patterns"] is None:
+            ignore = model_ignore_patterns([sibling.rfilename for sibling in info.siblings or []])
+            log.info("%s: not downloading %s", spec["repo"], ", ".join(ignore))
         with atomic_path(out_dir, directory=True) as tmp:
             huggingface_hub.snapshot_download(spec["repo"], repo_type=spec["repo_type"], revision=commit,
-                                              local_dir=tmp, allow_patterns=spec["allow_patterns"], token=token)
+                                              local_dir=tmp, allow_patterns=spec["allow_patterns"],
+                                              ignore_patterns=ignore, token=token)
             shutil.rmtree(Path(tmp, ".cache"), ignore_errors=True)
             files = folder_hashes(tmp)
             if not files:

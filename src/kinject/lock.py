@@ -2,8 +2,8 @@
 written by ``kinject lock`` from the run's manifest into a file committed next to the config (config.yaml ->
 config.lock.json), and read back by a later run through the config key ``lock``.
 
-Under a lock the download rules fetch the locked commits (``kinject.hub.download``), the MediaWiki fetch reads
-the locked revisions (``locked_pages``), and a source that no longer matches is one line naming it, before any
+Under a lock the download rules fetch the locked commits (``kinject.hub.download``), ``locked_pages`` gives the
+MediaWiki fetch the locked revision ids, and a source that no longer matches is one line naming it, before any
 job starts (``check_local_files``, ``check_hub_lock``): never a silent rebuild.
 
 Shape (JSON, keys sorted)::
@@ -158,8 +158,8 @@ def write_lock(config: dict, configfiles: list[str], manifest_path, out=None) ->
         manifest = json.loads(Path(manifest_path).read_text())
     except FileNotFoundError:
         raise KinjectError(manifest_path, "not found: run the workflow first (snakemake all), then `kinject lock`")
-    built_by = [entry["path"] for entry in manifest["config"]["files"]]
-    if built_by != [str(p) for p in configfiles]:
+    built_by = [os.path.normpath(entry["path"]) for entry in manifest["config"]["files"]]
+    if built_by != [os.path.normpath(os.path.relpath(p)) for p in configfiles]:
         raise KinjectError(manifest_path, f"was built by {' '.join(built_by)}, not {' '.join(map(str, configfiles))}")
     out = out or config.get("lock") or default_lock_path(configfiles[-1])
     write_json(out, make_lock(manifest))
