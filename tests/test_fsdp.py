@@ -54,7 +54,8 @@ def command(job, processes: int, name: str, rule="finetune") -> tuple[list[str],
     if rule == "finetune":
         files.update(out=str(out / "checkpoint"), loss_csv=str(out / "loss.csv"))
     else:
-        files.update(validation=str(tmp / "validation.parquet"), out=str(out / "trial.json"), lr="0.003")
+        files.update(validation=str(tmp / "validation.parquet"), out=str(out / "trial.json"), lr="0.003",
+                     models=str(out / "models"))
     files["work_dir"] = str(out / "work")
     resources = {**finetune.job_resources(config, rule), "processes": processes}
     return finetune.launch_command(finetune.rule_settings(config, rule), rule, files, resources, 2), out
@@ -158,4 +159,6 @@ def test_a_search_trial_runs_sharded_on_two_processes(job):
     trial = json.loads((out / "trial.json").read_text())
     assert trial["lr"] == 0.003 and len(trial["val_loss_per_epoch"]) == 2
     assert trial["val_loss_per_epoch"][1] < trial["val_loss_per_epoch"][0]
-    assert not list(out.rglob("*.safetensors")) and not list(out.rglob("*.distcp"))  # no model kept
+    # the trial keeps its best epoch's model (the chosen trial's becomes paraphrase set 0's checkpoint), one
+    # whole model, not the processes' shards
+    assert list((out / "models").rglob("*.safetensors")) and not list(out.rglob("*.distcp"))

@@ -90,6 +90,7 @@ def downloaded(hub_repos, tmp_path_factory):
     return workdir, config, url, proc
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_download_rules_fetch_each_artifact_at_its_resolved_commit(downloaded, hub_repos):
     workdir, _, _, proc = downloaded
     assert dry_run_jobs(proc.stdout + proc.stderr) == {"download_model": 1, "download_embedder": 1, "download_dataset": 1}
@@ -103,6 +104,7 @@ def test_download_rules_fetch_each_artifact_at_its_resolved_commit(downloaded, h
         assert got == served  # byte for byte, and nothing else (no huggingface_hub .cache)
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_jobs_after_the_download_run_offline_from_the_local_folders(downloaded):
     """index_chunks (a compute job) and load_mmlu_questions with nothing listening at HF_ENDPOINT."""
     workdir, config, dead_url, _ = downloaded
@@ -131,6 +133,7 @@ def test_jobs_after_the_download_run_offline_from_the_local_folders(downloaded):
     assert by_id.returncode != 0
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_changing_a_revision_reruns_its_download_only(downloaded):
     workdir, config, _, _ = downloaded
     (workdir / "v2.yaml").write_text("models:\n  tiny:\n    revision: v2\n")
@@ -147,6 +150,7 @@ def one_line_error(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # runs Snakemake
 @pytest.mark.parametrize("case", ["gated", "typo", "typo_offline"])
 def test_a_download_that_cannot_succeed_is_one_line(case, hub_repos, tmp_path):
     workdir = copy_checkout(tmp_path)
@@ -168,6 +172,7 @@ def test_a_download_that_cannot_succeed_is_one_line(case, hub_repos, tmp_path):
     assert not (workdir / "results" / "hub" / "models" / "bad").exists()
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_gated_model_downloads_with_a_token(hub_repos, tmp_path):
     workdir = copy_checkout(tmp_path)
     config = hub_config(workdir, gated={"pretrained": "kinject-test/gated-llama"})
@@ -178,6 +183,7 @@ def test_gated_model_downloads_with_a_token(hub_repos, tmp_path):
     assert json.loads((workdir / "results/hub/models/gated.json").read_text())["commit"] == hub_repos.commits["model"]
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_the_lock_refetches_its_commit_byte_identical_and_refuses_drift(downloaded, hub_repos, tmp_path):
     """kinject lock over a run's manifest; the hub's main moves on; a fresh checkout under the lock fetches the
     locked commit; a downloaded commit or a local file that differs from the lock stops the run, one line."""
@@ -245,12 +251,12 @@ def test_hub_ids_and_local_folders(tmp_path):
 def test_paper_config_downloads_three_models_the_embedder_and_each_subject():
     artifacts = hub_artifacts(load_config(REPO / "config.yaml"), REPO)
     assert sorted(artifacts) == sorted(
-        [f"results/hub/models/{m}" for m in ("llama2-7b", "mistral-7b", "orca2-7b")]
-        + ["results/hub/embedder/bge-large-en"]
-        + [f"results/hub/datasets/{t}" for t in ("anatomy", "astronomy", "college_biology", "college_chemistry",
+        [f"results/paper/hub/models/{m}" for m in ("llama2-7b", "mistral-7b", "orca2-7b")]
+        + ["results/paper/hub/embedder/bge-large-en"]
+        + [f"results/paper/hub/datasets/{t}" for t in ("anatomy", "astronomy", "college_biology", "college_chemistry",
                                                  "prehistory")])
-    assert artifacts["results/hub/datasets/anatomy"]["allow_patterns"] == ["anatomy/*"]
-    assert artifacts["results/hub/models/llama2-7b"]["repo"] == "meta-llama/Llama-2-7b-hf"
+    assert artifacts["results/paper/hub/datasets/anatomy"]["allow_patterns"] == ["anatomy/*"]
+    assert artifacts["results/paper/hub/models/llama2-7b"]["repo"] == "meta-llama/Llama-2-7b-hf"
     assert hub_artifacts(load_config(REPO / "config" / "demo.yaml"), REPO) == {}  # the demo is offline
 
 
@@ -269,9 +275,9 @@ def test_paper_dry_run_downloads_locally_and_compute_jobs_read_the_downloads(tmp
     assert {"download_model", "download_embedder", "download_dataset", "manifest", "load_mmlu_questions"} <= local
     jobs = [block.split("\n", 1) for block in proc.stdout.split("\nrule ")[1:]]
     assert dry_run_jobs(proc.stdout)["download_model"] == 3
-    needs = {"finetune": "results/hub/models/", "hparam_trial": "results/hub/models/",
-             "evaluate_base": "results/hub/models/", "index_chunks": "results/hub/embedder/bge-large-en",
-             "retrieve": "results/hub/embedder/bge-large-en", "load_mmlu_questions": "results/hub/datasets/"}
+    needs = {"finetune": "results/paper/hub/models/", "hparam_trial": "results/paper/hub/models/",
+             "evaluate_base": "results/paper/hub/models/", "index_chunks": "results/paper/hub/embedder/bge-large-en",
+             "retrieve": "results/paper/hub/embedder/bge-large-en", "load_mmlu_questions": "results/paper/hub/datasets/"}
     assert set(needs) <= {name.rstrip(":") for name, _ in jobs}
     for name, rest in jobs:
         name, inputs = name.rstrip(":"), rest.split("\n    output:")[0]

@@ -455,6 +455,7 @@ def review_workflow(tmp_path_factory):
     return work
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_the_review_rule_through_snakemake_on_bad_and_good_review_files(review_workflow):
     from conftest import run_snakemake
 
@@ -483,6 +484,7 @@ def test_the_review_rule_through_snakemake_on_bad_and_good_review_files(review_w
     assert counts == {"accepted": 2, "rejected": 1, "unreviewed": 67, "unreviewed_kept": False, "questions": 2}
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_kinject_review_writes_the_sheet_through_snakemake(review_workflow):
     import subprocess
     import sys
