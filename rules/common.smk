@@ -62,6 +62,8 @@ localrules:
     paraphrase_set,
     validation_paraphrases,
     choose_hparams,
+    validated_model,
+    review_sheet,
     extract_embedder,
     lmeval_task,
     tables,

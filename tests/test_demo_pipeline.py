@@ -93,6 +93,8 @@ def test_expensive_outputs_are_write_protected(small_demo_local):
     workdir, _ = small_demo_local
     expensive = [workdir / "results" / "models" / "tiny-llama" / "base" / "config.json",
                  workdir / "results" / "finetune" / "tiny-llama" / "current_events" / "k1" / "checkpoint" / "config.json",
+                 # set 0: the search's chosen trial's model, hard-linked (rule validated_model)
+                 workdir / "results" / "finetune" / "tiny-llama" / "current_events" / "k0" / "checkpoint" / "config.json",
                  workdir / "results" / "atlas" / "raw" / "pages.xml"]
     cheap = [workdir / "results" / "atlas" / "chunks.parquet", workdir / "results" / "tables" / "scores.csv"]
     assert all(path.stat().st_mode & 0o222 == 0 for path in expensive)

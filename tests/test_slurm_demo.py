@@ -15,8 +15,9 @@ from conftest import copy_checkout, result_tables, run_snakemake, small_demo_con
 from slurm_cluster import scontrol_job, snakemake_flags
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-GPU_RULES = {"build_base_model", "finetune", "index_chunks", "retrieve", "evaluate_base", "evaluate_ft",
-             "evaluate_ftrag"}
+# hparam_trial: current events' search (the small demo drops atlas's); its set 0 is the chosen trial's model
+GPU_RULES = {"build_base_model", "hparam_trial", "finetune", "index_chunks", "retrieve", "evaluate_base",
+             "evaluate_ft", "evaluate_ftrag"}
 GPUS_OVERLAY = {"resources": {"gpu_rules": {"gpu": 1}, "allow_cpu": True}}
 JOB_ENVIRONMENT = re.compile(r" job environment: (.*)$", re.MULTILINE)
 
@@ -60,8 +61,8 @@ def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local,
     assert sorted(env["SLURM_JOB_ID"] for env in in_slurm.values()) == sorted(jobs)  # one log per job
     # the hub is switched off in every SLURM job (rules/common.smk sets it for the workflow and so its jobs)
     assert {(env["HF_HUB_OFFLINE"], env["HF_DATASETS_OFFLINE"]) for env in in_slurm.values()} == {("1", "1")}
-    assert {log.split("/")[0] for log in in_slurm} == {"build_base_model", "finetune", "index_chunks", "retrieve",
-                                                       "evaluate"}
+    assert {log.split("/")[0] for log in in_slurm} == {"build_base_model", "hparam_trial", "finetune", "index_chunks",
+                                                       "retrieve", "evaluate"}
     gpu_indices = {str(index) for index in range(slurm_cluster.gpus)}
     for log, env in in_slurm.items():
         assert env["CUDA_VISIBLE_DEVICES"] in gpu_indices, (log, env)
