@@ -98,3 +98,29 @@ def test_a_bad_revisions_file_is_one_line(tmp_path, text, problem):
     path.write_text(text)
     with pytest.raises(KinjectError, match=problem):
         read_revisions(path)
+
+
+def test_a_fetch_under_a_lock_takes_the_pages_it_pinned(tmp_path, monkeypatch):
+    """`kinject lock` pins each task's pages (revisions.json's shape, under pages.<task>); a fetch job under
+    that lock reads them from the lock itself (LOCK#task), so locking re-runs nothing and a drifted source is
+    one line naming the lock."""
+    from kinject.lock import LOCKFILE_VERSION, fetch_locked, pinned_knowledge_base
+
+    monkeypatch.chdir(tmp_path)
+    _, revisions = fetch(tmp_path)
+    pinned = json.loads(revisions.read_text())
+    lock = {"lockfile_version": LOCKFILE_VERSION, "config": [], "hub": {}, "files": {}, "pages": {"t": pinned}}
+    (tmp_path / "config.lock.json").write_text(json.dumps(lock))
+    config = {"lock": "config.lock.json"}
+    kb = {"source": "dump", "hub_pages_file": str(tmp_path / "hubs.yaml"), "path": str(tmp_path / "dump.xml")}
+    assert pinned_knowledge_base(config, "t", kb)["revisions_file"] == "config.lock.json#t"
+    assert pinned_knowledge_base({}, "t", kb) == kb  # no lock: as configured
+    assert read_revisions("config.lock.json#t") == pinned
+    fetch_locked(config, kb, "t", tmp_path / "a.xml", tmp_path / "a.json", tmp_path / "a.rev.json", {}, None)
+    assert (tmp_path / "a.rev.json").read_text() == revisions.read_text()
+    lock["pages"]["t"]["pages"][1]["revid"] = 19
+    (tmp_path / "config.lock.json").write_text(json.dumps(lock))
+    with pytest.raises(KinjectError, match=r"config.lock.json#t: page 'Orsa' drifted from the pinned revisions"):
+        fetch_locked(config, kb, "t", tmp_path / "b.xml", tmp_path / "b.json", tmp_path / "b.rev.json", {}, None)
+    with pytest.raises(KinjectError, match=r"config.lock.json: has no pages for task other"):
+        pinned_knowledge_base(config, "other", kb)

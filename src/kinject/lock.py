@@ -17,6 +17,7 @@ Shape (JSON, keys sorted)::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ from pathlib import Path
 from kinject.errors import KinjectError
 from kinject.hub import sha256_file
 from kinject.io import write_json
+
+log = logging.getLogger(__name__)
 
 LOCKFILE_VERSION = 1
 HASH_CACHE = "results/.work/file_hashes.json"  # path -> size, mtime, sha256: a large dump is hashed once
@@ -58,6 +61,24 @@ def read_lock(config: dict) -> dict | None:
               file=sys.stderr)
         return None
     return read_lock_file(path)
+
+
+def pinned_knowledge_base(config: dict, task: str, kb: dict) -> dict:
+    """The knowledge base a fetch job reads: under a lock that pinned this task's pages, those revisions
+    (revisions_file ``LOCK#task``: fetched by id from the API, checked against a dump), unless the config names
+    a revisions_file of its own. The job reads the lock itself, so locking what a run fetched re-runs nothing."""
+    if kb.get("revisions_file") or read_lock(config) is None:
+        return kb
+    locked_pages(config, task)  # one line when the lock has no pages for it
+    log.info("%s: pages pinned by %s", task, config["lock"])
+    return {**kb, "revisions_file": f"{config['lock']}#{task}"}
+
+
+def fetch_locked(config: dict, knowledge_base: dict, task: str, *args, **kwargs) -> str:
+    """Rule fetch under the config's lock: kinject.data.fetch_knowledge_base of pinned_knowledge_base."""
+    from kinject.data import fetch_knowledge_base
+
+    return fetch_knowledge_base(pinned_knowledge_base(config, task, knowledge_base), task, *args, **kwargs)
 
 
 def locked_pages(config: dict, task: str) -> dict | None:

@@ -81,13 +81,19 @@ class RevisionRecord:
 
 
 def read_revisions(path) -> dict:
-    """A revisions file (revisions.json's shape), checked; one line naming it when it is not one."""
+    """A revisions file (revisions.json's shape), checked; one line naming it when it is not one. ``LOCK#task``
+    names the pages a lock (``kinject lock``) pinned for one task, in the same shape."""
+    file, _, task = str(path).partition("#")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(file).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise KinjectError(path, "file not found") from None
     except json.JSONDecodeError as exc:
         raise KinjectError(path, f"not valid JSON ({exc})") from None
+    if task:
+        if not isinstance(data, dict) or not isinstance(data.get("pages", {}).get(task), dict):
+            raise KinjectError(path, f"the lock has no pages for task {task}")
+        data = data["pages"][task]
     if not isinstance(data, dict) or not {"source", "as_of", "pages", "missing"} <= set(data):
         raise KinjectError(path, "not a revisions file: expected an object with source, as_of, pages, missing")
     if not isinstance(data["pages"], list) or not isinstance(data["missing"], list):
