@@ -96,6 +96,19 @@ def live_config(workdir: Path, url: str) -> Path:
     return path
 
 
+CANDIDATES = f"results/{TASK}/questions/candidates.parquet"
+
+
+def write_candidates(workdir: Path) -> None:
+    """Two well-formed candidate questions for every chunk, as generate_questions writes them."""
+    import pandas as pd
+
+    chunks = pd.read_parquet(workdir / "results" / TASK / "chunks.parquet", columns=["chunk_id"])
+    rows = [{"chunk_id": c, "candidate": i, "question": f"Which year does chunk {c} name ({i})?",
+             "choices": ["2029", "2030", "2031", "2032"], "answer": 2} for c in chunks["chunk_id"] for i in range(2)]
+    pd.DataFrame(rows).to_parquet(workdir / CANDIDATES)
+
+
 def cache_entries(workdir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((workdir / "llm_cache").rglob("*.json"))]
 
@@ -138,9 +151,21 @@ def test_llm_rules_through_snakemake_against_llama_cpp_server(tmp_path, llama_se
         assert all("cut at max_tokens" in r["error"] for rec in records for r in rec["replies"]
                    if r.get("finish_reason") == "length")
     assert (workdir / TARGETS[1]).exists(), proc.stderr[-3000:]
+    replayed = [rule for rule in ran if rule != "generate_questions" or (workdir / CANDIDATES).exists()]
+    if not (workdir / CANDIDATES).exists():
+        # SmolLM2 wrote no valid question for any chunk (its rule failed, as it must): the selection then
+        # meets the live server on written candidates, so that all three rules have asked it
+        write_candidates(workdir)
+        select = run_snakemake(workdir, TARGETS[0], "--cores", "1", "--configfile", str(config), env=env,
+                               timeout=1200)
+        text = (workdir / "logs" / "select_questions" / f"{TASK}.log").read_text()
+        m = re.search(r"LLM spend: (\d+) calls, (\d+) cached replies", text)
+        assert m and int(m[1]) > 0, select.stderr[-3000:]
+        assert len(cache_entries(workdir)) == answered(log) - before
+        replayed.append("select_questions")
     # the rules forced to run again replay the cache: the server is asked nothing
-    calls_before = answered(log)
+    calls_before, cached = answered(log), len(cache_entries(workdir))
     again = run_snakemake(workdir, *TARGETS, "--cores", "1", "--keep-going", "--configfile", str(config),
-                          "--forcerun", *ran, env=env, timeout=600)
+                          "--forcerun", *replayed, env=env, timeout=600)
     assert answered(log) == calls_before, again.stderr[-3000:]
-    assert len(cache_entries(workdir)) == len(entries)
+    assert len(cache_entries(workdir)) == cached
