@@ -411,3 +411,17 @@ def test_progress_line_every_n_prompts(tmp_path, fake, caplog):
     lines = [r.getMessage() for r in caplog.records if "prompts done" in r.getMessage()]
     assert [line.split(": ")[1].split(" prompts")[0] for line in lines] == ["3/7", "6/7"]
     assert "3 calls" in lines[0] and "USD 33.00" in lines[0]  # 11 prompt tokens a call at USD 1 a token
+
+
+def test_map_json_keeps_the_order_of_the_calls_and_asks_a_repeated_prompt_once(tmp_path):
+    sent = []
+
+    def backend(req):  # later seeds answer sooner: the replies come back in reverse
+        sent.append(req["seed"])
+        time.sleep(0.01 * (16 - req["seed"] % 16))
+        return json.dumps({"value": req["seed"]}), {}
+
+    c = client(tmp_path, backend=backend, max_concurrency=8)
+    calls = [Call(MESSAGES, s, ok, 50) for s in [*range(16), 3]]
+    assert c.map_json(calls) == [*range(16), 3]
+    assert sorted(sent) == list(range(16)) and (c.spend.calls, c.spend.cached) == (16, 1)
