@@ -143,9 +143,6 @@ CONFIG_EDITS = [
     ("llm.temperature", 0.5, ["generate_questions", "select_questions", "paraphrase_chunks",
                               "validation_paraphrases"]),
     ("llm.mode", "live", []),
-    ("llm.max_tokens.question", 100, ["generate_questions"]),  # each rule's params hold only its own bounds
-    ("llm.max_tokens.paraphrase", 3.0, ["paraphrase_chunks", "validation_paraphrases"]),
-    ("llm.max_concurrency", 2, []),
     ("paraphrases.per_call", 2, ["paraphrase_chunks"]),
     ("paraphrases.allow_incomplete", True,
      [f"results/current_events/paraphrases/paraphrases_k{k}.parquet" for k in CE_SETS if k]),
