@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # rules' shell commands (accelerate launch) and the tests find the venv's tools first
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test check venv gpu-wheels gpu-check
+.PHONY: demo test check venv llama-server gpu-wheels gpu-check
 
 venv: $(VENV)/.installed
 
@@ -36,13 +36,22 @@ $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf: | $(VENV)/.installed
 		$(LLAMA_SDIST)/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf
 	rm $(LLAMA_VOCAB_DIR)/$(LLAMA_SDIST).tar.gz
 
+# llama.cpp's OpenAI-compatible server (llama-cpp-python[server], the same pinned version; pip builds llama.cpp
+# from source: 6-12 minutes on 2 cores, once per venv): tests/test_llm_server.py serves the demo's SmolLM2
+# GGUF with it and runs the LLM rules against it
+LLAMA_SERVER := $(VENV)/.llama-server-installed
+llama-server: $(LLAMA_SERVER)
+$(LLAMA_SERVER): | $(VENV)/.installed
+	$(BIN)/pip install --quiet --quiet "llama-cpp-python[server]==$(LLAMA_CPP_PYTHON)"
+	touch $@
+
 demo: venv
 	$(BIN)/snakemake all --cores 2 --configfile config/demo.yaml
 
 # Both tiers in a shuffled order (pytest-random-order; the seed is printed: --random-order-seed=N replays it)
 PYTEST := $(BIN)/python -m pytest -ra --random-order --durations=15
 
-test: venv $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf
+test: venv $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf $(LLAMA_SERVER)
 	$(PYTEST)
 
 check: venv $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf

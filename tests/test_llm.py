@@ -411,3 +411,52 @@ def test_progress_line_every_n_prompts(tmp_path, fake, caplog):
     lines = [r.getMessage() for r in caplog.records if "prompts done" in r.getMessage()]
     assert [line.split(": ")[1].split(" prompts")[0] for line in lines] == ["3/7", "6/7"]
     assert "3 calls" in lines[0] and "USD 33.00" in lines[0]  # 11 prompt tokens a call at USD 1 a token
+
+
+def test_map_json_keeps_the_order_of_the_calls_and_asks_a_repeated_prompt_once(tmp_path):
+    sent = []
+
+    def backend(req):  # later seeds answer sooner: the replies come back in reverse
+        sent.append(req["seed"])
+        time.sleep(0.01 * (16 - req["seed"] % 16))
+        return json.dumps({"value": req["seed"]}), {}
+
+    c = client(tmp_path, backend=backend, max_concurrency=8)
+    calls = [Call(MESSAGES, s, ok, 50) for s in [*range(16), 3]]
+    assert c.map_json(calls) == [*range(16), 3]
+    assert sorted(sent) == list(range(16)) and (c.spend.calls, c.spend.cached) == (16, 1)
+
+
+# ---- which jobs a bound change re-runs (the demo's four LLM rules, replayed from the shipped cache) ----
+
+DEMO_LLM_TARGETS = ["results/current_events/questions/selected.parquet",
+                    "results/current_events/paraphrases/generated.parquet",
+                    "results/atlas/validation/paraphrases.parquet"]
+
+
+def planned_rules(workdir, *configs) -> set[str]:
+    from conftest import run_snakemake
+
+    from kinject.grid import dry_run_jobs
+
+    proc = run_snakemake(workdir, "-n", *DEMO_LLM_TARGETS, "--configfile", *configs, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    return set(dry_run_jobs(proc.stdout))
+
+
+def test_a_bound_reruns_only_the_rules_it_bounds(tmp_path):
+    """A rule's params hold only its own llm.max_tokens bounds; max_concurrency re-runs nothing."""
+    from conftest import copy_checkout, run_snakemake
+
+    workdir = copy_checkout(tmp_path)
+    proc = run_snakemake(workdir, *DEMO_LLM_TARGETS, "--cores", "2", "--configfile", "config/demo.yaml",
+                         timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert planned_rules(workdir, "config/demo.yaml") == set()
+    edits = {"question": ({"max_tokens": {"question": 100}}, {"generate_questions", "select_questions"}),
+             "paraphrase": ({"max_tokens": {"paraphrase": 3.0}}, {"paraphrase_chunks", "validation_paraphrases"}),
+             "selection": ({"max_tokens": {"selection": 41}}, {"select_questions"}),
+             "concurrency": ({"max_concurrency": 2, "progress_every": 1}, set())}
+    for name, (llm, rules) in edits.items():
+        (workdir / f"{name}.yaml").write_text(json.dumps({"llm": llm}))
+        assert planned_rules(workdir, "config/demo.yaml", f"{name}.yaml") == rules, name
