@@ -444,6 +444,7 @@ def planned_rules(workdir, *configs) -> set[str]:
     return set(dry_run_jobs(proc.stdout))
 
 
+@pytest.mark.slow  # runs Snakemake
 def test_a_bound_reruns_only_the_rules_it_bounds(tmp_path):
     """A rule's params hold only its own llm.max_tokens bounds; max_concurrency re-runs nothing."""
     from conftest import copy_checkout, run_snakemake
