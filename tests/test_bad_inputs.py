@@ -57,7 +57,8 @@ def test_letter_answers_stop_generate_questions_in_one_line(tmp_path):
     assert kinject_errors(proc) == [
         f"kinject error: results/current_events/questions/candidates_quarantine.jsonl: {chunks} of {chunks} LLM calls quarantined "
         "(100%), more than llm.max_quarantined_fraction 0.1 allows; the first: answer 'A' is a letter, not the "
-        "index 0-3 of the correct choice"], proc.stderr[-3000:]
+        "index 0-3 of the correct choice (every reply is in the job's log: Snakemake removes a failed job's "
+        "outputs, this file with them)"], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert not (workdir / "results" / "current_events" / "questions" / "candidates.parquet").exists()
 

@@ -250,7 +250,9 @@ def test_letter_answers_are_quarantined_and_too_many_stop_the_stage(tmp_path, ch
         with pytest.raises(KinjectError) as err:
             run()
         assert str(err.value) == (f"{quarantine}: {calls} of 3 LLM calls quarantined ({calls / 3:.0%}), more than "
-                                  f"llm.max_quarantined_fraction {fraction:g} allows; the first: {reason}")
+                                  f"llm.max_quarantined_fraction {fraction:g} allows; the first: {reason} "
+                                  "(every reply is in the job's log: Snakemake removes a failed job's outputs, "
+                                  "this file with them)")
         assert not out.exists()
     else:
         assert run() == "8 candidate questions from 3 chunks, 1 calls quarantined"

@@ -184,7 +184,9 @@ def check_quarantined(client: LLMClient, calls: int, quarantine, max_fraction: f
     if calls and count / calls > max_fraction:
         reason = client.quarantined[0]["replies"][-1]["error"]
         raise KinjectError(quarantine, f"{count} of {calls} LLM calls quarantined ({count / calls:.0%}), more than "
-                                       f"llm.max_quarantined_fraction {max_fraction:g} allows; the first: {reason}")
+                                       f"llm.max_quarantined_fraction {max_fraction:g} allows; the first: {reason} "
+                                       "(every reply is in the job's log: Snakemake removes a failed job's outputs, "
+                                       "this file with them)")
 
 
 def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_chunk: int, seed: int,
