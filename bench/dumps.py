@@ -200,7 +200,8 @@ def bench_dumps(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) -> l
         "dumps: full scan, peak RSS", label["eighth"], f"parallel scan, {threads} threads", eighth["rss"], "MB",
         "ok" if eighth["rss"] < RSS_LIMIT_MB and eighth["rss"] < 1.25 * ours["rss"] else
         f"TOO HIGH (goal < {RSS_LIMIT_MB} MB, flat)",
-        f"{ours['rss']:.0f} MB on the {mb['small']:.0f} MB prefix (a quarter of it): x{eighth['rss'] / ours['rss']:.2f}; "
+        f"{ours['rss']:.0f} MB on the {mb['small']:.0f} MB prefix (a quarter of it): "
+        f"x{eighth['rss'] / ours['rss']:.2f}; "
         f"today's pass {today_q['rss']:.0f} MB; {mb['eighth'] / eighth['s']:.2f} MB/s ({eighth['s']:.0f} s, one run)"))
     return rows
 
@@ -231,7 +232,8 @@ def bench_full_pass(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) 
                   f"{sum(ours['cpu']):.2f} vs {sum(today['cpu']):.1f}; peak RSS {ours['rss']:.0f} vs "
                   f"{today['rss']:.0f} MB", same),
         cleaning.row("dumps: select 1,000 titles (scattered)", label, f"through the index, {threads} threads",
-                     spread["s"], "s", "", f"one run; 1,000 titles at random over the dump: {sc['streams_read']} stream "
+                     spread["s"], "s", "",
+                     f"one run; 1,000 titles at random over the dump: {sc['streams_read']} stream "
                      f"reads of {len(streams) - 2:,} streams ({sc['xml_bytes'] / 1e6:,.0f} MB of XML decompressed), "
                      f"{sc['pages_kept']} kept; CPU s {sum(spread['cpu']):.1f} (today's pass: {sum(today['cpu']):.1f})"
                      f"; on English Wikipedia (~230,000 streams) 1,000 pages touch at most 1,000 streams"),

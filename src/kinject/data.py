@@ -194,7 +194,8 @@ def select_from_dump(source: DumpSource, wanted: list[str], siteinfo: SiteInfo, 
             pending.add(target)
     stats["pages_in"], stats["xml_bytes"] = reader.pages, reader.bytes
     if indexed is not None:
-        stats["index"], stats["streams_read"] = str(source.index), indexed.streams
+        stats["index"] = str(source.index)
+        stats["streams_read"] = stats.get("streams_read", 0) + indexed.streams
     else:
         stats["passes"] += 1
     earlier = pending & set(redirects.values())
@@ -214,7 +215,8 @@ def select_from_dump(source: DumpSource, wanted: list[str], siteinfo: SiteInfo, 
     _missing(stats, pending, "article pages of the dump")
 
 
-def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo, stats: dict) -> tuple[dict, dict[str, list[str]]]:
+def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo,
+              stats: dict) -> tuple[dict, dict[str, list[str]]]:
     """One streaming pass for the hub pages' texts and the articles filed in the hub categories (found by their
     [[Category:...]] tags); memory holds only those. Without category hubs, a multistream index reads the hub
     pages' streams alone."""
@@ -235,6 +237,8 @@ def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo, stats: di
         if tags is not None and drop_reason(page) is None:
             for m in tags.finditer(page.text):
                 members[siteinfo.normalize(f"{category_ns}:{m[1]}")].append(page.title)
+    if indexed is not None:
+        stats["streams_read"] = stats.get("streams_read", 0) + indexed.streams
     stats["passes"] += indexed is None
     missing = [title for title, page in pages.items() if page is None]
     if missing:
@@ -242,8 +246,8 @@ def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo, stats: di
     return pages, {c: list(dict.fromkeys(m)) for c, m in members.items()}
 
 
-def hub_selection_from_dump(source: DumpSource, hubs: list[str], kb: dict, siteinfo: SiteInfo, sink: PageSink, stats: dict,
-                            seed: int | None) -> list[str]:
+def hub_selection_from_dump(source: DumpSource, hubs: list[str], kb: dict, siteinfo: SiteInfo, sink: PageSink,
+                            stats: dict, seed: int | None) -> list[str]:
     """The titles the hub pages of a dump select; an events hub's page of selected entries goes to the sink."""
     events = events_settings(kb)
     stats["selection"] = selection_label(events)
@@ -270,7 +274,8 @@ def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int 
                threads: int = 1) -> None:
     """The offline source: stream a MediaWiki dump (.xml, .xml.bz2, .xml.gz) and keep the pages the knowledge
     base names: every article page, a titles file's pages, or hub pages and what they link to. A multistream
-    dump is read on `threads` processes, and through its index (knowledge_base.index) for a selection."""
+    dump is decompressed on `threads` threads, and read through its index (knowledge_base.index) for a
+    selection."""
     kb = knowledge_base
     siteinfo = DumpReader(dump).read_siteinfo()
     source = DumpSource(dump, kb.get("index"), threads)
@@ -298,7 +303,8 @@ def fetch_dump(dump, task: str, out, counts, *, knowledge_base: dict, seed: int 
     write_json(counts, stats)
     log.info("%s: %d of %d pages kept in %d pass(es) over %s%s; dropped: %s", task, stats["pages_kept"],
              stats["pages_in"], stats["passes"], dump,
-             f" and {stats['streams_read']} stream(s) read through its index" if "streams_read" in stats else "", ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
+             f" and {stats['streams_read']} stream(s) read through its index" if "streams_read" in stats else "",
+             ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()))
 
 
 # From the MediaWiki API -----------------------------------------------------------------------------------

@@ -281,8 +281,8 @@ class DumpSource:
         elif self.kind == "XML":
             why = "plain XML, parsed in order by one thread"
         else:
-            why = (f"{'not a Wikipedia multistream dump (pages-articles-multistream)' if self.kind == 'bzip2' else 'gzip'}"
-                   ": one stream, decompressed and parsed in order by one thread")
+            kind = "not a Wikipedia multistream dump (pages-articles-multistream)" if self.kind == "bzip2" else "gzip"
+            why = f"{kind}: one stream, decompressed and parsed in order by one thread"
         log.info("%s: read sequentially (%s)", self.dump, why)
         return DumpReader(self.dump)
 
