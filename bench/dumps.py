@@ -131,6 +131,9 @@ def bench_dumps(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) -> l
     """The rows; see the module's docstring."""
     dumps, bare, sizes, streams = make_dumps(size_mb, tmp, seed)
     entries = bz2.decompress(cleaning.index_of(dumps["small"]).read_bytes()).decode().splitlines()
+    if len(entries) < 1000:
+        sys.exit(f"bench/dumps.py: the {size_mb:g} MB dump's 1/32 prefix holds {len(entries)} pages, fewer than the "
+                 "1,000 titles selected: give --size-mb 300 or more")
     rng = random.Random(seed)
     starts = sorted(rng.sample(range(len(entries) - 100), 10))
     chosen = list(dict.fromkeys(e.split(":", 2)[2] for s in starts for e in entries[s: s + 100]))
@@ -212,6 +215,8 @@ def bench_full_pass(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) 
     ("scattered": on a 1 GB dump they touch half its streams)."""
     dumps, bare, sizes, streams = make_dumps(size_mb, tmp, seed)
     titles, threads, out = tmp / "clustered.txt", os.cpu_count(), tmp / "out.xml"
+    if not titles.exists():
+        sys.exit(f"bench/dumps.py --full-pass: {titles} missing: run bench/dumps.py with this --workdir first")
     entries = bz2.decompress(cleaning.index_of(dumps["full"]).read_bytes()).decode().splitlines()
     scattered = tmp / "scattered.txt"
     scattered.write_text("\n".join(e.split(":", 2)[2] for e in random.Random(seed).sample(entries, 1000)) + "\n",
