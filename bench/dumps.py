@@ -131,6 +131,9 @@ def bench_dumps(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) -> l
     """The rows; see the module's docstring."""
     dumps, bare, sizes, streams = make_dumps(size_mb, tmp, seed)
     entries = bz2.decompress(cleaning.index_of(dumps["small"]).read_bytes()).decode().splitlines()
+    if len(entries) < 1000:
+        sys.exit(f"bench/dumps.py: the {size_mb:g} MB dump's 1/32 prefix holds {len(entries)} pages, fewer than the "
+                 "1,000 titles selected: give --size-mb 300 or more")
     rng = random.Random(seed)
     starts = sorted(rng.sample(range(len(entries) - 100), 10))
     chosen = list(dict.fromkeys(e.split(":", 2)[2] for s in starts for e in entries[s: s + 100]))
@@ -200,9 +203,46 @@ def bench_dumps(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) -> l
         "dumps: full scan, peak RSS", label["eighth"], f"parallel scan, {threads} threads", eighth["rss"], "MB",
         "ok" if eighth["rss"] < RSS_LIMIT_MB and eighth["rss"] < 1.25 * ours["rss"] else
         f"TOO HIGH (goal < {RSS_LIMIT_MB} MB, flat)",
-        f"{ours['rss']:.0f} MB on the {mb['small']:.0f} MB prefix (a quarter of it): x{eighth['rss'] / ours['rss']:.2f}; "
+        f"{ours['rss']:.0f} MB on the {mb['small']:.0f} MB prefix (a quarter of it): "
+        f"x{eighth['rss'] / ours['rss']:.2f}; "
         f"today's pass {today_q['rss']:.0f} MB; {mb['eighth'] / eighth['s']:.2f} MB/s ({eighth['s']:.0f} s, one run)"))
     return rows
+
+
+def bench_full_pass(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) -> list[dict]:
+    """Today's pass of the full dump itself, once (no extrapolation), with the clustered titles, against the
+    selection through the index; and 1,000 titles at random over the whole dump through the index
+    ("scattered": on a 1 GB dump they touch half its streams)."""
+    dumps, bare, sizes, streams = make_dumps(size_mb, tmp, seed)
+    titles, threads, out = tmp / "clustered.txt", os.cpu_count(), tmp / "out.xml"
+    if not titles.exists():
+        sys.exit(f"bench/dumps.py --full-pass: {titles} missing: run bench/dumps.py with this --workdir first")
+    entries = bz2.decompress(cleaning.index_of(dumps["full"]).read_bytes()).decode().splitlines()
+    scattered = tmp / "scattered.txt"
+    scattered.write_text("\n".join(e.split(":", 2)[2] for e in random.Random(seed).sample(entries, 1000)) + "\n",
+                         encoding="utf-8")
+    print("today's pass of the full dump", flush=True)
+    today = fetch(bare["full"], out, 1, titles=str(titles))
+    ours = min((fetch(dumps["full"], out, threads, titles=str(titles)) for _ in range(repeats)), key=lambda r: r["s"])
+    print("scattered titles through the index", flush=True)
+    spread = fetch(dumps["full"], out, threads, titles=str(scattered))
+    label = f"{sizes['full'] / 1e6:,.0f} MB XML (the full dump, {len(streams) - 2:,} page streams of 100 pages)"
+    c, sc = ours["counts"], spread["counts"]
+    same = ours["sha"] == today["sha"]
+    return [
+        timed_row("dumps: select 1,000 titles (clustered), measured", label, "today's pass (no index, 1 thread)",
+                  today["s"], f"through the index, {threads} threads", ours["s"],
+                  f"today's pass run once on the full dump itself; {c['streams_read']} stream reads for "
+                  f"{c['requested']} titles; export {'identical' if same else 'DIFFERENT'} (sha256); CPU s "
+                  f"{sum(ours['cpu']):.2f} vs {sum(today['cpu']):.1f}; peak RSS {ours['rss']:.0f} vs "
+                  f"{today['rss']:.0f} MB", same),
+        cleaning.row("dumps: select 1,000 titles (scattered)", label, f"through the index, {threads} threads",
+                     spread["s"], "s", "",
+                     f"one run; 1,000 titles at random over the dump: {sc['streams_read']} stream "
+                     f"reads of {len(streams) - 2:,} streams ({sc['xml_bytes'] / 1e6:,.0f} MB of XML decompressed), "
+                     f"{sc['pages_kept']} kept; CPU s {sum(spread['cpu']):.1f} (today's pass: {sum(today['cpu']):.1f})"
+                     f"; on English Wikipedia (~230,000 streams) 1,000 pages touch at most 1,000 streams"),
+    ]
 
 
 def markdown(rows: list[dict]) -> list[str]:
@@ -221,6 +261,8 @@ def main(argv=None) -> None:
     p.add_argument("--workdir", type=Path, help="keep the synthetic dumps here (made once, reused); default: a "
                    "temporary directory")
     p.add_argument("--generate-only", action="store_true", help="write the dumps into --workdir and stop")
+    p.add_argument("--full-pass", action="store_true", help="only the rows of bench_full_pass (today's pass of the "
+                   "full dump itself, a scattered selection), in --workdir after a run of the others")
     args = p.parse_args(argv)
     if args.generate_only:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +272,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="kinject-bench-dumps-") as scratch:
         tmp = args.workdir or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
-        rows = bench_dumps(args.size_mb, tmp, args.seed, args.repeats)
+        rows = (bench_full_pass if args.full_pass else bench_dumps)(args.size_mb, tmp, args.seed, args.repeats)
     print(f"load average (1 / 5 / 15 min): {' / '.join(f'{x:.2f}' for x in load)} at the start, "
           f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())} at the end; wall time "
           f"{(time.monotonic() - started) / 60:.1f} min")

@@ -239,3 +239,25 @@ def test_an_index_for_a_dump_that_is_not_multistream_is_one_line(tmp_path):
     index.write_text("10:1:Andorra\n")
     with pytest.raises(KinjectError, match=r"one-index\.txt: a multistream index, but .*one\.xml\.bz2 is not"):
         fetch(dump, tmp_path, "x", titles=str(index), index=str(index))
+
+
+def test_an_events_selection_through_the_index_equals_the_full_pass(tmp_path):
+    from test_events import MONTH_PAGE, YEAR_PAGE  # the month and year pages of tests/test_events.py
+
+    linked = ["Donald Trump", "Washington, D.C.", "2023 Hawaii wildfires", "Maui", "Lahaina", "Crimea", "United States",
+              "Fulton County Jail", "United States Open", "Greece", "Sandra Day O'Connor"]
+    # the redirect after its target: found in a second pass over the dump, a later round through the index
+    pages = [page(103, "Hawaii (island)", "'''Hawaii''' " + PROSE)]
+    pages += [page(i, t, f"'''{t}''' is a page. " + PROSE) for i, t in enumerate(linked, 1)]
+    pages += [page(100, "August 2023", MONTH_PAGE), page(101, "2023 in the United States", YEAR_PAGE),
+              page(102, "Hawaii", "#REDIRECT [[Hawaii (island)]]", redirect="Hawaii (island)")]
+    path = tmp_path / "events.xml"
+    path.write_text(export(*pages), encoding="utf-8")
+    dump, _, bare = packed(tmp_path, path, 2)
+    hubs = tmp_path / "hubs.yaml"
+    hubs.write_text(yaml.safe_dump({"t": ["August 2023", "2023 in the United States"]}))
+    kb = {"hub_pages_file": str(hubs), "events": {"start": "2023-08-01", "end": "2023-11-30",
+                                                  "scope": ["United States", "Hawaii", "Washington"]}}
+    full = fetch(bare, tmp_path, "ef", **kb)
+    assert full[1]["passes"] == 3 and b"<title>Hawaii (island)</title>" in full[0]
+    assert_same(fetch(dump, tmp_path, "ei", threads=2, **kb), full)

@@ -215,7 +215,8 @@ def select_from_dump(source: DumpSource, wanted: list[str], siteinfo: SiteInfo, 
             pending.add(target)
     stats["pages_in"], stats["xml_bytes"] = reader.pages, reader.bytes
     if indexed is not None:
-        stats["index"], stats["streams_read"] = str(source.index), indexed.streams
+        stats["index"] = str(source.index)
+        stats["streams_read"] = stats.get("streams_read", 0) + indexed.streams
     else:
         stats["passes"] += 1
     earlier = pending & set(redirects.values())
@@ -263,6 +264,8 @@ def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo, stats: di
         if tags is not None and drop_reason(page) is None:
             for m in tags.finditer(page.text):
                 members[siteinfo.normalize(f"{category_ns}:{m[1]}")].append(page.title)
+    if indexed is not None:
+        stats["streams_read"] = stats.get("streams_read", 0) + indexed.streams
     stats["passes"] += indexed is None
     missing = [title for title, page in pages.items() if page is None]
     if missing:
@@ -270,8 +273,8 @@ def dump_hubs(source: DumpSource, hubs: list[str], siteinfo: SiteInfo, stats: di
     return pages, {c: list(dict.fromkeys(m)) for c, m in members.items()}
 
 
-def hub_selection_from_dump(source: DumpSource, hubs: list[str], kb: dict, siteinfo: SiteInfo, sink: PageSink, stats: dict,
-                            seed: int | None) -> list[str]:
+def hub_selection_from_dump(source: DumpSource, hubs: list[str], kb: dict, siteinfo: SiteInfo, sink: PageSink,
+                            stats: dict, seed: int | None) -> list[str]:
     """The titles the hub pages of a dump select; an events hub's page of selected entries goes to the sink."""
     events = events_settings(kb)
     stats["selection"] = selection_label(events)
@@ -293,7 +296,8 @@ def fetch_dump(dump, task: str, out, counts, revisions=None, *, knowledge_base: 
                seed: int | None = None, threads: int = 1) -> None:
     """The offline source: stream a MediaWiki dump (.xml, .xml.bz2, .xml.gz) and keep the pages the knowledge
     base names: every article page, a titles file's pages, or hub pages and what they link to. A multistream
-    dump is read on `threads` processes, and through its index (knowledge_base.index) for a selection.
+    dump is decompressed on `threads` threads, and read through its index (knowledge_base.index) for a
+    selection.
 
     The revisions read (kept pages, hub pages, redirects followed) are written to `revisions` (revisions.json).
     knowledge_base.as_of is a check here: a kept or hub revision newer than it (the dump is newer than the
