@@ -87,13 +87,17 @@ def test_a_sigkilled_run_resumes_the_fine_tune_from_its_last_checkpoint(tmp_path
     killed."""
     workdir = copy_checkout(tmp_path)
     config = tiny_demo_config(workdir)
-    config["models"]["tiny-llama"]["build"]["pretrain_epochs"] = 1  # the base model only has to exist
+    build = config["models"]["tiny-llama"]["build"]  # the base model only has to exist: 100 texts, one epoch
+    corpus = (workdir / build["pretrain_corpus"]).read_text().splitlines(keepends=True)[:100]
+    (workdir / "pretrain_100.jsonl").write_text("".join(corpus))
+    build.update(pretrain_corpus="pretrain_100.jsonl", pretrain_epochs=1)
+    config["finetune"]["epochs"] = 2  # a checkpoint after the first, the kill before the second ends
     (workdir / "kill.yaml").write_text(yaml.safe_dump(config))
     target = [f"{FINETUNE}/checkpoint", "--cores", "2", "--configfile", "kill.yaml"]
     whole = run_snakemake(workdir, *target)
     assert whole.returncode == 0, whole.stderr[-3000:]
     reference = pd.read_csv(workdir / FINETUNE / "train_loss.csv")
-    assert config["finetune"]["epochs"] >= 2 and not (workdir / WORK).exists()  # cleared after a finished job
+    assert not list((workdir / WORK).glob("checkpoint-*"))  # cleared after a finished job
 
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
