@@ -77,14 +77,31 @@ def test_a_malformed_mmlu_csv_stops_its_loader_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr and not (workdir / "results" / "atlas" / "questions.parquet").exists()
 
 
+def kill_tree(run: subprocess.Popen) -> None:
+    """SIGKILL snakemake's process group and every process below it, as a node's end (or SLURM's cgroup kill)
+    does. The group alone is not enough: torch's elastic launcher starts each training worker in a session of
+    its own, which would train on, finish the job and clear its checkpoints after snakemake died."""
+    import psutil
+
+    tree = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
+    os.killpg(run.pid, signal.SIGKILL)  # snakemake, the job's script, accelerate launch
+    for process in tree:
+        try:
+            process.kill()  # the workers in their own sessions
+        except psutil.NoSuchProcess:
+            pass
+    run.wait()
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert not alive, alive
+
+
 FINETUNE = "results/finetune/tiny-llama/current_events/k0"
 WORK = "results/.work/finetune/tiny-llama/current_events/k0"
 
 
 def test_a_sigkilled_run_resumes_the_fine_tune_from_its_last_checkpoint(tmp_path):
-    """`snakemake` and its job killed (SIGKILL to the process group) after the fine-tune's first epoch
-    checkpoint; `--unlock`, then the re-run (--rerun-incomplete) resumes from it to the loss of a run never
-    killed."""
+    """`snakemake` and its job killed (SIGKILL, `kill_tree`) after the fine-tune's first epoch checkpoint;
+    `--unlock`, then the re-run (--rerun-incomplete) resumes from it to the loss of a run never killed."""
     workdir = copy_checkout(tmp_path)
     config = tiny_demo_config(workdir)
     build = config["models"]["tiny-llama"]["build"]  # the base model only has to exist: 100 texts, one epoch
@@ -111,8 +128,7 @@ def test_a_sigkilled_run_resumes_the_fine_tune_from_its_last_checkpoint(tmp_path
             assert time.monotonic() < deadline, "no checkpoint within 15 minutes"
             time.sleep(0.05)
     finally:
-        os.killpg(run.pid, signal.SIGKILL)  # snakemake, the job's script and accelerate's processes
-        run.wait()
+        kill_tree(run)
     (checkpoint,) = [p.parent.name for p in (workdir / WORK).glob("checkpoint-*/trainer_state.json")]
     assert not (workdir / FINETUNE / "train_loss.csv").exists()  # --forcerun removed it; the job never finished
 
