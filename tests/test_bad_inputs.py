@@ -78,23 +78,44 @@ def test_a_malformed_mmlu_csv_stops_its_loader_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr and not (workdir / "results" / "atlas" / "questions.parquet").exists()
 
 
+def kill_tree(run: subprocess.Popen) -> None:
+    """SIGKILL snakemake's process group and every process below it, as a node's end (or SLURM's cgroup kill)
+    does. The group alone is not enough: torch's elastic launcher starts each training worker in a session of
+    its own, which would train on, finish the job and clear its checkpoints after snakemake died."""
+    import psutil
+
+    tree = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
+    os.killpg(run.pid, signal.SIGKILL)  # snakemake, the job's script, accelerate launch
+    for process in tree:
+        try:
+            process.kill()  # the workers in their own sessions
+        except psutil.NoSuchProcess:
+            pass
+    run.wait()
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert not alive, alive
+
+
 FINETUNE = "results/finetune/tiny-llama/current_events/k0"
 WORK = "results/.work/finetune/tiny-llama/current_events/k0"
 
 
 def test_a_sigkilled_run_resumes_the_fine_tune_from_its_last_checkpoint(tmp_path):
-    """`snakemake` and its job killed (SIGKILL to the process group) after the fine-tune's first epoch
-    checkpoint; `--unlock`, then the re-run (--rerun-incomplete) resumes from it to the loss of a run never
-    killed."""
+    """`snakemake` and its job killed (SIGKILL, `kill_tree`) after the fine-tune's first epoch checkpoint;
+    `--unlock`, then the re-run (--rerun-incomplete) resumes from it to the loss of a run never killed."""
     workdir = copy_checkout(tmp_path)
     config = tiny_demo_config(workdir)
-    config["models"]["tiny-llama"]["build"]["pretrain_epochs"] = 1  # the base model only has to exist
+    build = config["models"]["tiny-llama"]["build"]  # the base model only has to exist: 100 texts, one epoch
+    corpus = (workdir / build["pretrain_corpus"]).read_text().splitlines(keepends=True)[:100]
+    (workdir / "pretrain_100.jsonl").write_text("".join(corpus))
+    build.update(pretrain_corpus="pretrain_100.jsonl", pretrain_epochs=1)
+    config["finetune"]["epochs"] = 2  # a checkpoint after the first, the kill before the second ends
     (workdir / "kill.yaml").write_text(yaml.safe_dump(config))
     target = [f"{FINETUNE}/checkpoint", "--cores", "2", "--configfile", "kill.yaml"]
     whole = run_snakemake(workdir, *target)
     assert whole.returncode == 0, whole.stderr[-3000:]
     reference = pd.read_csv(workdir / FINETUNE / "train_loss.csv")
-    assert config["finetune"]["epochs"] >= 2 and not (workdir / WORK).exists()  # cleared after a finished job
+    assert not list((workdir / WORK).glob("checkpoint-*"))  # cleared after a finished job
 
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
@@ -108,8 +129,7 @@ def test_a_sigkilled_run_resumes_the_fine_tune_from_its_last_checkpoint(tmp_path
             assert time.monotonic() < deadline, "no checkpoint within 15 minutes"
             time.sleep(0.05)
     finally:
-        os.killpg(run.pid, signal.SIGKILL)  # snakemake, the job's script and accelerate's processes
-        run.wait()
+        kill_tree(run)
     (checkpoint,) = [p.parent.name for p in (workdir / WORK).glob("checkpoint-*/trainer_state.json")]
     assert not (workdir / FINETUNE / "train_loss.csv").exists()  # --forcerun removed it; the job never finished
 

@@ -146,6 +146,7 @@ def run_spied(monkeypatch, kill_at=None):
     return seen
 
 
+@pytest.mark.slow  # whole trainings, killed and resumed or launched (minutes)
 def test_a_killed_run_resumes_from_its_last_checkpoint(base, tmp_path, monkeypatch):
     texts = TEXTS * 2
     whole = train_causal_lm(base, texts, tmp_path / "whole", tmp_path / "whole.csv", work_dir=tmp_path / "w1",
@@ -224,6 +225,7 @@ def safetensors_dtypes(model_dir):
         return {f.get_slice(name).get_dtype() for name in f.keys()}
 
 
+@pytest.mark.slow  # whole trainings, killed and resumed or launched (minutes)
 def test_the_rules_launch_command_trains_and_saves_bf16_safetensors(base, tmp_path):
     write_parquet(tmp_path / "k0.parquet", pd.DataFrame({"text": TEXTS}))
     settings = demo_settings(block_size=32, batch_size=8, per_device_batch_size=4, lr=1e-3, epochs=1)

@@ -84,6 +84,7 @@ def test_the_shipped_cpu_config_is_fsdp2_full_shard():
     assert paper["fsdp_config"]["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
 
 
+@pytest.mark.slow  # accelerate launches (minutes): the slow tier
 def test_two_cpu_processes_under_fsdp_follow_the_one_process_loss_curve(job):
     one, log_one, _ = run(job, 1)
     two, log_two, out = run(job, 2)
@@ -100,6 +101,7 @@ def test_two_cpu_processes_under_fsdp_follow_the_one_process_loss_curve(job):
     assert "resuming from" not in log_two
 
 
+@pytest.mark.slow  # accelerate launches (minutes): the slow tier
 def test_the_sharded_run_saves_one_whole_bf16_model(job):
     """The 2-process run's checkpoint is the gathered model in save_dtype (bf16 safetensors), not its shards,
     and holds the weights the 1-process run trained, within a few bf16 steps of rounding."""
@@ -123,6 +125,7 @@ def test_the_sharded_run_saves_one_whole_bf16_model(job):
         assert (a - b).abs().max() <= max(0.2 * moved, 8 * BF16_STEP * a.abs().max()), name
 
 
+@pytest.mark.slow  # accelerate launches (minutes): the slow tier
 def test_a_killed_sharded_run_resumes_and_reaches_the_same_loss(job):
     whole, _, _ = run(job, 2)
     argv, out = command(job, 2, "killed")
@@ -153,6 +156,7 @@ def test_a_killed_sharded_run_resumes_and_reaches_the_same_loss(job):
     assert resumed["loss"].iloc[-1] == pytest.approx(whole["loss"].iloc[-1], rel=BF16_STEP)
 
 
+@pytest.mark.slow  # accelerate launches (minutes): the slow tier
 def test_a_search_trial_runs_sharded_on_two_processes(job):
     argv, out = command(job, 2, "trial", rule="hparam_trial")
     assert argv[argv.index("-m", 3) + 1] == "kinject.hparams" and "--max-epochs" in argv
