@@ -171,7 +171,7 @@ def fp32_launch(workdir) -> str:
 CE_SETS = range(11)
 CONFIG_EDITS = [
     ("seed", 4321, ["build_base_model", "generate_questions", "select_questions", "paraphrase_chunks",
-                    "validation_paraphrases", "hparam_trial", "finetune"]),
+                    "validation_paraphrases", "hparam_trial", "finetune", "tables"]),  # tables: the bootstrap
     ("precision", "fp32", ["hparam_trial", "finetune", "evaluate_base", "evaluate_ft", "evaluate_ftrag"]),
     ("protect", True, []),  # the tiny demo's is false
     ("models.tiny-llama.build.pretrain_epochs", 5, ["build_base_model"]),
