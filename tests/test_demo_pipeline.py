@@ -176,7 +176,7 @@ CONFIG_EDITS = [
     ("protect", True, []),  # the tiny demo's is false
     ("models.tiny-llama.build.pretrain_epochs", 5, ["build_base_model"]),
     ("embedder.query_prefix", "query: ", ["retrieve"]),
-    ("tasks.atlas.validation.chunks", 11, ["validation_paraphrases"]),
+    ("tasks.atlas.validation.chunks", 11, ["results/atlas/validation/paraphrases.parquet"]),  # atlas's alone
     ("tasks.current_events.questions.keep", 1, ["select_questions"]),
     ("tasks.atlas.questions.per_chunk", 3, []),  # filled in by the schema, read only for generated questions
     ("chunking.max_words", 119, ["make_chunks"]),

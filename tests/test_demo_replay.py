@@ -19,7 +19,8 @@ CACHE = "resources/demo/llm_cache"
 # the demo's four LLM rules: generate_questions, select_questions, paraphrase_chunks, validation_paraphrases
 LLM_TARGETS = ["results/current_events/questions/selected.parquet",
                "results/current_events/paraphrases/generated.parquet",
-               "results/atlas/validation/paraphrases.parquet"]
+               "results/atlas/validation/paraphrases.parquet",
+               "results/current_events/validation/paraphrases.parquet"]  # both tasks search their lr and epochs
 
 
 class CountingEndpoint(Handler):
@@ -63,8 +64,8 @@ def test_demo_llm_rules_replay_with_a_key_set_and_call_nothing(tmp_path, endpoin
     assert digest(workdir / "resources") == before
     spend = [tuple(map(int, m)) for log in sorted((workdir / "logs").glob("*/*.log"))
              for m in re.findall(r"LLM spend: (\d+) calls, (\d+) cached replies", log.read_text())]
-    assert len(spend) == 4 and sum(calls for calls, _ in spend) == 0
-    # every request of the four rules was a cached reply, and every cache entry was one of them
+    assert len(spend) == 5 and sum(calls for calls, _ in spend) == 0
+    # every request of the five jobs was a cached reply, and every cache entry was one of them
     assert sum(cached for _, cached in spend) == len(list((workdir / CACHE).rglob("*.json")))
 
 
@@ -92,5 +93,5 @@ def test_rebuilding_the_cache_reproduces_the_shipped_one(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rebuilt, shipped = digest(workdir / CACHE), digest(REPO / CACHE)
-    assert len(shipped) == 152
+    assert len(shipped) == 164
     assert rebuilt == shipped
