@@ -70,6 +70,11 @@ def markdown_text(source: str) -> tuple[str | None, str]:
     return heading, "\n".join(lines)
 
 
+def plain_lines(text: str) -> str:
+    """A plain text's non-blank lines, each with its whitespace runs made single spaces."""
+    return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+
+
 def read_document(path: Path) -> tuple[str, str]:
     """(title, text) of one document: markdown by markdown-it-py, titled by its first heading (else the file
     name); a .txt file as it is, titled by its file name. Undecodable bytes are one line naming the file."""
@@ -78,7 +83,7 @@ def read_document(path: Path) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         raise KinjectError(path, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     if path.suffix.lower() == ".txt":
-        return path.stem, "\n".join(" ".join(line.split()) for line in raw.splitlines() if line.strip())
+        return path.stem, plain_lines(raw)
     heading, text = markdown_text(raw)
     return heading or path.stem, text
 
@@ -139,8 +144,7 @@ def table_documents(df: pd.DataFrame, where, kb: dict) -> list[tuple[str, str, s
     for row, (doc_id, title, text) in enumerate(zip(ids, titles, texts)):
         if text is not None and not isinstance(text, str):
             raise KinjectError(where, f"row {row}: {text_column!r} is not text ({type(text).__name__})")
-        out.append((str(doc_id), str(title), "\n".join(" ".join(line.split()) for line in (text or "").splitlines()
-                                                        if line.strip())))
+        out.append((str(doc_id), str(title), plain_lines(text or "")))
     return out
 
 
@@ -152,7 +156,7 @@ def corpus_documents(kb: dict) -> tuple[list[tuple[str, str, str]], list[str]]:
     if kb["source"] == "files":
         files = corpus_files(kb["path"])
         docs = []
-        for n, path in enumerate(files):
+        for path in files:
             title, text = read_document(path)
             docs.append((str(path.relative_to(kb["path"]) if Path(kb["path"]).is_dir() else path), title, text))
         return docs, [str(p) for p in files]
