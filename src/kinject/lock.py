@@ -2,8 +2,8 @@
 written by ``kinject lock`` from the run's manifest into a file committed next to the config (config.yaml ->
 config.lock.json), and read back by a later run through the config key ``lock``.
 
-Under a lock the download rules fetch the locked commits (``kinject.hub.download``), ``locked_pages`` gives the
-MediaWiki fetch the locked revision ids, and a source that no longer matches is one line naming it, before any
+Under a lock the download rules fetch the locked commits (``kinject.hub.download``), the fetch jobs take the
+locked page revisions (``pinned_knowledge_base``: by id from the API, checked against a dump), and a source that no longer matches is one line naming it, before any
 job starts (``check_local_files``, ``check_hub_lock``): never a silent rebuild.
 
 Shape (JSON, keys sorted)::
@@ -66,10 +66,13 @@ def read_lock(config: dict) -> dict | None:
 def pinned_knowledge_base(config: dict, task: str, kb: dict) -> dict:
     """The knowledge base a fetch job reads: under a lock that pinned this task's pages, those revisions
     (revisions_file ``LOCK#task``: fetched by id from the API, checked against a dump), unless the config names
-    a revisions_file of its own. The job reads the lock itself, so locking what a run fetched re-runs nothing."""
-    if kb.get("revisions_file") or read_lock(config) is None:
+    a revisions_file of its own. The job reads the lock itself, so locking what a run fetched re-runs nothing.
+    A lock without pages for the task is one line."""
+    lock = None if kb.get("revisions_file") else read_lock(config)
+    if lock is None:
         return kb
-    locked_pages(config, task)  # one line when the lock has no pages for it
+    if lock.get("pages", {}).get(task) is None:
+        raise KinjectError(config["lock"], f"has no pages for task {task}; run `kinject lock` again after a run")
     log.info("%s: pages pinned by %s", task, config["lock"])
     return {**kb, "revisions_file": f"{config['lock']}#{task}"}
 
@@ -79,17 +82,6 @@ def fetch_locked(config: dict, knowledge_base: dict, task: str, *args, **kwargs)
     from kinject.data import fetch_knowledge_base
 
     return fetch_knowledge_base(pinned_knowledge_base(config, task, knowledge_base), task, *args, **kwargs)
-
-
-def locked_pages(config: dict, task: str) -> dict | None:
-    """The pages a lock pinned for a MediaWiki task (revisions.json's shape), or None without a lock."""
-    lock = read_lock(config)
-    if lock is None:
-        return None
-    pages = lock.get("pages", {}).get(task)
-    if pages is None:
-        raise KinjectError(config["lock"], f"has no pages for task {task}; run `kinject lock` again after a run")
-    return pages
 
 
 def local_sources(config: dict) -> list[str]:
