@@ -11,7 +11,7 @@ step, so a step that fails, hangs or runs out of memory costs only itself:
   (``hf``) on the demo's atlas questions (shipped in resources/demo/mmlu), 0- and 5-shot, K = 0 and K = 2, with
   a small random-init Llama: same choices, the largest log-likelihood difference, the time of each;
 - ``finetune_<model>``: rule finetune's own entry point, launched as the rule launches it
-  (kinject.finetune.launch: ``accelerate launch --config_file`` of config.yaml's accelerate config, FSDP2,
+  (kinject.launch.launch: ``accelerate launch --config_file`` of config.yaml's accelerate config, FSDP2,
   bf16, gradient checkpointing as configured, one process for one GPU) on a random-init model of the real
   shape (SmolLM2-135M; Llama-2-7B from config.yaml's models.llama2-7b.shape): peak memory
   (torch.cuda.max_memory_allocated and reserved, read inside the trainer by bench/gpu_check_hook), tokens/s,
@@ -274,20 +274,20 @@ def compare(measured: float, planned: float) -> dict:
 
 
 def run_finetune(scratch: Path, quick: bool, name: str) -> dict:
-    """Rule finetune's launch (kinject.finetune.launch) on a random-init model of ``name``'s shape, 1 GPU (the
+    """Rule finetune's launch (kinject.launch.launch) on a random-init model of ``name``'s shape, 1 GPU (the
     CPU and config/demo.yaml's settings for the tiny shape without CUDA), with the hook measuring inside."""
     import pandas as pd
     import torch
 
-    from kinject import finetune
+    from kinject import launch
     from kinject.io import write_parquet
 
     cuda = torch.cuda.is_available()
     config_path = ROOT / ("config.yaml" if cuda else "config/demo.yaml")
     config, how = read_config(config_path)
     shape = model_shape(name, config)
-    settings = {**finetune.rule_settings(config, "finetune"), "lr": 1e-5, "epochs": 1}
-    resources = finetune.job_resources(config, "finetune")
+    settings = {**launch.rule_settings(config, "finetune"), "lr": 1e-5, "epochs": 1}
+    resources = launch.job_resources(config, "finetune")
     if cuda:
         resources["gpu"] = 1  # the plan's estimate and the measurement: the same one-GPU job
     threads = min(int(resources.get("cpus_per_task", 1)), os.cpu_count() or 1)
@@ -309,9 +309,9 @@ def run_finetune(scratch: Path, quick: bool, name: str) -> dict:
     files = {"base": str(job / "base"), "train": str(job / "train.parquet"), "hparams": None,
              "out": str(job / "out" / "checkpoint"), "loss_csv": str(job / "out" / "train_loss.csv"),
              "work_dir": str(job / "work")}
-    command = finetune.launch_command(settings, "finetune", files, resources, threads)
+    command = launch.launch_command(settings, "finetune", files, resources, threads)
     start = time.perf_counter()
-    summary = finetune.launch("finetune", settings, files, resources, threads, log_path=None)
+    summary = launch.launch("finetune", settings, files, resources, threads, log_path=None)
     wall = time.perf_counter() - start
     found = [json.loads(p.read_text()) for p in sorted(stats.glob("stats-*.json"))]
     if not found:
@@ -327,7 +327,7 @@ def run_finetune(scratch: Path, quick: bool, name: str) -> dict:
               "stopped_before_checkpoint": stop,
               "settings": {k: settings[k] for k in ("precision", "block_size", "batch_size", "per_device_batch_size",
                                                      "gradient_checkpointing", "accelerate_config")},
-              "processes": finetune.process_count(resources)}
+              "processes": launch.process_count(resources)}
     if len(times) >= 2:
         step_s = (times[-1] - times[0]) / (len(times) - 1)  # the first step (warm-up) left out
         tps = tokens_per_step / step_s

@@ -473,15 +473,15 @@ def bench_finetune(demo: Demo, tmp: Path, n_texts: int) -> None:
 
 
 def launched_how(demo: Demo) -> str:
-    from kinject.finetune import job_resources, process_count, read_accelerate_config
+    from kinject.launch import job_resources, process_count, read_accelerate_config
 
     launch = read_accelerate_config(demo.repo / demo.config["finetune"]["accelerate_config"], demo.config["precision"])
     return f"{launch['distributed_type']} on {process_count(job_resources(demo.config, 'finetune'))} process(es)"
 
 
 def launch_finetune(demo: Demo, work: Path, train_file: Path, threads: int) -> float:
-    """Seconds of the command rule finetune runs (kinject.finetune.launch_command) on ``train_file``."""
-    from kinject.finetune import job_resources, launch_command, rule_settings
+    """Seconds of the command rule finetune runs (kinject.launch.launch_command) on ``train_file``."""
+    from kinject.launch import job_resources, launch_command, rule_settings
 
     settings = rule_settings(demo.config, "finetune", demo.config["tasks"]["current_events"])
     settings["accelerate_config"] = str(demo.repo / settings["accelerate_config"])

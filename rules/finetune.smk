@@ -2,8 +2,8 @@
 # learning-rate / epochs search on held-out validation paraphrases as its own sub-DAG. The search's trials
 # keep every epoch's model; the chosen one is paraphrase set 0's fine-tuned model (rule validated_model).
 # hparam_trial and finetune run `accelerate launch --config_file <finetune.accelerate_config>` with one
-# process per GPU of the job (kinject.finetune.launch_command builds the command).
-from kinject.finetune import check_launch, rule_settings
+# process per GPU of the job (kinject.launch.launch_command builds the command).
+from kinject.launch import check_launch, rule_settings
 
 # an accelerate config that contradicts `precision`, or a batch that does not split over the processes,
 # fails here, before any job runs

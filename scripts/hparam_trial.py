@@ -1,5 +1,5 @@
 from kinject.cli import rule_main
-from kinject.finetune import launch
+from kinject.launch import launch
 
 rule_main(snakemake, launch, "hparam_trial", snakemake.params.settings,
           {"base": snakemake.params.base, "train": snakemake.input.train, "validation": snakemake.input.validation,

@@ -18,9 +18,10 @@ import yaml
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
-from kinject import finetune
+from kinject import finetune, launch
 from kinject.errors import KinjectError
-from kinject.finetune import gradient_accumulation, pack_blocks, rule_settings, train_causal_lm
+from kinject.finetune import gradient_accumulation, pack_blocks, train_causal_lm
+from kinject.launch import rule_settings
 from kinject.io import write_parquet
 from kinject.models import build_tiny_model
 from kinject.settings import load_config
@@ -232,7 +233,7 @@ def test_the_rules_launch_command_trains_and_saves_bf16_safetensors(base, tmp_pa
     assert settings["precision"] == settings["save_dtype"] == "bf16"
     files = {"base": str(base), "train": str(tmp_path / "k0.parquet"), "out": str(tmp_path / "ft"),
              "loss_csv": str(tmp_path / "loss.csv"), "work_dir": str(tmp_path / "w")}
-    argv = finetune.launch_command(settings, "finetune", files, {"gpu": 0, "cpus_per_task": 2}, 2)
+    argv = launch.launch_command(settings, "finetune", files, {"gpu": 0, "cpus_per_task": 2}, 2)
     done = subprocess.run(argv, env=launch_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 process(es), 2 torch thread(s) each, precision bf16 on cpu" in done.stderr
@@ -290,7 +291,7 @@ def test_a_gpu_job_without_cuda_stops_before_the_model_loads(tmp_path, capsys, m
     assert err == ["kinject error: resources: the job asks for 2 GPU(s) but CUDA is not available here "
                    "(set resources.allow_cpu: true to train on CPU instead)"]
     with pytest.raises(KinjectError, match="CUDA is not available"):  # the rule's job: before anything launches
-        finetune.launch("finetune", demo_settings(), {"out": str(tmp_path / "o")}, {"gpu": 1}, 1)
+        launch.launch("finetune", demo_settings(), {"out": str(tmp_path / "o")}, {"gpu": 1}, 1)
     assert finetune.check_device("fp32", gpus=2, allow_cpu=True) == "cpu"
 
 
@@ -314,7 +315,7 @@ def test_a_job_that_asked_for_no_gpu_trains_on_the_cpu_on_any_host(monkeypatch, 
 
 def paper_job(rule, task):
     config = load_config(ROOT / "config.yaml")
-    resources = finetune.job_resources(config, rule)
+    resources = launch.job_resources(config, rule)
     return config, rule_settings(config, rule, config["tasks"][task]), resources, resources["cpus_per_task"]
 
 
@@ -326,7 +327,7 @@ def test_launch_command_of_the_paper_config(monkeypatch):
              "out": "results/finetune/llama2-7b/current_events/k3/checkpoint",
              "loss_csv": "results/finetune/llama2-7b/current_events/k3/train_loss.csv",
              "work_dir": "results/.work/finetune/llama2-7b/current_events/k3"}
-    assert finetune.launch_command(settings, "finetune", files, resources, threads) == [
+    assert launch.launch_command(settings, "finetune", files, resources, threads) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/slurm/accelerate_fsdp.yaml",
         "--num_processes", "4", "-m", "kinject.finetune",
         "--base", "meta-llama/Llama-2-7b-hf", "--train", "results/current_events/paraphrases/paraphrases_k3.parquet",
@@ -339,7 +340,7 @@ def test_launch_command_of_the_paper_config(monkeypatch):
     config, settings, resources, threads = paper_job("hparam_trial", "anatomy")
     files = {"base": "mistralai/Mistral-7B-v0.1", "train": "t.parquet", "validation": "v.parquet", "out": "lr.json",
              "models": "lr", "lr": "2e-05", "work_dir": "w"}
-    assert finetune.launch_command(settings, "hparam_trial", files, resources, threads) == [
+    assert launch.launch_command(settings, "hparam_trial", files, resources, threads) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/slurm/accelerate_fsdp.yaml",
         "--num_processes", "4", "-m", "kinject.hparams", "--base", "mistralai/Mistral-7B-v0.1", "--train", "t.parquet",
         "--validation", "v.parquet", "--out", "lr.json", "--models", "lr", "--lr", "2e-05", "--work-dir", "w",
@@ -354,24 +355,24 @@ def test_launch_command_of_the_demo_config(monkeypatch):
     settings = rule_settings(config, "finetune", config["tasks"]["atlas"])  # searched: lr and epochs from chosen.json
     files = {"base": "results/models/smollm2-135m/base", "train": "t.parquet", "hparams": "chosen.json", "out": "ckpt",
              "loss_csv": "loss.csv", "work_dir": "w"}
-    resources = finetune.job_resources(config, "finetune")
+    resources = launch.job_resources(config, "finetune")
     batch = config["finetune"]["batch_size"]
     assert config["finetune"]["per_device_batch_size"] == batch  # one process, no accumulation
-    assert finetune.launch_command(settings, "finetune", files, resources, resources["cpus_per_task"]) == [
+    assert launch.launch_command(settings, "finetune", files, resources, resources["cpus_per_task"]) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/local/accelerate_cpu.yaml",
         "--num_processes", "1", "-m", "kinject.finetune", "--base", "results/models/smollm2-135m/base",
         "--train", "t.parquet", "--hparams", "chosen.json", "--out", "ckpt", "--loss-csv", "loss.csv",
         "--work-dir", "w", "--precision", "bf16", "--seed", "1234", "--block-size", "256", "--batch-size", str(batch),
         "--per-device-batch-size", str(batch), "--save-dtype", "bf16", "--gpus", "0", "--threads", "2"]
     with pytest.raises(KinjectError) as err:  # a step's blocks cannot split into 2 processes x all of them
-        finetune.launch_command(settings, "finetune", files, {**resources, "processes": 2}, 2)
+        launch.launch_command(settings, "finetune", files, {**resources, "processes": 2}, 2)
     assert str(err.value) == (f"finetune.batch_size: {batch} is not a multiple of per_device_batch_size {batch} x 2 "
                               "processes")
     halves = {**settings, "batch_size": 16, "per_device_batch_size": 8}
-    two = finetune.launch_command(halves, "finetune", files, {**resources, "processes": 2}, 2)
+    two = launch.launch_command(halves, "finetune", files, {**resources, "processes": 2}, 2)
     assert two[5:7] == ["--num_processes", "2"] and two[-2:] == ["--threads", "1"]  # 2 CPUs shared by 2 processes
     quarters = {**settings, "batch_size": 16, "per_device_batch_size": 4}
-    four = finetune.launch_command(quarters, "finetune", files, {"gpu": 4, "processes": 2}, 16)
+    four = launch.launch_command(quarters, "finetune", files, {"gpu": 4, "processes": 2}, 16)
     assert four[5:7] == ["--num_processes", "4"] and four[-4:] == ["--gpus", "4", "--threads", "4"]
 
 
@@ -404,10 +405,10 @@ def test_a_launch_config_that_contradicts_the_kinject_config_is_one_line(tmp_pat
     path.write_text("\n".join(line for line in shipped.splitlines()
                               if not line.startswith(key) and not line.startswith("  ")) + f"\n{edit}\n")
     with pytest.raises(KinjectError) as err:
-        finetune.read_accelerate_config(path, "bf16")
+        launch.read_accelerate_config(path, "bf16")
     assert str(err.value) == f"{path}: {problem}"
     with pytest.raises(KinjectError, match="missing.yaml: file not found"):
-        finetune.read_accelerate_config(tmp_path / "missing.yaml", "bf16")
+        launch.read_accelerate_config(tmp_path / "missing.yaml", "bf16")
 
 
 def test_a_contradicting_launch_config_stops_the_workflow_before_any_job(tmp_path):
@@ -435,7 +436,7 @@ def test_a_failed_job_is_one_line_and_its_processes_write_to_the_rules_log(base,
         with pytest.raises(SystemExit) as exit_info:
             job = SimpleNamespace(log=[str(log)], rule="finetune", wildcards={}, threads=1,
                                   resources=SimpleNamespace(items={"gpu": 0}.items, get={"gpu": 0}.get))
-            rule_main(job, finetune.launch, "finetune", demo_settings(), files, {"gpu": 0}, 1, log_path=str(log))
+            rule_main(job, launch.launch, "finetune", demo_settings(), files, {"gpu": 0}, 1, log_path=str(log))
     finally:  # rule_main logs to the rule's log file from now on: give pytest its handlers back
         for handler in root.handlers:
             handler.close()

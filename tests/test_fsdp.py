@@ -1,4 +1,4 @@
-"""Sharded fine-tuning without a GPU: the exact command the rules build (kinject.finetune.launch_command)
+"""Sharded fine-tuning without a GPU: the exact command the rules build (kinject.launch.launch_command)
 runs a tiny Llama under FSDP2 on 2 CPU processes (gloo), as it would on 2 GPUs.
 
 Tolerance of the loss comparison: both runs see the same global batch (8 blocks: 2 micro-batches of 4 in
@@ -21,7 +21,7 @@ import psutil
 import pytest
 import yaml
 
-from kinject import finetune
+from kinject import finetune, launch
 from kinject.io import write_parquet
 from kinject.models import build_tiny_model
 from kinject.settings import load_config
@@ -57,8 +57,8 @@ def command(job, processes: int, name: str, rule="finetune") -> tuple[list[str],
         files.update(validation=str(tmp / "validation.parquet"), out=str(out / "trial.json"), lr="0.003",
                      models=str(out / "models"))
     files["work_dir"] = str(out / "work")
-    resources = {**finetune.job_resources(config, rule), "processes": processes}
-    return finetune.launch_command(finetune.rule_settings(config, rule), rule, files, resources, 2), out
+    resources = {**launch.job_resources(config, rule), "processes": processes}
+    return launch.launch_command(launch.rule_settings(config, rule), rule, files, resources, 2), out
 
 
 def env():

@@ -36,7 +36,7 @@ def test_the_7b_plan_on_one_gpu_is_the_hand_worked_one():
     """Llama-2-7B (6,738,415,616 parameters), config.yaml's job on 1 GPU: fp32 master weights and gradients 4 B
     each, AdamW 8 B, unsharded; 8 x parameters FLOP per token with checkpointing at 100 TFLOP/s."""
     config, _ = gpu_check.read_config(ROOT / "config.yaml")
-    from kinject.finetune import rule_settings
+    from kinject.launch import rule_settings
 
     settings = rule_settings(config, "finetune")
     shape = gpu_check.model_shape("llama2-7b", config)
@@ -140,7 +140,7 @@ def test_the_report_of_a_gpu_run_reads_as_documented():
     """The GPU branch of gpu_check.md (which this host never produces) from figures shaped as run_finetune
     returns them: the comparison table with its verdicts, the fraction of the bf16 peak."""
     config, _ = gpu_check.read_config(ROOT / "config.yaml")
-    from kinject.finetune import rule_settings
+    from kinject.launch import rule_settings
 
     settings = rule_settings(config, "finetune")
     shape = gpu_check.model_shape("llama2-7b", config)

@@ -1,14 +1,9 @@
 """Unsupervised fine-tuning (continual pre-training): causal next-token loss on the knowledge base.
 
 Chunks are wrapped in BOS/EOS, concatenated and cut into fixed-size blocks; the loop is transformers'
-``Trainer``, so the same code runs on one CPU, on 2 CPU processes or on 8 GPUs. The rules start it with
-the command :func:`launch_command` builds from the config, the rule and the job's resources:
-
-    python -m accelerate.commands.launch --config_file profiles/slurm/accelerate_fsdp.yaml --num_processes 4 \\
-        -m kinject.finetune --base meta-llama/Llama-2-7b-hf --train paraphrases_k0.parquet --out ckpt ...
-
-The accelerate config file (FSDP full sharding, mixed precision) is the whole launch configuration; the
-process count (the job's GPUs, or ``resources.<rule>.processes`` on CPU) is the only launch argument.
+``Trainer``, so the same code runs on one CPU, on 2 CPU processes or on 8 GPUs. Every weight is trained
+(method ``full``), or a LoRA adapter over the frozen model (method ``lora``, kinject.lora). The rules start
+this module with the command kinject.launch builds (``accelerate launch ... -m kinject.finetune``).
 """
 
 from __future__ import annotations
@@ -21,13 +16,10 @@ import json
 import logging
 import math
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from kinject import settings
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet, write_text
 
@@ -447,142 +439,8 @@ def read_hparams(path) -> dict:
         raise KinjectError(path, f"not a chosen-hyper-parameters file ({exc})") from None
 
 
-def rule_settings(config: dict, rule: str, task: dict | None = None) -> dict:
-    """What a training rule reads from the config: its params (so editing any other key re-runs nothing).
-
-    ``finetune`` takes lr and epochs from the config only for a task without a search (``task`` has no
-    ``validation``); otherwise they come from the search's chosen.json, an input of the rule.
-    """
-    ft = config["finetune"]
-    settings = {"precision": config["precision"], "accelerate_config": ft["accelerate_config"], "seed": config["seed"],
-                **{key: ft[key] for key in ("block_size", "batch_size", "per_device_batch_size",
-                                            "gradient_checkpointing")}}
-    if rule not in ENTRY_POINTS:
-        raise ValueError(f"not a training rule: {rule}")
-    settings["save_dtype"] = ft["save_dtype"]  # a trial keeps its epochs' models, which become checkpoints
-    if rule == "hparam_trial":
-        return {**settings, "max_epochs": ft["search"]["max_epochs"]}
-    if task is None or "validation" not in task:
-        settings.update(lr=ft["lr"], epochs=ft["epochs"])
-    return settings
-
-
-def job_resources(config: dict, rule: str) -> dict:
-    """Resources of a training job (resources.<rule> over gpu_rules, as the rules get them) and whether it
-    may train on CPU when it asks for GPUs and finds no CUDA (resources.allow_cpu)."""
-    return {**settings.job_resources(config, rule), "allow_cpu": int(config["resources"]["allow_cpu"])}
-
-
-def read_accelerate_config(path, precision: str) -> dict:
-    """The accelerate config file, checked against the kinject config (one line naming the file if not)."""
-    import yaml
-
-    try:
-        launch = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise KinjectError(path, "file not found (finetune.accelerate_config)") from None
-    except yaml.YAMLError as exc:
-        raise KinjectError(path, f"not valid YAML ({exc})") from None
-    if not isinstance(launch, dict) or "distributed_type" not in launch:
-        raise KinjectError(path, "not an accelerate config file (no distributed_type)")
-    mixed = launch.get("mixed_precision", "no")
-    mixed = "no" if mixed is False else str(mixed)  # YAML reads a bare `no` as false
-    if mixed != MIXED_PRECISION[precision]:
-        raise KinjectError(path, f"mixed_precision is {mixed!r} but the config's precision is {precision} "
-                           f"(set mixed_precision: {MIXED_PRECISION[precision]!r})")
-    if (launch.get("fsdp_config") or {}).get("fsdp_activation_checkpointing"):
-        raise KinjectError(path, "fsdp_activation_checkpointing is set: use finetune.gradient_checkpointing instead")
-    return launch
-
-
-def process_count(resources: dict) -> int:
-    """Processes of a training job: one per GPU it asks for, else ``processes`` (CPU processes, default 1)."""
-    gpus = int(resources.get("gpu", 0))
-    return gpus if gpus > 0 else int(resources.get("processes", 1))
-
-
-def check_global_batch(batch_size: int, per_device_batch_size: int, processes: int) -> None:
-    """The configured batch must split evenly over the processes (else the global batch would change)."""
-    if batch_size % (per_device_batch_size * processes):
-        raise KinjectError("finetune.batch_size", f"{batch_size} is not a multiple of per_device_batch_size "
-                           f"{per_device_batch_size} x {processes} processes")
-
-
-def check_launch(config: dict) -> None:
-    """What the training jobs' launch needs from the config, checked before any job runs (Snakefile parse)."""
-    ft = config["finetune"]
-    read_accelerate_config(ft["accelerate_config"], config["precision"])
-    for rule in ENTRY_POINTS:
-        check_global_batch(ft["batch_size"], ft["per_device_batch_size"], process_count(job_resources(config, rule)))
-
-
-def launch_command(settings: dict, rule: str, files: dict, resources: dict, threads: int) -> list[str]:
-    """The exact command (argv) of a training job: ``accelerate launch`` of the rule's module.
-
-    ``settings`` are the rule's config values (:func:`rule_settings`), ``files`` its inputs and outputs
-    (name -> path, or None), ``resources`` the job's (gpu, processes, allow_cpu) and ``threads`` its CPUs.
-    The accelerate config file is passed whole (``--config_file``); the only launch argument derived
-    from the job is the process count: its GPUs, or ``processes`` (default 1) when it asks for none. The
-    processes share the job's CPUs: each gets ``threads // processes`` torch threads (at least 1).
-    """
-    if rule not in ENTRY_POINTS:
-        raise ValueError(f"not a training rule: {rule}")
-    path = settings["accelerate_config"]
-    read_accelerate_config(path, settings["precision"])
-    gpus, processes = int(resources.get("gpu", 0)), process_count(resources)
-    check_global_batch(settings["batch_size"], settings["per_device_batch_size"], processes)
-    options = {**files, **{k: v for k, v in settings.items() if k != "accelerate_config"}, "gpus": gpus,
-               "allow_cpu": bool(resources.get("allow_cpu", 0)), "threads": max(1, threads // processes)}
-    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path),
-            "--num_processes", str(processes), "-m", ENTRY_POINTS[rule]]
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif value is not None and value is not False:
-            argv += [flag, str(value)]
-    return argv
-
-
-def launch(rule: str, settings: dict, files: dict, resources: dict, threads: int, log_path=None) -> str:
-    """Run a training job (rules finetune and hparam_trial): check the device, then :func:`launch_command`.
-
-    The processes inherit the job's stdout and stderr, which :func:`kinject.cli.rule_main` points at the
-    rule's log (``log_path``); a failure is one line with the processes' own error line from that log.
-    """
-    check_device(settings["precision"], gpus=int(resources.get("gpu", 0)),
-                 allow_cpu=bool(resources.get("allow_cpu", 0)))
-    argv = launch_command(settings, rule, files, resources, threads)
-    log.info("launching: %s", shlex.join(argv))
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    done = subprocess.run(argv)
-    if done.returncode:
-        lines = Path(log_path).read_text(errors="replace").splitlines() if log_path else []
-        errors = [line for line in lines if line.startswith("kinject error: ")]
-        why = errors[-1].removeprefix("kinject error: ") if errors else "see the log"
-        raise KinjectError(log_path or rule, f"{rule} exited with status {done.returncode}: {why}")
-    return training_summary(files, process_count(resources))
-
-
-def training_summary(files: dict, processes: int) -> str:
-    """One line for the console: the run's last training loss, or a trial's validation loss per epoch."""
-    where = f"on {processes} process(es)"
-    if files.get("loss_csv") and Path(files["loss_csv"]).exists():
-        with open(files["loss_csv"], encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        return f"{len(rows)} steps {where}, final training loss {float(rows[-1]['loss']):.3f}" if rows else where
-    if files.get("lr") and Path(files["out"]).exists():
-        trial = json.loads(Path(files["out"]).read_text())
-        return f"lr {files['lr']} {where}: validation loss per epoch " + ", ".join(
-            f"{loss:.3f}" for loss in trial["val_loss_per_epoch"])
-    return where
-
-
 def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The options every training entry point takes (:func:`launch_command` writes them)."""
+    """The options every training entry point takes (:func:`kinject.launch.launch_command` writes them)."""
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--base", required=True, help="hub id or local directory (from_pretrained)")
     p.add_argument("--train", required=True, help="parquet with a 'text' column")

@@ -1,7 +1,7 @@
 """Learning-rate / epochs search on the held-out validation paraphrases (a sub-DAG of the pipeline).
 
 A trial is a fine-tuning job like rule finetune's, started by the same command builder
-(:func:`kinject.finetune.launch_command`) with the same accelerate config (FSDP on a GPU cluster):
+(:func:`kinject.launch.launch_command`) with the same accelerate config (FSDP on a GPU cluster):
 
     python -m accelerate.commands.launch --config_file ... --num_processes 4 -m kinject.hparams --base ... \\
         --train paraphrases_k0.parquet --validation paraphrases.parquet --out lr1e-05.json --lr 1e-05 ...
