@@ -3,21 +3,22 @@
     .venv/bin/python bench/dumps.py --size-mb 1024 [--repeats 3]   (standalone; bench/run.py calls bench_dumps)
 
 Writes bench/cleaning.py's seeded synthetic dump as Wikipedia's pages-articles-multistream (100 pages a bzip2
-stream) with its index, in three sizes, each the start of the next: a quarter, a half and the full --size-mb
-MB of XML. Then, each fetch in a fresh Python process (`kinject.data.fetch_dump`, interpreter start-up and
-imports apart), interleaved round by round so that the load of a shared machine falls on both sides alike,
-best of --repeats each:
+stream) with its index, and prefixes of it (its first streams, the dump as it was when smaller): 1/32, a quarter
+and a half of its --size-mb MB of XML. Then, each fetch in a fresh Python process (`kinject.data.fetch_dump`,
+interpreter start-up and imports apart), interleaved round by round so that the load of a shared machine falls
+on all sides alike, best of --repeats each:
 
-- selection: 1,000 titles of the quarter (so in every dump), picked at random over it ("scattered": ~1,000
-  streams of 100 pages) or as 10 runs of 100 consecutive pages ("clustered": ~10 streams), through the index,
-  on the half and on the full dump (flat when the dump doubles), against today's pass (the dump without its
-  index) of the full dump, run once: a whole pass whatever the titles. Exports compared by sha256 (the
-  clustered selection's on the quarter, against today's pass of it);
-- full scan: every article page, on `os.cpu_count()` threads, against today's one-thread pass and against
-  `bzip2 -dc > /dev/null` (decompression alone) on the quarter: MB/s of XML and CPU seconds (of the reading
-  thread and of the decompressing threads: on a shared machine the wall time says how busy the others are,
-  the CPU seconds bound what idle cores give); on the full dump once, its peak RSS against the quarter's.
-"""
+- selection: 1,000 titles of the 1/32 prefix (so in every dump) as 10 runs of 100 consecutive pages
+  ("clustered": ~10 streams of 100 pages), through the index, on the 1/32 prefix, the half and the full dump
+  (flat when the dump doubles), against today's pass (the dump without its index) of the 1/32 prefix, scaled
+  by size to the full dump: a whole pass whatever the titles. Exports compared by sha256;
+- full scan: every article page of the full dump, on `os.cpu_count()` threads, against today's one-thread pass
+  and against `bzip2 -dc > /dev/null` (decompression alone): MB/s of XML and CPU seconds (of the reading thread
+  and of the decompressing threads: on a shared machine the wall time says how busy the others are, the CPU
+  seconds bound what idle cores give); its peak RSS against the quarter's scan (run once).
+
+--full-pass gives the rows of bench_full_pass instead: today's pass of the full dump itself, and 1,000 titles
+at random over it ("scattered")."""
 
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ def timed_row(stage, size, naive, naive_s, ours, our_s, note, same=True):
             "kinject value": our_s, "unit": "s", "ratio": ratio, "verdict": verdict, "note": note}
 
 
-CUTS = {"small": 1 / 32, "eighth": 1 / 8, "half": 1 / 2}  # prefixes cut from the full dump
+CUTS = {"small": 1 / 32, "quarter": 1 / 4, "half": 1 / 2}  # prefixes cut from the full dump
 
 
 def make_dumps(size_mb: float, tmp: Path, seed: int) -> tuple[dict, dict, dict, list]:
@@ -151,12 +152,12 @@ def bench_dumps(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) -> l
         for n in ("small", "half", "full"):
             run(f"index {n}", dumps[n], out, threads, titles=str(titles))
         run("today small", bare["small"], out, 1, titles=str(titles))
-        run("scan small", dumps["small"], out, threads)
-        run("today scan small", bare["small"], out, 1)
+        run("scan full", dumps["full"], out, threads)
+        run("today scan full", bare["full"], out, 1)
         with open(os.devnull, "wb") as null:
-            t_bzip2.append(wall(["bzip2", "-dc", str(dumps["small"])], stdout=null))
-    print("the eighth's parallel scan", flush=True)
-    run("scan eighth", dumps["eighth"], out, threads)
+            t_bzip2.append(wall(["bzip2", "-dc", str(dumps["full"])], stdout=null))
+    print("the quarter's parallel scan", flush=True)
+    run("scan quarter", dumps["quarter"], out, threads)
 
     best = {key: min(runs, key=lambda r: r["s"]) for key, runs in m.items()}
     mb = {n: sizes[n] / 1e6 for n in sizes}
@@ -183,29 +184,29 @@ def bench_dumps(size_mb: float, tmp: Path, seed: int = 0, repeats: int = 3) -> l
                   f"ratio ~1: flat; best of {repeats} each; on the {mb['small']:.0f} MB prefix: {small['s']:.2f} s; "
                   f"{best['index half']['counts']['streams_read']} vs {c['streams_read']} stream reads", same),
     ]
-    ours, today_q = best["scan small"], best["today scan small"]
-    q = mb["small"]
+    ours, today_q = best["scan full"], best["today scan full"]
+    q = mb["full"]
     main_cpu, workers_cpu = ours["cpu"]
     idle = max(main_cpu, (main_cpu + workers_cpu) / threads)
     rows.append(cleaning.compared(
-        "dumps: full scan vs today's fetch", label["small"], "today's fetch_dump (1 thread)", q / today_q["s"],
+        "dumps: full scan vs today's fetch", label["full"], "today's fetch_dump (1 thread)", q / today_q["s"],
         f"parallel scan, {threads} threads", q / ours["s"], "MB/s",
         f"best of {repeats} each, interleaved; export {'identical' if ours['sha'] == today_q['sha'] else 'DIFFERENT'}; "
         f"CPU s: reading thread {main_cpu:.1f} + decompressing threads {workers_cpu:.1f} vs today's "
         f"{sum(today_q['cpu']):.1f}; bound on {threads} idle cores: >= {idle:.1f} s (the reading thread's CPU, or "
         f"all CPU / cores), <= {q / idle:.1f} MB/s, x{sum(today_q['cpu']) / idle:.2f} today's CPU time"))
     rows.append(cleaning.compared(
-        "dumps: full scan vs bz2 alone", label["small"], "bzip2 -dc > /dev/null (libbz2, 1 thread)",
+        "dumps: full scan vs bz2 alone", label["full"], "bzip2 -dc > /dev/null (libbz2, 1 thread)",
         q / min(t_bzip2), f"parallel scan, {threads} threads", q / ours["s"], "MB/s",
         f"best of {repeats} each, interleaved; the scan also parses every page and writes the article pages"))
-    eighth = best["scan eighth"]
+    quarter = best["scan quarter"]
     rows.append(cleaning.row(
-        "dumps: full scan, peak RSS", label["eighth"], f"parallel scan, {threads} threads", eighth["rss"], "MB",
-        "ok" if eighth["rss"] < RSS_LIMIT_MB and eighth["rss"] < 1.25 * ours["rss"] else
+        "dumps: full scan, peak RSS", label["full"], f"parallel scan, {threads} threads", ours["rss"], "MB",
+        "ok" if ours["rss"] < RSS_LIMIT_MB and ours["rss"] < 1.25 * quarter["rss"] else
         f"TOO HIGH (goal < {RSS_LIMIT_MB} MB, flat)",
-        f"{ours['rss']:.0f} MB on the {mb['small']:.0f} MB prefix (a quarter of it): "
-        f"x{eighth['rss'] / ours['rss']:.2f}; "
-        f"today's pass {today_q['rss']:.0f} MB; {mb['eighth'] / eighth['s']:.2f} MB/s ({eighth['s']:.0f} s, one run)"))
+        f"{quarter['rss']:.0f} MB on the {mb['quarter']:.0f} MB prefix (a quarter of it): "
+        f"x{ours['rss'] / quarter['rss']:.2f}; today's pass {today_q['rss']:.0f} MB; "
+        f"{mb['quarter'] / quarter['s']:.2f} MB/s on the quarter ({quarter['s']:.0f} s, one run)"))
     return rows
 
 
