@@ -80,3 +80,35 @@ if RAG_KS:
             runs=eval_runs("evaluate_ftrag"),
         log:
             logpath("logs/evaluate/{model}_{task}_ftrag-p{p}_{shots}shot_{format}.log"),
+
+
+# A LoRA adapter is scored over its base model, unmerged: lm-eval's HF model applies it (its peft argument).
+use rule evaluate_base as evaluate_lora with:
+    input:
+        model=base_model_input,
+        adapter=res(FINETUNED["lora"].replace("{k}", "{p}")),
+        tasks=eval_task_inputs("evaluate_lora"),
+    output:
+        scores=eval_score_outputs("evaluate_lora"),
+        records=eval_record_outputs("evaluate_lora"),
+    params:
+        runs=eval_runs("evaluate_lora"),
+        adapter=lambda wildcards, input: input.adapter,
+    log:
+        logpath("logs/evaluate/{model}_{task}_lora-p{p}_{shots}shot_{format}.log"),
+
+
+if RAG_KS:
+
+    use rule evaluate_lora as evaluate_lorarag with:
+        input:
+            model=base_model_input,
+            adapter=res(FINETUNED["lora"].replace("{k}", "{p}")),
+            tasks=eval_task_inputs("evaluate_lorarag"),
+        output:
+            scores=eval_score_outputs("evaluate_lorarag"),
+            records=eval_record_outputs("evaluate_lorarag"),
+        params:
+            runs=eval_runs("evaluate_lorarag"),
+        log:
+            logpath("logs/evaluate/{model}_{task}_lorarag-p{p}_{shots}shot_{format}.log"),

@@ -103,7 +103,7 @@ rule finetune:
     input:
         base=base_model_input,
         train=res("results/{task}/paraphrases/paraphrases_k{k}.parquet"),
-        hparams=hparams_input,
+        hparams=hparams_input(),
     output:
         checkpoint=expensive(directory(res("results/finetune/{model}/{task}/k{k}/checkpoint"))),
         loss=res("results/finetune/{model}/{task}/k{k}/train_loss.csv"),
@@ -120,3 +120,55 @@ rule finetune:
         "../envs/train.yaml"
     script:
         "../scripts/finetune.py"
+
+
+# LoRA (finetune.methods: lora; kinject.lora): the same search, adoption and fine-tuning with a LoRA adapter
+# over the frozen base model, its learning rates finetune.lora.search_lr; adapters and searches under lora/.
+ruleorder: validated_adapter > finetune_lora
+
+
+use rule hparam_trial as hparam_trial_lora with:
+    output:
+        trial=res(HPARAMS["lora"] + "/lr{lr}.json"),
+        models=temp(directory(res(HPARAMS["lora"] + "/lr{lr}"))),
+    params:
+        settings=lambda wc: canonical(rule_settings(config, "hparam_trial", method="lora")),
+        work_dir=lambda wc: res(f"results/.work/hparams/{wc.model}/{wc.task}/lora/lr{wc.lr}"),
+    log:
+        logpath("logs/hparam_trial_lora/{model}_{task}_lr{lr}.log"),
+
+
+use rule choose_hparams as choose_hparams_lora with:
+    input:
+        lambda wc: expand(res(HPARAMS["lora"] + "/lr{lr}.json"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
+    output:
+        res(HPARAMS["lora"] + "/chosen.json"),
+    log:
+        logpath("logs/choose_hparams_lora/{model}_{task}.log"),
+
+
+use rule validated_model as validated_adapter with:
+    input:
+        chosen=res(HPARAMS["lora"] + "/chosen.json"),
+        trials=lambda wc: expand(res(HPARAMS["lora"] + "/lr{lr}.json"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
+        models=lambda wc: expand(res(HPARAMS["lora"] + "/lr{lr}"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
+    output:
+        checkpoint=expensive(directory(res(FINETUNED["lora"]))),
+        loss=res("results/finetune/{model}/{task}/lora/k{k}/train_loss.csv"),
+    log:
+        logpath("logs/validated_adapter/{model}_{task}_k{k}.log"),
+
+
+use rule finetune as finetune_lora with:
+    input:
+        base=base_model_input,
+        train=res("results/{task}/paraphrases/paraphrases_k{k}.parquet"),
+        hparams=hparams_input("lora"),
+    output:
+        checkpoint=expensive(directory(res(FINETUNED["lora"]))),
+        loss=res("results/finetune/{model}/{task}/lora/k{k}/train_loss.csv"),
+    params:
+        settings=lambda wc: canonical(rule_settings(config, "finetune", task_cfg(wc), method="lora")),
+        work_dir=res("results/.work/finetune/{model}/{task}/lora/k{k}"),
+    log:
+        logpath("logs/finetune_lora/{model}_{task}_k{k}.log"),

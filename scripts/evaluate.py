@@ -10,4 +10,5 @@ rule_main(snakemake, run_lmeval, snakemake.params.model, runs, shots=int(w.shots
           batch_size=snakemake.config["evaluation"]["batch_size"], seed=snakemake.config["seed"],
           precision=snakemake.params.precision, shared_prefix=snakemake.params.shared_prefix,
           max_truncated_fraction=snakemake.config["evaluation"]["max_truncated_fraction"],
+          adapter=snakemake.params.get("adapter"),
           summarize=lambda scores: "accuracy " + ", ".join(f"{s['method']} K={s['k']} {s['accuracy']:.3f}" for s in scores))

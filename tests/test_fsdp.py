@@ -44,10 +44,11 @@ def job(tmp_path_factory):
     config["finetune"].update(block_size=32, batch_size=8, per_device_batch_size=4, lr=3e-3, epochs=3,
                               gradient_checkpointing=True, search={"lr": [3e-3], "max_epochs": 2},
                               accelerate_config=str(ROOT / "profiles" / "local" / "accelerate_cpu.yaml"))
+    config["finetune"]["lora"].update(r=4, alpha=8, dropout=0.0, lr=3e-2)  # no dropout: both layouts draw alike
     return tmp, config
 
 
-def command(job, processes: int, name: str, rule="finetune") -> tuple[list[str], Path]:
+def command(job, processes: int, name: str, rule="finetune", method="full") -> tuple[list[str], Path]:
     tmp, config = job
     out = tmp / name
     files = {"base": str(tmp / "base"), "train": str(tmp / "train.parquet")}
@@ -58,7 +59,7 @@ def command(job, processes: int, name: str, rule="finetune") -> tuple[list[str],
                      models=str(out / "models"))
     files["work_dir"] = str(out / "work")
     resources = {**launch.job_resources(config, rule), "processes": processes}
-    return launch.launch_command(launch.rule_settings(config, rule), rule, files, resources, 2), out
+    return launch.launch_command(launch.rule_settings(config, rule, method=method), rule, files, resources, 2), out
 
 
 def env():
@@ -169,3 +170,32 @@ def test_a_search_trial_runs_sharded_on_two_processes(job):
     # the trial keeps its best epoch's model (the chosen trial's becomes paraphrase set 0's checkpoint), one
     # whole model, not the processes' shards
     assert list((out / "models").rglob("*.safetensors")) and not list(out.rglob("*.distcp"))
+
+
+@pytest.mark.slow  # accelerate launches (minutes): the slow tier
+def test_lora_under_fsdp_on_two_processes_follows_one_process_and_saves_the_whole_adapter(job):
+    """LoRA under the same FSDP2 launch: the frozen weights sharded with the adapter's, the loss curve of one
+    process, and the adapter gathered whole (its lora_A / lora_B weights only, in save_dtype)."""
+    from safetensors import safe_open
+
+    runs = {}
+    for processes in (1, 2):
+        argv, out = command(job, processes, f"lora{processes}", method="lora")
+        done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[processes] = pd.read_csv(out / "loss.csv"), done.stderr, out
+    (one, _, out_one), (two, log_two, out_two) = runs[1], runs[2]
+    assert "FSDP2 on CPU: 2 gloo process(es), parameters sharded" in log_two and "LoRA r=4 alpha=8" in log_two
+    assert two["step"].tolist() == one["step"].tolist()
+    assert two["loss"].iloc[-1] < two["loss"].iloc[0] - 0.05  # it trains (a rank-4 adapter on an untrained model: slowly)
+    rel = ((two["loss"] - one["loss"]).abs() / one["loss"]).max()
+    assert rel <= BF16_STEP, f"largest relative difference {rel:.4f} exceeds one bf16 step {BF16_STEP:.4f}"
+    tensors = []
+    for out in (out_one, out_two):
+        with safe_open(out / "checkpoint" / "adapter_model.safetensors", "pt") as fh:
+            assert all("lora_A" in n or "lora_B" in n for n in fh.keys())
+            assert {fh.get_slice(n).get_dtype() for n in fh.keys()} == {"BF16"}
+            tensors.append({n: fh.get_tensor(n).float() for n in fh.keys()})
+    assert tensors[0].keys() == tensors[1].keys() and len(tensors[0]) == 2 * 7 * 2  # A, B x 7 linears x 2 layers
+    for name, a in tensors[0].items():
+        assert a.shape == tensors[1][name].shape, name

@@ -181,3 +181,63 @@ def test_bad_score_file(tmp_path):
     path.with_suffix(".parquet").unlink()
     with pytest.raises(KinjectError, match=r"base_k0_0shot_options.parquet: file not found"):
         read_scores([path], TASKS)
+
+
+def test_lora_has_its_own_columns_and_comparisons_beside_full_fine_tuning(paths, tmp_path):
+    lora = [score(tmp_path, "m", "news", f"lora-p{s}", 0, 0, 4 + s) for s in (0, 1, 2)]
+    lora += [score(tmp_path, "m", "news", "lorarag-p2", k, 0, 11 + k) for k in (1, 2, 3)]
+    news = _table(paths + lora, "current_events")
+    assert [c for c in news.columns if not c.endswith((" K", " low", " high"))][3:] == \
+        ["Base", "FT", "FT-par2", "LoRA", "LoRA-par2", "RAG", "FT+RAG", "FT-par2+RAG", "LoRA-par2+RAG"]
+    assert (news.iloc[0]["LoRA"], news.iloc[0]["LoRA-par2"]) == (0.2, 0.3)
+    out = tmp_path / "tables"
+    write_tables(paths + lora, TASKS, out, out / "scores.csv", out / "best_k.csv", seed=SEED,
+                 comparisons_csv=out / "comparisons.csv", trend_csv=out / "trend.csv")
+    contrasts = set(pd.read_csv(out / "comparisons.csv").query("task == 'news'")["contrast"])
+    assert {"LoRA vs Base", "RAG vs LoRA", "LoRA vs FT", "LoRA-par2 vs FT-par2", "LoRA-par1 vs LoRA",
+            "LoRA-par2+RAG vs RAG"} <= contrasts
+    trend = pd.read_csv(out / "trend.csv").set_index("method")
+    assert list(trend.index) == ["ft", "lora"] and (trend["sets"] == "0 1 2").all()
+    # the anat rows (no LoRA) are what they were without it
+    anat = pd.read_csv(out / "comparisons.csv").query("task == 'anat'")["contrast"].tolist()
+    assert anat == ["RAG vs Base", "FT vs Base", "RAG vs FT", "FT+RAG vs RAG"]
+
+
+def control(root, model, checkpoint, name, right):
+    """A control score file (kinject.grid.CONTROL_SCORES) and its records: the ids right of q00..q09."""
+    ids = [f"q{i:02d}" for i in range(10)]
+    path = root / "controls" / "scores" / model / checkpoint / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    correct = [q in right for q in ids]
+    path.write_text(json.dumps({"accuracy": sum(correct) / 10}))
+    pd.DataFrame({"question_id": ids, "correct": correct}).to_parquet(path.with_suffix(".parquet"))
+    return path
+
+
+def test_the_forgetting_table_pairs_each_checkpoint_with_its_base_model(tmp_path):
+    from kinject.forgetting import read_control_records, write_forgetting
+
+    ids = [f"q{i:02d}" for i in range(10)]
+    files = [control(tmp_path, "m", "base", "general", ids[:8]),                    # 8 of 10
+             control(tmp_path, "m", "news/ft-p0", "general", ids[:4]),              # forgets q04..q07
+             control(tmp_path, "m", "news/lora-p0", "general", ids[:7] + ["q09"])]  # loses q07, gains q09
+    out = write_forgetting(files, tmp_path / "f.csv", tmp_path / "f.md", seed=SEED)
+    assert out == "2 checkpoint-control pairs; largest drop -0.400 (news FT, general)"
+    table = pd.read_csv(tmp_path / "f.csv").set_index("checkpoint")
+    ft, lora = table.loc["news FT"], table.loc["news LoRA"]
+    assert (ft["accuracy_base"], ft["accuracy_ft"], ft["delta"]) == (0.8, 0.4, pytest.approx(-0.4))
+    # hand-worked: 4 discordant pairs, all the base model's: exact McNemar p = 2 x 0.5^4
+    assert (ft["ft_only"], ft["base_only"], ft["p_mcnemar"]) == (0, 4, pytest.approx(2 * 0.5 ** 4))
+    assert (lora["ft_only"], lora["base_only"], lora["p_mcnemar"], lora["delta"]) == (1, 1, 1.0, 0.0)
+    assert ft["delta_low"] <= -0.4 <= ft["delta_high"] < 0  # every bootstrap resample loses questions
+    assert (round(ft["base_low"], 4), round(ft["base_high"], 4)) == (0.4902, 0.9433)  # Wilson 8 of 10
+    assert list(table["p_bh"]) == pytest.approx([0.25, 1.0])  # BH over the 2 rows: 0.125 x 2 / 1
+    assert "| m | general | news FT | 10 | 0.800 [0.49, 0.94] | 0.400 [0.17, 0.69] | -0.400 [" in \
+        (tmp_path / "f.md").read_text()
+    bad = control(tmp_path, "m", "news/ft-p2", "general", ids[:3])
+    pd.DataFrame({"question_id": ids[:5], "correct": [True] * 3 + [False] * 2}).to_parquet(bad.with_suffix(".parquet"))
+    bad.write_text(json.dumps({"accuracy": 0.6}))
+    with pytest.raises(KinjectError, match=r"news FT-par2 was scored on other questions than the base model"):
+        write_forgetting(files + [bad], tmp_path / "f.csv", tmp_path / "f.md", seed=SEED)
+    with pytest.raises(KinjectError, match=r"general.json: not a control score file"):
+        read_control_records([tmp_path / "scores" / "general.json"])

@@ -1,7 +1,8 @@
 """The paper's contrasts as paired comparisons over the same questions, and the paraphrase-sweep trend.
 
 Per task, model, scoring format and shots: RAG vs Base, FT vs Base, RAG vs FT, FT-par{k}+RAG vs RAG (every
-set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0). Each row: both accuracies, their
+set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0); with LoRA, the same for LoRA and
+LoRA vs FT at each paraphrase set. Each row: both accuracies, their
 difference with a seeded paired bootstrap 95% interval, the discordant counts, the exact McNemar p-value and
 the Benjamini-Hochberg adjusted p-value across every row of the grid. RAG and FT+RAG are at the K chosen by
 cross-fitting (kinject.report.reported), so the comparison carries no selection advantage.
@@ -22,10 +23,13 @@ COLUMNS = SETTING + ["contrast", "a", "b", "n", "accuracy_a", "accuracy_b", "del
 def contrasts(columns) -> list[tuple[str, str]]:
     """(a, b) pairs among a setting's table columns (labels as kinject.report._label writes them)."""
     have = set(columns)
-    pairs = [("RAG", "Base"), ("FT", "Base"), ("RAG", "FT")]
+    pairs = [("RAG", "Base"), ("FT", "Base"), ("RAG", "FT"), ("LoRA", "Base"), ("RAG", "LoRA")]
     pairs += [(c, "RAG") for c in sorted(have) if c.endswith("+RAG")]
-    pars = sorted((c for c in have if c.startswith("FT-par") and "+" not in c), key=lambda c: int(c[6:]))
-    pairs += [(c, "FT") for c in pars]
+    for name in ("FT", "LoRA"):
+        pars = sorted((c for c in have if c.startswith(f"{name}-par") and "+" not in c),
+                      key=lambda c: int(c.removeprefix(f"{name}-par")))
+        pairs += [(c, name) for c in pars]
+    pairs += [(c.replace("FT", "LoRA", 1), c) for c in sorted(have) if c.startswith("FT") and "+" not in c]
     return [(a, b) for a, b in pairs if a in have and b in have]
 
 
@@ -67,17 +71,19 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
 
 
 def paraphrase_trends(records: pd.DataFrame) -> pd.DataFrame:
-    """Per setting with FT models of two or more paraphrase sets: the logit slope of per-question correctness
-    on the set k (kinject.stats.paraphrase_trend), with the sets and the first and last set's accuracy."""
-    ft = records[(records["method"] == "ft") & (records["k"] == 0)]
+    """Per setting and fine-tuning method (ft, lora) with models of two or more paraphrase sets: the logit slope
+    of per-question correctness on the set k (kinject.stats.paraphrase_trend), with the sets and the first and
+    last set's accuracy."""
+    keys = SETTING + ["method"]
+    ft = records[records["method"].isin(["ft", "lora"]) & (records["k"] == 0)]
     out = []
-    for key, g in ft.groupby(SETTING, sort=True):
+    for key, g in ft.groupby(keys, sort=True):
         sets = sorted(int(p) for p in g["paraphrase_set"].unique())
         if len(sets) < 2:
             continue
         acc = g.groupby("paraphrase_set")["correct"].mean()
-        out.append({**dict(zip(SETTING, key, strict=True)), "sets": " ".join(map(str, sets)),
+        out.append({**dict(zip(keys, key, strict=True)), "sets": " ".join(map(str, sets)),
                     "accuracy_first": float(acc.loc[sets[0]]), "accuracy_last": float(acc.loc[sets[-1]]),
                     **paraphrase_trend(g.assign(paraphrase_set=g["paraphrase_set"].astype(int)))})
-    return pd.DataFrame(out, columns=SETTING + ["sets", "accuracy_first", "accuracy_last", "n_sets", "n_questions",
+    return pd.DataFrame(out, columns=keys + ["sets", "accuracy_first", "accuracy_last", "n_sets", "n_questions",
                                                 "slope", "slope_low", "slope_high", "p_value", "note"])

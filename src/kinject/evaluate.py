@@ -20,6 +20,7 @@ import yaml
 from kinject.errors import KinjectError
 from kinject.grid import records_path
 from kinject.io import atomic_path, read_parquet, write_json, write_parquet
+from kinject.lora import check_adapter
 from kinject.questions import read_questions
 from kinject.stats import wilson
 
@@ -235,10 +236,11 @@ def question_records(samples: list[dict], source) -> pd.DataFrame:
 
 def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, device: str | None = None,
                seed: int = 1234, precision: str = "fp32", shared_prefix: bool = True,
-               max_truncated_fraction: float = 0.0) -> list[dict]:
+               max_truncated_fraction: float = 0.0, adapter=None) -> list[dict]:
     """Score ``model`` (hub id or local folder) on every run's task in one lm-eval call: the model is loaded
     once (weights in ``precision``) and lm-eval batches all tasks' requests together. Writes each run's scores
-    JSON, once all are scored.
+    JSON, once all are scored. With ``adapter`` (a LoRA run's folder, kinject.lora) the model scored is
+    ``model`` with that adapter applied, unmerged, by lm-eval's HF model (its ``peft`` argument).
 
     Accuracy is lm-eval's own ``acc`` (highest log-likelihood option), and the per-question records written
     beside each score file (``question_records``) are checked to give exactly it, so tables computed from
@@ -261,10 +263,13 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
     names = [run.task_name for run in runs]
     if len(set(names)) < len(names):
         raise KinjectError(runs[0].task_dir, f"task names repeat in one evaluation: {names}")
+    if adapter is not None:
+        check_adapter(adapter, model)
     with lmeval_environment(model):
         lm = load_lm(model, precision=precision, batch_size=batch_size, device=device, shared_prefix=shared_prefix,
                      max_truncated_fraction=max_truncated_fraction,
-                     task_files={run.task_name: str(Path(run.task_dir) / f"{run.task_name}.yaml") for run in runs})
+                     task_files={run.task_name: str(Path(run.task_dir) / f"{run.task_name}.yaml") for run in runs},
+                     **({"peft": str(adapter)} if adapter is not None else {}))
         out = score_tasks(lm, [run.task_dir for run in runs], names, shots=shots, seed=seed, log_samples=True)
     all_scores, all_records = [], []
     for run, config in zip(runs, configs, strict=True):
@@ -291,6 +296,7 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
             "precision": precision,
             "scorer": lm.scorer,
             "lm_eval_version": metadata.version("lm_eval"),
+            **({"adapter": str(adapter), "peft_version": metadata.version("peft")} if adapter is not None else {}),
             **run.meta,
         })
     for run, scores, records in zip(runs, all_scores, all_records, strict=True):

@@ -286,12 +286,16 @@ def save_final_model(trainer, tokenizer, out_dir, save_dtype: str) -> None:
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[save_dtype]
     state = trainer.accelerator.get_state_dict(trainer.model)
     if trainer.is_world_process_zero():
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         model = trainer.accelerator.unwrap_model(trainer.model)
+        adapter = hasattr(model, "peft_config")
+        if adapter:  # a LoRA run saves its adapter only (peft's save_pretrained keeps the lora_ weights)
+            state = {k: v for k, v in state.items() if "lora_" in k}
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         model.save_pretrained(out_dir, state_dict=state)
-        model.config.dtype = dtype  # save_pretrained writes the dtype of the (fp32) training weights
-        model.config.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
+        if not adapter:  # an adapter is applied over the base model, which has its own config and tokenizer
+            model.config.dtype = dtype  # save_pretrained writes the dtype of the (fp32) training weights
+            model.config.save_pretrained(out_dir)
+            tokenizer.save_pretrained(out_dir)
     trainer.accelerator.wait_for_everyone()
 
 
@@ -300,8 +304,9 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
                     save_steps: int | None = None, warmup_ratio: float = 0.0, weight_decay: float = 0.0,
                     eval_texts=None, precision: str = "fp32", gradient_checkpointing: bool = False,
                     save_dtype: str = "fp32", gpus: int = 0, allow_cpu: bool = False,
-                    threads: int | None = None, epoch_models=None) -> dict:
+                    threads: int | None = None, epoch_models=None, lora: dict | None = None) -> dict:
     """Continual pre-training of ``base`` (hub id or local dir) on ``texts``; save to ``out_dir``.
+    With ``lora`` (kinject.lora.lora_spec) a LoRA adapter over the frozen model is trained and saved instead.
 
     Master weights stay float32 (bf16 weights would round away updates at learning rates of 1e-5);
     ``precision`` bf16 computes in bf16 (autocast, on CPU too; under FSDP the library's bf16 policy).
@@ -358,12 +363,17 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     run = {"base": str(base), "lr": lr, "epochs": epochs, "batch_size": effective, "block_size": block_size,
            "seed": seed, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "data": _digest(blocks),
            "precision": precision, "fsdp": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true",
-           "schedule": "constant_with_warmup", "epoch_models": epoch_models is not None}
+           "schedule": "constant_with_warmup", "epoch_models": epoch_models is not None, "lora": lora}
     with args.main_process_first(local=False, desc="checkpoint selection"):
         checkpoint = resume_checkpoint(work_dir, run, main_process=args.process_index == 0)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if lora is not None:
+        from kinject.lora import add_adapter
+
+        torch.manual_seed(seed)  # the adapter's random init (lora_A): the run's seed, the same in every process
+        model = add_adapter(model, lora, gradient_checkpointing=gradient_checkpointing)
     epochs_root = work_dir / EPOCHS_DIR
     callbacks = [_loss_callback(epochs_root / "train_loss.csv" if epoch_models is not None else loss_csv)]
     if epoch_models is not None:
@@ -454,6 +464,7 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=0, help="GPUs the job asked for: without CUDA an error, unless --allow-cpu")
     p.add_argument("--allow-cpu", action="store_true")
     p.add_argument("--threads", type=int, help="torch threads of each process")
+    p.add_argument("--lora", type=json.loads, help="train a LoRA adapter: its spec as JSON (kinject.lora.lora_spec)")
     return p
 
 
@@ -461,7 +472,7 @@ def training_options(args) -> dict:
     """The keyword arguments of :func:`train_causal_lm` that every training entry point passes on."""
     return {key: getattr(args, key) for key in ("block_size", "batch_size", "per_device_batch_size", "seed",
                                                 "work_dir", "precision", "gradient_checkpointing", "gpus",
-                                                "allow_cpu", "threads")}
+                                                "allow_cpu", "threads", "lora")}
 
 
 def run_entry_point(run, args) -> None:

@@ -21,6 +21,7 @@ from kinject.errors import KinjectError
 from kinject.finetune import (epoch_dir, read_hparams, run_entry_point, train_causal_lm, training_options,
                               training_parser, training_texts, write_loss_csv)
 from kinject.io import atomic_path, write_json
+from kinject.lora import is_adapter
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ def _trial(args) -> None:
 
 def adopt(chosen_path, trial_paths, model_dirs, checkpoint, loss_csv) -> str:
     """Rule validated_model: the search's chosen trial's model at the chosen epoch becomes the fine-tuned
-    checkpoint of paraphrase set 0 (the trials trained on it), with that trial's loss rows up to that epoch.
+    checkpoint (or LoRA adapter) of paraphrase set 0 (the trials trained on it), with that trial's loss rows up
+    to that epoch.
 
     Files are hard-linked (no second copy on disk); where the file system refuses, copied (logged).
     """
@@ -100,7 +102,7 @@ def adopt(chosen_path, trial_paths, model_dirs, checkpoint, loss_csv) -> str:
         raise KinjectError(chosen_path, f"lr {chosen['lr']:g} is not one of the trials' ({', '.join(map(str, lrs))})")
     trial = Path(model_dirs[lrs.index(chosen["lr"])])
     source = epoch_dir(trial, chosen["epochs"])
-    if not (source / "config.json").exists():
+    if not ((source / "config.json").exists() or is_adapter(source)):  # a model, or a LoRA run's adapter
         raise KinjectError(source, f"no model saved after epoch {chosen['epochs']} (the trial's models are incomplete)")
     with atomic_path(checkpoint, directory=True) as tmp:
         for item in sorted(source.iterdir()):

@@ -22,15 +22,17 @@ from pathlib import Path
 from kinject import settings
 from kinject.errors import KinjectError
 from kinject.finetune import ENTRY_POINTS, MIXED_PRECISION, check_device
+from kinject.lora import METHODS, lora_spec
 
 log = logging.getLogger(__name__)
 
 
-def rule_settings(config: dict, rule: str, task: dict | None = None) -> dict:
+def rule_settings(config: dict, rule: str, task: dict | None = None, method: str = "full") -> dict:
     """What a training rule reads from the config: its params (so editing any other key re-runs nothing).
 
     ``finetune`` takes lr and epochs from the config only for a task without a search (``task`` has no
-    ``validation``); otherwise they come from the search's chosen.json, an input of the rule.
+    ``validation``); otherwise they come from the search's chosen.json, an input of the rule. ``method``
+    lora adds the adapter's spec (kinject.lora.lora_spec, as JSON) and takes finetune.lora.lr.
     """
     ft = config["finetune"]
     settings = {"precision": config["precision"], "accelerate_config": ft["accelerate_config"], "seed": config["seed"],
@@ -38,11 +40,15 @@ def rule_settings(config: dict, rule: str, task: dict | None = None) -> dict:
                                             "gradient_checkpointing")}}
     if rule not in ENTRY_POINTS:
         raise ValueError(f"not a training rule: {rule}")
+    if method not in METHODS:
+        raise ValueError(f"not a fine-tuning method: {method}")
     settings["save_dtype"] = ft["save_dtype"]  # a trial keeps its epochs' models, which become checkpoints
+    if method == "lora":
+        settings["lora"] = json.dumps(lora_spec(config), sort_keys=True)
     if rule == "hparam_trial":
         return {**settings, "max_epochs": ft["search"]["max_epochs"]}
     if task is None or "validation" not in task:
-        settings.update(lr=ft["lr"], epochs=ft["epochs"])
+        settings.update(lr=ft["lora"]["lr"] if method == "lora" else ft["lr"], epochs=ft["epochs"])
     return settings
 
 

@@ -24,6 +24,8 @@ import yaml
 from kinject import prompts, settings
 from kinject.errors import KinjectError
 from kinject.grid import RESULTS, HUB_MODEL_DIR, evaluation_cells, evaluation_jobs, expected_job_counts, rag_ks, results_root, rooted
+from kinject.grid import finetuned_checkpoints, method_tasks, search_lrs
+from kinject.lora import lora_parameters, lora_spec
 from kinject.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
 
 GB = 1e9
@@ -45,8 +47,12 @@ STRATEGY_WORDS = {"FULL_SHARD": "FSDP full shard", "SHARD_GRAD_OP": "FSDP shard 
 
 # The resources entry each GPU rule reads (rules/*.smk: compute_resources(<key>); a test keeps them equal).
 RESOURCE_KEY = {"build_base_model": "gpu_rules", "hparam_trial": "hparam_trial", "finetune": "finetune",
+                "hparam_trial_lora": "hparam_trial", "finetune_lora": "finetune",
                 "index_chunks": "gpu_rules", "retrieve": "gpu_rules", "evaluate_base": "evaluate",
-                "evaluate_ft": "evaluate", "evaluate_ftrag": "evaluate"}
+                "evaluate_ft": "evaluate", "evaluate_ftrag": "evaluate", "evaluate_lora": "evaluate",
+                "evaluate_lorarag": "evaluate", "evaluate_controls_base": "evaluate", "evaluate_controls_ft": "evaluate",
+                "evaluate_controls_lora": "evaluate"}
+CONTROL_RULES = {"base": "evaluate_controls_base", "full": "evaluate_controls_ft", "lora": "evaluate_controls_lora"}
 EMBED_RULES = ("index_chunks", "retrieve")
 SHAPE_KEYS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size",
               "max_position_embeddings")
@@ -200,8 +206,13 @@ def read_accelerate_config(path) -> Distribution:
 # ---- memory -------------------------------------------------------------------------------------------
 
 def training_memory(shape: Shape, *, processes: int, dist: Distribution, precision: str, micro_batch: int,
-                    block_size: int, checkpointing: bool, overhead_gb: float) -> dict[str, float]:
+                    block_size: int, checkpointing: bool, overhead_gb: float,
+                    trainable: int | None = None) -> dict[str, float]:
     """Peak bytes per GPU of one training process, by part.
+
+    ``trainable``: a LoRA run's adapter parameters (kinject.lora.lora_parameters); the frozen weights are
+    still fp32 master weights (sharded like full fine-tuning's), but gradients and AdamW's moments exist
+    for the adapter only, and a layer's unsharded gradients are the adapter's. Without it, every parameter.
 
     Sharded state (FULL_SHARD / SHARD_GRAD_OP: divided by the process count; offloaded: on the host):
     fp32 master weights (4 B/parameter), fp32 gradients (4), AdamW's two moments (8). Compute copies
@@ -225,12 +236,15 @@ def training_memory(shape: Shape, *, processes: int, dist: Distribution, precisi
     else:
         gathered = 2 * p if precision == "bf16" else 0
     unsharded_grads = c * (shape.root_parameters + shape.layer_parameters) if dist.strategy in SHARDED else 0
+    tuned = state if trainable is None else trainable / (shards if dist.strategy in SHARDED else 1)
+    if trainable is not None:
+        unsharded_grads = c * trainable / shape.num_layers if dist.strategy in SHARDED else 0
     tokens = micro_batch * block_size
     if checkpointing:
         activations = c * tokens * (shape.num_layers * shape.hidden_size + shape.layer_activations)
     else:
         activations = c * tokens * shape.num_layers * shape.layer_activations
-    return {"weights": MASTER * state, "gradients": GRADS * state, "optimizer": ADAMW * state,
+    return {"weights": MASTER * state, "gradients": GRADS * tuned, "optimizer": ADAMW * tuned,
             "gathered": gathered, "layer_grads": unsharded_grads, "activations": activations,
             "logits": tokens * shape.vocab_size * (c + LOSS_BYTES), "overhead": overhead_gb * GB}
 
@@ -360,10 +374,12 @@ def validation_tokens(config: dict, task: str, corpus: Corpus, root: Path) -> fl
     return min(val["chunks"], corpus["chunks"]) * val["paraphrases"] * (corpus["tokens_per_chunk"] + 2)
 
 
-def training_flops(parameters: int, tokens: float, checkpointing: bool) -> float:
-    """6 x parameters x tokens (forward 2, backward 4), + 2 when checkpointing recomputes the forward.
-    Attention's own FLOPs (12 x layers x block x hidden per token: about 1% at 256-token blocks) are left out."""
-    return (8 if checkpointing else 6) * parameters * tokens
+def training_flops(parameters: int, tokens: float, checkpointing: bool, lora: bool = False) -> float:
+    """6 x parameters x tokens (forward 2, backward 4), + 2 when checkpointing recomputes the forward; a LoRA
+    run's backward computes the activations' gradients (2) but no frozen weight's (its adapter's are ~0.1%):
+    4, + 2. Attention's own FLOPs (12 x layers x block x hidden per token: about 1% at 256-token blocks) are
+    left out."""
+    return ((4 if lora else 6) + (2 if checkpointing else 0)) * parameters * tokens
 
 
 def eval_requests(config: dict, corpus: Corpus, shots: int, k: int) -> tuple[float | None, int | None]:
@@ -433,6 +449,8 @@ class Planner:
         self.checkpointing = ft["gradient_checkpointing"] or self.dist.activation_checkpointing
         self.shapes = {m: model_shape(m, cfg, self.root, results_root(config)) for m, cfg in config["models"].items()}
         self.corpora = {t: task_corpus(config, t, self.root) for t in config["tasks"]}
+        self.corpora.update({f"controls/{c}": task_corpus(config, f"controls/{c}", self.root)
+                             for c in config["evaluation"]["controls"]})
         self.notes: list[str] = []
         self.warnings: list[str] = []
         mixed = self.dist.mixed_precision
@@ -454,8 +472,9 @@ class Planner:
         res = job_resources(self.config, rule)
         n = processes(res)
         ft, plan = self.config["finetune"], self.plan
-        job = Job(rule, f"{model} {task} k{k}" if rule == "finetune" else f"{model} {task}", model, count=count,
-                  gpus=res.get("gpu", 0))
+        lora = rule.endswith("_lora")
+        job = Job(rule, f"{model} {task} k{k}" if rule.startswith("finetune") else f"{model} {task}", model,
+                  count=count, gpus=res.get("gpu", 0))
         shape = self.shape(model, job)
         tokens = training_tokens(self.config, task, self.corpora[task], self.root, k)
         if tokens is None:
@@ -463,45 +482,63 @@ class Planner:
         if shape is None:
             job.host_bytes = job.compute_gpu_hours = job.kept_bytes = job.work_bytes = job.adopted_bytes = None
             return job
+        trainable = lora_parameters(lora_spec(self.config), hidden_size=shape.hidden_size, kv_size=shape.kv_size,
+                                    intermediate_size=shape.intermediate_size,
+                                    num_layers=shape.num_layers) if lora else None
         job.memory = training_memory(shape, processes=n, dist=self.dist, precision=self.precision,
                                      micro_batch=ft["per_device_batch_size"], block_size=ft["block_size"],
-                                     checkpointing=self.checkpointing, overhead_gb=plan["memory_overhead_gb"])
+                                     checkpointing=self.checkpointing, overhead_gb=plan["memory_overhead_gb"],
+                                     trainable=trainable)
         job.host_bytes = training_host_memory(shape, processes=n, dist=self.dist, save_dtype=ft["save_dtype"],
                                               process_gb=plan["process_host_gb"])
         task_cfg = self.config["tasks"][task]
-        searched = rule == "hparam_trial" or "validation" in task_cfg
+        trial = rule.startswith("hparam_trial")
+        searched = trial or "validation" in task_cfg
         epochs = ft["search"]["max_epochs"] if searched else ft["epochs"]
-        flops = None if tokens is None else training_flops(shape.parameters, tokens * epochs, self.checkpointing)
-        if rule == "hparam_trial":
+        flops = None if tokens is None else training_flops(shape.parameters, tokens * epochs, self.checkpointing, lora)
+        if trial:
             val = validation_tokens(self.config, task, self.corpora[task], self.root)
             flops = None if flops is None or val is None else flops + 2 * shape.parameters * val * epochs
         job.compute_gpu_hours = None if flops is None else flops / self.flops_per_s() / 3600
-        final = BYTES[ft["save_dtype"]] * shape.parameters
-        written = epochs * TRAINER_CHECKPOINT * shape.parameters + (epochs if rule == "hparam_trial" else 1) * final
+        saved = trainable if lora else shape.parameters  # a LoRA run saves and checkpoints its adapter only
+        final = BYTES[ft["save_dtype"]] * saved
+        written = epochs * TRAINER_CHECKPOINT * saved + (epochs if trial else 1) * final
         job.fixed_minutes = plan["startup_minutes"] + written / (plan["write_gb_per_s"] * GB) / 60
         # a trial's best epoch's model stays only until validated_model hard-links the chosen one as set 0's
         # checkpoint (Snakemake then deletes the trials' models: temp); make_plan counts that checkpoint
-        job.kept_bytes = final if rule == "finetune" else 0
-        if rule == "hparam_trial":
+        job.kept_bytes = 0 if trial else final
+        if trial:
             job.adopted_bytes = final if 0 in task_cfg["paraphrase_sets"] else 0
         # the Trainer writes the next checkpoint before deleting the previous one (save_total_limit=1);
         # a trial's epoch models stay in its work directory until it ends
-        job.work_bytes = 2 * TRAINER_CHECKPOINT * shape.parameters + (epochs * final if rule == "hparam_trial" else 0)
+        job.work_bytes = 2 * TRAINER_CHECKPOINT * saved + (epochs * final if trial else 0)
         return job
 
     # evaluation ----------------------------------------------------------------------------------------
     def eval_job(self, rule: str, at: dict) -> Job:
-        res = job_resources(self.config, rule)
         model, task, shots = at["model"], at["task"], at["shots"]
         label = f"{model} {task} {shots}-shot" + (f" p{at['p']}" if "p" in at else "")
+        runs = [evaluate_k for _, evaluate_k in evaluation_cells(self.config)[rule]]
+        return self.scoring_job(rule, model, label, [(task, self.corpora[task], shots, k) for k in runs])
+
+    def control_job(self, method: str, model: str, task: str | None = None, p: int | None = None) -> Job:
+        """One job scoring every control (0-shot, K = 0) on a base model or a fine-tuned checkpoint."""
+        label = f"{model} " + ("base" if method == "base" else f"{task} {method} p{p}")
+        return self.scoring_job(CONTROL_RULES[method], model, label,
+                                [(f"controls/{c}", self.corpora[f"controls/{c}"], 0, 0)
+                                 for c in self.config["evaluation"]["controls"]])
+
+    def scoring_job(self, rule: str, model: str, label: str, runs: list) -> Job:
+        """An evaluation job: one model load scoring each of ``runs`` ((name, corpus, shots, K) per lm-eval task)."""
+        res = job_resources(self.config, rule)
         job = Job(rule, label, model, gpus=res.get("gpu", 0), kept_bytes=0, work_bytes=0)
         shape = self.shape(model, job)
-        corpus = self.corpora[task]
-        runs = [evaluate_k for _, evaluate_k in evaluation_cells(self.config)[rule]]
-        figures = [eval_requests(self.config, corpus, shots, k) for k in runs]
+        figures = [eval_requests(self.config, corpus, shots, k) for _, corpus, shots, k in runs]
         if shape is None or any(tokens is None for tokens, _ in figures):
-            job.notes += missing(corpus, task, ("questions", "question_tokens", "max_question_tokens", "answer_tokens")
-                                 + (("tokens_per_chunk", "max_chunk_tokens") if max(runs) else ()))
+            for name, corpus, _, k in runs:
+                job.notes += missing(corpus, name, ("questions", "question_tokens", "max_question_tokens",
+                                                    "answer_tokens") + (("tokens_per_chunk", "max_chunk_tokens") if k else ()))
+            job.notes = list(dict.fromkeys(job.notes))
             job.host_bytes = job.compute_gpu_hours = None
             return job
         longest = max(long for _, long in figures)
@@ -562,16 +599,22 @@ class Planner:
     # all jobs ------------------------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
         config, out = self.config, []
-        validated = [t for t, cfg in config["tasks"].items() if "validation" in cfg]
-        n_lr = len(config["finetune"].get("search", {}).get("lr", []))
-        for model in config["models"]:
-            out += [self.training_job("hparam_trial", model, t, count=n_lr, k=0) for t in validated if n_lr]
-            for task, cfg in config["tasks"].items():
-                # set 0 of a searched task is the chosen trial's model: nothing left to train
-                sets = [k for k in cfg["paraphrase_sets"] if not (k == 0 and "validation" in cfg and n_lr)]
-                out += [self.training_job("finetune", model, task, count=1, k=k) for k in sets]
+        for method, suffix in (("full", ""), ("lora", "_lora")):
+            tasks = method_tasks(config, method)
+            validated = [t for t in tasks if "validation" in config["tasks"][t]]
+            n_lr = len(search_lrs(config, method))
+            for model in config["models"]:
+                out += [self.training_job(f"hparam_trial{suffix}", model, t, count=n_lr, k=0) for t in validated if n_lr]
+                for task in tasks:
+                    cfg = config["tasks"][task]
+                    # set 0 of a searched task is the chosen trial's model: nothing left to train
+                    sets = [k for k in cfg["paraphrase_sets"] if not (k == 0 and "validation" in cfg and n_lr)]
+                    out += [self.training_job(f"finetune{suffix}", model, task, count=1, k=k) for k in sets]
         for rule, jobs in evaluation_jobs(config).items():
             out += [self.eval_job(rule, at) for at in jobs]
+        if config["evaluation"]["controls"]:
+            out += [self.control_job("base", model) for model in config["models"]]
+            out += [self.control_job(c["method"], c["model"], c["task"], c["p"]) for c in finetuned_checkpoints(config)]
         if rag_ks(config):
             out += [self.embed_job(rule, task) for rule in EMBED_RULES for task in config["tasks"]]
         return out
@@ -758,11 +801,13 @@ def make_plan(config: dict, root: Path | str = ".") -> dict:
                   "peak_gb_per_gpu": per_gb(j.peak_bytes), "host_gb": per_gb(j.host_bytes),
                   "compute_gpu_hours": j.compute_gpu_hours, "wall_minutes": j.wall_minutes, "gpu_hours": j.gpu_hours,
                   "longest_prompt": j.prompt_tokens, "notes": j.notes} for j in jobs],
-        # fine-tuned checkpoints: the finetune jobs' and, per searched (model, task) with set 0, the chosen trial's
-        "disk": {"checkpoints_gb": total([rules.get("finetune", {}).get("disk_kept_gb"),
-                                          *(per_gb(j.adopted_bytes) for j in jobs if j.rule == "hparam_trial")]),
+        # fine-tuned checkpoints (and LoRA adapters): the finetune jobs' and, per searched (model, task) with set 0,
+        # the chosen trial's
+        "disk": {"checkpoints_gb": total([*(rules.get(r, {}).get("disk_kept_gb") for r in ("finetune", "finetune_lora")
+                                            if r in rules),
+                                          *(per_gb(j.adopted_bytes) for j in jobs if j.rule.startswith("hparam_trial"))]),
                  "training_work_gb_per_job": most(rules[r].get("work_gb_per_job") for r in rules if r in
-                                                   ("hparam_trial", "finetune")),
+                                                   ("hparam_trial", "finetune", "hparam_trial_lora", "finetune_lora")),
                  "indexes_gb": rules.get("index_chunks", {}).get("disk_kept_gb"),
                  "hub_models_gb": total(per_gb(HUB_BYTES * shapes[m][0].parameters) if shapes[m][0] else None
                                         for m in hub)},

@@ -22,7 +22,10 @@ SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]
 
 
 SETTING = ["group", "model", "task", "format", "shots"]
-RETRIEVAL = ("rag", "ftrag")
+RETRIEVAL = ("rag", "ftrag", "lorarag")
+# the fine-tuned cells' methods (kinject.grid.FT_PREFIX), their FT+RAG methods and their columns' names
+FINETUNED = {"ft": "ftrag", "lora": "lorarag"}
+NAMES = {"ft": "FT", "lora": "LoRA"}
 ORACLE = "oracle"
 CROSS_FIT = "cross-fit"
 
@@ -83,10 +86,12 @@ def read_scores(paths, groups: dict) -> pd.DataFrame:
 
 
 def _label(method: str, p) -> str:
+    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, and LoRA's as FT's."""
     if method in ("base", "rag"):
         return {"base": "Base", "rag": "RAG"}[method]
-    ft = "FT" if int(p) == 0 else f"FT-par{int(p)}"
-    return ft if method == "ft" else f"{ft}+RAG"
+    tuned = method.removesuffix("rag")
+    name = NAMES[tuned] if int(p) == 0 else f"{NAMES[tuned]}-par{int(p)}"
+    return name if method == tuned else f"{name}+RAG"
 
 
 def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -152,16 +157,19 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
     (``<column> low`` / ``<column> high``)."""
     sub = rows[(rows["group"] == group) & (rows["shots"] == shots)]
     # FT on the original chunks (set 0, the paper's FT-reg) and every set that also has an FT+RAG column (the
-    # paper's FT-par); the whole sweep over paraphrase sets is a figure
-    ft_sets = set(sub.loc[sub["method"] == "ftrag", "paraphrase_set"].dropna()) | {0}
-    sub = sub[(sub["method"] != "ft") | sub["paraphrase_set"].isin(ft_sets)]
+    # paper's FT-par), per fine-tuning method; the whole sweep over paraphrase sets is a figure
+    for tuned, with_rag in FINETUNED.items():
+        ft_sets = set(sub.loc[sub["method"] == with_rag, "paraphrase_set"].dropna()) | {0}
+        sub = sub[(sub["method"] != tuned) | sub["paraphrase_set"].isin(ft_sets)]
     index = ["task", "format", "model"]
     cells = sub.groupby(index + ["column"], sort=False)["correct"].agg(["sum", "size"]).reset_index()
     cells["accuracy"] = cells["sum"] / cells["size"]
     cells[["low", "high"]] = [wilson(x, n) for x, n in zip(cells["sum"], cells["size"])]
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
-    order = ["Base"] + sorted({c for c in table.columns if c.startswith("FT") and "+" not in c}) + ["RAG"] \
-        + sorted({c for c in table.columns if c.endswith("+RAG")})
+    tuned = [sorted({c for c in table.columns if c.split("-")[0] == name and "+" not in c}) for name in NAMES.values()]
+    with_rag = [sorted({c for c in table.columns if c.split("-")[0].split("+")[0] == name and c.endswith("+RAG")})
+                for name in NAMES.values()]
+    order = ["Base"] + sum(tuned, []) + ["RAG"] + sum(with_rag, [])
     columns = [c for c in order if c in table.columns]
     table = table[columns]
     picked = choices[(choices["group"] == group) & (choices["shots"] == shots)]
@@ -231,12 +239,14 @@ def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, 
 
 
 def read_losses(paths) -> pd.DataFrame:
-    """Per-step training loss of every fine-tuning run (…/{model}/{task}/k{k}/train_loss.csv)."""
+    """Per-step training loss of every fine-tuning run (…/{model}/{task}/k{k}/train_loss.csv, a LoRA run's
+    …/{task}/lora/k{k}/train_loss.csv), with its method (ft, lora)."""
     frames = []
     for path in map(str, paths):
-        m = re.search(r"finetune/(?P<model>[^/]+)/(?P<task>[^/]+)/k(?P<k>\d+)/train_loss\.csv$", path)
+        m = re.search(r"finetune/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<lora>lora/)?k(?P<k>\d+)/train_loss\.csv$", path)
         df = pd.read_csv(path)
-        frames.append(df.assign(model=m["model"], task=m["task"], paraphrase_set=int(m["k"])))
+        frames.append(df.assign(model=m["model"], task=m["task"], method="lora" if m["lora"] else "ft",
+                                paraphrase_set=int(m["k"])))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -280,16 +290,16 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
 
     scores = pd.read_csv(scores_csv)
     trends = pd.read_csv(trend_csv) if trend_csv is not None else None
-    ft = scores[(scores["method"] == "ft") & (scores["k"] == 0)]
-    setting = ["model", "task", "format", "shots"]
+    ft = scores[scores["method"].isin(list(FINETUNED)) & (scores["k"] == 0)]
+    setting = ["model", "task", "format", "shots", "method"]
     ft = ft[ft.groupby(setting)["paraphrase_set"].transform("nunique") > 1]
     write_csv(out["paraphrases_csv"], ft[setting + ["paraphrase_set", "accuracy", "n_questions", "ci_low", "ci_high"]])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = list(ft.groupby(setting))
-    for i, ((model, task, fmt, shots), g) in enumerate(series):
+    for i, ((model, task, fmt, shots, method), g) in enumerate(series):
         g = g.sort_values("paraphrase_set")
-        label = f"{model} / {task} ({fmt}, n={g['n_questions'].iloc[0]})" + _trend_label(
-            trends, {"model": model, "task": task, "format": fmt, "shots": shots})
+        label = f"{model} / {task} {NAMES[method]} ({fmt}, n={g['n_questions'].iloc[0]})" + _trend_label(
+            trends, {"model": model, "task": task, "format": fmt, "shots": shots, "method": method})
         ax.errorbar(g["paraphrase_set"].astype(float) + _dodge(i, len(series)), g["accuracy"], yerr=_error_bars(g),
                     marker="o", capsize=3, label=label)
     ax.set(xlabel="paraphrases per chunk in the FT data (set k)", ylabel="accuracy (Wilson 95% interval)",
@@ -301,15 +311,15 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
 
     losses = read_losses(loss_paths)
     write_csv(out["loss_csv"], losses)
-    runs = list(losses.groupby(["model", "task", "paraphrase_set"]))
+    runs = list(losses.groupby(["model", "task", "method", "paraphrase_set"]))
     ncols = min(3, len(runs))
     nrows = -(-len(runs) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
-    for ax, ((model, task, p), g) in zip(axes.flat, runs):
+    for ax, ((model, task, method, p), g) in zip(axes.flat, runs):
         ax.plot(g["step"], g["loss"], lw=1)
         for step in epoch_boundaries(g):
             ax.axvline(step, color="grey", lw=0.6, ls="--")
-        ax.set_title(f"{model} / {task} / set {p} ({epoch_count(g)} epochs)", fontsize=8)
+        ax.set_title(f"{model} / {task} / {NAMES[method]} set {p} ({epoch_count(g)} epochs)", fontsize=8)
         ax.set_xlabel("optimizer step", fontsize=7)
         ax.set_ylabel("training loss", fontsize=7)
         ax.tick_params(labelsize=6)
@@ -321,9 +331,9 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     plt.close(fig)
 
     keys = ["model", "task", "format", "shots", "method", "paraphrase_set"]
-    rag = scores[scores["method"].isin(["rag", "ftrag"])]
-    anchors = pd.concat([scores[scores["method"] == "base"].assign(method="rag"),
-                         scores[scores["method"] == "ft"].assign(method="ftrag")])  # K = 0: no retrieval
+    rag = scores[scores["method"].isin(RETRIEVAL)]
+    anchors = pd.concat([scores[scores["method"] == "base"].assign(method="rag")]  # K = 0: no retrieval
+                        + [scores[scores["method"] == tuned].assign(method=with_rag) for tuned, with_rag in FINETUNED.items()])
     curve = pd.concat([anchors.merge(rag[keys].drop_duplicates(), on=keys), rag]).sort_values(keys + ["k"])
     write_csv(out["k_csv"], curve[keys + ["k", "accuracy", "n_questions", "ci_low", "ci_high"]])
     fig, ax = plt.subplots(figsize=(7, 4))
