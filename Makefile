@@ -3,13 +3,15 @@
 #   make test   set up a fresh machine and run the whole test suite
 # and a developer's quick one:
 #   make check  the fast tier: every test not marked slow (no pipeline run), the slowest listed
+# and the demo's larger sibling (docs/demo.md):
+#   make demo-extended  the demo plus a LoRA arm, a task from a folder of markdown files and the forgetting table
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # rules' shell commands (accelerate launch) and the tests find the venv's tools first
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test check venv llama-server gpu-wheels gpu-check
+.PHONY: demo demo-extended test check venv llama-server gpu-wheels gpu-check
 
 venv: $(VENV)/.installed
 
@@ -47,6 +49,11 @@ $(LLAMA_SERVER): | $(VENV)/.installed
 
 demo: venv
 	$(BIN)/snakemake all --cores 2 --configfile config/demo.yaml
+
+# The demo with a LoRA arm, a markdown-folder task and the forgetting table (config/demo_extended.yaml over
+# config/demo.yaml; its own results/demo_extended, so `make demo`'s tables stay as they are)
+demo-extended: venv
+	$(BIN)/snakemake all --cores 2 --configfile config/demo.yaml config/demo_extended.yaml
 
 # Both tiers in a shuffled order (pytest-random-order; the seed is printed: --random-order-seed=N replays it)
 PYTEST := $(BIN)/python -m pytest -ra --random-order --durations=15

@@ -31,6 +31,7 @@ include: "rules/paraphrases.smk"
 include: "rules/finetune.smk"
 include: "rules/retrieval.smk"
 include: "rules/evaluate.smk"
+include: "rules/controls.smk"
 include: "rules/report.smk"
 include: "rules/manifest.smk"
 

@@ -1,11 +1,13 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
 from kinject.corpus import corpus_files
 from kinject.llm import reply_settings
-from kinject.questions import mmlu_csv_files, mmlu_settings
+from kinject.questions import control_settings, mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
 from kinject.grid import FORMATS, LMEVAL_TASK_DIR, RECORDS_PATTERN, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, MANIFEST, REVISIONS
 from kinject.grid import results_root, rooted
+from kinject.grid import CONTROL_DIR, CONTROL_SCORES, FINETUNED, HPARAMS, HUB_CONTROL_DIR, control_scores, ft_methods
+from kinject.grid import finetuned_checkpoints, records_path, search_lrs as method_lrs
 from kinject.hub import OFFLINE_ENV, hub_artifacts
 from kinject.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
@@ -26,6 +28,7 @@ def logpath(path):
 
 TASKS = list(config["tasks"])
 MODELS = list(config["models"])
+CONTROLS = list(config["evaluation"]["controls"])
 CELLS = cells(config)
 RAG_KS = rag_ks(config)
 EVALUATION_CELLS = evaluation_cells(config)
@@ -62,7 +65,13 @@ localrules:
     paraphrase_set,
     validation_paraphrases,
     choose_hparams,
+    choose_hparams_lora,
     validated_model,
+    validated_adapter,
+    download_control_dataset,
+    control_questions,
+    control_lmeval_task,
+    forgetting,
     review_sheet,
     extract_embedder,
     lmeval_task,
@@ -79,6 +88,7 @@ wildcard_constraints:
     shots=r"\d+",
     format="|".join(FORMATS),
     lr=r"[0-9.e+-]+",
+    control="|".join(CONTROLS) or "(?!)",
 
 
 def tasks_regex(keep):
@@ -217,9 +227,17 @@ def table_outputs():
 FIGURES = ["paraphrases_vs_accuracy", "train_loss", "accuracy_vs_k"]
 
 
+def forgetting_outputs():
+    """The forgetting table, where controls are scored on some fine-tuned checkpoint."""
+    if not (CONTROLS and finetuned_checkpoints(config)):
+        return []
+    return [res("results/tables/forgetting.csv"), res("results/tables/forgetting.md")]
+
+
 def all_outputs():
     return (
         table_outputs()
+        + forgetting_outputs()
         + [res("results/tables/scores.csv"), res("results/tables/best_k.csv")]
         + [res("results/tables/comparisons.csv"), res("results/tables/comparisons.md"), res("results/tables/paraphrase_trend.csv")]
         + [res(f"results/figures/{name}.{ext}") for name in FIGURES for ext in ("png", "csv")]
@@ -306,14 +324,20 @@ def generated_paraphrases_input(wildcards):
     return res(f"results/{wildcards.task}/paraphrases/generated.parquet")
 
 
-def search_lrs():
-    return [f"{lr:g}" for lr in config["finetune"].get("search", {}).get("lr", [])]
+def search_lrs(method="full"):
+    """The learning rates of a fine-tuning method's search (wildcard lr)."""
+    return [f"{lr:g}" for lr in method_lrs(config, method)]
 
 
-def hparams_input(wildcards):
-    if "validation" in task_cfg(wildcards):
-        return res(f"results/hparams/{wildcards.model}/{wildcards.task}/chosen.json")
-    return []
+def hparams_input(method="full"):
+    """The search's chosen.json (for method's runs), where the task has a search."""
+
+    def chosen(wildcards):
+        if "validation" in task_cfg(wildcards):
+            return res(HPARAMS[method].format(model=wildcards.model, task=wildcards.task) + "/chosen.json")
+        return []
+
+    return chosen
 
 
 def fewshot_context(wildcards):
@@ -334,9 +358,29 @@ def retrieval_input(wildcards):
 
 
 def loss_files():
+    """Every fine-tuning run's loss: beside its checkpoint (full) or adapter (lora)."""
     return [
-        res(f"results/finetune/{model}/{task}/k{p}/train_loss.csv")
-        for model in MODELS
-        for task, cfg in config["tasks"].items()
-        for p in cfg["paraphrase_sets"]
+        res(os.path.dirname(FINETUNED[c["method"]].format(model=c["model"], task=c["task"], k=c["p"])) + "/train_loss.csv")
+        for c in finetuned_checkpoints(config)
     ]
+
+
+def control_spec(wildcards):
+    return config["evaluation"]["controls"][wildcards.control]
+
+
+def control_input(wildcards):
+    """A control's own files (MMLU CSVs, a table), so that editing one re-loads it; an MMLU control's download."""
+    spec = control_spec(wildcards)
+    folder = res(HUB_CONTROL_DIR.format(control=wildcards.control))
+    if spec["source"] == "mmlu":
+        return [folder] if folder in HUB else []
+    if spec["source"] == "table":
+        return [spec["path"]]
+    return [str(path) for path in mmlu_csv_files(spec["path"], spec["subject"]).values() if path is not None]
+
+
+def control_outputs(method, suffix="json"):
+    """The control score files (or their records) of one evaluation job: every control on one checkpoint."""
+    pattern = CONTROL_SCORES[method].replace("{model}", "{{model}}").replace("{task}", "{{task}}").replace("{p}", "{{p}}")
+    return expand(res(pattern.removesuffix(".json") + f".{suffix}"), control=CONTROLS)

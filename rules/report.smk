@@ -49,3 +49,25 @@ rule figures:
         "../envs/report.yaml"
     script:
         "../scripts/figures.py"
+
+
+# Forgetting: each control's accuracy on every fine-tuned checkpoint against its base model's, paired over
+# the same questions (kinject.forgetting).
+rule forgetting:
+    input:
+        scores=[res(path) for path in control_scores(config)],
+        records=[res(records_path(path)) for path in control_scores(config)],
+    output:
+        csv=report(res("results/tables/forgetting.csv"), caption="../report/forgetting.rst", category="Tables"),
+        md=res("results/tables/forgetting.md"),
+    params:
+        seed=config["seed"],  # the bootstrap resamples
+    log:
+        logpath("logs/forgetting/forgetting.log"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/forgetting.py"

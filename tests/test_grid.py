@@ -55,9 +55,16 @@ def test_demo_grid_dry_run_matches_formula():
     assert dry_run_counts("--configfile", "config/demo.yaml") == expected_job_counts(config)
 
 
-@pytest.mark.parametrize("configfile", ["config.yaml", "config/demo.yaml"])
-def test_evaluation_jobs_score_every_cell_exactly_once(configfile):
-    config = load_config(ROOT / configfile)
+def test_extended_demo_grid_dry_run_matches_formula():
+    """LoRA's rules, a files-and-table task, the controls and the forgetting table: the formula too."""
+    files = ["config/demo.yaml", "config/demo_extended.yaml"]
+    assert dry_run_counts("--configfile", *files) == expected_job_counts(load_config(*(ROOT / f for f in files)))
+
+
+@pytest.mark.parametrize("configfiles", [["config.yaml"], ["config/demo.yaml"],
+                                         ["config/demo.yaml", "config/demo_extended.yaml"]])
+def test_evaluation_jobs_score_every_cell_exactly_once(configfiles):
+    config = load_config(*(ROOT / f for f in configfiles))
     written = []
     for rule, jobs in evaluation_jobs(config).items():
         for job in jobs:

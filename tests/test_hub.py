@@ -248,14 +248,16 @@ def test_hub_ids_and_local_folders(tmp_path):
     assert not is_hub_id("a/b/c", tmp_path)
 
 
-def test_paper_config_downloads_three_models_the_embedder_and_each_subject():
+def test_paper_config_downloads_three_models_the_embedder_each_subject_and_each_control():
     artifacts = hub_artifacts(load_config(REPO / "config.yaml"), REPO)
     assert sorted(artifacts) == sorted(
         [f"results/paper/hub/models/{m}" for m in ("llama2-7b", "mistral-7b", "orca2-7b")]
         + ["results/paper/hub/embedder/bge-large-en"]
         + [f"results/paper/hub/datasets/{t}" for t in ("anatomy", "astronomy", "college_biology", "college_chemistry",
-                                                 "prehistory")])
+                                                 "prehistory")]
+        + [f"results/paper/hub/datasets/controls/{c}" for c in ("marketing", "world_religions", "moral_disputes")])
     assert artifacts["results/paper/hub/datasets/anatomy"]["allow_patterns"] == ["anatomy/*"]
+    assert artifacts["results/paper/hub/datasets/controls/marketing"]["key"] == "evaluation.controls.marketing"
     assert artifacts["results/paper/hub/models/llama2-7b"]["repo"] == "meta-llama/Llama-2-7b-hf"
     assert hub_artifacts(load_config(REPO / "config" / "demo.yaml"), REPO) == {}  # the demo is offline
 

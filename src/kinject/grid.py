@@ -36,16 +36,28 @@ LMEVAL_TASK_DIR = "results/{task}/lmeval/{format}/k{k}"
 HUB_MODEL_DIR = "results/hub/models/{model}"
 HUB_EMBEDDER_DIR = "results/hub/embedder/{embedder}"
 HUB_DATASET_DIR = "results/hub/datasets/{task}"
+HUB_CONTROL_DIR = "results/hub/datasets/controls/{control}"  # an MMLU control (evaluation.controls)
 MANIFEST = "results/manifest.json"  # every source of the run: kinject.manifest
 REVISIONS = "results/{task}/raw/revisions.json"  # the pages fetched as of knowledge_base.as_of (fetch writes it)
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
+# a fine-tuning method (finetune.methods) -> its cells' method names: {prefix}-p{n} (FT), {prefix}rag-p{n} (FT+RAG)
+FT_PREFIX = {"full": "ft", "lora": "lora"}
+# a LoRA run's adapter and search sit beside full fine-tuning's checkpoint and search, under lora/
+FINETUNED = {"full": "results/finetune/{model}/{task}/k{k}/checkpoint",
+             "lora": "results/finetune/{model}/{task}/lora/k{k}/adapter"}
+HPARAMS = {"full": "results/hparams/{model}/{task}", "lora": "results/hparams/{model}/{task}/lora"}
+# evaluation.controls (forgetting): question sets scored on the base model and on every fine-tuned checkpoint
+CONTROL_DIR = "results/controls/{control}"
+CONTROL_SCORES = {"base": "results/controls/scores/{model}/base/{control}.json",
+                  "full": "results/controls/scores/{model}/{task}/ft-p{p}/{control}.json",
+                  "lora": "results/controls/scores/{model}/{task}/lora-p{p}/{control}.json"}
 
 
 @dataclass(frozen=True)
 class Cell:
     model: str
     task: str
-    method: str  # base | rag | ft-p{n} | ftrag-p{n}
+    method: str  # base | rag | ft-p{n} | ftrag-p{n} | lora-p{n} | lorarag-p{n}
     k: int
     shots: int
     format: str = "options"
@@ -64,7 +76,12 @@ class Cell:
 
     @property
     def finetuned(self) -> bool:
-        return self.method.startswith("ft")
+        return self.method.startswith(("ft", "lora"))
+
+    @property
+    def ft_method(self) -> str | None:
+        """The fine-tuning method of a fine-tuned cell (full, lora), None for base and RAG."""
+        return ("lora" if self.method.startswith("lora") else "full") if self.finetuned else None
 
 
 def records_path(score_path):
@@ -73,6 +90,22 @@ def records_path(score_path):
     if not path.endswith(".json"):
         raise KinjectError(path, "not a score file (.json)")
     return path[: -len(".json")] + ".parquet"
+
+
+def ft_methods(config: dict, task: dict) -> list[str]:
+    """A task's fine-tuning methods: tasks.<t>.finetune_methods, else finetune.methods (default: full)."""
+    return list(task.get("finetune_methods", config["finetune"]["methods"]))
+
+
+def method_tasks(config: dict, method: str) -> list[str]:
+    """The tasks fine-tuned with ``method``."""
+    return [name for name, task in config["tasks"].items() if method in ft_methods(config, task)]
+
+
+def search_lrs(config: dict, method: str = "full") -> list[float]:
+    """The learning rates a task with validation searches: finetune.search.lr, LoRA's finetune.lora.search_lr."""
+    ft = config["finetune"]
+    return list(ft.get("search", {}).get("lr", []) if method == "full" else ft["lora"].get("search_lr", []))
 
 
 def ft_rag_sets(task: dict) -> list[int]:
@@ -112,6 +145,21 @@ def check_config(config: dict, source: str = "config") -> None:
             raise KinjectError(source, f"{key}.validation is set but finetune.search is missing")
         if "validation" in task and task["validation"]["paraphrases"] > count:
             raise KinjectError(source, f"{key}.validation.paraphrases is larger than paraphrases.count")
+        if "validation" in task and "lora" in ft_methods(config, task) and not search_lrs(config, "lora"):
+            raise KinjectError(source, f"{key} fine-tunes with lora and has validation, but finetune.lora.search_lr "
+                               "is missing (LoRA's learning rates to search)")
+    check_controls(config, source)
+
+
+def check_controls(config: dict, source: str) -> None:
+    for name, control in config["evaluation"]["controls"].items():
+        key = f"evaluation.controls.{name}"
+        if name in config["tasks"]:
+            raise KinjectError(source, f"{key}: a control is a question set outside every task; {name} is a task")
+        if control["source"] in ("mmlu", "mmlu_csv") and "subject" not in control:
+            raise KinjectError(source, f"{key}.subject is required for source {control['source']}")
+        if control["source"] in ("mmlu_csv", "table") and "path" not in control:
+            raise KinjectError(source, f"{key}.path is required for source {control['source']}")
 
 
 def formats(task: dict) -> list[str]:
@@ -164,9 +212,25 @@ def cells(config: dict) -> list[Cell]:
                 at = {"model": model, "task": name, "shots": shots, "format": fmt}
                 out.append(Cell(method="base", k=0, **at))
                 out += [Cell(method="rag", k=k, **at) for k in ks]
-                out += [Cell(method=f"ft-p{p}", k=0, **at) for p in sorted(task["paraphrase_sets"])]
-                out += [Cell(method=f"ftrag-p{p}", k=k, **at) for p in ft_rag_sets(task) for k in ks]
+                for prefix in (FT_PREFIX[m] for m in ft_methods(config, task)):
+                    out += [Cell(method=f"{prefix}-p{p}", k=0, **at) for p in sorted(task["paraphrase_sets"])]
+                    out += [Cell(method=f"{prefix}rag-p{p}", k=k, **at) for p in ft_rag_sets(task) for k in ks]
     return out
+
+
+def finetuned_checkpoints(config: dict) -> list[dict]:
+    """Every fine-tuned model of the grid: {model, task, method (full, lora), p}."""
+    return [{"model": model, "task": name, "method": method, "p": p}
+            for model in config["models"] for name, task in config["tasks"].items()
+            for method in ft_methods(config, task) for p in sorted(task["paraphrase_sets"])]
+
+
+def control_scores(config: dict) -> list[str]:
+    """Every score file of the controls: each control on each base model and each fine-tuned checkpoint."""
+    controls = list(config["evaluation"]["controls"])
+    models = [{"model": m, "method": "base"} for m in config["models"]] + finetuned_checkpoints(config)
+    return [CONTROL_SCORES[at["method"]].format(control=c, **{k: v for k, v in at.items() if k != "method"})
+            for at in models for c in controls]
 
 
 def rag_ks(config: dict) -> list[int]:
@@ -185,6 +249,8 @@ def evaluation_cells(config: dict) -> dict[str, list[tuple[str, int]]]:
         "evaluate_base": [("base", 0)] + [("rag", k) for k in ks],
         "evaluate_ft": [("ft-p{p}", 0)],
         "evaluate_ftrag": [("ftrag-p{p}", k) for k in ks],
+        "evaluate_lora": [("lora-p{p}", 0)],
+        "evaluate_lorarag": [("lorarag-p{p}", k) for k in ks],
     }
 
 
@@ -197,9 +263,11 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
             for shots, fmt in ((s, f) for s in sorted(task["shots"]) for f in formats(task)):
                 at = {"model": model, "task": task_name, "shots": shots, "format": fmt}
                 jobs["evaluate_base"].append(at)
-                jobs["evaluate_ft"] += [{**at, "p": p} for p in sorted(task["paraphrase_sets"])]
-                if rag:
-                    jobs["evaluate_ftrag"] += [{**at, "p": p} for p in ft_rag_sets(task)]
+                for method in ft_methods(config, task):
+                    prefix = FT_PREFIX[method]
+                    jobs[f"evaluate_{prefix}"] += [{**at, "p": p} for p in sorted(task["paraphrase_sets"])]
+                    if rag:
+                        jobs[f"evaluate_{prefix}rag"] += [{**at, "p": p} for p in ft_rag_sets(task)]
     return jobs
 
 
@@ -208,43 +276,64 @@ def expected_job_counts(config: dict) -> dict[str, int]:
     models, tasks = config["models"], config["tasks"]
     n_models, n_tasks = len(models), len(tasks)
     generated = [t for t in tasks.values() if t["questions"]["source"] == "generated"]
+    wiki = [t for t in tasks.values() if t["knowledge_base"]["source"] in ("dump", "mediawiki")]
     validated = [t for t in tasks.values() if "validation" in t]
     paraphrased = [t for t in tasks.values() if max(t["paraphrase_sets"]) > 0]
     rag = bool(rag_ks(config))
-    n_search = len(config["finetune"].get("search", {}).get("lr", []))
     task_dirs = {(c.task, c.k, c.format) for c in cells(config)}
+    controls = config["evaluation"]["controls"]
+    checkpoints = finetuned_checkpoints(config)
     counts = {
-        "fetch": n_tasks,
-        "clean_dump": n_tasks,
+        "fetch": len(wiki),
+        "clean_dump": len(wiki),
+        "load_corpus": n_tasks - len(wiki),
         "make_chunks": n_tasks,
         "knowledge_base_report": n_tasks,
         "generate_questions": len(generated),
         "select_questions": len(generated),
         "review_questions": len(generated),
-        "load_mmlu_questions": n_tasks - len(generated),
+        "load_mmlu_questions": sum(t["questions"]["source"] in ("mmlu", "mmlu_csv") for t in tasks.values()),
+        "load_table_questions": sum(t["questions"]["source"] == "table" for t in tasks.values()),
         "paraphrase_chunks": len(paraphrased),
         "paraphrase_set": sum(len(t["paraphrase_sets"]) for t in tasks.values()),
         "validation_paraphrases": len(validated),
         "build_base_model": sum(1 for m in models.values() if "build" in m),
         "convert_gguf": sum(1 for m in models.values() if "gguf" in m),
-        "hparam_trial": n_models * len(validated) * n_search,
-        "choose_hparams": n_models * len(validated),
-        # paraphrase set 0 of a task with a search is the chosen trial's model (rule validated_model)
-        "validated_model": n_models * sum(0 in t["paraphrase_sets"] for t in validated),
-        "finetune": n_models * sum(len(t["paraphrase_sets"]) - ("validation" in t and 0 in t["paraphrase_sets"])
-                                   for t in tasks.values()),
+        **training_job_counts(config),
         "extract_embedder": 1 if "package" in config["embedder"] and rag else 0,
         "index_chunks": n_tasks if rag else 0,
         "retrieve": n_tasks if rag else 0,
         "lmeval_task": len(task_dirs),
         **{rule: len(jobs) for rule, jobs in evaluation_jobs(config).items()},
         **hub_job_counts(config),
+        "control_questions": len(controls),
+        "control_lmeval_task": len(controls),
+        "evaluate_controls_base": n_models if controls else 0,
+        "evaluate_controls_ft": sum(c["method"] == "full" for c in checkpoints) if controls else 0,
+        "evaluate_controls_lora": sum(c["method"] == "lora" for c in checkpoints) if controls else 0,
+        "forgetting": 1 if controls and checkpoints else 0,
         "tables": 1,
         "figures": 1,
         "manifest": 1,
         "all": 1,
     }
     return {rule: n for rule, n in counts.items() if n}
+
+
+def training_job_counts(config: dict) -> dict[str, int]:
+    """The training rules' jobs, per fine-tuning method (LoRA's rules end in _lora, validated_adapter)."""
+    n_models, counts = len(config["models"]), {}
+    for method, suffix in (("full", ""), ("lora", "_lora")):
+        tasks = [config["tasks"][t] for t in method_tasks(config, method)]
+        validated = [t for t in tasks if "validation" in t]
+        counts[f"hparam_trial{suffix}"] = n_models * len(validated) * len(search_lrs(config, method))
+        counts[f"choose_hparams{suffix}"] = n_models * len(validated)
+        # paraphrase set 0 of a task with a search is the chosen trial's model (rule validated_model)
+        counts["validated_adapter" if suffix else "validated_model"] = \
+            n_models * sum(0 in t["paraphrase_sets"] for t in validated)
+        counts[f"finetune{suffix}"] = n_models * sum(
+            len(t["paraphrase_sets"]) - ("validation" in t and 0 in t["paraphrase_sets"]) for t in tasks)
+    return counts
 
 
 def hub_job_counts(config: dict) -> dict[str, int]:
@@ -256,7 +345,8 @@ def hub_job_counts(config: dict) -> dict[str, int]:
     return {
         "download_model": sum("/hub/models/" in f for f in folders),
         "download_embedder": sum("/hub/embedder/" in f for f in folders) if rag else 0,
-        "download_dataset": sum("/hub/datasets/" in f for f in folders),
+        "download_dataset": sum("/hub/datasets/" in f and "/hub/datasets/controls/" not in f for f in folders),
+        "download_control_dataset": sum("/hub/datasets/controls/" in f for f in folders),
     }
 
 

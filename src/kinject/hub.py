@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from kinject.errors import KinjectError
-from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, results_root, rooted
+from kinject.grid import HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, results_root, rooted
 from kinject.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,11 @@ def hub_artifacts(config: dict, root=".") -> dict[str, dict]:
         if q["source"] == "mmlu":
             out[rooted(HUB_DATASET_DIR.format(task=name), study)] = {
                 "key": f"tasks.{name}.questions", "repo": q.get("dataset", "cais/mmlu"), "repo_type": "dataset",
+                "revision": q.get("revision", "main"), "allow_patterns": [f"{q['subject']}/*"]}
+    for name, q in config["evaluation"].get("controls", {}).items():
+        if q["source"] == "mmlu":
+            out[rooted(HUB_CONTROL_DIR.format(control=name), study)] = {
+                "key": f"evaluation.controls.{name}", "repo": q.get("dataset", "cais/mmlu"), "repo_type": "dataset",
                 "revision": q.get("revision", "main"), "allow_patterns": [f"{q['subject']}/*"]}
     return out
 

@@ -85,18 +85,29 @@ def fetch_locked(config: dict, knowledge_base: dict, task: str, *args, **kwargs)
 
 
 def local_sources(config: dict) -> list[str]:
-    """Every local file that decides a result: dumps, title and hub-page lists, MMLU CSVs, review files, GGUF
-    files given by path. (The LLM cache and local model folders are recorded by the manifest as folders.)"""
+    """Every local file that decides a result: dumps, title and hub-page lists, a files source's documents,
+    tables of documents or questions, MMLU CSVs, review files, the controls' files, GGUF files given by path.
+    (The LLM cache and local model folders are recorded by the manifest as folders.)"""
+    from kinject.corpus import corpus_files
     from kinject.questions import mmlu_csv_files
+
+    def question_files(q: dict) -> list[str]:
+        if q["source"] == "mmlu_csv":
+            return [str(p) for p in mmlu_csv_files(q["path"], q["subject"]).values() if p is not None]
+        return [q["path"]] if q["source"] == "table" else []
 
     paths = []
     for task in config["tasks"].values():
         kb, q = task["knowledge_base"], task["questions"]
-        paths += [kb[key] for key in ("path", "titles", "hub_pages_file") if key in kb]
-        if q["source"] == "mmlu_csv":
-            paths += [str(p) for p in mmlu_csv_files(q["path"], q["subject"]).values() if p is not None]
+        if kb["source"] == "files":
+            paths += [str(p) for p in corpus_files(kb["path"])]
+        else:
+            paths += [kb[key] for key in ("path", "titles", "hub_pages_file") if key in kb]
+        paths += question_files(q)
         if q.get("review", "skip") != "skip":
             paths.append(q["review"])
+    for control in config["evaluation"].get("controls", {}).values():
+        paths += question_files(control)
     paths += [m["gguf"]["path"] for m in config["models"].values() if "path" in m.get("gguf", {})]
     return sorted(set(paths))
 

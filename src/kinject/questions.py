@@ -348,3 +348,18 @@ def write_review_sheet(selected_path, chunks_path, out) -> str:
     with atomic_path(out) as tmp:
         pd.DataFrame(rows, columns=REVIEW_COLUMNS).to_csv(tmp, index=False)
     return f"{len(rows)} questions to review in {out}: fill the decision column with accept or reject"
+
+
+def control_settings(spec: dict) -> dict:
+    """What rule control_questions reads of a control (evaluation.controls.<c>): its params."""
+    return {"source": "table", "path": spec["path"]} if spec["source"] == "table" else mmlu_settings(spec)
+
+
+def load_control_questions(spec: dict, out, folder=None) -> str:
+    """A control question set (forgetting, kinject.forgetting): MMLU (from ``folder``, the download, or the
+    CSV layout) or the user's table, written as every question file is; only its test questions are scored."""
+    if spec["source"] == "table":
+        from kinject.corpus import load_table_questions
+
+        return load_table_questions(spec["path"], out)
+    return load_mmlu_questions(spec, out, folder=folder)

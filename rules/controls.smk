@@ -1,0 +1,103 @@
+# Forgetting (evaluation.controls): question sets outside every knowledge base, scored 0-shot without
+# retrieval in the paper's format (options) on each base model and on every fine-tuned checkpoint (full and
+# LoRA), one job per checkpoint scoring every control with one model load; rule forgetting compares them.
+
+
+use rule download_dataset as download_control_dataset with:
+    output:
+        folder=directory(res(HUB_CONTROL_DIR)),
+        meta=res(f"{HUB_CONTROL_DIR}.json"),
+    params:
+        source=lambda wc: hub_source(res(HUB_CONTROL_DIR.format(control=wc.control))),
+    log:
+        logpath("logs/download_dataset/controls_{control}.log"),
+
+
+rule control_questions:
+    input:
+        control_input,
+    output:
+        res(CONTROL_DIR + "/questions.parquet"),
+    params:
+        spec=lambda wc: canonical(control_settings(control_spec(wc))),
+        hub=lambda wc: res(HUB_CONTROL_DIR.format(control=wc.control)) if control_spec(wc)["source"] == "mmlu" else None,
+    log:
+        logpath("logs/control_questions/{control}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/control_questions.py"
+
+
+rule control_lmeval_task:
+    input:
+        questions=res(CONTROL_DIR + "/questions.parquet"),
+    output:
+        directory(res(CONTROL_DIR + "/lmeval")),
+    params:
+        task_name="kinject_control_{control}",
+    log:
+        logpath("logs/control_lmeval_task/{control}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/control_lmeval_task.py"
+
+
+rule evaluate_controls_base:
+    input:
+        model=base_model_input,
+        tasks=expand(res(CONTROL_DIR + "/lmeval"), control=CONTROLS),
+    output:
+        scores=control_outputs("base"),
+        records=control_outputs("base", "parquet"),
+    params:
+        model=base_model_path,
+        checkpoint="base",
+        controls=CONTROLS,
+        shared_prefix=config["evaluation"]["shared_prefix"],
+        precision=config["precision"],
+    log:
+        logpath("logs/evaluate_controls/{model}_base.log"),
+    threads: compute_threads("evaluate")
+    resources:
+        **compute_resources("evaluate"),
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/evaluate_controls.py"
+
+
+use rule evaluate_controls_base as evaluate_controls_ft with:
+    input:
+        model=res(FINETUNED["full"].replace("{k}", "{p}")),
+        tasks=expand(res(CONTROL_DIR + "/lmeval"), control=CONTROLS),
+    output:
+        scores=control_outputs("full"),
+        records=control_outputs("full", "parquet"),
+    params:
+        model=lambda wildcards, input: input.model,
+        checkpoint="{task}/ft-p{p}",
+    log:
+        logpath("logs/evaluate_controls/{model}_{task}_ft-p{p}.log"),
+
+
+use rule evaluate_controls_base as evaluate_controls_lora with:
+    input:
+        model=base_model_input,
+        adapter=res(FINETUNED["lora"].replace("{k}", "{p}")),
+        tasks=expand(res(CONTROL_DIR + "/lmeval"), control=CONTROLS),
+    output:
+        scores=control_outputs("lora"),
+        records=control_outputs("lora", "parquet"),
+    params:
+        checkpoint="{task}/lora-p{p}",
+        adapter=lambda wildcards, input: input.adapter,
+    log:
+        logpath("logs/evaluate_controls/{model}_{task}_lora-p{p}.log"),
