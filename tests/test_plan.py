@@ -104,6 +104,40 @@ def test_training_memory_llama2_7b_fsdp4_full_shard_bf16_checkpointing():
     assert sum(parts.values()) == 33_969_956_864  # about 34.0 GB: fits an 80 GB GPU
 
 
+def test_lora_training_memory_keeps_the_frozen_weights_and_trains_only_the_adapter():
+    """Llama-2-7B, LoRA r=16 on every linear layer (peft's count: r x (in + out) per layer), FSDP over 4 GPUs."""
+    from kinject.lora import lora_parameters
+
+    p = 6_738_415_616
+    adapter = lora_parameters({"r": 16, "target_modules": "all-linear"}, hidden_size=4096, kv_size=4096,
+                              intermediate_size=11008, num_layers=32)
+    # per layer: q, k, v, o 16 x (4096 + 4096) each, gate and up 16 x (4096 + 11008), down 16 x (11008 + 4096)
+    assert adapter == 32 * 16 * (4 * 8192 + 3 * 15104) == 39_976_960
+    common = dict(processes=4, dist=FULL_SHARD, precision="bf16", micro_batch=4, block_size=256, checkpointing=True,
+                  overhead_gb=4)
+    full = training_memory(shape(LLAMA2_7B, p), **common)
+    lora = training_memory(shape(LLAMA2_7B, p), **common, trainable=adapter)
+    assert lora["weights"] == full["weights"] == p  # the frozen fp32 master weights, sharded over 4
+    assert lora["gradients"] == 4 * adapter / 4 and lora["optimizer"] == 8 * adapter / 4
+    assert lora["layer_grads"] == 2 * adapter / 32  # one layer's adapter gradients, unsharded, bf16
+    assert {k: lora[k] for k in ("gathered", "activations", "logits", "overhead")} == \
+        {k: full[k] for k in ("gathered", "activations", "logits", "overhead")}
+    assert round(sum(lora.values()) / GB, 1) == 12.9
+
+
+def test_a_lora_arm_plans_its_own_jobs_memory_and_small_adapters(tmp_path):
+    plan = paper_plan(tmp_path, lambda c: c["finetune"].update(methods=["full", "lora"]))
+    rules = plan["rules"]
+    assert rules["hparam_trial_lora"]["jobs"] == 3 * 6 * 4 and rules["finetune_lora"]["jobs"] == 30
+    assert rules["evaluate_lora"]["jobs"] == rules["evaluate_ft"]["jobs"]
+    memory = {(m["rule"], m["model"]): m["total_gb"] for m in plan["memory"]}
+    assert memory[("finetune_lora", "llama2-7b")] < memory[("finetune", "llama2-7b")] / 2
+    # 16 bf16 adapters per model beside the full checkpoints: Llama-2 and Orca-2 39,976,960 parameters each,
+    # Mistral (grouped-query attention, a wider MLP) 32 x 16 x (2 x 8192 + 2 x 5120 + 3 x 18432) = 41,943,040
+    added = plan["disk"]["checkpoints_gb"] - paper_plan(tmp_path)["disk"]["checkpoints_gb"]
+    assert added == pytest.approx(16 * 2 * (2 * 39_976_960 + 41_943_040) / 1e9)
+
+
 def test_unsharded_7b_training_is_the_issues_108_gb():
     # plain data parallelism: every GPU holds 16 B per parameter (fp32 weights, gradients, AdamW), plus
     # autocast's bf16 copy of the weights; without checkpointing all 32 layers' activations stay

@@ -449,8 +449,9 @@ class Planner:
         self.checkpointing = ft["gradient_checkpointing"] or self.dist.activation_checkpointing
         self.shapes = {m: model_shape(m, cfg, self.root, results_root(config)) for m, cfg in config["models"].items()}
         self.corpora = {t: task_corpus(config, t, self.root) for t in config["tasks"]}
-        self.corpora.update({f"controls/{c}": task_corpus(config, f"controls/{c}", self.root)
-                             for c in config["evaluation"]["controls"]})
+        for c in config["evaluation"]["controls"]:  # question sets only: no knowledge base, no chunks
+            corpus = self.corpora[f"controls/{c}"] = task_corpus(config, f"controls/{c}", self.root)
+            corpus.figures.update(chunks=None, tokens_per_chunk=None, max_chunk_tokens=None)
         self.notes: list[str] = []
         self.warnings: list[str] = []
         mixed = self.dist.mixed_precision
