@@ -6,7 +6,7 @@ from kinject.settings import canonical, job_resources
 from kinject.grid import FORMATS, LMEVAL_TASK_DIR, RECORDS_PATTERN, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, MANIFEST, REVISIONS
 from kinject.grid import results_root, rooted
-from kinject.grid import CONTROL_DIR, CONTROL_SCORES, FINETUNED, HPARAMS, HUB_CONTROL_DIR, control_scores, ft_methods
+from kinject.grid import CHOSEN, CONTROL_SCORES, HUB_CONTROL_DIR, LOSS, control_scores
 from kinject.grid import finetuned_checkpoints, records_path, search_lrs as method_lrs
 from kinject.hub import OFFLINE_ENV, hub_artifacts
 from kinject.lock import check_hub_lock, check_local_files, local_sources, read_lock
@@ -334,7 +334,7 @@ def hparams_input(method="full"):
 
     def chosen(wildcards):
         if "validation" in task_cfg(wildcards):
-            return res(HPARAMS[method].format(model=wildcards.model, task=wildcards.task) + "/chosen.json")
+            return res(CHOSEN[method].format(model=wildcards.model, task=wildcards.task))
         return []
 
     return chosen
@@ -360,7 +360,7 @@ def retrieval_input(wildcards):
 def loss_files():
     """Every fine-tuning run's loss: beside its checkpoint (full) or adapter (lora)."""
     return [
-        res(os.path.dirname(FINETUNED[c["method"]].format(model=c["model"], task=c["task"], k=c["p"])) + "/train_loss.csv")
+        res(LOSS[c["method"]].format(model=c["model"], task=c["task"], k=c["p"]))
         for c in finetuned_checkpoints(config)
     ]
 

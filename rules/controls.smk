@@ -17,7 +17,7 @@ rule control_questions:
     input:
         control_input,
     output:
-        res(CONTROL_DIR + "/questions.parquet"),
+        res("results/controls/{control}/questions.parquet"),
     params:
         spec=lambda wc: canonical(control_settings(control_spec(wc))),
         hub=lambda wc: res(HUB_CONTROL_DIR.format(control=wc.control)) if control_spec(wc)["source"] == "mmlu" else None,
@@ -34,9 +34,9 @@ rule control_questions:
 
 rule control_lmeval_task:
     input:
-        questions=res(CONTROL_DIR + "/questions.parquet"),
+        questions=res("results/controls/{control}/questions.parquet"),
     output:
-        directory(res(CONTROL_DIR + "/lmeval")),
+        directory(res("results/controls/{control}/lmeval")),
     params:
         task_name="kinject_control_{control}",
     log:
@@ -53,7 +53,7 @@ rule control_lmeval_task:
 rule evaluate_controls_base:
     input:
         model=base_model_input,
-        tasks=expand(res(CONTROL_DIR + "/lmeval"), control=CONTROLS),
+        tasks=expand(res("results/controls/{control}/lmeval"), control=CONTROLS),
     output:
         scores=control_outputs("base"),
         records=control_outputs("base", "parquet"),
@@ -76,8 +76,8 @@ rule evaluate_controls_base:
 
 use rule evaluate_controls_base as evaluate_controls_ft with:
     input:
-        model=res(FINETUNED["full"].replace("{k}", "{p}")),
-        tasks=expand(res(CONTROL_DIR + "/lmeval"), control=CONTROLS),
+        model=res("results/finetune/{model}/{task}/k{p}/checkpoint"),
+        tasks=expand(res("results/controls/{control}/lmeval"), control=CONTROLS),
     output:
         scores=control_outputs("full"),
         records=control_outputs("full", "parquet"),
@@ -91,8 +91,8 @@ use rule evaluate_controls_base as evaluate_controls_ft with:
 use rule evaluate_controls_base as evaluate_controls_lora with:
     input:
         model=base_model_input,
-        adapter=res(FINETUNED["lora"].replace("{k}", "{p}")),
-        tasks=expand(res(CONTROL_DIR + "/lmeval"), control=CONTROLS),
+        adapter=res("results/finetune/{model}/{task}/lora/k{p}/adapter"),
+        tasks=expand(res("results/controls/{control}/lmeval"), control=CONTROLS),
     output:
         scores=control_outputs("lora"),
         records=control_outputs("lora", "parquet"),

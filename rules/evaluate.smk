@@ -86,7 +86,7 @@ if RAG_KS:
 use rule evaluate_base as evaluate_lora with:
     input:
         model=base_model_input,
-        adapter=res(FINETUNED["lora"].replace("{k}", "{p}")),
+        adapter=res("results/finetune/{model}/{task}/lora/k{p}/adapter"),
         tasks=eval_task_inputs("evaluate_lora"),
     output:
         scores=eval_score_outputs("evaluate_lora"),
@@ -103,7 +103,7 @@ if RAG_KS:
     use rule evaluate_lora as evaluate_lorarag with:
         input:
             model=base_model_input,
-            adapter=res(FINETUNED["lora"].replace("{k}", "{p}")),
+            adapter=res("results/finetune/{model}/{task}/lora/k{p}/adapter"),
             tasks=eval_task_inputs("evaluate_lorarag"),
         output:
             scores=eval_score_outputs("evaluate_lorarag"),

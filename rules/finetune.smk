@@ -129,8 +129,8 @@ ruleorder: validated_adapter > finetune_lora
 
 use rule hparam_trial as hparam_trial_lora with:
     output:
-        trial=res(HPARAMS["lora"] + "/lr{lr}.json"),
-        models=temp(directory(res(HPARAMS["lora"] + "/lr{lr}"))),
+        trial=res("results/hparams/{model}/{task}/lora/lr{lr}.json"),
+        models=temp(directory(res("results/hparams/{model}/{task}/lora/lr{lr}"))),
     params:
         settings=lambda wc: canonical(rule_settings(config, "hparam_trial", method="lora")),
         work_dir=lambda wc: res(f"results/.work/hparams/{wc.model}/{wc.task}/lora/lr{wc.lr}"),
@@ -140,20 +140,20 @@ use rule hparam_trial as hparam_trial_lora with:
 
 use rule choose_hparams as choose_hparams_lora with:
     input:
-        lambda wc: expand(res(HPARAMS["lora"] + "/lr{lr}.json"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
+        lambda wc: expand(res("results/hparams/{model}/{task}/lora/lr{lr}.json"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
     output:
-        res(HPARAMS["lora"] + "/chosen.json"),
+        res("results/hparams/{model}/{task}/lora/chosen.json"),
     log:
         logpath("logs/choose_hparams_lora/{model}_{task}.log"),
 
 
 use rule validated_model as validated_adapter with:
     input:
-        chosen=res(HPARAMS["lora"] + "/chosen.json"),
-        trials=lambda wc: expand(res(HPARAMS["lora"] + "/lr{lr}.json"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
-        models=lambda wc: expand(res(HPARAMS["lora"] + "/lr{lr}"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
+        chosen=res("results/hparams/{model}/{task}/lora/chosen.json"),
+        trials=lambda wc: expand(res("results/hparams/{model}/{task}/lora/lr{lr}.json"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
+        models=lambda wc: expand(res("results/hparams/{model}/{task}/lora/lr{lr}"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
     output:
-        checkpoint=expensive(directory(res(FINETUNED["lora"]))),
+        checkpoint=expensive(directory(res("results/finetune/{model}/{task}/lora/k{k}/adapter"))),
         loss=res("results/finetune/{model}/{task}/lora/k{k}/train_loss.csv"),
     log:
         logpath("logs/validated_adapter/{model}_{task}_k{k}.log"),
@@ -165,7 +165,7 @@ use rule finetune as finetune_lora with:
         train=res("results/{task}/paraphrases/paraphrases_k{k}.parquet"),
         hparams=hparams_input("lora"),
     output:
-        checkpoint=expensive(directory(res(FINETUNED["lora"]))),
+        checkpoint=expensive(directory(res("results/finetune/{model}/{task}/lora/k{k}/adapter"))),
         loss=res("results/finetune/{model}/{task}/lora/k{k}/train_loss.csv"),
     params:
         settings=lambda wc: canonical(rule_settings(config, "finetune", task_cfg(wc), method="lora")),

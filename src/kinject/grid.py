@@ -42,12 +42,12 @@ REVISIONS = "results/{task}/raw/revisions.json"  # the pages fetched as of knowl
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
 # a fine-tuning method (finetune.methods) -> its cells' method names: {prefix}-p{n} (FT), {prefix}rag-p{n} (FT+RAG)
 FT_PREFIX = {"full": "ft", "lora": "lora"}
-# a LoRA run's adapter and search sit beside full fine-tuning's checkpoint and search, under lora/
-FINETUNED = {"full": "results/finetune/{model}/{task}/k{k}/checkpoint",
-             "lora": "results/finetune/{model}/{task}/lora/k{k}/adapter"}
-HPARAMS = {"full": "results/hparams/{model}/{task}", "lora": "results/hparams/{model}/{task}/lora"}
+# a LoRA run's adapter (results/finetune/{model}/{task}/lora/k{k}/adapter) and search sit beside full
+# fine-tuning's checkpoint and search, under lora/: their losses and the searches' choices
+LOSS = {"full": "results/finetune/{model}/{task}/k{k}/train_loss.csv",
+        "lora": "results/finetune/{model}/{task}/lora/k{k}/train_loss.csv"}
+CHOSEN = {"full": "results/hparams/{model}/{task}/chosen.json", "lora": "results/hparams/{model}/{task}/lora/chosen.json"}
 # evaluation.controls (forgetting): question sets scored on the base model and on every fine-tuned checkpoint
-CONTROL_DIR = "results/controls/{control}"
 CONTROL_SCORES = {"base": "results/controls/scores/{model}/base/{control}.json",
                   "full": "results/controls/scores/{model}/{task}/ft-p{p}/{control}.json",
                   "lora": "results/controls/scores/{model}/{task}/lora-p{p}/{control}.json"}
