@@ -57,8 +57,8 @@ def peft_model(base, adapter):
 
 def test_a_lora_run_saves_a_small_adapter_that_learned_and_leaves_the_base_untouched(base, tmp_path):
     before = digests(base)
-    train_causal_lm(base, TEXTS, tmp_path / "adapter", tmp_path / "loss.csv", work_dir=tmp_path / "work", lr=5e-2,
-                    epochs=6, lora=SPEC, save_dtype="bf16", **TRAIN)
+    train_causal_lm(base, TEXTS, tmp_path / "adapter", tmp_path / "loss.csv", work_dir=tmp_path / "work", lr=1e-2,
+                    epochs=8, lora=SPEC, save_dtype="bf16", **TRAIN)
     assert digests(base) == before
     saved = sorted(p.name for p in (tmp_path / "adapter").iterdir())
     assert "adapter_config.json" in saved and "adapter_model.safetensors" in saved
@@ -75,7 +75,7 @@ def test_a_lora_run_saves_a_small_adapter_that_learned_and_leaves_the_base_untou
     tuned = peft_model(base, tmp_path / "adapter")
     assert loss_with(tuned, base, TEXTS) < loss_with(plain, base, TEXTS) - 0.2
     losses = pd.read_csv(tmp_path / "loss.csv")
-    assert set(losses["learning_rate"]) == {5e-2} and losses["epoch"].max() == pytest.approx(6)
+    assert set(losses["learning_rate"]) == {1e-2} and losses["epoch"].max() == pytest.approx(8)
 
 
 @pytest.mark.parametrize("targets", ["all-linear", ["q_proj", "v_proj"], ["down_proj"]])
