@@ -8,28 +8,20 @@ discordant counts, the exact McNemar p-value and the Benjamini-Hochberg adjusted
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import pandas as pd
 
 from kinject.errors import KinjectError
-from kinject.grid import records_path
-from kinject.io import read_parquet, write_csv, write_text
+from kinject.io import write_csv, write_text
+from kinject.report import column_label, score_records
 from kinject.stats import bh_adjust, mcnemar_exact, paired_bootstrap, setting_seed, wilson
 
 CONTROL_RE = re.compile(r"controls/scores/(?P<model>[^/]+)/(?:base|(?P<task>[^/]+)/(?P<method>ft|lora)-p(?P<p>\d+))"
                         r"/(?P<control>[^/]+)\.json$")
-NAMES = {"ft": "FT", "lora": "LoRA"}
 COLUMNS = ["model", "control", "task", "method", "paraphrase_set", "checkpoint", "n", "accuracy_base",
            "base_low", "base_high", "accuracy_ft", "ft_low", "ft_high", "delta", "delta_low", "delta_high",
            "ft_only", "base_only", "p_mcnemar", "p_bh"]
-
-
-def checkpoint_label(method: str, p: int) -> str:
-    """FT, FT-par10, LoRA, LoRA-par10: the result tables' names of a fine-tuned model."""
-    return NAMES[method] if p == 0 else f"{NAMES[method]}-par{p}"
 
 
 def read_control_records(paths) -> pd.DataFrame:
@@ -42,18 +34,9 @@ def read_control_records(paths) -> pd.DataFrame:
         if not m:
             raise KinjectError(path, "not a control score file (controls/scores/{model}/base/{control}.json or "
                                      "controls/scores/{model}/{task}/{ft|lora}-p{n}/{control}.json)")
-        try:
-            accuracy = float(json.loads(Path(path).read_text())["accuracy"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise KinjectError(path, f"not a score file ({exc})") from None
-        records = read_parquet(records_path(path), columns=["question_id", "correct"])
-        if abs(records["correct"].astype(bool).mean() - accuracy) > 1e-9:
-            raise KinjectError(path, f"accuracy {accuracy} but its {len(records)} records ({records_path(path)}) "
-                                     f"give {records['correct'].astype(bool).mean()}")
-        frames.append(pd.DataFrame({
-            "model": m["model"], "control": m["control"], "task": m["task"] or "", "method": m["method"] or "base",
-            "paraphrase_set": int(m["p"]) if m["p"] else -1, "question_id": records["question_id"].astype(str),
-            "correct": records["correct"].astype(bool)}))
+        frames.append(score_records(path).assign(
+            model=m["model"], control=m["control"], task=m["task"] or "", method=m["method"] or "base",
+            paraphrase_set=int(m["p"]) if m["p"] else -1))
     if not frames:
         raise KinjectError("evaluation.controls", "no control score files")
     return pd.concat(frames, ignore_index=True)
@@ -70,14 +53,14 @@ def forgetting_table(records: pd.DataFrame, seed: int) -> pd.DataFrame:
         for (task, method, p), c in tuned.groupby(["task", "method", "paraphrase_set"], sort=True):
             ft = c.set_index("question_id")["correct"]
             if set(ft.index) != set(base.index):
-                raise KinjectError(f"control {control}", f"{model} {task} {checkpoint_label(method, p)} was scored on "
+                raise KinjectError(f"control {control}", f"{model} {task} {column_label(method, p)} was scored on "
                                    "other questions than the base model")
             ft = ft.reindex(base.index)
             low, high = paired_bootstrap(ft, base, seed=setting_seed(seed, model, control, task, method, p))
             ft_only, base_only, p_value = mcnemar_exact(ft, base)
             n = len(base)
             out.append({"model": model, "control": control, "task": task, "method": method, "paraphrase_set": p,
-                        "checkpoint": f"{task} {checkpoint_label(method, p)}", "n": n,
+                        "checkpoint": f"{task} {column_label(method, p)}", "n": n,
                         "accuracy_base": base.mean(), **dict(zip(("base_low", "base_high"), wilson(int(base.sum()), n))),
                         "accuracy_ft": ft.mean(), **dict(zip(("ft_low", "ft_high"), wilson(int(ft.sum()), n))),
                         "delta": ft.mean() - base.mean(), "delta_low": low, "delta_high": high,

@@ -40,6 +40,25 @@ def _cell_of(path: str) -> dict:
             "shots": int(m["shots"])}
 
 
+def score_records(path) -> pd.DataFrame:
+    """A score file's per-question records (question_id, correct; kinject.grid.records_path), checked to give
+    the accuracy the score file states: a score file, its accuracy in [0, 1], no question twice."""
+    try:
+        acc = float(json.loads(Path(path).read_text())["accuracy"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise KinjectError(path, f"not a score file ({exc})") from None
+    if not 0.0 <= acc <= 1.0:
+        raise KinjectError(path, f"accuracy {acc} is outside [0, 1]")
+    records_file = records_path(path)
+    records = read_parquet(records_file, columns=["question_id", "correct"])
+    if records["question_id"].duplicated().any():
+        raise KinjectError(records_file, "a question id repeats")
+    n, n_correct = len(records), int(records["correct"].astype(bool).sum())
+    if abs(n_correct / n - acc) > 1e-9:
+        raise KinjectError(path, f"accuracy {acc} but its {n} records ({records_file}) give {n_correct / n}")
+    return pd.DataFrame({"question_id": records["question_id"].astype(str), "correct": records["correct"].astype(bool)})
+
+
 def read_results(paths, groups: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores, records) of score files and the per-question records beside each (kinject.grid.records_path).
 
@@ -50,26 +69,13 @@ def read_results(paths, groups: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, frames = [], []
     for path in map(str, paths):
         cell = _cell_of(path)
-        try:
-            score = json.loads(Path(path).read_text())
-            acc = float(score["accuracy"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise KinjectError(path, f"not a score file ({exc})") from None
-        if not 0.0 <= acc <= 1.0:
-            raise KinjectError(path, f"accuracy {acc} is outside [0, 1]")
-        records_file = records_path(path)
-        records = read_parquet(records_file, columns=["question_id", "correct"])
-        if records["question_id"].duplicated().any():
-            raise KinjectError(records_file, "a question id repeats")
-        n, n_correct = len(records), int(records["correct"].astype(bool).sum())
-        if abs(n_correct / n - acc) > 1e-9:
-            raise KinjectError(path, f"accuracy {acc} but its {n} records ({records_file}) give {n_correct / n}")
+        records = score_records(path)
+        n, n_correct = len(records), int(records["correct"].sum())
         cell["group"] = groups[cell["task"]]
         low, high = wilson(n_correct, n)
         rows.append({**cell, "accuracy": n_correct / n, "n_questions": n, "n_correct": n_correct,
                      "ci_low": low, "ci_high": high})
-        frames.append(pd.DataFrame({"question_id": records["question_id"].astype(str),
-                                    "correct": records["correct"].astype(bool)}).assign(**cell))
+        frames.append(records.assign(**cell))
     order = ["model", "task", "format", "shots", "method", "paraphrase_set", "k"]
     scores = pd.DataFrame(rows)
     scores["paraphrase_set"] = scores["paraphrase_set"].astype("Int64")
@@ -85,7 +91,7 @@ def read_scores(paths, groups: dict) -> pd.DataFrame:
     return read_results(paths, groups)[0]
 
 
-def _label(method: str, p) -> str:
+def column_label(method: str, p) -> str:
     """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, and LoRA's as FT's."""
     if method in ("base", "rag"):
         return {"base": "Base", "rag": "RAG"}[method]
@@ -111,7 +117,7 @@ def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
         by_k = g.pivot(index="question_id", columns="k", values="correct")
         if by_k.isna().any().any():
             raise KinjectError(f"records of {at['model']}/{at['task']}", f"the K = {list(by_k.columns)} cells of "
-                               f"{_label(at['method'], at['paraphrase_set'])} hold different questions")
+                               f"{column_label(at['method'], at['paraphrase_set'])} hold different questions")
         by_k = by_k.astype(bool)
         if selection == ORACLE:
             k = best_of(by_k)
@@ -142,7 +148,7 @@ def reported(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
     plain = records[~records["method"].isin(RETRIEVAL)]
     out = pd.concat([plain, chosen], ignore_index=True)
     out["paraphrase_set"] = out["paraphrase_set"].astype("Int64")
-    return out.assign(column=[_label(m, p) for m, p in zip(out["method"], out["paraphrase_set"])]), choices
+    return out.assign(column=[column_label(m, p) for m, p in zip(out["method"], out["paraphrase_set"])]), choices
 
 
 def _k_label(choices: pd.DataFrame) -> str:
@@ -174,7 +180,7 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
     table = table[columns]
     picked = choices[(choices["group"] == group) & (choices["shots"] == shots)]
     if len(picked):
-        picked = picked.assign(column=[_label(m, p) + " K" for m, p in zip(picked["method"], picked["paraphrase_set"])])
+        picked = picked.assign(column=[column_label(m, p) + " K" for m, p in zip(picked["method"], picked["paraphrase_set"])])
         ks = picked.groupby(index + ["column"], sort=False)[["chosen_on", "best_k"]].apply(_k_label).unstack("column")
         table = table.join(ks[[f"{c} K" for c in columns if f"{c} K" in ks.columns]])
     for bound in ("low", "high"):
@@ -341,7 +347,7 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     for i, (key, g) in enumerate(series):  # each series nudged sideways so the error bars do not hide each other
         model, task, fmt, shots, method, p = key
         ax.errorbar(g["k"] + _dodge(i, len(series)), g["accuracy"], yerr=_error_bars(g), marker=".", capsize=2,
-                    label=f"{model}/{task}/{fmt}/{shots}-shot/{_label(method, p)}")
+                    label=f"{model}/{task}/{fmt}/{shots}-shot/{column_label(method, p)}")
     ax.set(xlabel="retrieved chunks K", ylabel="accuracy (Wilson 95% interval)", title="Accuracy vs K")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=5)
