@@ -78,11 +78,6 @@ class Cell:
     def finetuned(self) -> bool:
         return self.method.startswith(("ft", "lora"))
 
-    @property
-    def ft_method(self) -> str | None:
-        """The fine-tuning method of a fine-tuned cell (full, lora), None for base and RAG."""
-        return ("lora" if self.method.startswith("lora") else "full") if self.finetuned else None
-
 
 def records_path(score_path):
     """The per-question records beside a score file (RECORDS_PATTERN beside SCORE_PATTERN)."""
@@ -131,10 +126,7 @@ def check_config(config: dict, source: str = "config") -> None:
             raise KinjectError(source, f"{key}.ft_rag_paraphrase_sets {extra} are not in paraphrase_sets")
         if q["source"] == "generated" and any(s > 0 for s in task["shots"]):
             raise KinjectError(source, f"{key}.shots: generated questions have no dev split for few-shot; use [0]")
-        if q["source"] in ("mmlu", "mmlu_csv") and "subject" not in q:
-            raise KinjectError(source, f"{key}.questions.subject is required for source {q['source']}")
-        if q["source"] in ("mmlu_csv", "table") and "path" not in q:
-            raise KinjectError(source, f"{key}.questions.path is required for source {q['source']}")
+        check_question_files(q, f"{key}.questions", source)
         if q["source"] == "generated" and q["keep"] > q["per_chunk"]:
             raise KinjectError(source, f"{key}.questions.keep is larger than questions.per_chunk")
         check_knowledge_base(config, kb, f"{key}.knowledge_base", source)
@@ -156,10 +148,15 @@ def check_controls(config: dict, source: str) -> None:
         key = f"evaluation.controls.{name}"
         if name in config["tasks"]:
             raise KinjectError(source, f"{key}: a control is a question set outside every task; {name} is a task")
-        if control["source"] in ("mmlu", "mmlu_csv") and "subject" not in control:
-            raise KinjectError(source, f"{key}.subject is required for source {control['source']}")
-        if control["source"] in ("mmlu_csv", "table") and "path" not in control:
-            raise KinjectError(source, f"{key}.path is required for source {control['source']}")
+        check_question_files(control, key, source)
+
+
+def check_question_files(q: dict, key: str, source: str) -> None:
+    """A task's questions or a control (at config key ``key``): the subject and path their source needs."""
+    if q["source"] in ("mmlu", "mmlu_csv") and "subject" not in q:
+        raise KinjectError(source, f"{key}.subject is required for source {q['source']}")
+    if q["source"] in ("mmlu_csv", "table") and "path" not in q:
+        raise KinjectError(source, f"{key}.path is required for source {q['source']}")
 
 
 def formats(task: dict) -> list[str]:
