@@ -42,6 +42,8 @@ REVISIONS = "results/{task}/raw/revisions.json"  # the pages fetched as of knowl
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
 # a fine-tuning method (finetune.methods) -> its cells' method names: {prefix}-p{n} (FT), {prefix}rag-p{n} (FT+RAG)
 FT_PREFIX = {"full": "ft", "lora": "lora"}
+# ... and its training rules' names: hparam_trial{suffix}, choose_hparams{suffix}, finetune{suffix}
+TRAINING_SUFFIX = {"full": "", "lora": "_lora"}
 # a LoRA run's adapter (results/finetune/{model}/{task}/lora/k{k}/adapter) and search sit beside full
 # fine-tuning's checkpoint and search, under lora/: their losses and the searches' choices
 LOSS = {"full": "results/finetune/{model}/{task}/k{k}/train_loss.csv",
@@ -320,7 +322,7 @@ def expected_job_counts(config: dict) -> dict[str, int]:
 def training_job_counts(config: dict) -> dict[str, int]:
     """The training rules' jobs, per fine-tuning method (LoRA's rules end in _lora, validated_adapter)."""
     n_models, counts = len(config["models"]), {}
-    for method, suffix in (("full", ""), ("lora", "_lora")):
+    for method, suffix in TRAINING_SUFFIX.items():
         tasks = [config["tasks"][t] for t in method_tasks(config, method)]
         validated = [t for t in tasks if "validation" in t]
         counts[f"hparam_trial{suffix}"] = n_models * len(validated) * len(search_lrs(config, method))

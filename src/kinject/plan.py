@@ -24,7 +24,7 @@ import yaml
 from kinject import prompts, settings
 from kinject.errors import KinjectError
 from kinject.grid import RESULTS, HUB_MODEL_DIR, evaluation_cells, evaluation_jobs, expected_job_counts, rag_ks, results_root, rooted
-from kinject.grid import finetuned_checkpoints, method_tasks, search_lrs
+from kinject.grid import TRAINING_SUFFIX, finetuned_checkpoints, method_tasks, search_lrs
 from kinject.lora import lora_parameters, lora_spec
 from kinject.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
 
@@ -600,7 +600,7 @@ class Planner:
     # all jobs ------------------------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
         config, out = self.config, []
-        for method, suffix in (("full", ""), ("lora", "_lora")):
+        for method, suffix in TRAINING_SUFFIX.items():
             tasks = method_tasks(config, method)
             validated = [t for t in tasks if "validation" in config["tasks"][t]]
             n_lr = len(search_lrs(config, method))
