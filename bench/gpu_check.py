@@ -286,7 +286,9 @@ def run_finetune(scratch: Path, quick: bool, name: str) -> dict:
     config_path = ROOT / ("config.yaml" if cuda else "config/demo.yaml")
     config, how = read_config(config_path)
     shape = model_shape(name, config)
-    settings = {**launch.rule_settings(config, "finetune"), "lr": 1e-5, "epochs": 1}
+    # precision resolved on the device the check measures (config.yaml's bf16; the demo's auto on a CPU)
+    settings = {**launch.resolved(launch.rule_settings(config, "finetune"), "cuda" if cuda else "cpu"),
+                "lr": 1e-5, "epochs": 1}
     resources = launch.job_resources(config, "finetune")
     if cuda:
         resources["gpu"] = 1  # the plan's estimate and the measurement: the same one-GPU job

@@ -62,6 +62,13 @@ class Demo:
         return next(iter(self.config["models"]))
 
     @property
+    def precision(self) -> str:
+        """The demo's precision as its CPU jobs resolve it on this host (auto: bf16 where native, else fp32)."""
+        from kinject.precision import resolve
+
+        return resolve(self.config["precision"], "cpu").name
+
+    @property
     def base(self) -> Path:
         """The demo model as the pipeline built or converted it: results/models/<name>/base."""
         return self.results / "models" / self.model_name / "base"
@@ -303,12 +310,12 @@ def bench_lmeval(demo: Demo, tmp: Path, questions: int) -> None:
             with timer.patched(), torch_threads(demo.threads("evaluate")):
                 wall, [scores] = timed(lambda: run_lmeval(
                     demo.base, [Run(task_dir, name, tmp / f"{name}_{shots}shot_bs{bs}.json")], shots=shots,
-                    batch_size=bs, seed=demo.config["seed"], precision=demo.config["precision"],
+                    batch_size=bs, seed=demo.config["seed"], precision=demo.precision,
                     shared_prefix=ev["shared_prefix"], max_truncated_fraction=ev["max_truncated_fraction"]))
             measured[bs] = (timer.items / timer.seconds, wall, timer.items, scores)
         (rate, wall, n, scores), (rate1, wall1, _, scores1) = measured[ev["batch_size"]], measured[1]
         record(f"evaluation, lm-eval ({shots}-shot)", f"{task} K={k} options, first {n_test(task_dir)} test questions, "
-               f"{n} requests, {demo.model_name} {demo.config['precision']}, {demo.threads('evaluate')} thread(s)",
+               f"{n} requests, {demo.model_name} {demo.precision}, {demo.threads('evaluate')} thread(s)",
                "batch size 1", rate1, f"batch size {ev['batch_size']} (config)", rate, "requests/s",
                f"scoring only ({scores['scorer']}); whole run_lmeval {wall1:.1f} s vs {wall:.1f} s; accuracy "
                f"{scores1['accuracy']:.3f} vs {scores['accuracy']:.3f}")
@@ -346,7 +353,7 @@ def bench_evaluation_jobs(demo: Demo, tmp: Path, questions: int) -> None:
     runs = [lmeval_task(demo, tmp / "jobs", task, k, questions=questions) for _, k in cells]
     out = {mode: tmp / "jobs" / mode for mode in ("cell", "checkpoint")}
     options = {"shots": 0, "batch_size": ev["batch_size"], "seed": demo.config["seed"],
-               "precision": demo.config["precision"], "shared_prefix": ev["shared_prefix"],
+               "precision": demo.precision, "shared_prefix": ev["shared_prefix"],
                "max_truncated_fraction": ev["max_truncated_fraction"]}
     threads = demo.threads("evaluate")
     t_cell = evaluate_in_processes(demo.base, [[(d, n, out["cell"] / f"{n}.json")] for d, n in runs], threads,
@@ -356,7 +363,7 @@ def bench_evaluation_jobs(demo: Demo, tmp: Path, questions: int) -> None:
     same = all(pd.read_json(out["cell"] / f"{n}.json", typ="series")["accuracy"]
                == pd.read_json(out["checkpoint"] / f"{n}.json", typ="series")["accuracy"] for _, n in runs)
     record("evaluation, jobs", f"{task}: base + RAG K={','.join(str(k) for _, k in cells[1:])}, {len(cells)} cells, "
-           f"0-shot, first {n_test(runs[0][0])} test questions, {demo.model_name} {demo.config['precision']}, "
+           f"0-shot, first {n_test(runs[0][0])} test questions, {demo.model_name} {demo.precision}, "
            f"{threads} thread(s)", "one process per cell", t_cell, "one per checkpoint (evaluate_base)",
            t_ckpt, "s", f"fresh Python processes, run one after the other; {'same' if same else 'DIFFERENT'} "
            f"accuracies; {t_cell / len(cells):.1f} vs {t_ckpt / len(cells):.1f} s per cell", higher_is_better=False)
@@ -425,8 +432,9 @@ def bench_finetune(demo: Demo, tmp: Path, n_texts: int) -> None:
     from transformers import Trainer, default_data_collator
 
     from kinject.finetune import BlockDataset, load_tokenizer, tokenize_blocks, train_causal_lm
+    from kinject.precision import save_dtype
 
-    ft, seed, precision = demo.config["finetune"], demo.config["seed"], demo.config["precision"]
+    ft, seed, precision = demo.config["finetune"], demo.config["seed"], demo.precision
     threads = demo.threads("finetune")
     train_file, texts = training_set(demo, tmp, n_texts)
     tok = load_tokenizer(demo.base)
@@ -469,22 +477,23 @@ def bench_finetune(demo: Demo, tmp: Path, n_texts: int) -> None:
     record("fine-tuning, the stage", f"{size}, {precision}", f"bare Trainer, packed, {precision}", packed_rate,
            "rule finetune's accelerate launch", packed_tokens / t_job, "real tokens/s",
            f"end to end: process start, imports, model load, {launched_how(demo)}, epoch checkpoint, save in "
-           f"{ft['save_dtype']} ({t_job:.1f} s vs {t_packed:.1f} s of training)")
+           f"{save_dtype(ft.get('save_dtype'), precision)} ({t_job:.1f} s vs {t_packed:.1f} s of training)")
 
 
 def launched_how(demo: Demo) -> str:
     from kinject.launch import job_resources, process_count, read_accelerate_config
 
-    launch = read_accelerate_config(demo.repo / demo.config["finetune"]["accelerate_config"], demo.config["precision"])
+    launch = read_accelerate_config(demo.repo / demo.config["finetune"]["accelerate_config"])
     return f"{launch['distributed_type']} on {process_count(job_resources(demo.config, 'finetune'))} process(es)"
 
 
 def launch_finetune(demo: Demo, work: Path, train_file: Path, threads: int) -> float:
     """Seconds of the command rule finetune runs (kinject.launch.launch_command) on ``train_file``."""
-    from kinject.launch import job_resources, launch_command, rule_settings
+    from kinject.launch import job_resources, launch_command, resolved, rule_settings
 
     settings = rule_settings(demo.config, "finetune", demo.config["tasks"]["current_events"])
     settings["accelerate_config"] = str(demo.repo / settings["accelerate_config"])
+    settings = resolved(settings, "cpu")
     files = {"base": str(demo.base), "train": str(train_file), "hparams": None, "out": str(work / "checkpoint"),
              "loss_csv": str(work / "train_loss.csv"), "work_dir": str(work / "work")}
     argv = launch_command(settings, "finetune", files, job_resources(demo.config, "finetune"), threads)
@@ -594,8 +603,11 @@ def wait_for_load(max_load: float, wait_s: float) -> None:
 
 
 def machine(load_start: tuple, load_end: tuple, seconds: float) -> list[str]:
+    from kinject.precision import cpu_bf16
+
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
+    cpu += f" ({cpu_bf16()[1]})"  # the kind of CPU: native bf16 (AVX512_BF16, AMX) or not
     mem_kib = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
                        if line.startswith("MemTotal")).split()[1])
     versions = ", ".join(f"{name} {metadata.version(dist)}" for name, dist in (
@@ -731,7 +743,8 @@ def main(argv=None) -> None:
                 run_stage(name, stage)
     lines = ["# kinject benchmark", "", "`.venv/bin/python bench/run.py` on", "",
              *machine(load_start, os.getloadavg(), time.monotonic() - started), "",
-             f"Demo run read: {demo.results} ({demo.model_name}, precision {config['precision']}).", "",
+             f"Demo run read: {demo.results} ({demo.model_name}, precision {config['precision']}, here "
+             f"{demo.precision}).", "",
              "ratio: how many times faster kinject's way is than the one it is compared with "
              "(< 0.5: more than 2x slower, SLOW).", "", *markdown_table(rows), ""]
     text = "\n".join(lines)

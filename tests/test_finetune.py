@@ -19,6 +19,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
 from kinject import finetune, launch
+from kinject import precision as precisions
 from kinject.errors import KinjectError
 from kinject.finetune import gradient_accumulation, pack_blocks, train_causal_lm
 from kinject.launch import rule_settings
@@ -230,7 +231,8 @@ def safetensors_dtypes(model_dir):
 def test_the_rules_launch_command_trains_and_saves_bf16_safetensors(base, tmp_path):
     write_parquet(tmp_path / "k0.parquet", pd.DataFrame({"text": TEXTS}))
     settings = demo_settings(block_size=32, batch_size=8, per_device_batch_size=4, lr=1e-3, epochs=1)
-    assert settings["precision"] == settings["save_dtype"] == "bf16"
+    assert settings["precision"] == settings["save_dtype"] == "auto"  # the demo's: resolved where the job runs
+    settings = {**settings, "precision": "bf16", "save_dtype": "bf16"}  # explicit: bf16 on any CPU (tiny model)
     files = {"base": str(base), "train": str(tmp_path / "k0.parquet"), "out": str(tmp_path / "ft"),
              "loss_csv": str(tmp_path / "loss.csv"), "work_dir": str(tmp_path / "w")}
     argv = launch.launch_command(settings, "finetune", files, {"gpu": 0, "cpus_per_task": 2}, 2)
@@ -301,14 +303,16 @@ def test_bf16_on_a_gpu_without_it_is_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100-SXM2-32GB")
     with pytest.raises(KinjectError) as err:
         finetune.check_device("bf16", gpus=1)
-    assert str(err.value) == "precision: bf16 is not supported by Tesla V100-SXM2-32GB; set precision: fp32"
-    assert finetune.check_device("fp32", gpus=1) == "cuda"
+    assert str(err.value) == "precision: bf16 is not supported by Tesla V100-SXM2-32GB; set precision: fp32 (or auto)"
+    assert finetune.check_device("fp32", gpus=1) == finetune.check_device("auto", gpus=1) == "cuda"
+    assert precisions.resolve("auto", "cuda").name == "fp32"
 
 
 @pytest.mark.parametrize("cuda", [False, True])
 def test_a_job_that_asked_for_no_gpu_trains_on_the_cpu_on_any_host(monkeypatch, cuda):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # not asked: on the CPU it is fine
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100-SXM2-32GB")
     assert finetune.check_device("bf16", gpus=0) == finetune.check_device("fp32", gpus=0) == "cpu"
     assert finetune.check_device("fp32", gpus=1, allow_cpu=True) == ("cuda" if cuda else "cpu")
 
@@ -329,7 +333,7 @@ def test_launch_command_of_the_paper_config(monkeypatch):
              "work_dir": "results/.work/finetune/llama2-7b/current_events/k3"}
     assert launch.launch_command(settings, "finetune", files, resources, threads) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/slurm/accelerate_fsdp.yaml",
-        "--num_processes", "4", "-m", "kinject.finetune",
+        "--num_processes", "4", "--mixed_precision", "bf16", "-m", "kinject.finetune",
         "--base", "meta-llama/Llama-2-7b-hf", "--train", "results/current_events/paraphrases/paraphrases_k3.parquet",
         "--hparams", "results/hparams/llama2-7b/current_events/chosen.json",
         "--out", "results/finetune/llama2-7b/current_events/k3/checkpoint",
@@ -342,35 +346,49 @@ def test_launch_command_of_the_paper_config(monkeypatch):
              "models": "lr", "lr": "2e-05", "work_dir": "w"}
     assert launch.launch_command(settings, "hparam_trial", files, resources, threads) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/slurm/accelerate_fsdp.yaml",
-        "--num_processes", "4", "-m", "kinject.hparams", "--base", "mistralai/Mistral-7B-v0.1", "--train", "t.parquet",
+        "--num_processes", "4", "--mixed_precision", "bf16", "-m", "kinject.hparams", "--base", "mistralai/Mistral-7B-v0.1", "--train", "t.parquet",
         "--validation", "v.parquet", "--out", "lr.json", "--models", "lr", "--lr", "2e-05", "--work-dir", "w",
         "--precision", "bf16", "--seed", "1234", "--block-size", "256", "--batch-size", "64",
         "--per-device-batch-size", "4", "--gradient-checkpointing", "--save-dtype", "bf16", "--max-epochs", "5",
         "--gpus", "4", "--threads", "4"]
 
 
-def test_launch_command_of_the_demo_config(monkeypatch):
+CPUS = {True: (True, "AVX512_BF16"), False: (False, "AVX2, no native bf16")}  # the two kinds of CPU, faked
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_launch_command_of_the_demo_config(monkeypatch, native):
+    """The demo's precision: auto becomes bf16 on a CPU with native bf16 and fp32 on one without, and the launch's
+    mixed precision and the checkpoints' dtype follow it (one key): on either kind of host, faked."""
     monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(precisions, "cpu_bf16", lambda: CPUS[native])
     config = load_config(ROOT / "config" / "demo.yaml")
+    assert config["precision"] == "auto"
+    assert "mixed_precision" not in yaml.safe_load((ROOT / config["finetune"]["accelerate_config"]).read_text())
     settings = rule_settings(config, "finetune", config["tasks"]["atlas"])  # searched: lr and epochs from chosen.json
+    with pytest.raises(ValueError, match="precision 'auto' is not resolved"):
+        launch.launch_command(settings, "finetune", {}, {}, 1)
+    settings = launch.resolved(settings, "cpu")
     files = {"base": "results/models/smollm2-135m/base", "train": "t.parquet", "hparams": "chosen.json", "out": "ckpt",
              "loss_csv": "loss.csv", "work_dir": "w"}
     resources = launch.job_resources(config, "finetune")
     batch = config["finetune"]["batch_size"]
     assert config["finetune"]["per_device_batch_size"] == batch  # one process, no accumulation
+    precision, mixed = ("bf16", "bf16") if native else ("fp32", "no")
     assert launch.launch_command(settings, "finetune", files, resources, resources["cpus_per_task"]) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/local/accelerate_cpu.yaml",
-        "--num_processes", "1", "-m", "kinject.finetune", "--base", "results/models/smollm2-135m/base",
+        "--num_processes", "1", "--mixed_precision", mixed, "-m", "kinject.finetune",
+        "--base", "results/models/smollm2-135m/base",
         "--train", "t.parquet", "--hparams", "chosen.json", "--out", "ckpt", "--loss-csv", "loss.csv",
-        "--work-dir", "w", "--precision", "bf16", "--seed", "1234", "--block-size", "256", "--batch-size", str(batch),
-        "--per-device-batch-size", str(batch), "--save-dtype", "bf16", "--gpus", "0", "--threads", "2"]
+        "--work-dir", "w", "--precision", precision, "--seed", "1234", "--block-size", "256", "--batch-size", str(batch),
+        "--per-device-batch-size", str(batch), "--save-dtype", precision, "--gpus", "0", "--threads", "2"]
     with pytest.raises(KinjectError) as err:  # a step's blocks cannot split into 2 processes x all of them
         launch.launch_command(settings, "finetune", files, {**resources, "processes": 2}, 2)
     assert str(err.value) == (f"finetune.batch_size: {batch} is not a multiple of per_device_batch_size {batch} x 2 "
                               "processes")
     halves = {**settings, "batch_size": 16, "per_device_batch_size": 8}
     two = launch.launch_command(halves, "finetune", files, {**resources, "processes": 2}, 2)
-    assert two[5:7] == ["--num_processes", "2"] and two[-2:] == ["--threads", "1"]  # 2 CPUs shared by 2 processes
+    assert two[5:9] == ["--num_processes", "2", "--mixed_precision", mixed] and two[-2:] == ["--threads", "1"]  # 2 CPUs shared by 2 processes
     quarters = {**settings, "batch_size": 16, "per_device_batch_size": 4}
     four = launch.launch_command(quarters, "finetune", files, {"gpu": 4, "processes": 2}, 16)
     assert four[5:7] == ["--num_processes", "4"] and four[-4:] == ["--gpus", "4", "--threads", "4"]
@@ -393,33 +411,49 @@ def test_rule_params_carry_only_what_the_rule_reads():
     assert rule_settings(config, "finetune", config["tasks"]["anatomy"]) == searched
 
 
-@pytest.mark.parametrize("edit, problem", [
-    ("mixed_precision: 'no'", "mixed_precision is 'no' but the config's precision is bf16 (set mixed_precision: 'bf16')"),
-    ("fsdp_config: {fsdp_activation_checkpointing: true}",
-     "fsdp_activation_checkpointing is set: use finetune.gradient_checkpointing instead"),
-])
-def test_a_launch_config_that_contradicts_the_kinject_config_is_one_line(tmp_path, edit, problem):
+def test_a_launch_config_kinject_cannot_use_is_one_line(tmp_path):
     shipped = (ROOT / "profiles" / "local" / "accelerate_cpu.yaml").read_text()
-    key = edit.split(":")[0]
     path = tmp_path / "accelerate.yaml"
-    path.write_text("\n".join(line for line in shipped.splitlines()
-                              if not line.startswith(key) and not line.startswith("  ")) + f"\n{edit}\n")
+    path.write_text("\n".join(line for line in shipped.splitlines() if not line.startswith(("fsdp_config", "  ")))
+                    + "\nfsdp_config: {fsdp_activation_checkpointing: true}\n")
     with pytest.raises(KinjectError) as err:
-        launch.read_accelerate_config(path, "bf16")
-    assert str(err.value) == f"{path}: {problem}"
+        launch.read_accelerate_config(path)
+    assert str(err.value) == f"{path}: fsdp_activation_checkpointing is set: use finetune.gradient_checkpointing instead"
     with pytest.raises(KinjectError, match="missing.yaml: file not found"):
-        launch.read_accelerate_config(tmp_path / "missing.yaml", "bf16")
+        launch.read_accelerate_config(tmp_path / "missing.yaml")
 
 
-def test_a_contradicting_launch_config_stops_the_workflow_before_any_job(tmp_path):
+def test_an_accelerate_file_with_its_own_mixed_precision_is_overridden_and_said_so(tmp_path, monkeypatch, caplog):
+    """A user's accelerate file (`accelerate config` writes mixed_precision) cannot contradict `precision`: the
+    launch passes --mixed_precision, and the job's log says the file's value was overridden."""
+    shipped = (ROOT / "profiles" / "local" / "accelerate_cpu.yaml").read_text()
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(shipped + "mixed_precision: 'no'\n")
+    monkeypatch.setattr(precisions, "cpu_bf16", lambda: CPUS[True])
+    settings = {**demo_settings(), "accelerate_config": str(path)}
+    with caplog.at_level(logging.WARNING, logger="kinject.launch"):
+        argv = launch.launch_command(launch.resolved(settings, "cpu"), "finetune", {}, {}, 1)
+    assert argv[argv.index("--mixed_precision") + 1] == "bf16"
+    assert f"{path}: mixed_precision 'no' is overridden by --mixed_precision 'bf16'" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(precisions, "cpu_bf16", lambda: CPUS[False])  # auto: fp32 here, as the file says: no word
+    with caplog.at_level(logging.WARNING, logger="kinject.launch"):
+        argv = launch.launch_command(launch.resolved(settings, "cpu"), "finetune", {}, {}, 1)
+    assert argv[argv.index("--mixed_precision") + 1] == "no" and "overridden" not in caplog.text
+
+
+def test_changing_precision_is_one_key(tmp_path):
+    """precision: fp32 (or bf16) over the demo plans every job with no other edit: the accelerate file has no
+    second copy to keep in step."""
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    config["precision"] = "fp32"  # the demo's accelerate config says bf16
-    (tmp_path / "fp32.yaml").write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(tmp_path / "fp32.yaml")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0
-    assert ("profiles/local/accelerate_cpu.yaml: mixed_precision is 'bf16' but the config's precision is fp32 "
-            "(set mixed_precision: 'no')") in (done.stdout + done.stderr).splitlines()
+    for precision in ("fp32", "bf16"):
+        config["precision"] = precision
+        (tmp_path / f"{precision}.yaml").write_text(yaml.safe_dump(config))
+        done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(tmp_path / f"{precision}.yaml")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    for shipped in ("profiles/local/accelerate_cpu.yaml", "profiles/slurm/accelerate_fsdp.yaml"):
+        assert "mixed_precision" not in yaml.safe_load((ROOT / shipped).read_text())
 
 
 def test_a_failed_job_is_one_line_and_its_processes_write_to_the_rules_log(base, tmp_path, capfd):

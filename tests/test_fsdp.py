@@ -3,9 +3,10 @@ runs a tiny Llama under FSDP2 on 2 CPU processes (gloo), as it would on 2 GPUs.
 
 Tolerance of the loss comparison: both runs see the same global batch (8 blocks: 2 micro-batches of 4 in
 one process, one micro-batch of 4 in each of 2 processes) in the same order (the seeded sampler), so every
-optimizer step computes the same gradient up to floating-point order. With precision bf16 (the shipped CPU
-accelerate config), FSDP's bf16 policy returns the loss as a bf16 number, whose spacing is 2**-7 of its
-value (8 significant bits): the logged losses may differ by one such step, not more.
+optimizer step computes the same gradient up to floating-point order. The demo's precision is auto: bf16 on a
+CPU with native bf16, fp32 on one without (kinject.precision; the dtype asserted is the one this host resolves).
+In bf16, FSDP's bf16 policy returns the loss as a bf16 number, whose spacing is 2**-7 of its value (8
+significant bits): the logged losses may differ by one such step, not more (in fp32, far less).
 """
 
 import json
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from kinject import finetune, launch
+from kinject import precision as precisions
 from kinject.io import write_parquet
 from kinject.models import build_tiny_model
 from kinject.settings import load_config
@@ -29,6 +31,7 @@ from kinject.settings import load_config
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [f"The ferry {i} of the Orrin line sails at {6 + i % 12} o'clock from pier {i % 7} to Velmar." for i in range(96)]
 BF16_STEP = 2 ** -7  # relative spacing of bf16 numbers
+SAVED = {"bf16": "BF16", "fp32": "F32"}  # a resolved precision -> the dtype safetensors names
 RUNS = {}
 
 
@@ -59,7 +62,13 @@ def command(job, processes: int, name: str, rule="finetune", method="full") -> t
                      models=str(out / "models"))
     files["work_dir"] = str(out / "work")
     resources = {**launch.job_resources(config, rule), "processes": processes}
-    return launch.launch_command(launch.rule_settings(config, rule, method=method), rule, files, resources, 2), out
+    settings = launch.resolved(launch.rule_settings(config, rule, method=method), "cpu")
+    return launch.launch_command(settings, rule, files, resources, 2), out
+
+
+def here() -> str:
+    """What the demo's precision (auto) resolves to on this host's CPU."""
+    return precisions.resolve("auto", "cpu").name
 
 
 def env():
@@ -91,7 +100,7 @@ def test_two_cpu_processes_under_fsdp_follow_the_one_process_loss_curve(job):
     two, log_two, out = run(job, 2)
     assert "FSDP2 on CPU: 2 gloo process(es), parameters sharded" in log_two
     assert "FSDP2 on CPU: 1 gloo process(es)" in log_one
-    assert "2 process(es), 1 torch thread(s) each, precision bf16 on cpu" in log_two  # the job's 2 CPUs, shared
+    assert f"2 process(es), 1 torch thread(s) each, precision {here()} on cpu" in log_two  # the job's 2 CPUs
     blocks = len(finetune.tokenize_blocks(finetune.load_tokenizer(job[0] / "base"), TEXTS, 32))
     assert two["step"].tolist() == one["step"].tolist() == list(range(1, 3 * math.ceil(blocks / 8) + 1))
     assert two["loss"].iloc[-1] < two["loss"].iloc[0] - 1.0
@@ -103,9 +112,10 @@ def test_two_cpu_processes_under_fsdp_follow_the_one_process_loss_curve(job):
 
 
 @pytest.mark.slow  # accelerate launches (minutes): the slow tier
-def test_the_sharded_run_saves_one_whole_bf16_model(job):
-    """The 2-process run's checkpoint is the gathered model in save_dtype (bf16 safetensors), not its shards,
-    and holds the weights the 1-process run trained, within a few bf16 steps of rounding."""
+def test_the_sharded_run_saves_one_whole_model_in_the_resolved_dtype(job):
+    """The 2-process run's checkpoint is the gathered model in save_dtype (the precision the job resolved: bf16 or
+    fp32 safetensors), not its shards, and holds the weights the 1-process run trained, within a few bf16 steps
+    of rounding; its training.json says which precision made it."""
     import torch
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
@@ -114,7 +124,9 @@ def test_the_sharded_run_saves_one_whole_bf16_model(job):
     files = sorted(p.name for p in (two / "checkpoint").glob("*.safetensors"))
     assert files == ["model.safetensors"]
     with safe_open(two / "checkpoint" / "model.safetensors", "pt") as fh:
-        assert {fh.get_slice(name).get_dtype() for name in fh.keys()} == {"BF16"}
+        assert {fh.get_slice(name).get_dtype() for name in fh.keys()} == {SAVED[here()]}
+    made = json.loads((two / "checkpoint" / finetune.TRAINING_FILE).read_text())
+    assert (made["precision"], made["precision_requested"], made["save_dtype"]) == (here(), "auto", here())
     models = [AutoModelForCausalLM.from_pretrained(d / "checkpoint", dtype=torch.float32) for d in (one, two)]
     base = AutoModelForCausalLM.from_pretrained(job[0] / "base", dtype=torch.float32)
     for (name, a), (_, b), (_, start) in zip(*(m.state_dict().items() for m in (*models, base)), strict=True):
@@ -196,7 +208,7 @@ def test_lora_under_fsdp_on_two_processes_follows_one_process_and_saves_the_whol
     for out in (out_one, out_two):
         with safe_open(out / "checkpoint" / "adapter_model.safetensors", "pt") as fh:
             assert all("lora_A" in n or "lora_B" in n for n in fh.keys())
-            assert {fh.get_slice(n).get_dtype() for n in fh.keys()} == {"BF16"}
+            assert {fh.get_slice(n).get_dtype() for n in fh.keys()} == {SAVED[here()]}
             tensors.append({n: fh.get_tensor(n).float() for n in fh.keys()})
     assert tensors[0].keys() == tensors[1].keys() and len(tensors[0]) == 2 * 7 * 2  # A, B x 7 linears x 2 layers
     for name, a in tensors[0].items():

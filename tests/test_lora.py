@@ -143,6 +143,7 @@ def test_an_adapter_of_another_base_or_no_adapter_is_one_line(tmp_path):
 def test_the_rules_settings_and_command_carry_the_adapter_and_full_runs_are_unchanged():
     config = load_config(ROOT / "config" / "demo.yaml")
     config["finetune"]["lora"].update(r=8, lr=1e-3)
+    config["precision"] = "fp32"  # a resolved one: launch_command takes what the job resolved (auto is the demo's)
     full = rule_settings(config, "finetune")
     assert "lora" not in full and full["lr"] == config["finetune"]["lr"]
     lora = rule_settings(config, "finetune", method="lora")

@@ -192,10 +192,10 @@ def test_host_memory_to_load_and_save_a_7b_checkpoint():
 
 # ---- the accelerate config ----------------------------------------------------------------------------
 
-def test_shipped_accelerate_config_is_fsdp_full_shard_bf16():
+def test_shipped_accelerate_config_is_fsdp_full_shard_without_its_own_precision():
     dist = read_accelerate_config(ROOT / ACCELERATE)
     assert (dist.strategy, dist.mixed_precision, dist.efficient_loading, dist.offload) == \
-        ("FULL_SHARD", "bf16", True, False)
+        ("FULL_SHARD", None, True, False)  # mixed precision: the launch's, from `precision`
 
 
 @pytest.mark.parametrize("cfg, strategy", [
@@ -243,12 +243,22 @@ def test_single_gpu_trials_would_not_fit(tmp_path):
     assert any(w.startswith("hparam_trial ") and "more than the 80 GB GPUs" in w for w in plan["warnings"])
 
 
-def test_fp32_training_gathers_fp32_copies_and_disagreeing_accelerate_config_is_a_warning(tmp_path):
+def test_fp32_training_gathers_fp32_copies(tmp_path):
     plan = paper_plan(tmp_path, lambda c: c.update(precision="fp32"))
     llama = next(m for m in plan["memory"] if m["rule"] == "finetune" and m["model"] == "llama2-7b")
     assert llama["parts_gb"]["gathered"] == pytest.approx(4 * (262_148_096 + 2 * 202_383_360) / GB)
     assert llama["parts_gb"]["logits"] == pytest.approx(1024 * 32_000 * (4 + 8) / GB)
-    assert any("asks for mixed_precision bf16 but precision is fp32" in w for w in plan["warnings"])
+    assert plan["precision"] == "fp32" and not any("mixed_precision" in w for w in plan["warnings"])
+
+
+def test_precision_auto_is_planned_as_bf16_and_said_so(tmp_path):
+    """The plan is for GPUs: auto resolves to bf16 on one with bf16 (the memory of the bf16 plan), and a note
+    says so; save_dtype unset follows it."""
+    bf16 = paper_plan(tmp_path / "bf16", lambda c: None)
+    auto = paper_plan(tmp_path / "auto", lambda c: (c.update(precision="auto"), c["finetune"].pop("save_dtype")))
+    assert auto["precision"] == "bf16" and auto["training"]["save_dtype"] == "bf16"
+    assert auto["memory"] == bf16["memory"]
+    assert any(n.startswith("precision auto: planned as bf16") for n in auto["notes"])
 
 
 def test_config_yaml_resources_cover_the_plan(tmp_path):

@@ -1,4 +1,4 @@
-"""Where a job computes: the GPU it was given (or a loud refusal), its CPU threads, its dtype.
+"""Where a job computes: the GPU it was given (or a loud refusal), its CPU threads (its precision: kinject.precision).
 
 Every compute job calls these through ``kinject.cli.rule_main`` (or the fine-tuning entry point), so a
 job asking for a GPU never runs on the CPU by accident, and torch uses exactly the cores the job holds.
@@ -12,20 +12,6 @@ import os
 from kinject.errors import KinjectError
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # config name -> torch dtype name
-
-
-def torch_dtype(precision: str):
-    """The torch dtype of a config precision; bf16 on a CUDA device without bf16 is an error, not a fallback."""
-    import torch
-
-    if precision not in PRECISIONS:
-        raise KinjectError("config", f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        raise KinjectError("config", f"precision bf16: {torch.cuda.get_device_name()} has no bf16 support; "
-                                     "set precision: fp32")
-    return getattr(torch, PRECISIONS[precision])
 
 
 def check_gpu(gpus: int, allow_cpu: bool, where) -> str:

@@ -183,18 +183,22 @@ def load_lm(model, *, precision: str = "fp32", batch_size: int = 8, device: str 
             shared_prefix: bool = True, max_truncated_fraction: float = 0.0, task_files: dict | None = None,
             **model_args):
     """lm-eval's model ``kinject-hf`` (kinject.shared_prefix, found through lm-eval's registry) over ``model``
-    (hub id or local folder), its weights loaded in ``precision``: one pass per distinct prompt when
+    (hub id or local folder), its weights loaded in ``precision`` (auto, bf16, fp32: kinject.precision, resolved
+    on ``device``; the choice is the model's ``precision`` attribute): one pass per distinct prompt when
     ``shared_prefix``, else lm-eval's own HF scoring; both refuse prompts lm-eval would cut (see there)."""
     import torch
     from lm_eval.api.registry import get_model
 
-    from kinject.device import torch_dtype
+    from kinject.precision import resolve, torch_dtype
     from kinject.shared_prefix import NAME
 
-    args = {"pretrained": str(model), "dtype": torch_dtype(precision), "shared_prefix": shared_prefix,
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = resolve(precision, "cuda" if device.startswith("cuda") else "cpu")
+    args = {"pretrained": str(model), "dtype": torch_dtype(chosen.name), "shared_prefix": shared_prefix,
             "max_truncated_fraction": max_truncated_fraction, "task_files": task_files, **model_args}
-    return get_model(NAME).create_from_arg_obj(args, {
-        "batch_size": batch_size, "device": device or ("cuda" if torch.cuda.is_available() else "cpu")})
+    lm = get_model(NAME).create_from_arg_obj(args, {"batch_size": batch_size, "device": device})
+    lm.precision = chosen
+    return lm
 
 
 def score_tasks(lm, task_dirs, names, *, shots: int, seed: int, limit: int | None = None,
@@ -293,7 +297,7 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
             "shots": shots,
             "k": config["metadata"]["k"],
             "format": config["metadata"]["format"],
-            "precision": precision,
+            **lm.precision.record,  # the precision it ran in (auto resolved here), the device and its hardware
             "scorer": lm.scorer,
             "lm_eval_version": metadata.version("lm_eval"),
             **({"adapter": str(adapter), "peft_version": metadata.version("peft")} if adapter is not None else {}),

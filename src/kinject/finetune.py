@@ -20,15 +20,16 @@ import shutil
 import sys
 from pathlib import Path
 
+from kinject import precision as precisions
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, read_parquet, write_text
+from kinject.io import atomic_path, read_parquet, write_json, write_text
 
 log = logging.getLogger(__name__)
 
 LOSS_COLUMNS = ["step", "epoch", "loss", "learning_rate"]
 RUN_FILE = "run.json"
-# config `precision` -> the accelerate config file's `mixed_precision` (they must agree)
-MIXED_PRECISION = {"bf16": "bf16", "fp32": "no"}
+# what a saved model or adapter records of the run that made it: its precision, device, save dtype
+TRAINING_FILE = "training.json"
 # the module each training rule launches
 ENTRY_POINTS = {"finetune": "kinject.finetune", "hparam_trial": "kinject.hparams"}
 
@@ -138,7 +139,7 @@ def epoch_dir(root, epoch: int) -> Path:
     return Path(root) / f"epoch{epoch}"
 
 
-def _epoch_models_callback(tokenizer, root, save_dtype: str):
+def _epoch_models_callback(tokenizer, root, save_dtype: str, meta: dict):
     """Save the model after every epoch to ``root/epoch{n}`` (a search trial keeps each epoch's model, so the
     chosen one is the evaluated one). Every process takes part (under FSDP the weights are gathered)."""
     from transformers import TrainerCallback
@@ -152,7 +153,7 @@ def _epoch_models_callback(tokenizer, root, save_dtype: str):
             staging = Path(root) / f".epoch{epoch}.partial"
             if self.trainer.is_world_process_zero():
                 shutil.rmtree(staging, ignore_errors=True)
-            save_final_model(self.trainer, tokenizer, staging, save_dtype)
+            save_final_model(self.trainer, tokenizer, staging, save_dtype, meta)
             if self.trainer.is_world_process_zero():
                 shutil.rmtree(target, ignore_errors=True)
                 staging.rename(target)
@@ -209,30 +210,19 @@ def check_device(precision: str = "fp32", *, gpus: int = 0, allow_cpu: bool = Fa
 
     A job that asks for no GPU trains on the CPU, on any host (as ``kinject.device.check_gpu`` decides).
     A job that asks for GPUs and finds no CUDA stops here (before any model loads) unless ``allow_cpu``;
-    bf16 on a CUDA device without bf16 is an error, not a silent fallback to fp32. On CPU, bf16 autocast
-    always runs (natively where the CPU has AVX512-BF16/AMX, emulated and slower elsewhere: logged).
+    ``precision`` is resolved on that device (kinject.precision: bf16 on a GPU without it is an error, not a
+    silent fp32; auto picks bf16 where it is native, fp32 elsewhere; bf16 on a CPU that emulates it warns).
     """
     import torch
 
-    if precision not in MIXED_PRECISION:
-        raise KinjectError("precision", f"must be one of {sorted(MIXED_PRECISION)}, got {precision!r}")
+    precisions.check_choice(precision)
     cuda = gpus > 0 and torch.cuda.is_available()
     if gpus > 0 and not cuda and not allow_cpu:
         raise KinjectError("resources", f"the job asks for {gpus} GPU(s) but CUDA is not available here "
                            "(set resources.allow_cpu: true to train on CPU instead)")
-    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
-        raise KinjectError("precision", f"bf16 is not supported by {torch.cuda.get_device_name()}; set precision: fp32")
-    return "cuda" if cuda else "cpu"
-
-
-def _precision_note(precision: str, device: str) -> str:
-    import torch
-
-    if precision != "bf16" or device != "cpu":
-        return f"precision {precision} on {device}"
-    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "precision bf16 on cpu (" + ("native bf16 instructions" if native else
-                                        "no native bf16 instructions here: emulated, slower than fp32") + ")"
+    device = "cuda" if cuda else "cpu"
+    precisions.resolve(precision, device)
+    return device
 
 
 def shard_on_cpu(accelerator) -> bool:
@@ -275,8 +265,9 @@ def _trainer_class():
     return KinjectTrainer
 
 
-def save_final_model(trainer, tokenizer, out_dir, save_dtype: str) -> None:
-    """``save_pretrained`` (safetensors) of the trained model in ``save_dtype``, written by the main process.
+def save_final_model(trainer, tokenizer, out_dir, save_dtype: str, meta: dict | None = None) -> None:
+    """``save_pretrained`` (safetensors) of the trained model in ``save_dtype``, written by the main process,
+    with ``meta`` (the run's precision, device, save dtype) as ``training.json`` beside the weights.
 
     Every process takes part: under FSDP the full state dict is gathered from the shards (to the main
     process's CPU memory). ``Trainer.save_model`` writes nothing under FSDP's sharded state dicts.
@@ -296,6 +287,7 @@ def save_final_model(trainer, tokenizer, out_dir, save_dtype: str) -> None:
             model.config.dtype = dtype  # save_pretrained writes the dtype of the (fp32) training weights
             model.config.save_pretrained(out_dir)
             tokenizer.save_pretrained(out_dir)
+        write_json(Path(out_dir) / TRAINING_FILE, {**(meta or {}), "save_dtype": save_dtype})
     trainer.accelerator.wait_for_everyone()
 
 
@@ -303,13 +295,14 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
                     batch_size: int = 64, per_device_batch_size: int = 8, seed: int = 0, work_dir,
                     save_steps: int | None = None, warmup_ratio: float = 0.0, weight_decay: float = 0.0,
                     eval_texts=None, precision: str = "fp32", gradient_checkpointing: bool = False,
-                    save_dtype: str = "fp32", gpus: int = 0, allow_cpu: bool = False,
+                    save_dtype: str | None = None, gpus: int = 0, allow_cpu: bool = False,
                     threads: int | None = None, epoch_models=None, lora: dict | None = None) -> dict:
     """Continual pre-training of ``base`` (hub id or local dir) on ``texts``; save to ``out_dir``.
     With ``lora`` (kinject.lora.lora_spec) a LoRA adapter over the frozen model is trained and saved instead.
 
     Master weights stay float32 (bf16 weights would round away updates at learning rates of 1e-5);
-    ``precision`` bf16 computes in bf16 (autocast, on CPU too; under FSDP the library's bf16 policy).
+    ``precision`` bf16 computes in bf16 (autocast, on CPU too; under FSDP the library's bf16 policy); auto is
+    bf16 where the device has it natively, else fp32 (kinject.precision); ``save_dtype`` None follows it.
     ``gradient_checkpointing`` recomputes activations in the backward pass. The model is saved in
     ``save_dtype`` as safetensors; with ``out_dir`` None it is not saved (the search's trials). Checkpoints
     go to ``work_dir`` (every ``save_steps`` steps, else every epoch; sharded under FSDP) and a rerun
@@ -334,12 +327,14 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
     device = check_device(precision, gpus=gpus, allow_cpu=allow_cpu)
     cuda = device == "cuda"
+    chosen = precisions.resolve(precision, device)
+    save_dtype = precisions.save_dtype(save_dtype, chosen.name)
     if threads:
         use_threads(threads)
     work_dir = Path(work_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
     log.info("%d process(es), %d torch thread(s) each, %s, gradient checkpointing %s", world_size,
-             torch.get_num_threads(), _precision_note(precision, device), "on" if gradient_checkpointing else "off")
+             torch.get_num_threads(), chosen.note, "on" if gradient_checkpointing else "off")
     accumulation = gradient_accumulation(batch_size, per_device_batch_size, world_size)
     effective = accumulation * per_device_batch_size * world_size
     if effective != batch_size:
@@ -355,14 +350,14 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
         lr_scheduler_type="constant_with_warmup", warmup_steps=warmup,
         per_device_train_batch_size=per_device_batch_size,
         per_device_eval_batch_size=per_device_batch_size, gradient_accumulation_steps=accumulation,
-        seed=seed, data_seed=seed, use_cpu=not cuda, bf16=precision == "bf16",
+        seed=seed, data_seed=seed, use_cpu=not cuda, bf16=chosen.name == "bf16",
         activation_checkpointing=gradient_checkpointing,
         logging_strategy="steps", logging_steps=1, eval_strategy="epoch" if eval_texts is not None else "no",
         save_total_limit=1, **saving, report_to=[], disable_tqdm=True, dataloader_num_workers=0,
         dataloader_pin_memory=cuda, ddp_find_unused_parameters=False)
     run = {"base": str(base), "lr": lr, "epochs": epochs, "batch_size": effective, "block_size": block_size,
            "seed": seed, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "data": _digest(blocks),
-           "precision": precision, "fsdp": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true",
+           "precision": chosen.name, "fsdp": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true",
            "schedule": "constant_with_warmup", "epoch_models": epoch_models is not None, "lora": lora}
     with args.main_process_first(local=False, desc="checkpoint selection"):
         checkpoint = resume_checkpoint(work_dir, run, main_process=args.process_index == 0)
@@ -377,7 +372,7 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     epochs_root = work_dir / EPOCHS_DIR
     callbacks = [_loss_callback(epochs_root / "train_loss.csv" if epoch_models is not None else loss_csv)]
     if epoch_models is not None:
-        callbacks.append(_epoch_models_callback(tokenizer, epochs_root, save_dtype))
+        callbacks.append(_epoch_models_callback(tokenizer, epochs_root, save_dtype, chosen.record))
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=BlockDataset(blocks), eval_dataset=eval_data,
         data_collator=default_data_collator, processing_class=tokenizer, callbacks=callbacks)
@@ -402,7 +397,7 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
             shutil.copyfile(Path(epoch_models) / "train_loss.csv", loss_csv)
     if out_dir is not None:
         staging = work_dir / "final"
-        save_final_model(trainer, tokenizer, staging, save_dtype)
+        save_final_model(trainer, tokenizer, staging, save_dtype, chosen.record)
         if trainer.is_world_process_zero():
             with atomic_path(out_dir, directory=True) as tmp:
                 for item in staging.iterdir():
@@ -459,7 +454,10 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--per-device-batch-size", type=int, default=8)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=sorted(MIXED_PRECISION), default="fp32")
+    p.add_argument("--precision", choices=precisions.CHOICES, default=precisions.AUTO,
+                   help="auto: bf16 where the device has it natively, else fp32 (kinject.precision)")
+    p.add_argument("--save-dtype", choices=precisions.CHOICES, default=precisions.AUTO,
+                   help="dtype of the saved model(s); auto: the precision the run resolved")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--gpus", type=int, default=0, help="GPUs the job asked for: without CUDA an error, unless --allow-cpu")
     p.add_argument("--allow-cpu", action="store_true")
@@ -471,8 +469,8 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def training_options(args) -> dict:
     """The keyword arguments of :func:`train_causal_lm` that every training entry point passes on."""
     return {key: getattr(args, key) for key in ("block_size", "batch_size", "per_device_batch_size", "seed",
-                                                "work_dir", "precision", "gradient_checkpointing", "gpus",
-                                                "allow_cpu", "threads", "lora")}
+                                                "work_dir", "precision", "save_dtype", "gradient_checkpointing",
+                                                "gpus", "allow_cpu", "threads", "lora")}
 
 
 def run_entry_point(run, args) -> None:
@@ -493,7 +491,6 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float)
     p.add_argument("--epochs", type=int)
     p.add_argument("--hparams", help="chosen.json of the search: its lr and epochs (instead of --lr/--epochs)")
-    p.add_argument("--save-dtype", choices=["bf16", "fp32"], default="fp32", help="dtype of the saved model")
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: every epoch)")
     p.add_argument("--warmup-ratio", type=float, default=0.0)
     p.add_argument("--weight-decay", type=float, default=0.0)
@@ -505,7 +502,7 @@ def parse_args(argv=None):
 
 def _finetune(args) -> None:
     hp = read_hparams(args.hparams) if args.hparams else {"lr": args.lr, "epochs": args.epochs}
-    train_causal_lm(args.base, training_texts(args.train), args.out, args.loss_csv, save_dtype=args.save_dtype,
+    train_causal_lm(args.base, training_texts(args.train), args.out, args.loss_csv,
                     save_steps=args.save_steps, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
                     **training_options(args), **hp)
 

@@ -74,14 +74,13 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, required=True)
     p.add_argument("--max-epochs", type=int, required=True)
     p.add_argument("--models", required=True, help="directory for the model after every epoch (epoch1/, ...)")
-    p.add_argument("--save-dtype", choices=["bf16", "fp32"], default="fp32", help="dtype of the saved models")
     return p.parse_args(argv)
 
 
 def _trial(args) -> None:
     options = training_options(args)
     run_trial(args.base, args.train, args.validation, args.out, lr=args.lr, max_epochs=args.max_epochs,
-              work_dir=options.pop("work_dir"), models=args.models, save_dtype=args.save_dtype, **options)
+              work_dir=options.pop("work_dir"), models=args.models, **options)
 
 
 def adopt(chosen_path, trial_paths, model_dirs, checkpoint, loss_csv) -> str:

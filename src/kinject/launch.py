@@ -5,8 +5,10 @@ point (kinject.finetune or kinject.hparams) with one process per GPU of the job:
     python -m accelerate.commands.launch --config_file profiles/slurm/accelerate_fsdp.yaml --num_processes 4 \\
         -m kinject.finetune --base meta-llama/Llama-2-7b-hf --train paraphrases_k0.parquet --out ckpt ...
 
-The accelerate config file (FSDP full sharding, mixed precision) is the whole launch configuration; the
-process count (the job's GPUs, or ``resources.<rule>.processes`` on CPU) is the only launch argument.
+The accelerate config file (FSDP full sharding) is the launch configuration; two launch arguments come from
+the job: the process count (the job's GPUs, or ``resources.<rule>.processes`` on CPU) and ``--mixed_precision``,
+from the config's ``precision`` as resolved where the job runs (kinject.precision: auto is bf16 where the device
+has it natively, fp32 elsewhere), so the file carries no second copy of it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kinject import precision as precisions
 from kinject import settings
 from kinject.errors import KinjectError
-from kinject.finetune import ENTRY_POINTS, MIXED_PRECISION, check_device
+from kinject.finetune import ENTRY_POINTS, check_device
 from kinject.lora import METHODS, lora_spec
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,8 @@ def rule_settings(config: dict, rule: str, task: dict | None = None, method: str
         raise ValueError(f"not a training rule: {rule}")
     if method not in METHODS:
         raise ValueError(f"not a fine-tuning method: {method}")
-    settings["save_dtype"] = ft["save_dtype"]  # a trial keeps its epochs' models, which become checkpoints
+    # a trial keeps its epochs' models, which become checkpoints; auto: the dtype of the precision the job resolves
+    settings["save_dtype"] = ft.get("save_dtype", precisions.AUTO)
     if method == "lora":
         settings["lora"] = json.dumps(lora_spec(config), sort_keys=True)
     if rule == "hparam_trial":
@@ -58,8 +62,8 @@ def job_resources(config: dict, rule: str) -> dict:
     return {**settings.job_resources(config, rule), "allow_cpu": int(config["resources"]["allow_cpu"])}
 
 
-def read_accelerate_config(path, precision: str) -> dict:
-    """The accelerate config file, checked against the kinject config (one line naming the file if not)."""
+def read_accelerate_config(path) -> dict:
+    """The accelerate config file, checked (one line naming the file if it is not one kinject can launch)."""
     import yaml
 
     try:
@@ -70,14 +74,17 @@ def read_accelerate_config(path, precision: str) -> dict:
         raise KinjectError(path, f"not valid YAML ({exc})") from None
     if not isinstance(launch, dict) or "distributed_type" not in launch:
         raise KinjectError(path, "not an accelerate config file (no distributed_type)")
-    mixed = launch.get("mixed_precision", "no")
-    mixed = "no" if mixed is False else str(mixed)  # YAML reads a bare `no` as false
-    if mixed != MIXED_PRECISION[precision]:
-        raise KinjectError(path, f"mixed_precision is {mixed!r} but the config's precision is {precision} "
-                           f"(set mixed_precision: {MIXED_PRECISION[precision]!r})")
     if (launch.get("fsdp_config") or {}).get("fsdp_activation_checkpointing"):
         raise KinjectError(path, "fsdp_activation_checkpointing is set: use finetune.gradient_checkpointing instead")
     return launch
+
+
+def file_mixed_precision(launch: dict) -> str | None:
+    """The file's own ``mixed_precision`` (None where it has none): the launch's --mixed_precision overrides it."""
+    if "mixed_precision" not in launch:
+        return None
+    mixed = launch["mixed_precision"]
+    return "no" if mixed is False else str(mixed)  # YAML reads a bare `no` as false
 
 
 def process_count(resources: dict) -> int:
@@ -96,7 +103,8 @@ def check_global_batch(batch_size: int, per_device_batch_size: int, processes: i
 def check_launch(config: dict) -> None:
     """What the training jobs' launch needs from the config, checked before any job runs (Snakefile parse)."""
     ft = config["finetune"]
-    read_accelerate_config(ft["accelerate_config"], config["precision"])
+    read_accelerate_config(ft["accelerate_config"])
+    precisions.check_choice(config["precision"])
     for rule in ENTRY_POINTS:
         check_global_batch(ft["batch_size"], ft["per_device_batch_size"], process_count(job_resources(config, rule)))
 
@@ -104,22 +112,27 @@ def check_launch(config: dict) -> None:
 def launch_command(settings: dict, rule: str, files: dict, resources: dict, threads: int) -> list[str]:
     """The exact command (argv) of a training job: ``accelerate launch`` of the rule's module.
 
-    ``settings`` are the rule's config values (:func:`rule_settings`), ``files`` its inputs and outputs
+    ``settings`` are the rule's config values (:func:`rule_settings`) with ``precision`` and ``save_dtype``
+    resolved (bf16 or fp32: :func:`launch` resolves them on the job's device), ``files`` its inputs and outputs
     (name -> path, or None), ``resources`` the job's (gpu, processes, allow_cpu) and ``threads`` its CPUs.
-    The accelerate config file is passed whole (``--config_file``); the only launch argument derived
-    from the job is the process count: its GPUs, or ``processes`` (default 1) when it asks for none. The
-    processes share the job's CPUs: each gets ``threads // processes`` torch threads (at least 1).
+    The accelerate config file is passed whole (``--config_file``); the launch arguments derived from the
+    job are the process count (its GPUs, or ``processes``, default 1, when it asks for none) and
+    ``--mixed_precision`` of the resolved precision. The processes share the job's CPUs: each gets
+    ``threads // processes`` torch threads (at least 1).
     """
     if rule not in ENTRY_POINTS:
         raise ValueError(f"not a training rule: {rule}")
+    if settings["precision"] not in precisions.MIXED_PRECISION:
+        raise ValueError(f"precision {settings['precision']!r} is not resolved (kinject.precision.resolve)")
     path = settings["accelerate_config"]
-    read_accelerate_config(path, settings["precision"])
+    read_accelerate_config(path)
     gpus, processes = int(resources.get("gpu", 0)), process_count(resources)
     check_global_batch(settings["batch_size"], settings["per_device_batch_size"], processes)
     options = {**files, **{k: v for k, v in settings.items() if k != "accelerate_config"}, "gpus": gpus,
                "allow_cpu": bool(resources.get("allow_cpu", 0)), "threads": max(1, threads // processes)}
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path),
-            "--num_processes", str(processes), "-m", ENTRY_POINTS[rule]]
+            "--num_processes", str(processes), "--mixed_precision", precisions.MIXED_PRECISION[settings["precision"]],
+            "-m", ENTRY_POINTS[rule]]
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -129,15 +142,31 @@ def launch_command(settings: dict, rule: str, files: dict, resources: dict, thre
     return argv
 
 
+def resolved(settings: dict, device: str) -> dict:
+    """A training rule's settings with ``precision`` (auto, bf16, fp32) resolved on ``device`` and ``save_dtype``
+    following it where unset; the accelerate file's own mixed_precision, where it disagrees, is said to be
+    overridden (one line in the job's log)."""
+    chosen = precisions.resolve(settings["precision"], device)
+    in_file = file_mixed_precision(read_accelerate_config(settings["accelerate_config"]))
+    wanted = precisions.MIXED_PRECISION[chosen.name]
+    if in_file is not None and in_file != wanted:
+        log.warning("%s: mixed_precision %r is overridden by --mixed_precision %r (%s)", settings["accelerate_config"],
+                    in_file, wanted, chosen.note)
+    return {**settings, "precision": chosen.name,
+            "save_dtype": precisions.save_dtype(settings.get("save_dtype"), chosen.name)}
+
+
 def launch(rule: str, settings: dict, files: dict, resources: dict, threads: int, log_path=None) -> str:
-    """Run a training job (rules finetune and hparam_trial): check the device, then :func:`launch_command`.
+    """Run a training job (rules finetune and hparam_trial): check the device, resolve the precision on it
+    (once, logged; the accelerate file's own mixed_precision, if any, is overridden and said so), then
+    :func:`launch_command`.
 
     The processes inherit the job's stdout and stderr, which :func:`kinject.cli.rule_main` points at the
     rule's log (``log_path``); a failure is one line with the processes' own error line from that log.
     """
-    check_device(settings["precision"], gpus=int(resources.get("gpu", 0)),
-                 allow_cpu=bool(resources.get("allow_cpu", 0)))
-    argv = launch_command(settings, rule, files, resources, threads)
+    device = check_device(settings["precision"], gpus=int(resources.get("gpu", 0)),
+                          allow_cpu=bool(resources.get("allow_cpu", 0)))
+    argv = launch_command(resolved(settings, device), rule, files, resources, threads)
     log.info("launching: %s", shlex.join(argv))
     for handler in logging.getLogger().handlers:
         handler.flush()

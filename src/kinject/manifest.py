@@ -2,8 +2,9 @@
 
 Pages (title, page id, revision id, timestamp: the fetch's revisions.json), hub artifacts (repo, revision asked,
 commit resolved, file sha256s: the download rules' <folder>.json), local files and dumps (path, size, sha256),
-local model folders, the LLM cache's content hash, the config files that built it and the job environment's
-package versions. No timestamp of its own: the same sources give the same bytes. `kinject lock` turns it into
+local model folders, the LLM cache's content hash, the config files that built it, the job environment's
+package versions and the precision (kinject.precision: the config's, and what it resolves to on the host that
+writes the manifest; each score file and checkpoint records what its own job ran in). No timestamp of its own: the same sources give the same bytes. `kinject lock` turns it into
 the lock (kinject.lock); `snakemake --report` shows it (rule manifest wraps it in report()).
 """
 
@@ -37,6 +38,16 @@ def environment() -> dict:
             "packages": dict(sorted(packages.items()))}
 
 
+def precision_record(requested: str) -> dict:
+    """The config's precision and what it resolves to here (a CUDA device if this host has one, else its CPU)."""
+    import torch
+
+    from kinject.precision import resolve
+
+    here = resolve(requested, "cuda" if torch.cuda.is_available() else "cpu")
+    return {"requested": requested, "on_this_host": here.record}
+
+
 def build_manifest(config: dict, *, configfiles: list[str], hub: list[str], revisions: list[str]) -> dict:
     local_models = {m["pretrained"]: folder_record(m["pretrained"]) for m in config["models"].values()
                     if "pretrained" in m and not is_hub_id(m["pretrained"])}
@@ -57,6 +68,7 @@ def build_manifest(config: dict, *, configfiles: list[str], hub: list[str], revi
         "local_models": local_models,
         "llm_cache": {"path": cache, **folder_record(cache)} if cache and Path(cache).is_dir() else None,
         "environment": environment(),
+        "precision": precision_record(config["precision"]),
     }
 
 

@@ -18,7 +18,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from kinject.device import torch_dtype
+from kinject.precision import torch_dtype
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet
 

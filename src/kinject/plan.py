@@ -26,6 +26,7 @@ from kinject.errors import KinjectError
 from kinject.grid import RESULTS, HUB_MODEL_DIR, evaluation_cells, evaluation_jobs, expected_job_counts, rag_ks, results_root, rooted
 from kinject.grid import TRAINING_SUFFIX, finetuned_checkpoints, method_tasks, search_lrs
 from kinject.lora import lora_parameters, lora_spec
+from kinject.precision import AUTO, save_dtype
 from kinject.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
 
 GB = 1e9
@@ -163,7 +164,7 @@ def model_shape(name: str, model: dict, root: Path, results: str = RESULTS) -> t
 @dataclass(frozen=True)
 class Distribution:
     strategy: str  # FULL_SHARD | SHARD_GRAD_OP | NO_SHARD | DDP
-    mixed_precision: str | None  # what the accelerate file asks for (None: no file)
+    mixed_precision: str | None  # the accelerate file's own (None: none); the launch's --mixed_precision overrides it
     offload: bool = False  # FSDP parameter/optimizer offload to host memory
     efficient_loading: bool = False  # rank 0 loads the checkpoint, the others get its shards
     activation_checkpointing: bool = False
@@ -184,7 +185,7 @@ def read_accelerate_config(path) -> Distribution:
     except yaml.YAMLError as exc:
         raise KinjectError(path, f"not valid YAML ({exc})") from None
     kind = cfg.get("distributed_type", "NO")
-    mixed = str(cfg.get("mixed_precision", "no"))
+    mixed = str(cfg["mixed_precision"]) if "mixed_precision" in cfg else None
     if kind in ("NO", "MULTI_GPU", "MULTI_CPU"):
         return Distribution("DDP", mixed, source=str(path))
     if kind != "FSDP":
@@ -438,12 +439,18 @@ class Job:
         return None if self.wall_minutes is None else self.count * self.gpus * self.wall_minutes / 60
 
 
+def planned_precision(config: dict) -> str:
+    """The precision the plan assumes: the config's, with auto as bf16 (the GPUs kinject plan plans for)."""
+    return "bf16" if config["precision"] == AUTO else config["precision"]
+
+
 class Planner:
     def __init__(self, config: dict, root: Path):
         self.config, self.root = config, Path(root)
         self.plan = config["plan"]
-        self.precision = config["precision"]
+        self.precision = planned_precision(config)
         ft = config["finetune"]
+        self.save_dtype = save_dtype(ft.get("save_dtype"), self.precision)
         self.dist = (read_accelerate_config(self.root / ft["accelerate_config"]) if "accelerate_config" in ft
                      else Distribution("DDP", None))
         self.checkpointing = ft["gradient_checkpointing"] or self.dist.activation_checkpointing
@@ -454,10 +461,9 @@ class Planner:
             corpus.figures.update(chunks=None, tokens_per_chunk=None, max_chunk_tokens=None)
         self.notes: list[str] = []
         self.warnings: list[str] = []
-        mixed = self.dist.mixed_precision
-        if mixed is not None and (mixed == "bf16") != (self.precision == "bf16"):
-            self.warnings.append(f"{self.dist.source} asks for mixed_precision {mixed} but precision is "
-                                 f"{self.precision}: the plan assumes {self.precision}")
+        if config["precision"] == AUTO:
+            self.notes.append("precision auto: planned as bf16, what it resolves to on a GPU with bf16 (a GPU "
+                              "without it, or a CPU without native bf16, runs fp32: kinject.precision)")
 
     def flops_per_s(self) -> float:
         return self.plan["achievable_tflops"][self.precision] * 1e12
@@ -490,7 +496,7 @@ class Planner:
                                      micro_batch=ft["per_device_batch_size"], block_size=ft["block_size"],
                                      checkpointing=self.checkpointing, overhead_gb=plan["memory_overhead_gb"],
                                      trainable=trainable)
-        job.host_bytes = training_host_memory(shape, processes=n, dist=self.dist, save_dtype=ft["save_dtype"],
+        job.host_bytes = training_host_memory(shape, processes=n, dist=self.dist, save_dtype=self.save_dtype,
                                               process_gb=plan["process_host_gb"])
         task_cfg = self.config["tasks"][task]
         trial = rule.startswith("hparam_trial")
@@ -502,7 +508,7 @@ class Planner:
             flops = None if flops is None or val is None else flops + 2 * shape.parameters * val * epochs
         job.compute_gpu_hours = None if flops is None else flops / self.flops_per_s() / 3600
         saved = trainable if lora else shape.parameters  # a LoRA run saves and checkpoints its adapter only
-        final = BYTES[ft["save_dtype"]] * saved
+        final = BYTES[self.save_dtype] * saved
         written = epochs * TRAINER_CHECKPOINT * saved + (epochs if trial else 1) * final
         job.fixed_minutes = plan["startup_minutes"] + written / (plan["write_gb_per_s"] * GB) / 60
         # a trial's best epoch's model stays only until validated_model hard-links the chosen one as set 0's
@@ -785,13 +791,13 @@ def make_plan(config: dict, root: Path | str = ".") -> dict:
     shapes = planner.shapes
     return {
         "gpu_memory_gb": plan["gpu_memory_gb"],
-        "precision": config["precision"],
+        "precision": planner.precision,
         "eval_batch_size": config["evaluation"]["batch_size"],
-        "achievable_tflops": plan["achievable_tflops"][config["precision"]],
+        "achievable_tflops": plan["achievable_tflops"][planner.precision],
         "training": {"distribution": planner.dist.words, "accelerate_config": planner.dist.source,
                      "gradient_checkpointing": planner.checkpointing,
                      "micro_batch": config["finetune"]["per_device_batch_size"],
-                     "block_size": config["finetune"]["block_size"], "save_dtype": config["finetune"]["save_dtype"],
+                     "block_size": config["finetune"]["block_size"], "save_dtype": planner.save_dtype,
                      "offload": planner.dist.offload, "efficient_loading": planner.dist.efficient_loading},
         "models": {m: ({**asdict(s), "root_parameters": s.root_parameters, "layer_parameters": s.layer_parameters}
                        if s else {"source": why}) for m, (s, why) in shapes.items()},

@@ -59,12 +59,19 @@ def score_records(path) -> pd.DataFrame:
     return pd.DataFrame({"question_id": records["question_id"].astype(str), "correct": records["correct"].astype(bool)})
 
 
+def ran_in(path) -> dict:
+    """The precision a score file's job ran in and on what (kinject.precision; "unrecorded" in older files)."""
+    scores = json.loads(Path(path).read_text())
+    return {"precision": scores.get("precision", "unrecorded"), "hardware": scores.get("hardware", "unrecorded")}
+
+
 def read_results(paths, groups: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores, records) of score files and the per-question records beside each (kinject.grid.records_path).
 
     ``scores``: one row per score file (model, task, group, format, method, paraphrase set, K, shots, accuracy,
-    n_questions, n_correct and the Wilson 95% interval ci_low, ci_high), computed from its records; a score
-    file whose accuracy its records do not give is an error. ``records``: one row per question per cell.
+    n_questions, n_correct and the Wilson 95% interval ci_low, ci_high), computed from its records, and the
+    precision it was scored in and the hardware (:func:`ran_in`); a score file whose accuracy its records do
+    not give is an error. ``records``: one row per question per cell.
     """
     rows, frames = [], []
     for path in map(str, paths):
@@ -74,13 +81,13 @@ def read_results(paths, groups: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         cell["group"] = groups[cell["task"]]
         low, high = wilson(n_correct, n)
         rows.append({**cell, "accuracy": n_correct / n, "n_questions": n, "n_correct": n_correct,
-                     "ci_low": low, "ci_high": high})
+                     "ci_low": low, "ci_high": high, **ran_in(path)})
         frames.append(records.assign(**cell))
     order = ["model", "task", "format", "shots", "method", "paraphrase_set", "k"]
     scores = pd.DataFrame(rows)
     scores["paraphrase_set"] = scores["paraphrase_set"].astype("Int64")
     scores = scores[["model", "task", "group", "format", "method", "paraphrase_set", "k", "shots", "accuracy",
-                     "n_questions", "n_correct", "ci_low", "ci_high"]]
+                     "n_questions", "n_correct", "ci_low", "ci_high", "precision", "hardware"]]
     records = pd.concat(frames, ignore_index=True)
     records["paraphrase_set"] = records["paraphrase_set"].astype("Int64")
     return scores.sort_values(order).reset_index(drop=True), records
@@ -206,6 +213,18 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def precision_line(scores: pd.DataFrame) -> str:
+    """What a table's cells were scored in: ``Scored in fp32 on cpu hardware AVX2, no native bf16.``, or, where
+    its cells differ, each (precision, hardware) with its count of cells (logged: they should not mix)."""
+    kinds = scores.groupby(["precision", "hardware"]).size()
+    if len(kinds) == 1:
+        (precision, hardware), = kinds.index
+        return f"Scored in {precision} ({hardware}); the fine-tuned models' training precision: their training.json."
+    mixed = "; ".join(f"{p} ({h}): {n} cells" for (p, h), n in kinds.items())
+    log.warning("the cells of one table were scored in different precisions: %s", mixed)
+    return f"Scored in different precisions (re-run on one kind of machine to compare cells): {mixed}."
+
+
 def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, seed: int,
                  comparisons_csv=None, trend_csv=None) -> str:
     """The result tables of a group (task -> table group) of score files and their records: per group and
@@ -225,7 +244,9 @@ def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, 
         write_parquet(f"{stem}.parquet", table)
         text = (f"# {group}, {shots}-shot: accuracy [Wilson 95% interval]\n\n"
                 "RAG and FT+RAG at the K chosen by cross-fitting (chosen on one half of the questions, reported "
-                "on the other; `a/b`: the K each half chose). See docs/statistics.md.\n\n" + _markdown(table))
+                "on the other; `a/b`: the K each half chose). See docs/statistics.md. "
+                + precision_line(scores[(scores["group"] == group) & (scores["shots"] == shots)])
+                + "\n\n" + _markdown(table))
         oracle = group_table(oracle_rows, oracle_choices, group, shots)
         text += ("\n## Oracle K (the paper's: the best K on the very questions reported; optimistic)\n\n"
                  + _markdown(oracle))
