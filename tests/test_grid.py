@@ -10,7 +10,7 @@ import yaml
 
 from kinject.errors import KinjectError
 from kinject.grid import (SCORE_PATTERN, cells, dry_run_jobs, evaluation_cells, evaluation_jobs,
-                          expected_job_counts)
+                          expected_job_counts, rooted)
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,3 +155,11 @@ def test_config_sections_given_as_params_do_not_depend_on_key_order():
     assert repr(written) != repr(reordered)
     assert repr(canonical(written)) == repr(canonical(reordered))
     assert canonical(written) == written  # the same settings, only reordered
+
+
+def test_rooted_moves_a_path_already_under_the_study_root():
+    """Study `handbook` with a task `handbook`: the task's files are results/handbook/handbook/..."""
+    assert rooted("results/handbook/chunks.parquet", "results/handbook") == "results/handbook/handbook/chunks.parquet"
+    assert rooted("results/tables/x.md", "results/paper") == "results/paper/tables/x.md"
+    assert rooted("results/tables/x.md", "results") == "results/tables/x.md"
+    assert rooted("resources/demo/atlas.xml", "results/paper") == "resources/demo/atlas.xml"
