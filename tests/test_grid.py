@@ -1,6 +1,7 @@
 """The full paper grid: the dry run is the documented formula, and bad configs fail with one line."""
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import yaml
 
 from kinject.errors import KinjectError
 from kinject.grid import (SCORE_PATTERN, cells, dry_run_jobs, evaluation_cells, evaluation_jobs,
-                          expected_job_counts)
+                          expected_job_counts, rooted)
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,3 +156,44 @@ def test_config_sections_given_as_params_do_not_depend_on_key_order():
     assert repr(written) != repr(reordered)
     assert repr(canonical(written)) == repr(canonical(reordered))
     assert canonical(written) == written  # the same settings, only reordered
+
+
+def readme_handbook() -> tuple[str, list[str]]:
+    """The README's "Your own corpus and questions": its YAML block (dedented) and its snakemake command."""
+    section = (ROOT / "README.md").read_text().split("## Your own corpus and questions", 1)[1].split("\n## ", 1)[0]
+    lines = section.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    study:"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    block = "\n".join(line[4:] for line in lines[start:end])
+    command = next(line.strip() for line in lines if line.startswith("    snakemake "))
+    return block, shlex.split(command)
+
+
+def test_readme_handbook_config_is_the_shipped_file():
+    block, _ = readme_handbook()
+    assert yaml.safe_load(block) == yaml.safe_load((ROOT / "config" / "handbook.yaml").read_text())
+
+
+def test_readme_handbook_command_plans_full_and_lora_fine_tuning():
+    """The README's command, as a dry run: it parses (targets before --configfile, which takes several files),
+    the merged config validates, and the handbook is fine-tuned in full and with LoRA."""
+    _, command = readme_handbook()
+    assert command[0] == "snakemake" and "config/handbook.yaml" in command
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", *command[1:]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    planned = set()
+    for job in re.split(r"^\[.*\]$", proc.stdout, flags=re.M):  # a job per block, its date first
+        rule, task = re.search(r"^(?:local)?rule (\w+):", job, re.M), re.search(r"wildcards: .*task=(\w+)", job)
+        if rule and task:
+            planned.add((rule[1], task[1]))
+    assert {("finetune", "handbook"), ("finetune_lora", "handbook")} <= planned
+    assert dry_run_jobs(proc.stdout)["tables"] == 1
+
+
+def test_rooted_moves_a_path_already_under_the_study_root():
+    """Study `handbook` with a task `handbook`: the task's files are results/handbook/handbook/..."""
+    assert rooted("results/handbook/chunks.parquet", "results/handbook") == "results/handbook/handbook/chunks.parquet"
+    assert rooted("results/tables/x.md", "results/paper") == "results/paper/tables/x.md"
+    assert rooted("results/tables/x.md", "results") == "results/tables/x.md"
+    assert rooted("resources/demo/atlas.xml", "results/paper") == "resources/demo/atlas.xml"

@@ -22,8 +22,10 @@ def results_root(config: dict) -> str:
 
 
 def rooted(path: str, root: str) -> str:
-    """An artifact path of this module (results/...) under the results root `root` (results_root)."""
-    if root == RESULTS or not str(path).startswith(RESULTS + "/") or str(path).startswith(root + "/"):
+    """An artifact path of this module (results/...) under the results root `root` (results_root). Always
+    moved, even when it already starts with `root`: with study `handbook` and task `handbook`, the task's
+    results/handbook/chunks.parquet is results/handbook/handbook/chunks.parquet."""
+    if root == RESULTS or not str(path).startswith(RESULTS + "/"):
         return str(path)
     return root + str(path)[len(RESULTS):]
 
