@@ -168,22 +168,97 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(base, tmp_path, monkeypat
     assert b["loss"].tolist() == pytest.approx(a["loss"].tolist(), rel=1e-4)
 
 
+def fake_checkpoint(path, *, state=True):
+    """A checkpoint folder with whole (tiny) weights, and a trainer_state.json unless ``state`` is False."""
+    from safetensors.torch import save_file
+
+    path.mkdir()
+    save_file({"w": torch.zeros(4, 4)}, path / "model.safetensors")
+    if state:
+        (path / "trainer_state.json").write_text("{}")
+
+
 def test_checkpoints_of_other_settings_or_half_written_are_not_resumed(tmp_path):
     run = {"lr": 1e-5}
     for step in (2, 4, 6):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    for step in (2, 4):
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        fake_checkpoint(tmp_path / f"checkpoint-{step}", state=step != 6)
     assert finetune.resume_checkpoint(tmp_path, run, main_process=True) is None  # no run.json: not ours
     assert not list(tmp_path.glob("checkpoint-*"))
     for step in (2, 4, 6):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    for step in (2, 4):
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        fake_checkpoint(tmp_path / f"checkpoint-{step}", state=step != 6)
     assert finetune.resume_checkpoint(tmp_path, run, main_process=True) == str(tmp_path / "checkpoint-4")
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert finetune.resume_checkpoint(tmp_path, {"lr": 2e-5}, main_process=True) is None
     assert not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_a_checkpoint_with_truncated_or_missing_weights_is_not_whole(tmp_path):
+    import torch.distributed.checkpoint as dcp
+
+    fake_checkpoint(tmp_path / "c")
+    assert finetune.checkpoint_problem(tmp_path / "c") is None
+    weights = tmp_path / "c" / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:-10])
+    assert finetune.checkpoint_problem(tmp_path / "c") == (
+        f"model.safetensors is {len(whole) - 10} bytes but its header describes {len(whole)}")
+    weights.write_bytes(whole[:20])
+    assert finetune.checkpoint_problem(tmp_path / "c") == "model.safetensors is truncated (20 bytes, its header cut)"
+    weights.write_bytes(whole)
+    (tmp_path / "c" / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"w": "model.safetensors", "v": "model-00002-of-00002.safetensors"}}))
+    assert finetune.checkpoint_problem(tmp_path / "c") == (
+        "model-00002-of-00002.safetensors named by model.safetensors.index.json is missing")
+    (tmp_path / "c" / "model.safetensors.index.json").unlink()
+    (tmp_path / "c" / "optimizer.pt").write_bytes(b"PK\x03\x04 cut")
+    assert finetune.checkpoint_problem(tmp_path / "c") == "optimizer.pt is truncated (not a readable torch.save file)"
+    (tmp_path / "c" / "trainer_state.json").write_text('{"global_step": ')
+    assert finetune.checkpoint_problem(tmp_path / "c") == "trainer_state.json is not readable JSON"
+
+    sharded = tmp_path / "s"  # FSDP's sharded state dict: a torch distributed checkpoint folder
+    dcp.save({"w": torch.zeros(1000)}, checkpoint_id=sharded / "pytorch_model_fsdp_0", no_dist=True)
+    (sharded / "trainer_state.json").write_text("{}")
+    assert finetune.checkpoint_problem(sharded) is None
+    (shard,) = (sharded / "pytorch_model_fsdp_0").glob("*.distcp")
+    shard.write_bytes(shard.read_bytes()[:100])
+    assert finetune.checkpoint_problem(sharded).startswith(f"pytorch_model_fsdp_0/{shard.name} is truncated (100 bytes")
+    shard.unlink()
+    assert finetune.checkpoint_problem(sharded) == f"pytorch_model_fsdp_0/{shard.name} is missing"
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "trainer_state.json").write_text("{}")
+    assert finetune.checkpoint_problem(tmp_path / "e").startswith("no weights")
+
+
+def test_a_malformed_run_file_discards_the_checkpoints_with_a_warning(tmp_path, caplog):
+    fake_checkpoint(tmp_path / "checkpoint-2")
+    (tmp_path / finetune.RUN_FILE).write_text('{"lr": 1e-')  # cut short, as a full disk or a lost node leaves it
+    with caplog.at_level(logging.WARNING, logger="kinject.finetune"):
+        assert finetune.resume_checkpoint(tmp_path, {"lr": 1e-5}, main_process=True) is None
+    assert f"{tmp_path / finetune.RUN_FILE}: not readable JSON" in caplog.text
+    assert not (tmp_path / "checkpoint-2").exists()
+    assert json.loads((tmp_path / finetune.RUN_FILE).read_text()) == {"lr": 1e-5}  # rewritten for this run
+
+
+@pytest.mark.slow  # two short trainings
+def test_a_truncated_checkpoint_is_removed_and_the_rerun_completes(base, tmp_path, monkeypatch, caplog):
+    """A checkpoint whose trainer_state.json exists but whose weights were cut (a node lost before the page cache
+    reached the disk) crashed every rerun; it is now removed with a warning naming it, and training starts afresh."""
+    texts = TEXTS * 2
+    run_spied(monkeypatch, kill_at=5)
+    args = (base, texts, tmp_path / "ft", tmp_path / "loss.csv")
+    with pytest.raises(RuntimeError, match="killed"):
+        train_causal_lm(*args, work_dir=tmp_path / "w", save_steps=2, **TRAIN)
+    checkpoint = tmp_path / "w" / "checkpoint-4"
+    weights = checkpoint / "model.safetensors"
+    assert (checkpoint / "trainer_state.json").exists()
+    with open(weights, "r+b") as fh:
+        fh.truncate(weights.stat().st_size // 2)
+    seen = run_spied(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="kinject.finetune"):
+        resumed = train_causal_lm(*args, work_dir=tmp_path / "w", save_steps=2, **TRAIN)
+    assert f"removing incomplete checkpoint {checkpoint}: model.safetensors is" in caplog.text
+    assert "resuming from" not in caplog.text and seen[0] == 0
+    assert resumed["steps"] == len(pd.read_csv(tmp_path / "loss.csv")) and (tmp_path / "ft" / "config.json").exists()
 
 
 def test_cli_takes_lr_and_epochs_from_the_chosen_hparams(base, tmp_path):
