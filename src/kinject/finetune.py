@@ -17,7 +17,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from kinject.errors import KinjectError
@@ -128,6 +130,59 @@ def _loss_callback(loss_csv):
                 write_loss_csv(loss_csv, loss_rows(state.log_history))
 
     return LossCsv()
+
+
+class Interrupted(KinjectError):
+    """Training stopped by SIGTERM after saving a checkpoint; the entry point exits 128 + SIGTERM and a rerun
+    resumes from the checkpoint."""
+
+
+def _any_process(flag: bool, args) -> bool:
+    """Whether ``flag`` is set in any training process: every process must stop at the same step, since the
+    save under FSDP is collective and a signal reaches the processes at different moments."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([int(flag)], device=args.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _sigterm_callback(received: dict):
+    """Save a checkpoint and stop once SIGTERM arrived (``received["signal"]``, set by the handler
+    :func:`train_causal_lm` installs): SLURM's time limit, scancel, or the launcher forwarding either.
+
+    The checkpoint is written at the end of the step the signal arrived in; at an epoch's last step it waits
+    for the epoch's end, so the epoch's evaluation and model (a search trial's) are in it. Raising
+    :class:`Interrupted` from ``on_save`` leaves the Trainer before anything else is written.
+    """
+    from transformers import TrainerCallback
+
+    class StopOnSigterm(TrainerCallback):
+        stop = False
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if _any_process(received["signal"], args) and not self.stop:
+                self.stop = True
+                log.warning("SIGTERM received: saving a checkpoint at step %d%s, then stopping", state.global_step,
+                            " after the epoch's end" if float(state.epoch).is_integer() else "")
+            if self.stop and not float(state.epoch).is_integer():
+                control.should_save = True
+            return control
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if self.stop:
+                control.should_save = True
+            return control
+
+        def on_save(self, args, state, control, **kwargs):
+            if self.stop:
+                raise Interrupted(Path(args.output_dir) / f"checkpoint-{state.global_step}",
+                                  f"saved after SIGTERM at step {state.global_step}; a rerun resumes from it")
+
+    return StopOnSigterm()
 
 
 EPOCHS_DIR = "epochs"
@@ -479,17 +534,27 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
         torch.manual_seed(seed)  # the adapter's random init (lora_A): the run's seed, the same in every process
         model = add_adapter(model, lora, gradient_checkpointing=gradient_checkpointing)
     epochs_root = work_dir / EPOCHS_DIR
-    callbacks = [_loss_callback(epochs_root / "train_loss.csv" if epoch_models is not None else loss_csv)]
+    received = {"signal": False}
+    callbacks = [_loss_callback(epochs_root / "train_loss.csv" if epoch_models is not None else loss_csv),
+                 _sigterm_callback(received)]
     if epoch_models is not None:
         callbacks.append(_epoch_models_callback(tokenizer, epochs_root, save_dtype))
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=BlockDataset(blocks), eval_dataset=eval_data,
         data_collator=default_data_collator, processing_class=tokenizer, callbacks=callbacks)
-    for callback in callbacks[1:]:
+    for callback in callbacks[2:]:
         callback.trainer = trainer
     if checkpoint:
         log.info("resuming from %s", checkpoint)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    # SIGTERM only sets a flag (the default action would kill the process mid-step and lose the steps since
+    # the last checkpoint); the callback saves and stops. Outside the main thread no handler can be set.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: received.update(signal=True)) if main_thread else None
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     history = trainer.state.log_history
     eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
     if epoch_models is not None and trainer.is_world_process_zero():
@@ -580,14 +645,15 @@ def training_options(args) -> dict:
 
 
 def run_entry_point(run, args) -> None:
-    """Check the device first (before any input or model is read), log to stderr; bad input exits 1 with one line."""
+    """Check the device first (before any input or model is read), log to stderr; bad input exits 1 with one line,
+    a training stopped by SIGTERM (its checkpoint saved) exits 128 + SIGTERM with one line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         check_device(args.precision, gpus=args.gpus, allow_cpu=args.allow_cpu)
         run(args)
     except KinjectError as err:
         print(f"kinject error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(128 + signal.SIGTERM if isinstance(err, Interrupted) else 1)
 
 
 def parse_args(argv=None):
