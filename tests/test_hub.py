@@ -463,3 +463,36 @@ def test_the_demo_config_manifest_lists_every_local_source(monkeypatch):
     assert cache["sha256"] == sha256("".join(f"{name}\0{sha}\n" for name, sha in pairs).encode())
     assert manifest["hub"] == {} and set(manifest["pages"].values()) == {None}
     assert manifest["config"]["files"][0]["path"] == "config/demo.yaml"
+
+
+def test_two_runs_checking_the_lock_at_once_keep_each_others_file_hashes(tmp_path, monkeypatch):
+    """Two workflow runs on one results folder both write the hash cache when their Snakefile is parsed (before
+    Snakemake's own lock): each process's records survive the other's writes, and the cache stays JSON."""
+    import multiprocessing
+
+    from kinject.lock import HASH_CACHE
+
+    monkeypatch.chdir(tmp_path)
+    files = {run: [f"{run}{i}.txt" for i in range(30)] for run in ("a", "b")}
+    for name in files["a"] + files["b"]:
+        Path(name).write_text(name)
+    ctx = multiprocessing.get_context("fork")
+    runs = [ctx.Process(target=check_each, args=(names,)) for names in files.values()]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(60)
+        assert run.exitcode == 0
+    cache = json.loads(Path(HASH_CACHE).read_text())
+    assert sorted(cache) == sorted(files["a"] + files["b"])
+    assert not list(Path(HASH_CACHE).parent.glob("*.tmp"))
+
+
+def check_each(names):
+    """One run's parse-time checks, a file at a time, so the two runs' writes interleave."""
+    from kinject.hub import sha256_file
+    from kinject.lock import check_local_files
+
+    for name in names:
+        lock = {"files": {name: {"size": 0, "sha256": sha256_file(name)}}}
+        check_local_files({"lock": "config.lock.json"}, lock)
