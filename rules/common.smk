@@ -8,7 +8,7 @@ from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, MANIF
 from kinject.grid import results_root, rooted
 from kinject.grid import CHOSEN, CONTROL_SCORES, HUB_CONTROL_DIR, LOSS, control_scores
 from kinject.grid import finetuned_checkpoints, records_path, search_lrs as method_lrs
-from kinject.hub import OFFLINE_ENV, hub_artifacts
+from kinject.hub import OFFLINE_ENV, check_local_models, hub_artifacts
 from kinject.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
 # Every artifact lives under the study's results root (config `study`: results/<study>; unset: results/), so
@@ -37,6 +37,8 @@ HUB = hub_artifacts(config)
 LOCK = read_lock(config)
 check_local_files(config, LOCK)
 check_hub_lock(HUB, LOCK, config.get("lock"))
+# a model given as a local folder lacking config.json, weights or a tokenizer: one line, before any job
+check_local_models(config)
 # Every job reads the hub only from the folders the download rules made: switched off for the workflow and so
 # for every job it starts, here and on SLURM nodes (kinject.hub.download, on the submit host, switches it back on).
 os.environ.update(OFFLINE_ENV)

@@ -4,8 +4,10 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -169,22 +171,97 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(base, tmp_path, monkeypat
     assert b["loss"].tolist() == pytest.approx(a["loss"].tolist(), rel=1e-4)
 
 
+def fake_checkpoint(path, *, state=True):
+    """A checkpoint folder with whole (tiny) weights, and a trainer_state.json unless ``state`` is False."""
+    from safetensors.torch import save_file
+
+    path.mkdir()
+    save_file({"w": torch.zeros(4, 4)}, path / "model.safetensors")
+    if state:
+        (path / "trainer_state.json").write_text("{}")
+
+
 def test_checkpoints_of_other_settings_or_half_written_are_not_resumed(tmp_path):
     run = {"lr": 1e-5}
     for step in (2, 4, 6):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    for step in (2, 4):
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        fake_checkpoint(tmp_path / f"checkpoint-{step}", state=step != 6)
     assert finetune.resume_checkpoint(tmp_path, run, main_process=True) is None  # no run.json: not ours
     assert not list(tmp_path.glob("checkpoint-*"))
     for step in (2, 4, 6):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    for step in (2, 4):
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        fake_checkpoint(tmp_path / f"checkpoint-{step}", state=step != 6)
     assert finetune.resume_checkpoint(tmp_path, run, main_process=True) == str(tmp_path / "checkpoint-4")
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert finetune.resume_checkpoint(tmp_path, {"lr": 2e-5}, main_process=True) is None
     assert not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_a_checkpoint_with_truncated_or_missing_weights_is_not_whole(tmp_path):
+    import torch.distributed.checkpoint as dcp
+
+    fake_checkpoint(tmp_path / "c")
+    assert finetune.checkpoint_problem(tmp_path / "c") is None
+    weights = tmp_path / "c" / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:-10])
+    assert finetune.checkpoint_problem(tmp_path / "c") == (
+        f"model.safetensors is {len(whole) - 10} bytes but its header describes {len(whole)}")
+    weights.write_bytes(whole[:20])
+    assert finetune.checkpoint_problem(tmp_path / "c") == "model.safetensors is truncated (20 bytes, its header cut)"
+    weights.write_bytes(whole)
+    (tmp_path / "c" / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"w": "model.safetensors", "v": "model-00002-of-00002.safetensors"}}))
+    assert finetune.checkpoint_problem(tmp_path / "c") == (
+        "model-00002-of-00002.safetensors named by model.safetensors.index.json is missing")
+    (tmp_path / "c" / "model.safetensors.index.json").unlink()
+    (tmp_path / "c" / "optimizer.pt").write_bytes(b"PK\x03\x04 cut")
+    assert finetune.checkpoint_problem(tmp_path / "c") == "optimizer.pt is truncated (not a readable torch.save file)"
+    (tmp_path / "c" / "trainer_state.json").write_text('{"global_step": ')
+    assert finetune.checkpoint_problem(tmp_path / "c") == "trainer_state.json is not readable JSON"
+
+    sharded = tmp_path / "s"  # FSDP's sharded state dict: a torch distributed checkpoint folder
+    dcp.save({"w": torch.zeros(1000)}, checkpoint_id=sharded / "pytorch_model_fsdp_0", no_dist=True)
+    (sharded / "trainer_state.json").write_text("{}")
+    assert finetune.checkpoint_problem(sharded) is None
+    (shard,) = (sharded / "pytorch_model_fsdp_0").glob("*.distcp")
+    shard.write_bytes(shard.read_bytes()[:100])
+    assert finetune.checkpoint_problem(sharded).startswith(f"pytorch_model_fsdp_0/{shard.name} is truncated (100 bytes")
+    shard.unlink()
+    assert finetune.checkpoint_problem(sharded) == f"pytorch_model_fsdp_0/{shard.name} is missing"
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "trainer_state.json").write_text("{}")
+    assert finetune.checkpoint_problem(tmp_path / "e").startswith("no weights")
+
+
+def test_a_malformed_run_file_discards_the_checkpoints_with_a_warning(tmp_path, caplog):
+    fake_checkpoint(tmp_path / "checkpoint-2")
+    (tmp_path / finetune.RUN_FILE).write_text('{"lr": 1e-')  # cut short, as a full disk or a lost node leaves it
+    with caplog.at_level(logging.WARNING, logger="kinject.finetune"):
+        assert finetune.resume_checkpoint(tmp_path, {"lr": 1e-5}, main_process=True) is None
+    assert f"{tmp_path / finetune.RUN_FILE}: not readable JSON" in caplog.text
+    assert not (tmp_path / "checkpoint-2").exists()
+    assert json.loads((tmp_path / finetune.RUN_FILE).read_text()) == {"lr": 1e-5}  # rewritten for this run
+
+
+@pytest.mark.slow  # two short trainings
+def test_a_truncated_checkpoint_is_removed_and_the_rerun_completes(base, tmp_path, monkeypatch, caplog):
+    """A checkpoint whose trainer_state.json exists but whose weights were cut (a node lost before the page cache
+    reached the disk) crashed every rerun; it is now removed with a warning naming it, and training starts afresh."""
+    texts = TEXTS * 2
+    run_spied(monkeypatch, kill_at=5)
+    args = (base, texts, tmp_path / "ft", tmp_path / "loss.csv")
+    with pytest.raises(RuntimeError, match="killed"):
+        train_causal_lm(*args, work_dir=tmp_path / "w", save_steps=2, **TRAIN)
+    checkpoint = tmp_path / "w" / "checkpoint-4"
+    weights = checkpoint / "model.safetensors"
+    assert (checkpoint / "trainer_state.json").exists()
+    with open(weights, "r+b") as fh:
+        fh.truncate(weights.stat().st_size // 2)
+    seen = run_spied(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="kinject.finetune"):
+        resumed = train_causal_lm(*args, work_dir=tmp_path / "w", save_steps=2, **TRAIN)
+    assert f"removing incomplete checkpoint {checkpoint}: model.safetensors is" in caplog.text
+    assert "resuming from" not in caplog.text and seen[0] == 0
+    assert resumed["steps"] == len(pd.read_csv(tmp_path / "loss.csv")) and (tmp_path / "ft" / "config.json").exists()
 
 
 def test_cli_takes_lr_and_epochs_from_the_chosen_hparams(base, tmp_path):
@@ -244,6 +321,85 @@ def test_the_rules_launch_command_trains_and_saves_bf16_safetensors(base, tmp_pa
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["dtype"] == "bfloat16"
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "ft").dtype == torch.bfloat16
     assert AutoTokenizer.from_pretrained(tmp_path / "ft").pad_token is not None
+
+
+LAUNCH_DRIVER = """
+import json, logging, sys
+from kinject import launch
+from kinject.errors import KinjectError
+logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+try:
+    print(launch.launch("finetune", *json.loads(sys.argv[1]), 1, log_path=sys.argv[2]), flush=True)
+except KinjectError as err:
+    print(f"kinject error: {err}", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@pytest.mark.slow  # two launched trainings
+def test_a_sigterm_saves_a_checkpoint_and_the_rerun_resumes_from_it(base, tmp_path):
+    """SIGTERM (SLURM's time limit, scancel) to the rule's launcher mid-epoch: it is passed to the training
+    process, which saves a checkpoint at the end of its step and exits non-zero; the rerun resumes from it."""
+    write_parquet(tmp_path / "k0.parquet", pd.DataFrame({"text": TEXTS * 20}))
+    settings = demo_settings(block_size=32, batch_size=8, per_device_batch_size=4, lr=1e-3, epochs=3)
+    work = tmp_path / "w"
+    files = {"base": str(base), "train": str(tmp_path / "k0.parquet"), "out": str(tmp_path / "ft"),
+             "loss_csv": str(tmp_path / "loss.csv"), "work_dir": str(work)}
+    log = tmp_path / "job.log"  # as the rule's log: the launcher and the training process write to it
+    job = [sys.executable, "-c", LAUNCH_DRIVER, json.dumps([settings, files, {"gpu": 0}]), str(log)]
+    env = {**launch_env(), "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        run = subprocess.Popen(job, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while "'loss'" not in log.read_text():  # the Trainer prints each step's logs: the first step is done
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=120) != 0
+    text = log.read_text()
+    assert "SIGTERM: passed to 1 training process(es)" in text, text[-3000:]
+    (checkpoint,) = work.glob("checkpoint-*")
+    assert finetune.checkpoint_problem(checkpoint) is None
+    step = int(checkpoint.name.rsplit("-", 1)[1])
+    assert text.strip().splitlines()[-1] == (f"kinject error: {log}: finetune exited with "
+                                             f"status 1: {checkpoint}: saved after SIGTERM at step {step}; a rerun "
+                                             "resumes from it")
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "loss.csv").exists()
+
+    with open(log, "w") as out:
+        assert subprocess.run(job, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300).returncode == 0, \
+            log.read_text()[-3000:]
+    assert f"resuming from {checkpoint}" in log.read_text()
+    steps = pd.read_csv(tmp_path / "loss.csv")["step"].tolist()
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) > step
+    assert (tmp_path / "ft" / "model.safetensors").exists() and not list(work.glob("checkpoint-*"))
+
+
+@pytest.mark.slow  # two short trainings
+def test_a_sigterm_in_an_epochs_last_step_saves_after_the_epochs_evaluation(base, tmp_path, monkeypatch):
+    """A checkpoint at an epoch's last step but before its end would resume past the epoch's evaluation and
+    lose it (a search trial's loss for that epoch): the stop waits for the epoch's end."""
+    texts, held_out, handler = TEXTS[:12] * 2, TEXTS[12:], signal.getsignal(signal.SIGTERM)
+    per_epoch = math.ceil(math.ceil(n_blocks(base, texts, 32) / 4) / 2)
+    seen = []
+
+    def sigterm_in_last_step(self, *args, **kwargs):
+        seen.append(self.state.global_step)
+        if self.state.global_step == per_epoch - 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # what SLURM's time limit sends every process of the job
+        return TRAINING_STEP(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", sigterm_in_last_step)
+    args = (base, texts, tmp_path / "ft", tmp_path / "loss.csv")
+    train = dict(work_dir=tmp_path / "w", eval_texts=held_out, **{**TRAIN, "epochs": 2})
+    with pytest.raises(finetune.Interrupted, match=rf"checkpoint-{per_epoch}: saved after SIGTERM at step {per_epoch}"):
+        train_causal_lm(*args, **train)
+    state = json.loads((tmp_path / "w" / f"checkpoint-{per_epoch}" / "trainer_state.json").read_text())
+    assert [e["epoch"] for e in state["log_history"] if "eval_loss" in e] == [1.0]
+    assert signal.getsignal(signal.SIGTERM) is handler  # the training's handler was its own only
+    monkeypatch.setattr(Trainer, "training_step", TRAINING_STEP)
+    resumed = train_causal_lm(*args, **train)
+    assert len(resumed["eval_loss_per_epoch"]) == 2 and resumed["steps"] == 2 * per_epoch
 
 
 def test_bf16_autocasts_on_cpu_and_fp32_does_not(base, tmp_path, monkeypatch):

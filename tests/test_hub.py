@@ -248,6 +248,51 @@ def test_hub_ids_and_local_folders(tmp_path):
     assert not is_hub_id("a/b/c", tmp_path)
 
 
+def local_model(folder, *, config=True, weights=True, tokenizer=True):
+    folder.mkdir(parents=True)
+    for name, wanted in (("config.json", config), ("model.safetensors", weights), ("tokenizer.json", tokenizer)):
+        if wanted:
+            (folder / name).write_text("{}")
+    return folder
+
+
+def test_a_local_model_folder_missing_files_is_one_line(tmp_path):
+    from kinject.hub import check_local_models, model_folder_problem
+
+    assert model_folder_problem(local_model(tmp_path / "whole")) is None
+    assert model_folder_problem(local_model(tmp_path / "a", config=False)) == (
+        "no config.json in the model folder (save_pretrained writes it)")
+    assert model_folder_problem(local_model(tmp_path / "b", weights=False)) == (
+        "no weights in the model folder (*.safetensors or pytorch_model*.bin)")
+    assert model_folder_problem(local_model(tmp_path / "c", tokenizer=False)) == (
+        "no tokenizer in the model folder (tokenizer.json, tokenizer.model, vocab.json)")
+    sharded = local_model(tmp_path / "d", weights=False)
+    (sharded / "model-00001-of-00002.safetensors").write_text("")
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    assert model_folder_problem(sharded) == (
+        "model-00002-of-00002.safetensors is missing (1 of the 2 shards model.safetensors.index.json lists)")
+    config = {"models": {"hub": {"pretrained": "meta-llama/Llama-2-7b-hf"}, "built": {"build": {}},
+                         "mine": {"pretrained": "./a"}}}
+    with pytest.raises(KinjectError, match=r"^\./a: no config\.json in the model folder \(save_pretrained writes it\) "
+                                           r"\(models\.mine\.pretrained\)$"):
+        check_local_models(config, tmp_path)
+    config["models"]["mine"]["pretrained"] = str(tmp_path / "whole")
+    check_local_models(config, tmp_path)  # a hub id and a built model are not folders to check
+
+
+def test_a_local_model_folder_missing_its_weights_stops_the_workflow_before_any_job(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    folder = local_model(tmp_path / "mine", weights=False)
+    config["models"] = {"mine": {"pretrained": str(folder)}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(tmp_path / "mine.yaml")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert (f"{folder}: no weights in the model folder (*.safetensors or pytorch_model*.bin) "
+            "(models.mine.pretrained)") in (done.stdout + done.stderr).splitlines(), done.stderr[-3000:]
+
+
 def test_paper_config_downloads_three_models_the_embedder_each_subject_and_each_control():
     artifacts = hub_artifacts(load_config(REPO / "config.yaml"), REPO)
     assert sorted(artifacts) == sorted(
@@ -418,3 +463,36 @@ def test_the_demo_config_manifest_lists_every_local_source(monkeypatch):
     assert cache["sha256"] == sha256("".join(f"{name}\0{sha}\n" for name, sha in pairs).encode())
     assert manifest["hub"] == {} and set(manifest["pages"].values()) == {None}
     assert manifest["config"]["files"][0]["path"] == "config/demo.yaml"
+
+
+def test_two_runs_checking_the_lock_at_once_keep_each_others_file_hashes(tmp_path, monkeypatch):
+    """Two workflow runs on one results folder both write the hash cache when their Snakefile is parsed (before
+    Snakemake's own lock): each process's records survive the other's writes, and the cache stays JSON."""
+    import multiprocessing
+
+    from kinject.lock import HASH_CACHE
+
+    monkeypatch.chdir(tmp_path)
+    files = {run: [f"{run}{i}.txt" for i in range(30)] for run in ("a", "b")}
+    for name in files["a"] + files["b"]:
+        Path(name).write_text(name)
+    ctx = multiprocessing.get_context("fork")
+    runs = [ctx.Process(target=check_each, args=(names,)) for names in files.values()]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(60)
+        assert run.exitcode == 0
+    cache = json.loads(Path(HASH_CACHE).read_text())
+    assert sorted(cache) == sorted(files["a"] + files["b"])
+    assert not list(Path(HASH_CACHE).parent.glob("*.tmp"))
+
+
+def check_each(names):
+    """One run's parse-time checks, a file at a time, so the two runs' writes interleave."""
+    from kinject.hub import sha256_file
+    from kinject.lock import check_local_files
+
+    for name in names:
+        lock = {"files": {name: {"size": 0, "sha256": sha256_file(name)}}}
+        check_local_files({"lock": "config.lock.json"}, lock)

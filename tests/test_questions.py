@@ -143,6 +143,33 @@ def test_a_bad_review_file_is_one_line_naming_file_and_row(tmp_path, text, messa
     assert read_questions(out)["id"].tolist() == ["a", "b"]
 
 
+def test_a_review_sheet_saved_by_a_spreadsheet_is_read(tmp_path):
+    """Excel's "CSV UTF-8" where the decimal mark is a comma: ';' separated, a byte-order mark, CRLF line ends,
+    a multi-line options cell in quotes."""
+    selected, out, review = three_questions(tmp_path), tmp_path / "questions.parquet", tmp_path / "review.csv"
+    review.write_bytes("\ufeffid;question;options;decision\r\na;Q?;\"A. x\r\nB. y\";accept\r\nb;R?;;Reject\r\n"
+                       .encode("utf-8"))
+    assert apply_review(selected, review, out).startswith("1 questions; review: 1 accepted, 1 rejected, 1 unreviewed")
+    assert read_questions(out)["id"].tolist() == ["a"]
+    review.write_bytes(b"\xef\xbb\xbfid\tdecision\r\nb\taccept\r\n")  # tab separated too
+    apply_review(selected, review, out)
+    assert read_questions(out)["id"].tolist() == ["b"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", r"not UTF-8 text \(byte 0\): save the sheet as CSV UTF-8"),
+    ("id;d\u00e9cision\na;accept\n".encode("latin-1"), r"not UTF-8 text \(byte 4\): save the sheet as CSV UTF-8"),
+    (b"PK garbage | not a sheet\n\x01\x02\n", r"row 1: expected a header with columns id and decision, found "
+                                                r"'PK garbage \| not a sheet'")])
+def test_a_review_sheet_that_is_not_utf8_csv_is_one_line(tmp_path, content, message):
+    selected, out, review = three_questions(tmp_path), tmp_path / "questions.parquet", tmp_path / "review.csv"
+    write_questions(out, questions_frame())  # an earlier build, which the error must leave alone
+    review.write_bytes(content)
+    with pytest.raises(KinjectError, match=rf"^{review}: {message}$"):
+        apply_review(selected, review, out)
+    assert read_questions(out)["id"].tolist() == ["a", "b"]
+
+
 def test_review_is_required_unless_skipped(tmp_path):
     selected = three_questions(tmp_path)
     out = tmp_path / "questions.parquet"

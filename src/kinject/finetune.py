@@ -17,7 +17,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from kinject import precision as precisions
@@ -131,6 +133,59 @@ def _loss_callback(loss_csv):
     return LossCsv()
 
 
+class Interrupted(KinjectError):
+    """Training stopped by SIGTERM after saving a checkpoint; the entry point exits 128 + SIGTERM and a rerun
+    resumes from the checkpoint."""
+
+
+def _any_process(flag: bool, args) -> bool:
+    """Whether ``flag`` is set in any training process: every process must stop at the same step, since the
+    save under FSDP is collective and a signal reaches the processes at different moments."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([int(flag)], device=args.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _sigterm_callback(received: dict):
+    """Save a checkpoint and stop once SIGTERM arrived (``received["signal"]``, set by the handler
+    :func:`train_causal_lm` installs): SLURM's time limit, scancel, or the launcher forwarding either.
+
+    The checkpoint is written at the end of the step the signal arrived in; at an epoch's last step it waits
+    for the epoch's end, so the epoch's evaluation and model (a search trial's) are in it. Raising
+    :class:`Interrupted` from ``on_save`` leaves the Trainer before anything else is written.
+    """
+    from transformers import TrainerCallback
+
+    class StopOnSigterm(TrainerCallback):
+        stop = False
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if _any_process(received["signal"], args) and not self.stop:
+                self.stop = True
+                log.warning("SIGTERM received: saving a checkpoint at step %d%s, then stopping", state.global_step,
+                            " after the epoch's end" if float(state.epoch).is_integer() else "")
+            if self.stop and not float(state.epoch).is_integer():
+                control.should_save = True
+            return control
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if self.stop:
+                control.should_save = True
+            return control
+
+        def on_save(self, args, state, control, **kwargs):
+            if self.stop:
+                raise Interrupted(Path(args.output_dir) / f"checkpoint-{state.global_step}",
+                                  f"saved after SIGTERM at step {state.global_step}; a rerun resumes from it")
+
+    return StopOnSigterm()
+
+
 EPOCHS_DIR = "epochs"
 
 
@@ -162,26 +217,130 @@ def _epoch_models_callback(tokenizer, root, save_dtype: str, meta: dict):
     return EpochModels()
 
 
-def resume_checkpoint(work_dir, run: dict, *, main_process: bool):
-    """The newest complete checkpoint in ``work_dir`` of the same run, or None to start afresh.
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file is not whole (its header unreadable, or its size not the one the header gives),
+    or None. Only the header is read: a truncated write (a node lost before the page cache reached the disk,
+    a full disk, a partial copy) shows as a short file, and resuming from it crashes every rerun."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else None
+        if length is None or length > size - 8:
+            return f"{path.name} is truncated ({size} bytes, its header cut)"
+        try:
+            header = json.loads(fh.read(length))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return f"{path.name} has an unreadable safetensors header"
+    if size != 8 + length + end:
+        return f"{path.name} is {size} bytes but its header describes {8 + length + end}"
+    return None
 
-    A checkpoint counts once its ``trainer_state.json`` (the Trainer's last write) exists. The main
-    process deletes incomplete checkpoints, and all of them when ``run`` (the settings) changed.
+
+def _distributed_checkpoint_problem(folder: Path) -> str | None:
+    """Why a torch distributed checkpoint folder (FSDP's sharded ``pytorch_model_fsdp_0``, ``optimizer_0``)
+    is not whole: its ``.metadata`` unreadable, or a shard file it lists missing or shorter than listed."""
+    import pickle
+
+    try:
+        with open(folder / ".metadata", "rb") as fh:
+            storage = pickle.load(fh).storage_data.values()
+    except FileNotFoundError:
+        return f"{folder.name}/.metadata is missing"
+    except Exception as exc:  # noqa: BLE001 - unpickling a cut file raises many types
+        return f"{folder.name}/.metadata is unreadable ({type(exc).__name__})"
+    needed: dict[str, int] = {}
+    for info in storage:
+        needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
+    for name, end in sorted(needed.items()):
+        shard = folder / name
+        if not shard.is_file():
+            return f"{folder.name}/{name} is missing"
+        if shard.stat().st_size < end:
+            return f"{folder.name}/{name} is truncated ({shard.stat().st_size} bytes, {end} listed)"
+    return None
+
+
+def checkpoint_problem(checkpoint) -> str | None:
+    """Why a Trainer checkpoint cannot be resumed, or None when it is whole.
+
+    ``trainer_state.json`` (the Trainer's last write) must be readable, the weights whole: every safetensors
+    file's size agreeing with its header, every shard a ``*.safetensors.index.json`` names present, every
+    torch distributed checkpoint folder's listed shards present at their listed sizes (FSDP), and every
+    ``torch.save`` file (optimizer, scheduler, RNG state) a readable zip. Only headers and directories are
+    read, so a 7B checkpoint is checked in well under a second.
+    """
+    import zipfile
+
+    checkpoint = Path(checkpoint)
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except FileNotFoundError:
+        return "no trainer_state.json (the Trainer's last write)"
+    except ValueError:
+        return "trainer_state.json is not readable JSON"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    shards = sorted(p for p in checkpoint.iterdir()
+                    if p.is_dir() and ((p / ".metadata").exists() or p.name.startswith("pytorch_model_fsdp")))
+    if not weights and not shards and not list(checkpoint.glob("pytorch_model*.bin")):
+        return "no weights (no *.safetensors, pytorch_model*.bin or pytorch_model_fsdp_* folder)"
+    for index in sorted(checkpoint.glob("*.safetensors.index.json")):
+        try:
+            names = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError):
+            return f"{index.name} is not a readable shard index"
+        missing = sorted(name for name in names if not (checkpoint / name).is_file())
+        if missing:
+            return f"{missing[0]} named by {index.name} is missing"
+    for path in weights:
+        if (problem := _safetensors_problem(path)):
+            return problem
+    for folder in shards:
+        if (problem := _distributed_checkpoint_problem(folder)):
+            return problem
+    for path in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth"), *checkpoint.glob("*.bin")]):
+        if not zipfile.is_zipfile(path):
+            return f"{path.name} is truncated (not a readable torch.save file)"
+    return None
+
+
+def _recorded_run(run_file: Path):
+    """The settings a work dir's run file records, or None: none recorded, or a file that is not JSON (then
+    its checkpoints cannot be told to be of this run, and are discarded with a warning, not trusted)."""
+    try:
+        return json.loads(run_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        log.warning("%s: not readable JSON (%s): the checkpoints next to it are discarded, training starts afresh",
+                    run_file, exc)
+        return None
+
+
+def resume_checkpoint(work_dir, run: dict, *, main_process: bool):
+    """The newest whole checkpoint in ``work_dir`` of the same run, or None to start afresh.
+
+    A checkpoint is resumed only when :func:`checkpoint_problem` finds none: a half-written or truncated one
+    is deleted by the main process with a warning naming it and why, and the one before it (if any) resumed.
+    All are deleted when ``run`` (the settings) changed, or when the run file is unreadable.
     """
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     work_dir = Path(work_dir)
     run_file = work_dir / RUN_FILE
-    same_run = run_file.exists() and json.loads(run_file.read_text()) == run
+    same_run = _recorded_run(run_file) == run
     checkpoints = sorted(work_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
-    complete = [c for c in checkpoints if (c / "trainer_state.json").exists()] if same_run else []
+    problems = {c: checkpoint_problem(c) for c in checkpoints} if same_run else {}
+    complete = [c for c in checkpoints if same_run and problems[c] is None]
     if main_process:
         shutil.rmtree(work_dir / "final", ignore_errors=True)
         if not complete:  # starting afresh: no epoch model of an earlier start may be kept
             shutil.rmtree(work_dir / EPOCHS_DIR, ignore_errors=True)
-        for stale in set(checkpoints) - set(complete):
-            log.warning("removing %s %s", "incomplete checkpoint" if same_run else "checkpoint of other settings",
-                        stale)
+        for stale in sorted(set(checkpoints) - set(complete)):
+            if same_run:
+                log.warning("removing incomplete checkpoint %s: %s", stale, problems[stale])
+            else:
+                log.warning("removing checkpoint of other settings %s", stale)
             shutil.rmtree(stale, ignore_errors=True)
         if not same_run:
             write_text(run_file, json.dumps(run, sort_keys=True))
@@ -370,17 +529,27 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
         torch.manual_seed(seed)  # the adapter's random init (lora_A): the run's seed, the same in every process
         model = add_adapter(model, lora, gradient_checkpointing=gradient_checkpointing)
     epochs_root = work_dir / EPOCHS_DIR
-    callbacks = [_loss_callback(epochs_root / "train_loss.csv" if epoch_models is not None else loss_csv)]
+    received = {"signal": False}
+    callbacks = [_loss_callback(epochs_root / "train_loss.csv" if epoch_models is not None else loss_csv),
+                 _sigterm_callback(received)]
     if epoch_models is not None:
         callbacks.append(_epoch_models_callback(tokenizer, epochs_root, save_dtype, chosen.record))
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=BlockDataset(blocks), eval_dataset=eval_data,
         data_collator=default_data_collator, processing_class=tokenizer, callbacks=callbacks)
-    for callback in callbacks[1:]:
+    for callback in callbacks[2:]:
         callback.trainer = trainer
     if checkpoint:
         log.info("resuming from %s", checkpoint)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    # SIGTERM only sets a flag (the default action would kill the process mid-step and lose the steps since
+    # the last checkpoint); the callback saves and stops. Outside the main thread no handler can be set.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: received.update(signal=True)) if main_thread else None
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     history = trainer.state.log_history
     eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
     if epoch_models is not None and trainer.is_world_process_zero():
@@ -474,14 +643,15 @@ def training_options(args) -> dict:
 
 
 def run_entry_point(run, args) -> None:
-    """Check the device first (before any input or model is read), log to stderr; bad input exits 1 with one line."""
+    """Check the device first (before any input or model is read), log to stderr; bad input exits 1 with one line,
+    a training stopped by SIGTERM (its checkpoint saved) exits 128 + SIGTERM with one line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         check_device(args.precision, gpus=args.gpus, allow_cpu=args.allow_cpu)
         run(args)
     except KinjectError as err:
         print(f"kinject error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(128 + signal.SIGTERM if isinstance(err, Interrupted) else 1)
 
 
 def parse_args(argv=None):

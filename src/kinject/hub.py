@@ -10,6 +10,7 @@ resolved to and every file's sha256. Every other job loads that local folder wit
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -35,6 +36,45 @@ def is_hub_id(name: str, root=".") -> bool:
     if Path(root, name).is_dir() or name.startswith(("/", "./", "../", "~")):
         return False
     return bool(HUB_ID.fullmatch(name))
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+def model_folder_problem(folder) -> str | None:
+    """What a local model folder (config ``models.<m>.pretrained``) lacks for ``from_pretrained``, or None:
+    ``config.json``, weights (``*.safetensors`` or ``pytorch_model*.bin``, every shard its index lists) and a
+    tokenizer. Only names are looked at: the folder is checked when the workflow starts, before any job."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "no such folder" if not folder.exists() else "not a folder"
+    if not (folder / "config.json").is_file():
+        return "no config.json in the model folder (save_pretrained writes it)"
+    for index in sorted(folder.glob("*.index.json")):
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError):
+            return f"{index.name} is not a readable shard index"
+        missing = [name for name in shards if not (folder / name).is_file()]
+        if missing:
+            return f"{missing[0]} is missing ({len(missing)} of the {len(shards)} shards {index.name} lists)"
+    if not [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]:
+        return "no weights in the model folder (*.safetensors or pytorch_model*.bin)"
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return f"no tokenizer in the model folder ({', '.join(TOKENIZER_FILES)})"
+    return None
+
+
+def check_local_models(config: dict, root=".") -> None:
+    """Every model given as a local folder has what loading it needs; else one line naming the folder and
+    what is missing, when the workflow starts (not hours later, in the first job that loads it)."""
+    for name, model in config["models"].items():
+        path = model.get("pretrained")
+        if path is None or is_hub_id(path, root):
+            continue
+        problem = model_folder_problem(Path(root, os.path.expanduser(path)))
+        if problem:
+            raise KinjectError(path, f"{problem} (models.{name}.pretrained)")
 
 
 def hub_artifacts(config: dict, root=".") -> dict[str, dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -23,9 +24,17 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+# A full disk or quota: the write is refused, not the input; said in one line naming the artifact
+FULL = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, directory: bool = False):
-    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
+
+    On any failure the temporary is removed and ``path`` is left as it was (absent, or the previous version).
+    A full disk or quota (ENOSPC, EDQUOT) while writing is one line naming ``path`` (KinjectError).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if directory:
@@ -40,6 +49,11 @@ def atomic_path(path, *, directory: bool = False):
         if directory and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        raise KinjectError(path, f"{FULL[exc.errno]} while writing it: nothing written, an earlier version kept; "
+                           "free space and run again") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()

@@ -17,8 +17,10 @@ import csv
 import json
 import logging
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from kinject import precision as precisions
@@ -162,7 +164,9 @@ def launch(rule: str, settings: dict, files: dict, resources: dict, threads: int
     :func:`launch_command`.
 
     The processes inherit the job's stdout and stderr, which :func:`kinject.cli.rule_main` points at the
-    rule's log (``log_path``); a failure is one line with the processes' own error line from that log.
+    rule's log (``log_path``); a failure is one line with the processes' own error line from that log. A SIGTERM
+    to the job is passed to the training processes (:func:`forward_sigterm`): they save a checkpoint and stop,
+    and the job fails with their line.
     """
     device = check_device(settings["precision"], gpus=int(resources.get("gpu", 0)),
                           allow_cpu=bool(resources.get("allow_cpu", 0)))
@@ -172,13 +176,50 @@ def launch(rule: str, settings: dict, files: dict, resources: dict, threads: int
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    done = subprocess.run(argv)
+    done = subprocess.Popen(argv)
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    if main_thread:
+        previous = signal.signal(signal.SIGTERM, lambda *_: forward_sigterm(done.pid, ENTRY_POINTS[rule]))
+    try:
+        done.wait()
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if done.returncode:
         lines = Path(log_path).read_text(errors="replace").splitlines() if log_path else []
         errors = [line for line in lines if line.startswith("kinject error: ")]
         why = errors[-1].removeprefix("kinject error: ") if errors else "see the log"
         raise KinjectError(log_path or rule, f"{rule} exited with status {done.returncode}: {why}")
     return training_summary(files, process_count(resources))
+
+
+def forward_sigterm(launcher_pid: int, module: str) -> None:
+    """Pass a SIGTERM the job got (SLURM's time limit, scancel, Snakemake) to its training processes, which save
+    a checkpoint and stop (kinject.finetune); the launcher waits for them and fails with their line.
+
+    The signal goes to the processes running ``module`` (``-m kinject.finetune``), not to ``accelerate launch``:
+    on SIGTERM it, and torch's elastic agent below it, kill the workers after 5 and 30 seconds, which may be too
+    short for a 7B model's checkpoint. Before any worker has started, the launcher itself gets it.
+    """
+    import psutil
+
+    try:
+        processes = psutil.Process(launcher_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    workers = []
+    for process in processes:
+        try:
+            if module in process.cmdline():
+                workers.append(process)
+        except psutil.Error:  # ended meanwhile
+            pass
+    log.warning("SIGTERM: passed to %s", f"{len(workers)} training process(es)" if workers else "the launcher")
+    for process in workers or [psutil.Process(launcher_pid)]:
+        try:
+            process.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
 
 
 def training_summary(files: dict, processes: int) -> str:

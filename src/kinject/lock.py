@@ -145,8 +145,18 @@ def check_local_files(config: dict, lock: dict | None) -> None:
             raise KinjectError(path, f"changed since it was locked: sha256 {now['sha256'][:12]}, {config['lock']} "
                                      f"has {locked['sha256'][:12]}; restore it, or `kinject lock` again to accept it")
     if cache != before:
-        Path(HASH_CACHE).parent.mkdir(parents=True, exist_ok=True)
-        write_json(HASH_CACHE, cache)
+        save_hashes({path: record for path, record in cache.items() if before.get(path) != record})
+
+
+def save_hashes(new: dict) -> None:
+    """Add ``new`` records to the hash cache. Every run of the workflow writes it when its Snakefile is parsed,
+    before Snakemake locks anything, so two runs on one results folder may write at once: under a file lock
+    the cache is read again and merged (a run's records are never lost to the other's rename)."""
+    from filelock import FileLock
+
+    Path(HASH_CACHE).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{HASH_CACHE}.lock"):
+        write_json(HASH_CACHE, {**_load_cache(), **new})
 
 
 def check_hub_lock(hub: dict, lock: dict | None, lock_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from pathlib import Path
 
@@ -287,11 +288,24 @@ def apply_review(selected_path, review, out, *, keep_unreviewed: bool = False, t
     return f"{len(df)} questions; review: {note}"
 
 
+def review_delimiter(text: str) -> str:
+    """The delimiter of a review sheet: the one of ``,``, ``;`` (a spreadsheet saving CSV where the decimal mark
+    is a comma) and tab whose header row has both ``id`` and ``decision``; else ``,``, so the header's error
+    shows what was found."""
+    first = text.splitlines()[0] if text.strip() else ""
+    for delimiter in (",", ";", "\t"):
+        names = {name.strip() for name in next(csv.reader([first], delimiter=delimiter), [])}
+        if {"id", "decision"} <= names:
+            return delimiter
+    return ","
+
+
 def read_review(review_path, ids) -> dict[str, str]:
     """{question id: accept | reject} from the review CSV (rows with an empty decision: not reviewed).
 
-    A bad file is one line naming it and the row (rows counted as in a spreadsheet, the header is row 1):
-    missing, empty, without the ``id,decision`` header, a row without an id, an id not in the question set,
+    The sheet may come back from a spreadsheet: comma, semicolon or tab separated (:func:`review_delimiter`),
+    with a UTF-8 byte-order mark and CRLF line ends. A bad file is one line naming it and the row (rows counted
+    as in a spreadsheet, the header is row 1): not UTF-8, missing, empty, without the ``id,decision`` header, a row without an id, an id not in the question set,
     a decision other than accept/reject, or an id on two rows (the same decision twice, or conflicting).
     """
     path = Path(review_path)
@@ -299,8 +313,13 @@ def read_review(review_path, ids) -> dict[str, str]:
         raise KinjectError(path, "the human review file does not exist: write it (kinject review TASK writes the "
                            "sheet to fill in: a CSV with id and decision accept or reject per question of "
                            "questions/selected.parquet) or set questions.review: skip")
+    try:  # "utf-8-sig": a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would join the first name
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KinjectError(path, f"not UTF-8 text (byte {exc.start}): save the sheet as CSV UTF-8") from None
     try:
-        review = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False).fillna("")
+        review = pd.read_csv(io.StringIO(text), sep=review_delimiter(text), dtype=str, keep_default_na=False,
+                             skip_blank_lines=False).fillna("")
     except pd.errors.EmptyDataError:
         raise KinjectError(path, "is empty: expected a header row with columns id and decision") from None
     except pd.errors.ParserError as exc:
