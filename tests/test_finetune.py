@@ -521,11 +521,11 @@ def test_launch_command_of_the_demo_config(monkeypatch, native):
     config = load_config(ROOT / "config" / "demo.yaml")
     assert config["precision"] == "auto"
     assert "mixed_precision" not in yaml.safe_load((ROOT / config["finetune"]["accelerate_config"]).read_text())
-    settings = rule_settings(config, "finetune", config["tasks"]["atlas"])  # searched: lr and epochs from chosen.json
+    settings = rule_settings(config, "finetune", config["tasks"]["atlas"])  # no search in the demo: lr and epochs
     with pytest.raises(ValueError, match="precision 'auto' is not resolved"):
         launch.launch_command(settings, "finetune", {}, {}, 1)
     settings = launch.resolved(settings, "cpu")
-    files = {"base": "results/models/smollm2-135m/base", "train": "t.parquet", "hparams": "chosen.json", "out": "ckpt",
+    files = {"base": "results/models/smollm2-135m/base", "train": "t.parquet", "hparams": None, "out": "ckpt",
              "loss_csv": "loss.csv", "work_dir": "w"}
     resources = launch.job_resources(config, "finetune")
     batch = config["finetune"]["batch_size"]
@@ -535,9 +535,10 @@ def test_launch_command_of_the_demo_config(monkeypatch, native):
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/local/accelerate_cpu.yaml",
         "--num_processes", "1", "--mixed_precision", mixed, "-m", "kinject.finetune",
         "--base", "results/models/smollm2-135m/base",
-        "--train", "t.parquet", "--hparams", "chosen.json", "--out", "ckpt", "--loss-csv", "loss.csv",
+        "--train", "t.parquet", "--out", "ckpt", "--loss-csv", "loss.csv",
         "--work-dir", "w", "--precision", precision, "--seed", "1234", "--block-size", "256", "--batch-size", str(batch),
-        "--per-device-batch-size", str(batch), "--save-dtype", precision, "--gpus", "0", "--threads", "2"]
+        "--per-device-batch-size", str(batch), "--save-dtype", precision, "--lr", "0.0003", "--epochs", "1",
+        "--gpus", "0", "--threads", "2"]
     with pytest.raises(KinjectError) as err:  # a step's blocks cannot split into 2 processes x all of them
         launch.launch_command(settings, "finetune", files, {**resources, "processes": 2}, 2)
     assert str(err.value) == (f"finetune.batch_size: {batch} is not a multiple of per_device_batch_size {batch} x 2 "
