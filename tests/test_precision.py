@@ -91,9 +91,12 @@ def test_the_host_probe_reads_torchs_cpu_flags(monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     assert precisions.cpu_bf16() == (False, "AVX2, no native bf16")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    assert precisions.cpu_bf16() == (True, "AVX512_BF16")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert precisions.cpu_bf16() == (False, "AMX present, torch limited to AVX2 (ATEN_CPU_CAPABILITY): no native bf16")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     assert precisions.cpu_bf16() == (True, "AMX")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert precisions.cpu_bf16() == (True, "AVX512_BF16")
 
 
 def test_a_table_says_what_precision_its_cells_ran_in(caplog):

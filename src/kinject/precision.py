@@ -53,15 +53,21 @@ class Precision:
 
 
 def cpu_bf16() -> tuple[bool, str]:
-    """(native bf16, a label): whether this CPU has AVX512_BF16 or AMX (torch's own cpuinfo probe), and what
-    it has ("AMX", "AVX512_BF16", else torch's vector capability, e.g. "AVX2", with "no native bf16")."""
+    """(native bf16, a label): whether this CPU has AVX512_BF16 or AMX (torch's own cpuinfo probe) and torch
+    may use them, and what it has ("AMX", "AVX512_BF16", else torch's vector capability, e.g. "AVX2", with
+    "no native bf16"). torch limited to fewer instructions (ATEN_CPU_CAPABILITY=avx2 or default, which
+    oneDNN's bf16 kernels follow when ONEDNN_MAX_CPU_ISA is set alike) emulates bf16 as a CPU without them
+    does: that is not native either, and the label says why."""
     import torch
 
-    if torch.cpu._is_amx_tile_supported():
-        return True, "AMX"
-    if torch.cpu._is_avx512_bf16_supported():
-        return True, "AVX512_BF16"
-    return False, f"{torch.backends.cpu.get_cpu_capability()}, no native bf16"
+    hardware = "AMX" if torch.cpu._is_amx_tile_supported() else (
+        "AVX512_BF16" if torch.cpu._is_avx512_bf16_supported() else None)
+    capability = torch.backends.cpu.get_cpu_capability()
+    if hardware is None:
+        return False, f"{capability}, no native bf16"
+    if not capability.startswith("AVX512"):
+        return False, f"{hardware} present, torch limited to {capability} (ATEN_CPU_CAPABILITY): no native bf16"
+    return True, hardware
 
 
 def gpu_bf16() -> tuple[bool, str]:
