@@ -5,10 +5,15 @@ is marked `slow` here at collection, so the marker cannot fall behind; a test no
 Snakemake itself (run_snakemake, other than a dry run) fails, saying so. `make check` runs `-m "not slow"`.
 Skips: a test may skip only where this host cannot run it (no local SLURM cluster); KINJECT_REQUIRE_SLURM=1
 turns that skip into a failure, KINJECT_REQUIRE_ALL=1 turns every skip into one (`.ci/run` sets both).
+Budget: every test has a timeout (pytest-timeout: pyproject.toml's for the fast tier, SLOW_TIMEOUT_S for the
+slow one, where a session fixture's pipeline run counts towards the first test that uses it), and the session
+has KINJECT_SESSION_BUDGET_S: once it is spent the remaining tests fail at setup, and no test may run past it.
 """
 
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +23,11 @@ from slurm_cluster import SlurmUnavailable, local_slurm_cluster
 # Session fixtures that run the pipeline (or a heavy part of it) before their tests can start.
 PIPELINE_FIXTURES = frozenset({"demo_run", "small_demo_local", "smollm2", "demo_tasks", "slurm_cluster"})
 REQUIRE_ALL = "KINJECT_REQUIRE_ALL"
+# The slow tier's per-test timeout: above run_snakemake's own 1,800 s, so a hung Snakemake is reported by it.
+SLOW_TIMEOUT_S = 2400
+BUDGET = "KINJECT_SESSION_BUDGET_S"
+DEFAULT_BUDGET_S = 85 * 60  # CI's job ends at 90 min: stop 5 min before, with every test's outcome reported
+_START = time.monotonic()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,6 +35,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if PIPELINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(slow)
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
+def budget_left() -> float:
+    """Seconds left of the session's budget (KINJECT_SESSION_BUDGET_S, DEFAULT_BUDGET_S when unset)."""
+    return float(os.environ.get(BUDGET) or DEFAULT_BUDGET_S) - (time.monotonic() - _START)
+
+
+def _timeout(item) -> float:
+    """The test's pytest-timeout timeout in seconds (0: none): its marker's, else --timeout's or the ini's."""
+    marker = item.get_closest_marker("timeout")
+    if marker is not None:
+        return float(marker.kwargs.get("timeout", marker.args[0] if marker.args else 0) or 0)
+    return float(item.config.getoption("timeout", None) or item.config.getini("timeout") or 0)
 
 
 def required(variable: str) -> bool:
@@ -42,13 +67,25 @@ def skip_unless_required(variable: str, reason: str):
 _RUNNING = {}  # the test being run (its fixtures' setup included): what run_snakemake checks
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
+    """Records the running test for run_snakemake, and cuts its timeout to what is left of the session's budget
+    (before pytest-timeout reads it), so a hang near the end cannot run past the budget."""
     _RUNNING["item"] = item
+    left = budget_left()
+    if 0 < left < (_timeout(item) or math.inf) and item.config.pluginmanager.hasplugin("timeout"):
+        item.add_marker(pytest.mark.timeout(max(1, int(left))), append=False)  # prepended: the closest marker
     try:
         return (yield)
     finally:
         _RUNNING.pop("item", None)
+
+
+def pytest_runtest_setup(item):
+    """Once the session's budget is spent, every remaining test fails here, before its fixtures start."""
+    if budget_left() <= 0:
+        pytest.fail(f"the session's budget is spent ({BUDGET}={os.environ.get(BUDGET) or DEFAULT_BUDGET_S} s): "
+                    "not run", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -101,8 +138,9 @@ def copy_checkout(dest: Path) -> Path:
 def run_snakemake(workdir: Path, *args, env=None, timeout=1800):
     """`snakemake ARGS` in workdir with the venv's tools first on PATH; returns the CompletedProcess. Anything
     but a dry run (-n) is the slow tier's: from a test not marked slow it fails the test."""
-    import subprocess
     import sys
+
+    import process_tree
 
     item = _RUNNING.get("item")
     if item is not None and item.get_closest_marker("slow") is None and not {"-n", "--dry-run"} & set(args):
@@ -111,8 +149,9 @@ def run_snakemake(workdir: Path, *args, env=None, timeout=1800):
 
     env = dict(env or os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([str(Path(sys.executable).parent / "snakemake"), *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    # its own session, stopped as a tree: a timed-out or interrupted test leaves no job running
+    return process_tree.run([str(Path(sys.executable).parent / "snakemake"), *args], cwd=workdir, env=env,
+                            timeout=timeout)
 
 
 TINY_DEMO = "config/tiny_demo.yaml"
