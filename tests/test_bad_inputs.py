@@ -145,7 +145,10 @@ def test_a_sigkilled_run_resumes_the_fine_tune_from_its_last_checkpoint(tmp_path
             time.sleep(0.05)
     finally:
         kill_tree(run)
-    (checkpoint,) = [p.parent.name for p in (workdir / WORK).glob("checkpoint-*/trainer_state.json")]
+    # the newest complete one, which the re-run resumes from: the Trainer writes the next checkpoint before it
+    # deletes the last (save_total_limit), so the kill may leave two
+    checkpoint = max((p.parent.name for p in (workdir / WORK).glob("checkpoint-*/trainer_state.json")),
+                     key=lambda name: int(name.rsplit("-", 1)[1]))
     assert not (workdir / FINETUNE / "train_loss.csv").exists()  # --forcerun removed it; the job never finished
 
     locked = run_snakemake(workdir, *target)
