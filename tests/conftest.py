@@ -4,7 +4,8 @@ Tiers: a test that uses a pipeline-running fixture (PIPELINE_FIXTURES, directly 
 is marked `slow` here at collection, so the marker cannot fall behind; a test not marked slow that runs
 Snakemake itself (run_snakemake, other than a dry run) fails, saying so. `make check` runs `-m "not slow"`.
 Skips: a test may skip only where this host cannot run it (no local SLURM cluster); KINJECT_REQUIRE_SLURM=1
-turns that skip into a failure, KINJECT_REQUIRE_ALL=1 turns every skip into one (`.ci/run` sets both).
+turns that skip into a failure, KINJECT_REQUIRE_ALL=1 turns every skip into one, a skip at collection
+(importorskip, a module-level skip) included (`.ci/run` sets both).
 Budget: every test has a timeout (pytest-timeout: pyproject.toml's for the fast tier, SLOW_TIMEOUT_S for the
 slow one, where a session fixture's pipeline run counts towards the first test that uses it), and the session
 has KINJECT_SESSION_BUDGET_S: once it is spent the remaining tests fail at setup, and no test may run past it.
@@ -37,6 +38,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(slow)
         if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """With KINJECT_REQUIRE_ALL=1 a skip at collection (importorskip, pytest.skip(allow_module_level=True))
+    fails the module's collection, as any other skip fails its test."""
+    report = yield
+    if report.skipped and os.environ.get(REQUIRE_ALL) == "1":
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"{collector.nodeid} skipped at collection, but {REQUIRE_ALL}=1 requires every test to " \
+                          f"run: {reason}"
+    return report
 
 
 def budget_left() -> float:

@@ -105,6 +105,16 @@ def test_a_skip_fails_where_the_environment_requires_the_test(tmp_path, env, clu
         assert f"{next(iter(env))}=1" in proc.stdout  # the failure names the variable that made it one
 
 
+def test_a_skip_at_collection_fails_where_every_test_must_run(tmp_path):
+    source = 'import pytest\n\npytest.importorskip("no_such_module")\n\n\ndef test_needs_it():\n    pass\n'
+    proc, _ = probe(tmp_path, source=source)
+    assert proc.returncode == pytest.ExitCode.NO_TESTS_COLLECTED and "1 skipped" in proc.stdout, proc.stdout[-3000:]
+    proc, _ = probe(tmp_path, source=source, KINJECT_REQUIRE_ALL="1")
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, proc.stdout[-3000:]
+    assert ("test_probe.py skipped at collection, but KINJECT_REQUIRE_ALL=1 requires every test to run: "
+            "Skipped: could not import 'no_such_module'") in proc.stdout
+
+
 def test_once_the_session_budget_is_spent_the_remaining_tests_fail_unrun(tmp_path):
     proc, outcomes = probe(tmp_path, "-k", "test_runs", KINJECT_SESSION_BUDGET_S="0")
     assert outcomes == {"test_runs": "ERROR", "test_runs_snakemake_unmarked": "ERROR",
