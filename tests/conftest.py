@@ -113,6 +113,33 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+JOB_ENV = ("CUDA_VISIBLE_DEVICES", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+@pytest.fixture(autouse=True)
+def job_state_restored():
+    """What a job sets process-wide, put back after each test: rule_main (check_gpu, use_threads) gives torch the
+    job's threads and sets CUDA_VISIBLE_DEVICES and RAYON_NUM_THREADS, as a job's own process should; called in
+    the test's process it would leave the rest of the session on one thread and without a GPU. torch is imported
+    for this only where a test can reach use_threads (kinject.cli or kinject.device loaded), so tests that never
+    touch torch do not pay for its import."""
+    import sys
+
+    environ = {name: os.environ.get(name) for name in JOB_ENV}
+    torch = None
+    if {"torch", "kinject.cli", "kinject.device"} & sys.modules.keys():
+        import torch
+    threads = torch.get_num_threads() if torch is not None else None
+    yield
+    for name, value in environ.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A live one-node SLURM cluster on localhost for the whole session (skips where none can run, fails

@@ -122,6 +122,34 @@ def test_once_the_session_budget_is_spent_the_remaining_tests_fail_unrun(tmp_pat
     assert "the session's budget is spent (KINJECT_SESSION_BUDGET_S=0 s): not run" in proc.stdout
 
 
+def test_a_jobs_threads_and_devices_do_not_outlive_the_test_that_ran_it(tmp_path):
+    source = """
+import os
+
+import torch
+
+from kinject.device import check_gpu, use_threads
+
+THREADS = torch.get_num_threads()
+NAMES = ("CUDA_VISIBLE_DEVICES", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")
+ENVIRON = {name: os.environ.get(name) for name in NAMES}
+
+
+def test_runs_a_job_in_process():
+    check_gpu(0, False, "x")
+    use_threads(THREADS + 1)
+    os.environ["OMP_NUM_THREADS"] = "7"
+    assert torch.get_num_threads() == THREADS + 1 and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_after_it():
+    assert torch.get_num_threads() == THREADS
+    assert {name: os.environ.get(name) for name in NAMES} == ENVIRON
+"""
+    proc, outcomes = probe(tmp_path, source=source)
+    assert outcomes == {"test_runs_a_job_in_process": "PASSED", "test_after_it": "PASSED"}, proc.stdout[-3000:]
+
+
 # A process that starts a child in its own session (as torch's elastic launcher starts its workers), writes
 # both ids and waits.
 TREE = """
