@@ -140,6 +140,29 @@ def job_state_restored():
         torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def hf_offline():
+    """The HF libraries offline for one module's tests, which load local folders only (a network call would be a
+    bug, and a slow one on a host without network): HF_HUB_OFFLINE and HF_DATASETS_OFFLINE set where unset, and
+    the flags huggingface_hub and datasets read from them at import patched alike where already imported; all put
+    back after the module, so no other module's test inherits them. Use with
+    `pytestmark = pytest.mark.usefixtures("hf_offline")`."""
+    import sys
+
+    with pytest.MonkeyPatch.context() as patch:
+        if "HF_HUB_OFFLINE" not in os.environ:
+            patch.setenv("HF_HUB_OFFLINE", "1")
+            if "huggingface_hub.constants" in sys.modules:
+                patch.setattr(sys.modules["huggingface_hub.constants"], "HF_HUB_OFFLINE", True)
+            if "datasets.config" in sys.modules:
+                patch.setattr(sys.modules["datasets.config"], "HF_HUB_OFFLINE", True)
+        if "HF_DATASETS_OFFLINE" not in os.environ:
+            patch.setenv("HF_DATASETS_OFFLINE", "1")
+            if "datasets.config" in sys.modules:
+                patch.setattr(sys.modules["datasets.config"], "HF_DATASETS_OFFLINE", True)
+        yield
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A live one-node SLURM cluster on localhost for the whole session (skips where none can run, fails
