@@ -87,7 +87,7 @@ def pytest_runtest_protocol(item, nextitem):
     (before pytest-timeout reads it), so a hang near the end cannot run past the budget."""
     _RUNNING["item"] = item
     left = budget_left()
-    if 0 < left < (_timeout(item) or math.inf) and item.config.pluginmanager.hasplugin("timeout"):
+    if item.config.pluginmanager.hasplugin("timeout") and 0 < left < (_timeout(item) or math.inf):
         item.add_marker(pytest.mark.timeout(max(1, int(left))), append=False)  # prepended: the closest marker
     try:
         return (yield)
