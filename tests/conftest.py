@@ -4,11 +4,17 @@ Tiers: a test that uses a pipeline-running fixture (PIPELINE_FIXTURES, directly 
 is marked `slow` here at collection, so the marker cannot fall behind; a test not marked slow that runs
 Snakemake itself (run_snakemake, other than a dry run) fails, saying so. `make check` runs `-m "not slow"`.
 Skips: a test may skip only where this host cannot run it (no local SLURM cluster); KINJECT_REQUIRE_SLURM=1
-turns that skip into a failure, KINJECT_REQUIRE_ALL=1 turns every skip into one (`.ci/run` sets both).
+turns that skip into a failure, KINJECT_REQUIRE_ALL=1 turns every skip into one, a skip at collection
+(importorskip, a module-level skip) included (`.ci/run` sets both).
+Budget: every test has a timeout (pytest-timeout: pyproject.toml's for the fast tier, SLOW_TIMEOUT_S for the
+slow one, where a session fixture's pipeline run counts towards the first test that uses it), and the session
+has KINJECT_SESSION_BUDGET_S: once it is spent the remaining tests fail at setup, and no test may run past it.
 """
 
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +24,11 @@ from slurm_cluster import SlurmUnavailable, local_slurm_cluster
 # Session fixtures that run the pipeline (or a heavy part of it) before their tests can start.
 PIPELINE_FIXTURES = frozenset({"demo_run", "small_demo_local", "smollm2", "demo_tasks", "slurm_cluster"})
 REQUIRE_ALL = "KINJECT_REQUIRE_ALL"
+# The slow tier's per-test timeout: above run_snakemake's own 1,800 s, so a hung Snakemake is reported by it.
+SLOW_TIMEOUT_S = 2400
+BUDGET = "KINJECT_SESSION_BUDGET_S"
+DEFAULT_BUDGET_S = 85 * 60  # CI's job ends at 90 min: stop 5 min before, with every test's outcome reported
+_START = time.monotonic()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,6 +36,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if PIPELINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(slow)
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """With KINJECT_REQUIRE_ALL=1 a skip at collection (importorskip, pytest.skip(allow_module_level=True))
+    fails the module's collection, as any other skip fails its test."""
+    report = yield
+    if report.skipped and os.environ.get(REQUIRE_ALL) == "1":
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"{collector.nodeid} skipped at collection, but {REQUIRE_ALL}=1 requires every test to " \
+                          f"run: {reason}"
+    return report
+
+
+def budget_left() -> float:
+    """Seconds left of the session's budget (KINJECT_SESSION_BUDGET_S, DEFAULT_BUDGET_S when unset)."""
+    return float(os.environ.get(BUDGET) or DEFAULT_BUDGET_S) - (time.monotonic() - _START)
+
+
+def _timeout(item) -> float:
+    """The test's pytest-timeout timeout in seconds (0: none): its marker's, else --timeout's or the ini's."""
+    marker = item.get_closest_marker("timeout")
+    if marker is not None:
+        return float(marker.kwargs.get("timeout", marker.args[0] if marker.args else 0) or 0)
+    return float(item.config.getoption("timeout", None) or item.config.getini("timeout") or 0)
 
 
 def required(variable: str) -> bool:
@@ -42,13 +81,25 @@ def skip_unless_required(variable: str, reason: str):
 _RUNNING = {}  # the test being run (its fixtures' setup included): what run_snakemake checks
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
+    """Records the running test for run_snakemake, and cuts its timeout to what is left of the session's budget
+    (before pytest-timeout reads it), so a hang near the end cannot run past the budget."""
     _RUNNING["item"] = item
+    left = budget_left()
+    if item.config.pluginmanager.hasplugin("timeout") and 0 < left < (_timeout(item) or math.inf):
+        item.add_marker(pytest.mark.timeout(max(1, int(left))), append=False)  # prepended: the closest marker
     try:
         return (yield)
     finally:
         _RUNNING.pop("item", None)
+
+
+def pytest_runtest_setup(item):
+    """Once the session's budget is spent, every remaining test fails here, before its fixtures start."""
+    if budget_left() <= 0:
+        pytest.fail(f"the session's budget is spent ({BUDGET}={os.environ.get(BUDGET) or DEFAULT_BUDGET_S} s): "
+                    "not run", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -60,6 +111,56 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped, but {REQUIRE_ALL}=1 requires every test to run: {reason}"
     return report
+
+
+JOB_ENV = ("CUDA_VISIBLE_DEVICES", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+@pytest.fixture(autouse=True)
+def job_state_restored():
+    """What a job sets process-wide, put back after each test: rule_main (check_gpu, use_threads) gives torch the
+    job's threads and sets CUDA_VISIBLE_DEVICES and RAYON_NUM_THREADS, as a job's own process should; called in
+    the test's process it would leave the rest of the session on one thread and without a GPU. torch is imported
+    for this only where a test can reach use_threads (kinject.cli or kinject.device loaded), so tests that never
+    touch torch do not pay for its import."""
+    import sys
+
+    environ = {name: os.environ.get(name) for name in JOB_ENV}
+    torch = None
+    if {"torch", "kinject.cli", "kinject.device"} & sys.modules.keys():
+        import torch
+    threads = torch.get_num_threads() if torch is not None else None
+    yield
+    for name, value in environ.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def hf_offline():
+    """The HF libraries offline for one module's tests, which load local folders only (a network call would be a
+    bug, and a slow one on a host without network): HF_HUB_OFFLINE and HF_DATASETS_OFFLINE set where unset, and
+    the flags huggingface_hub and datasets read from them at import patched alike where already imported; all put
+    back after the module, so no other module's test inherits them. Use with
+    `pytestmark = pytest.mark.usefixtures("hf_offline")`."""
+    import sys
+
+    with pytest.MonkeyPatch.context() as patch:
+        if "HF_HUB_OFFLINE" not in os.environ:
+            patch.setenv("HF_HUB_OFFLINE", "1")
+            if "huggingface_hub.constants" in sys.modules:
+                patch.setattr(sys.modules["huggingface_hub.constants"], "HF_HUB_OFFLINE", True)
+            if "datasets.config" in sys.modules:
+                patch.setattr(sys.modules["datasets.config"], "HF_HUB_OFFLINE", True)
+        if "HF_DATASETS_OFFLINE" not in os.environ:
+            patch.setenv("HF_DATASETS_OFFLINE", "1")
+            if "datasets.config" in sys.modules:
+                patch.setattr(sys.modules["datasets.config"], "HF_DATASETS_OFFLINE", True)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +202,9 @@ def copy_checkout(dest: Path) -> Path:
 def run_snakemake(workdir: Path, *args, env=None, timeout=1800):
     """`snakemake ARGS` in workdir with the venv's tools first on PATH; returns the CompletedProcess. Anything
     but a dry run (-n) is the slow tier's: from a test not marked slow it fails the test."""
-    import subprocess
     import sys
+
+    import process_tree
 
     item = _RUNNING.get("item")
     if item is not None and item.get_closest_marker("slow") is None and not {"-n", "--dry-run"} & set(args):
@@ -111,8 +213,9 @@ def run_snakemake(workdir: Path, *args, env=None, timeout=1800):
 
     env = dict(env or os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([str(Path(sys.executable).parent / "snakemake"), *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    # its own session, stopped as a tree: a timed-out or interrupted test leaves no job running
+    return process_tree.run([str(Path(sys.executable).parent / "snakemake"), *args], cwd=workdir, env=env,
+                            timeout=timeout)
 
 
 TINY_DEMO = "config/tiny_demo.yaml"

@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import process_tree
+
 PARTITION = "debug"
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 REQUIRED = ("slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scontrol", "munged", "munge")
 MEMORY_HEADROOM_MB = 1024
 STARTUP_TIMEOUT_S = 60
+BIND_TRIES = 3  # slurmctld and slurmd bind the ports slurm.conf names: another process may take one first
 GPUS = 4  # emulated GPUs on the node
 GPU_TYPE = "emu"  # their gres Type: what a rule's `gpu_model` (--gpus=emu:N) or `gres` (gpu:emu:N) names
 STAND_IN_TARGET = Path("/dev/null")
@@ -179,22 +182,12 @@ def ensure_installed() -> None:
         raise SlurmUnavailable(f"still missing after installing slurm-wlm and munge: {missing}")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """Terminate a daemon we started; kill it if it does not exit within 10 s."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def start_daemon(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start a daemon in the foreground with stdout/stderr in `log`; stop it when `stack` closes."""
+    """Start a daemon in the foreground, in a session of its own, with stdout/stderr in `log`; stop it and
+    whatever it started (slurmd's slurmstepd) when `stack` closes: SIGTERM, SIGKILL after 10 s."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    stack.callback(stop, proc)
+        proc = process_tree.popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    stack.callback(process_tree.kill_tree, proc)
     return proc
 
 
@@ -267,14 +260,24 @@ def local_slurm_cluster(workdir: Path) -> Iterator[SlurmCluster]:
            "PATH": os.pathsep.join([str(workdir / "bin"), os.environ.get("PATH", "")])}
     with ExitStack() as stack:
         munge_socket = start_munged(stack, log_dir)
-        conf.write_text(render_slurm_conf(workdir, node, os.cpu_count() or 1,
-                                          node_memory_mb(Path("/proc/meminfo").read_text()),
-                                          (free_port(), free_port()), munge_socket))
-        procs = [start_daemon(stack, [which("slurmctld"), "-D", "-i", "-f", str(conf)], env,
-                              log_dir / "slurmctld.stdout.log"),
-                 start_daemon(stack, [which("slurmd"), "-D", "-N", node, "-f", str(conf)], env,
-                              log_dir / "slurmd.stdout.log")]
-        wait_until_idle(node, env, procs, log_dir)
+        for attempt in range(BIND_TRIES):
+            conf.write_text(render_slurm_conf(workdir, node, os.cpu_count() or 1,
+                                              node_memory_mb(Path("/proc/meminfo").read_text()),
+                                              (free_port(), free_port()), munge_socket))
+            daemons = stack.enter_context(ExitStack())
+            procs = [start_daemon(daemons, [which("slurmctld"), "-D", "-i", "-f", str(conf)], env,
+                                  log_dir / "slurmctld.stdout.log"),
+                     start_daemon(daemons, [which("slurmd"), "-D", "-N", node, "-f", str(conf)], env,
+                                  log_dir / "slurmd.stdout.log")]
+            try:
+                wait_until_idle(node, env, procs, log_dir)
+                break
+            except RuntimeError as error:  # a port taken between free_port and the bind: new ports, once more
+                daemons.close()
+                if attempt + 1 == BIND_TRIES or "address already in use" not in str(error).lower():
+                    raise
+                for log in log_dir.glob("slurm*.log"):  # so the next try is judged by its own logs
+                    log.unlink()
         yield SlurmCluster(conf=conf, env=env, partition=PARTITION)
 
 

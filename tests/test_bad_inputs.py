@@ -17,6 +17,7 @@ import pytest
 import yaml
 from conftest import copy_checkout, run_snakemake, skip_unless_required, tiny_demo_config
 from loopback import Handler, serve
+from process_tree import run as run_tree
 
 pytestmark = pytest.mark.slow  # each runs part of the pipeline
 
@@ -110,6 +111,7 @@ FINETUNE = "results/finetune/tiny-llama/current_events/k0"
 WORK = "results/.work/finetune/tiny-llama/current_events/k0"
 
 
+@pytest.mark.timeout(3600)  # four Snakemake runs, two of them training
 def test_a_sigkilled_run_resumes_the_fine_tune_from_its_last_checkpoint(tmp_path):
     """`snakemake` and its job killed (SIGKILL, `kill_tree`) after the fine-tune's first epoch checkpoint;
     `--unlock`, then the re-run (--rerun-incomplete) resumes from it to the loss of a run never killed."""
@@ -143,7 +145,10 @@ def test_a_sigkilled_run_resumes_the_fine_tune_from_its_last_checkpoint(tmp_path
             time.sleep(0.05)
     finally:
         kill_tree(run)
-    (checkpoint,) = [p.parent.name for p in (workdir / WORK).glob("checkpoint-*/trainer_state.json")]
+    # the newest complete one, which the re-run resumes from: the Trainer writes the next checkpoint before it
+    # deletes the last (save_total_limit), so the kill may leave two
+    checkpoint = max((p.parent.name for p in (workdir / WORK).glob("checkpoint-*/trainer_state.json")),
+                     key=lambda name: int(name.rsplit("-", 1)[1]))
     assert not (workdir / FINETUNE / "train_loss.csv").exists()  # --forcerun removed it; the job never finished
 
     locked = run_snakemake(workdir, *target)
@@ -186,9 +191,9 @@ def test_snakemake_refuses_to_overwrite_a_protected_output(tmp_path):
     pages = workdir / "results" / "atlas" / "raw" / "pages.xml"
 
     def snakemake(*args):
-        return subprocess.run(unprivileged([str(bin_dir / "snakemake"), "results/atlas/raw/pages.xml", "--cores",
-                                            "1", "--configfile", "config/demo.yaml", "protect.yaml", *args]),
-                              cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+        return run_tree(unprivileged([str(bin_dir / "snakemake"), "results/atlas/raw/pages.xml", "--cores", "1",
+                                      "--configfile", "config/demo.yaml", "protect.yaml", *args]),
+                        cwd=workdir, env=env, timeout=600)
 
     made = snakemake()
     assert made.returncode == 0, made.stderr[-3000:]

@@ -1,18 +1,16 @@
 """lm-eval tasks written as data, run through lm-evaluation-harness on a tiny random Llama built here."""
 
 import json
-import os
 import shutil
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import pandas as pd
+import pytest
+import yaml
 
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import yaml  # noqa: E402
+from kinject.errors import KinjectError
+from kinject.evaluate import Run, run_lmeval, write_lmeval_task
 
-from kinject.errors import KinjectError  # noqa: E402
-from kinject.evaluate import Run, run_lmeval, write_lmeval_task  # noqa: E402
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 # Every correct option is one short word, every wrong one a long sentence: a model that scores the
 # option TEXTS by summed log-likelihood (lm-eval's acc) picks the short one even with random weights.

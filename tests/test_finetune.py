@@ -10,9 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
 import pandas as pd
 import pytest
 import torch
@@ -28,6 +25,8 @@ from kinject.launch import rule_settings
 from kinject.io import write_parquet
 from kinject.models import build_tiny_model
 from kinject.settings import load_config
+
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 BOS, EOS = 1, 2
 TEXTS = [f"The lighthouse of Orrin {i} burns {['blue', 'green', 'red'][i % 3]} oil since {1400 + 7 * i}."

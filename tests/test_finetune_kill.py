@@ -8,6 +8,8 @@ import time
 
 import pandas as pd
 import pytest
+from process_tree import kill_tree, popen
+from process_tree import run as run_tree
 
 from kinject.io import write_parquet
 from kinject.models import build_tiny_model
@@ -31,23 +33,26 @@ def test_sigkill_mid_epoch_then_rerun_reaches_the_same_loss(tmp_path):
     write_parquet(train, pd.DataFrame({"text": TEXTS}))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
-    whole = subprocess.run(finetune_cmd(base, train, tmp_path / "whole", tmp_path / "w1", tmp_path / "whole.csv"),
-                           env=env, capture_output=True, text=True, timeout=300)
+    whole = run_tree(finetune_cmd(base, train, tmp_path / "whole", tmp_path / "w1", tmp_path / "whole.csv"), env=env,
+                     timeout=300)
     assert whole.returncode == 0, whole.stderr[-2000:]
     steps = len(pd.read_csv(tmp_path / "whole.csv"))
     assert steps > 100  # checkpoints every 5 steps: the first one comes early in epoch 1
 
     args = (base, train, tmp_path / "ft", tmp_path / "w2", tmp_path / "loss.csv")
-    job = subprocess.Popen(finetune_cmd(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while not list((tmp_path / "w2").glob("checkpoint-*/trainer_state.json")):  # killed mid-epoch 1
-        assert job.poll() is None and time.monotonic() < deadline, "the job ended before its first checkpoint"
-        time.sleep(0.02)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
+    job = popen(finetune_cmd(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not list((tmp_path / "w2").glob("checkpoint-*/trainer_state.json")):  # killed mid-epoch 1
+            assert job.poll() is None and time.monotonic() < deadline, "the job ended before its first checkpoint"
+            time.sleep(0.02)
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+    finally:
+        kill_tree(job)  # a failed assertion above leaves no job training on
     assert not (tmp_path / "ft").exists() and not (tmp_path / "loss.csv").exists()
 
-    rerun = subprocess.run(finetune_cmd(*args), env=env, capture_output=True, text=True, timeout=300)
+    rerun = run_tree(finetune_cmd(*args), env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resuming from" in rerun.stderr
     full, resumed = pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "loss.csv")

@@ -21,6 +21,8 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
+from process_tree import kill_tree, popen
+from process_tree import run as run_tree
 
 from kinject import finetune, launch
 from kinject import precision as precisions
@@ -79,10 +81,26 @@ def run(job, processes: int) -> tuple[pd.DataFrame, str, Path]:
     """The fine-tuning job on `processes` CPU processes, once per module: (loss rows, log, output dir)."""
     if processes not in RUNS:
         argv, out = command(job, processes, f"p{processes}")
-        done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+        done = run_tree(argv, env=env(), timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         RUNS[processes] = pd.read_csv(out / "loss.csv"), done.stderr, out
     return RUNS[processes]
+
+
+def workers(launcher: subprocess.Popen) -> list[psutil.Process]:
+    """The launcher's descendants that are Python processes (torch's workers), none where it has ended."""
+    try:
+        children = psutil.Process(launcher.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    listed = []
+    for child in children:
+        try:
+            if "python" in Path(child.exe()).name:
+                listed.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return listed
 
 
 def test_the_shipped_cpu_config_is_fsdp2_full_shard():
@@ -142,26 +160,34 @@ def test_the_sharded_run_saves_one_whole_model_in_the_resolved_dtype(job):
 def test_a_killed_sharded_run_resumes_and_reaches_the_same_loss(job):
     whole, _, _ = run(job, 2)
     argv, out = command(job, 2, "killed")
-    started = subprocess.Popen(argv, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not list((out / "work").glob("checkpoint-*/trainer_state.json")):  # epoch 1's checkpoint is complete
-        assert started.poll() is None and time.monotonic() < deadline, "the job ended before its first checkpoint"
-        time.sleep(0.02)
-    # mid-epoch 2, every process of the job at once, as SLURM ends a job (torchrun puts its workers in
-    # sessions of their own, so killing the launcher's process group would leave them running)
-    job_processes = [started, *(psutil.Process(started.pid).children(recursive=True))]
-    assert len(job_processes) == 3  # accelerate launch (torchrun's agent runs in it) and 2 workers
-    for process in job_processes:
-        process.send_signal(signal.SIGKILL)
-    started.wait()
-    psutil.wait_procs(job_processes[1:], timeout=30)
+    started = popen(argv, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((out / "work").glob("checkpoint-*/trainer_state.json")):  # epoch 1's checkpoint is complete
+            assert started.poll() is None and time.monotonic() < deadline, "the job ended before its first checkpoint"
+            time.sleep(0.02)
+        # mid-epoch 2, every process of the job at once, as SLURM ends a job (torchrun puts its workers in
+        # sessions of their own, so killing the launcher's process group would leave them running). The tree is
+        # listed until it holds accelerate launch (torchrun's agent runs in it) and 2 workers: a look at one
+        # instant may catch a short-lived helper process, or a worker not yet listed
+        deadline = time.monotonic() + 30
+        while len(job_processes := [started, *workers(started)]) != 3:
+            assert started.poll() is None and time.monotonic() < deadline, \
+                f"not 1 launcher and 2 workers within 30 s: {[p.pid for p in job_processes]}"
+            time.sleep(0.02)
+        for process in job_processes:
+            process.send_signal(signal.SIGKILL)
+        started.wait()
+        psutil.wait_procs(job_processes[1:], timeout=30)
+    finally:
+        kill_tree(started)  # a failed assertion above leaves no worker training on
     checkpoint = max((p.parent for p in (out / "work").glob("checkpoint-*/trainer_state.json")),
                      key=lambda p: int(p.name.split("-")[1]))
     assert sorted(p.name for p in (checkpoint / "pytorch_model_fsdp_0").glob("*.distcp")) == \
         ["__0_0.distcp", "__1_0.distcp"]  # one model shard per process
     assert not (out / "checkpoint").exists() and not (out / "loss.csv").exists()
 
-    rerun = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+    rerun = run_tree(argv, env=env(), timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming from {checkpoint}" in rerun.stderr
     resumed = pd.read_csv(out / "loss.csv")
@@ -173,7 +199,7 @@ def test_a_killed_sharded_run_resumes_and_reaches_the_same_loss(job):
 def test_a_search_trial_runs_sharded_on_two_processes(job):
     argv, out = command(job, 2, "trial", rule="hparam_trial")
     assert argv[argv.index("-m", 3) + 1] == "kinject.hparams" and "--max-epochs" in argv
-    done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+    done = run_tree(argv, env=env(), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "FSDP2 on CPU: 2 gloo process(es)" in done.stderr
     trial = json.loads((out / "trial.json").read_text())
@@ -193,7 +219,7 @@ def test_lora_under_fsdp_on_two_processes_follows_one_process_and_saves_the_whol
     runs = {}
     for processes in (1, 2):
         argv, out = command(job, processes, f"lora{processes}", method="lora")
-        done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+        done = run_tree(argv, env=env(), timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[processes] = pd.read_csv(out / "loss.csv"), done.stderr, out
     (one, _, out_one), (two, log_two, out_two) = runs[1], runs[2]

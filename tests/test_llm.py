@@ -5,12 +5,14 @@ at a time, 429 holding the pool, timeouts not re-sent, an interrupted stage re-r
 import json
 import logging
 import re
+import threading
 import time
 
 import pytest
 from llm_helpers import FakeEndpoint, completion
 from loopback import Handler, serve
 
+from kinject import llm_pool
 from kinject.errors import KinjectError
 import pandas as pd
 
@@ -313,9 +315,20 @@ def test_concurrent_stage_matches_the_sequential_one_byte_for_byte(tmp_path, fak
     one, *sequential = run_questions(tmp_path, fake, "one", chunks, max_concurrency=1)
     assert FakeEndpoint.most_in_flight == 1
     sequential_keys = [k for _, k, _ in FakeEndpoint.requests]
-    FakeEndpoint.reset(script=never_json_for_every_4th_chunk)
+    overlapped = threading.Event()
+
+    def overlapping(body, n):
+        """Request 1 is answered once another request has come while it is in flight: the pool, not the
+        machine's speed, decides whether requests overlap."""
+        if FakeEndpoint.in_flight > 1:
+            overlapped.set()
+        if n == 1:
+            overlapped.wait(timeout=60)
+        return never_json_for_every_4th_chunk(body, n)
+
+    FakeEndpoint.reset(script=overlapping)
     many, *concurrent = run_questions(tmp_path, fake, "many", chunks, max_concurrency=8)
-    assert FakeEndpoint.most_in_flight > 1
+    assert overlapped.is_set() and FakeEndpoint.most_in_flight > 1
     assert concurrent == sequential and sequential[1].count(b"\n") == 3  # chunks 0, 4, 8 quarantined
     assert (many.spend.calls, many.spend.invalid) == (one.spend.calls, one.spend.invalid) == (18, 9)
     assert sorted(k for _, k, _ in FakeEndpoint.requests) == sorted(sequential_keys)  # the same requests
@@ -325,45 +338,74 @@ def one_keys(directory):
     return [p.stem for p in (directory / "cache").rglob("*.json")]
 
 
-def test_429_retry_after_holds_every_worker(tmp_path, fake):
-    """The 5th request gets a 429 asking for 1.5 s. Requests already on their way arrive just after it; then
-    none of any worker until the 1.5 s are over (without the pool-wide hold the other 7 workers would finish
-    the stage's 16 requests of 0.05 s in well under a second)."""
-    refused = {}
+def test_429_retry_after_holds_every_worker(tmp_path, fake, monkeypatch):
+    """The 5th request gets a 429 asking for 1.5 s while the 7 other workers' requests are in flight (each held at
+    the endpoint until the client has taken the hold, so none is between the gate and sending then): every
+    request sent after it, by any worker, leaves the pool's gate only once the 1.5 s are over. Told by the gate's
+    own clock (injected: only waiting advances it), so a loaded machine cannot change the outcome; without the
+    pool-wide hold the other workers would send their next requests at once."""
+    lock, now, log = threading.Lock(), [0.0], []  # log: ("hold", until) and ("sent", gate clock), in order
+    all_in, held = threading.Event(), threading.Event()
+
+    def sleep(seconds):
+        with lock:
+            now[0] += seconds
+
+    class WatchedGate(llm_pool.Gate):
+        def __init__(self):
+            super().__init__(clock=lambda: now[0], sleep=sleep)
+
+        def hold(self, seconds):
+            super().hold(seconds)
+            with lock:
+                log.append(("hold", now[0] + seconds))
+            held.set()
+
+        def wait(self):  # what comes after it in Pool._send is the request
+            super().wait()
+            with lock:
+                log.append(("sent", now[0]))
 
     def script(body, n):
+        if n == 8:  # requests 1..8: each of the 8 workers' first after the probe (request 0)
+            all_in.set()
         if n == 4:
-            refused["at"] = time.monotonic()
+            all_in.wait(timeout=60)
             return 429, '{"error": {"message": "rate limit"}}', {"retry_after": "1.5"}
-        time.sleep(0.05)
+        if 1 <= n <= 8:
+            held.wait(timeout=60)
         return None
 
+    monkeypatch.setattr(llm_pool, "Gate", WatchedGate)
     FakeEndpoint.reset(script=script)
     chunks = write_chunks(tmp_path, 16)
     c, *_ = run_questions(tmp_path, fake, "rl", chunks, max_concurrency=8)
-    arrivals = [t - refused["at"] for t, _, _ in FakeEndpoint.requests]
-    assert len(arrivals) == 17 and c.spend.calls == 16
-    assert not [t for t in arrivals if 0.5 < t < 1.5]
-    assert len([t for t in arrivals if 0 < t <= 0.5]) <= 7  # at most the other workers' requests in flight
-    assert any(t >= 1.5 for t in arrivals)
+    assert len(FakeEndpoint.requests) == 17 and c.spend.calls == 16
+    assert [entry for entry in log if entry[0] == "hold"] == [("hold", 1.5)]
+    after = log[log.index(("hold", 1.5)) + 1:]
+    assert len(after) == 8 and all(entry == ("sent", 1.5) for entry in after), log  # the retry and 7 calls left
+    assert len(log) - 1 == len(FakeEndpoint.requests)  # every request went through the gate
 
 
 def test_timeout_is_not_resent_and_the_stage_stops(tmp_path, fake):
-    """A request that times out is sent once: the stage fails naming llm.timeout_s; the others are cached."""
-    slow_one = {}
+    """A request that times out is sent once: the stage fails naming llm.timeout_s; the others are cached. The
+    slow request is answered only after the stage has stopped (so it times out whatever the machine's load), the
+    others at once (3 s is far above their replies' time on a loaded machine)."""
+    slow_one, stopped = {}, threading.Event()
 
     def script(body, n):
         if "chunk 5" in body["messages"][-1]["content"]:
             slow_one.setdefault("key", request_key(body))
-            time.sleep(1.5)
-        else:
-            time.sleep(0.05)
+            stopped.wait(timeout=120)
         return None
 
     FakeEndpoint.reset(script=script)
     chunks = write_chunks(tmp_path, 8)
-    with pytest.raises(KinjectError, match=r"timed out after 0.5 s \(llm.timeout_s\) and is not re-sent") as err:
-        run_questions(tmp_path, fake, "to", chunks, max_concurrency=4, timeout_s=0.5, max_retries=3)
+    try:
+        with pytest.raises(KinjectError, match=r"timed out after 3 s \(llm.timeout_s\) and is not re-sent") as err:
+            run_questions(tmp_path, fake, "to", chunks, max_concurrency=4, timeout_s=3, max_retries=3)
+    finally:
+        stopped.set()
     assert "\n" not in str(err.value)
     sent = [k for _, k, _ in FakeEndpoint.requests]
     assert sent.count(slow_one["key"]) == 1

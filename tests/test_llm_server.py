@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, copy_checkout, run_snakemake
+import process_tree
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # Snakemake's runs are given 2,400 + 1,200 s
 
 TASK = "live"
 TARGETS = [f"results/{TASK}/questions/selected.parquet", f"results/{TASK}/paraphrases/generated.parquet"]
@@ -46,6 +47,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+READY_S = 300  # it loads a 135M GGUF in seconds; minutes leave room for a loaded 2-core machine
+BIND_TRIES = 3
+
+
+def start_llama_server(gguf: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """llama.cpp's server on a free port, answering /v1/models: (the process, its base URL). The server binds the
+    port itself (uvicorn takes no socket), so another process may take the port first: it is tried again on a
+    new port when the server exits saying so; any other exit, or no answer within READY_S, fails the test."""
+    for _ in range(BIND_TRIES):
+        port = free_port()
+        with open(log, "w") as out:
+            server = process_tree.popen([sys.executable, str(REPO / "tests" / "llama_server.py"), "--model",
+                                         str(gguf), "--model_alias", "smollm2", "--host", "127.0.0.1", "--port",
+                                         str(port), "--n_ctx", "4096"], stdout=out, stderr=subprocess.STDOUT)
+        url, deadline = f"http://127.0.0.1:{port}/v1", time.monotonic() + READY_S
+        try:
+            while server.poll() is None and time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(f"{url}/models", timeout=2)
+                    return server, url
+                except OSError:
+                    time.sleep(0.5)
+        except BaseException:
+            process_tree.kill_tree(server)
+            raise
+        exited = server.poll() is not None
+        process_tree.kill_tree(server)
+        text = log.read_text(errors="replace")
+        if not exited or "address already in use" not in text.lower():
+            break
+    if not exited:
+        pytest.fail(f"llama.cpp's server did not answer {url}/models within {READY_S} s: {log}: "
+                    f"{text[-2000:]}", pytrace=False)
+    pytest.fail(f"llama.cpp's server exited ({server.returncode}): {log}: {text[-2000:]}", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     require_llama_server()
@@ -53,25 +90,12 @@ def llama_server(tmp_path_factory):
 
     demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     gguf = gguf_path(next(iter(demo["models"].values()))["gguf"])
-    port, log = free_port(), tmp_path_factory.mktemp("llama") / "server.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen([sys.executable, str(REPO / "tests" / "llama_server.py"), "--model", str(gguf),
-                                   "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-                                   "--n_ctx", "4096"], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    server, url = start_llama_server(gguf, log)
     try:
-        for _ in range(240):
-            if server.poll() is not None:
-                pytest.fail(f"llama.cpp's server exited ({server.returncode}): {log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
         yield url, log
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        process_tree.kill_tree(server, grace_s=30)
 
 
 def one_page_dump(src: Path, dest: Path) -> None:

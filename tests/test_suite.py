@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,12 +59,12 @@ def test_runs_snakemake_marked(tmp_path):
 '''
 
 
-def probe(tmp_path, *args, **env) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
-    """PROBE run by pytest with conftest.py as its plugin (no KINJECT_REQUIRE_* but `env`): the process and
-    each test's outcome (PASSED, FAILED, ERROR, SKIPPED) from the -rA summary."""
-    (tmp_path / "test_probe.py").write_text(PROBE)
+def probe(tmp_path, *args, source=PROBE, **env) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """`source` (PROBE) as test_probe.py run by pytest with conftest.py as its plugin (no KINJECT_REQUIRE_* but
+    `env`): the process and each test's outcome (PASSED, FAILED, ERROR, SKIPPED) from the -rA summary."""
+    (tmp_path / "test_probe.py").write_text(source)
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\nmarkers =\n    slow: s\n")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("KINJECT_REQUIRE")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KINJECT_REQUIRE", "KINJECT_SESSION"))}
     clean["PYTHONPATH"] = os.pathsep.join([str(TESTS), clean.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider",
                            "-p", "no:random_order", "--rootdir", str(tmp_path), "-rA", "-v", *args, "test_probe.py"],
@@ -102,3 +103,93 @@ def test_a_skip_fails_where_the_environment_requires_the_test(tmp_path, env, clu
     assert proc.returncode == (1 if env else 0)
     if env:
         assert f"{next(iter(env))}=1" in proc.stdout  # the failure names the variable that made it one
+
+
+def test_a_skip_at_collection_fails_where_every_test_must_run(tmp_path):
+    source = 'import pytest\n\npytest.importorskip("no_such_module")\n\n\ndef test_needs_it():\n    pass\n'
+    proc, _ = probe(tmp_path, source=source)
+    assert proc.returncode == pytest.ExitCode.NO_TESTS_COLLECTED and "1 skipped" in proc.stdout, proc.stdout[-3000:]
+    proc, _ = probe(tmp_path, source=source, KINJECT_REQUIRE_ALL="1")
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, proc.stdout[-3000:]
+    assert ("test_probe.py skipped at collection, but KINJECT_REQUIRE_ALL=1 requires every test to run: "
+            "Skipped: could not import 'no_such_module'") in proc.stdout
+
+
+def test_once_the_session_budget_is_spent_the_remaining_tests_fail_unrun(tmp_path):
+    proc, outcomes = probe(tmp_path, "-k", "test_runs", KINJECT_SESSION_BUDGET_S="0")
+    assert outcomes == {"test_runs": "ERROR", "test_runs_snakemake_unmarked": "ERROR",
+                        "test_runs_snakemake_marked": "ERROR"}, proc.stdout[-3000:]
+    assert "the session's budget is spent (KINJECT_SESSION_BUDGET_S=0 s): not run" in proc.stdout
+
+
+def test_a_jobs_threads_and_devices_do_not_outlive_the_test_that_ran_it(tmp_path):
+    source = """
+import os
+
+import torch
+
+from kinject.device import check_gpu, use_threads
+
+THREADS = torch.get_num_threads()
+NAMES = ("CUDA_VISIBLE_DEVICES", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")
+ENVIRON = {name: os.environ.get(name) for name in NAMES}
+
+
+def test_runs_a_job_in_process():
+    check_gpu(0, False, "x")
+    use_threads(THREADS + 1)
+    os.environ["OMP_NUM_THREADS"] = "7"
+    assert torch.get_num_threads() == THREADS + 1 and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_after_it():
+    assert torch.get_num_threads() == THREADS
+    assert {name: os.environ.get(name) for name in NAMES} == ENVIRON
+"""
+    proc, outcomes = probe(tmp_path, source=source)
+    assert outcomes == {"test_runs_a_job_in_process": "PASSED", "test_after_it": "PASSED"}, proc.stdout[-3000:]
+
+
+# A process that starts a child in its own session (as torch's elastic launcher starts its workers), writes
+# both ids and waits.
+TREE = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+open(sys.argv[1], "w").write(f"{child.pid}\\n")
+time.sleep(600)
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether pid runs (a zombie has ended: its parent, init after the kill, has not reaped it yet)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_process_tree_is_stopped_whole(tmp_path, monkeypatch):
+    import process_tree
+    from process_tree import kill_tree, popen
+
+    pids = tmp_path / "pids"
+    started = popen([sys.executable, "-c", TREE, str(pids)])
+    try:
+        while not pids.exists() or not pids.read_text().endswith("\n"):
+            assert started.poll() is None, "the probe ended before it started its child"
+            time.sleep(0.05)
+    finally:
+        kill_tree(started, grace_s=5)
+    (child,) = map(int, pids.read_text().split())
+    assert started.returncode == -15 and not running(child)  # SIGTERM was enough: no SIGKILL
+
+    # run's timeout stops the tree too (the child, if the probe started it by then, is gone as well)
+    started = []
+    monkeypatch.setattr(process_tree, "popen", lambda *a, **kw: started.append(popen(*a, **kw)) or started[-1])
+    with pytest.raises(subprocess.TimeoutExpired):
+        process_tree.run([sys.executable, "-c", TREE, str(tmp_path / "pids2")], timeout=1)
+    assert started[0].returncode is not None
+    if (tmp_path / "pids2").exists():
+        assert not any(map(running, map(int, (tmp_path / "pids2").read_text().split())))
