@@ -51,15 +51,74 @@ def test_paper_dry_run_shows_the_question_target_and_the_review_requirement():
             "then questions.target=910 questions sampled") in proc.stdout
 
 
-def test_demo_grid_dry_run_matches_formula():
-    config = load_config(ROOT / "config" / "demo.yaml")
-    assert dry_run_counts("--configfile", "config/demo.yaml") == expected_job_counts(config)
+# The demo's jobs counted by hand from config/demo.yaml and rules/*.smk, not from kinject.grid (which the rules
+# themselves call, so comparing the dry run with it alone cannot catch a grid function that is wrong in both).
+# One model (SmolLM2, from a GGUF wheel: convert_gguf, no download), no search (no task has validation), one
+# method (full); atlas: dump, MMLU CSV, shots 0 and 5, options, set 0; current_events: dump, generated, shot 0,
+# options, sets 0 and 4, FT+RAG sets 0 and 4; K = 0, 1, 2 (RAG K = 1, 2); no controls.
+DEMO_JOBS = {
+    "fetch": 2, "clean_dump": 2, "make_chunks": 2, "knowledge_base_report": 2,  # both tasks are dumps
+    "load_mmlu_questions": 1,  # atlas
+    "generate_questions": 1, "select_questions": 1, "review_questions": 1,  # current_events
+    "paraphrase_chunks": 1,  # only current_events has a set > 0; set 0 is the chunks themselves
+    "paraphrase_set": 1 + 2,  # atlas {0}, current_events {0, 4}
+    "convert_gguf": 1,
+    "finetune": 1 + 2,  # one per (task, set): no search, so set 0 is trained too
+    "extract_embedder": 1, "index_chunks": 2, "retrieve": 2,
+    "lmeval_task": 2 * 3 * 1,  # per (task, K, format), shots share the folder: 2 tasks x K {0, 1, 2} x options
+    # one evaluation job per checkpoint x task x shots x format
+    "evaluate_base": 2 * 1 + 1 * 1,  # atlas 2 shots x 1 format, current_events 1 x 1
+    "evaluate_ft": 2 * 1 * 1 + 1 * 1 * 2,  # atlas 2 shots x 1 format x set {0}, current_events 1 x 1 x sets {0, 4}
+    "evaluate_ftrag": 2 * 1 * 1 + 1 * 1 * 2,  # FT+RAG sets: atlas {0} (the default, its largest), current_events {0, 4}
+    "tables": 1, "figures": 1, "manifest": 1, "all": 1,
+}
+
+# The extended demo (config/demo.yaml, then config/demo_extended.yaml over it: dicts merge, lists replace).
+# atlas: + letters, + validation (search lr 1e-4, 3e-4); current_events: methods full and lora, sets 0, 2, 10,
+# FT+RAG sets 0 and 10, + validation (full: 2 rates, LoRA: 3e-4, 1e-3, 3e-3); handbook: files, JSONL table,
+# shot 0, options, set 0, no search; one control (a table). Set 0 of a searched task is the chosen trial's model
+# (validated_model / validated_adapter), not a finetune job.
+EXTENDED_JOBS = {
+    "fetch": 2, "clean_dump": 2, "load_corpus": 1,  # atlas, current_events are dumps; handbook a folder of files
+    "make_chunks": 3, "knowledge_base_report": 3,
+    "load_mmlu_questions": 1, "load_table_questions": 1,  # atlas, handbook
+    "generate_questions": 1, "select_questions": 1, "review_questions": 1,  # current_events
+    "paraphrase_chunks": 1,  # current_events, the one task with a set > 0
+    "paraphrase_set": 1 + 3 + 1,  # atlas {0}, current_events {0, 2, 10} (full and LoRA share them), handbook {0}
+    "validation_paraphrases": 2,  # atlas, current_events
+    "convert_gguf": 1,
+    "hparam_trial": 2 * 2, "choose_hparams": 2, "validated_model": 2,  # 2 searched tasks x 2 rates
+    "hparam_trial_lora": 1 * 3, "choose_hparams_lora": 1, "validated_adapter": 1,  # current_events x 3 rates
+    "finetune": (1 - 1) + (3 - 1) + 1,  # atlas, current_events without their set 0; handbook's set 0
+    "finetune_lora": 3 - 1,  # current_events sets 2 and 10
+    "extract_embedder": 1, "index_chunks": 3, "retrieve": 3,
+    "lmeval_task": 3 * 2 + 3 * 1 + 3 * 1,  # K {0, 1, 2} x formats: atlas 2, current_events 1, handbook 1
+    "evaluate_base": 2 * 2 + 1 + 1,  # atlas 2 shots x 2 formats; current_events, handbook 1 x 1
+    "evaluate_ft": 2 * 2 * 1 + 1 * 3 + 1 * 1,  # x sets: atlas {0}, current_events {0, 2, 10}, handbook {0}
+    "evaluate_ftrag": 2 * 2 * 1 + 1 * 2 + 1 * 1,  # x FT+RAG sets: atlas {0}, current_events {0, 10}, handbook {0}
+    "evaluate_lora": 1 * 3, "evaluate_lorarag": 1 * 2,  # current_events only: sets {0, 2, 10}, FT+RAG {0, 10}
+    "control_questions": 1, "control_lmeval_task": 1,
+    "evaluate_controls_base": 1,
+    "evaluate_controls_ft": 1 + 3 + 1,  # every full checkpoint: atlas 1, current_events 3, handbook 1
+    "evaluate_controls_lora": 3,  # every LoRA checkpoint: current_events 3
+    "forgetting": 1, "tables": 1, "figures": 1, "manifest": 1, "all": 1,
+}
 
 
-def test_extended_demo_grid_dry_run_matches_formula():
-    """LoRA's rules, a files-and-table task, the controls and the forgetting table: the formula too."""
+def test_demo_grid_dry_run_matches_hand_count_and_formula():
+    counts = dry_run_counts("all", "--configfile", "config/demo.yaml")
+    assert counts == DEMO_JOBS
+    assert sum(counts.values()) == 46
+    assert counts == expected_job_counts(load_config(ROOT / "config" / "demo.yaml"))
+
+
+def test_extended_demo_grid_dry_run_matches_hand_count_and_formula():
+    """LoRA's rules, a files-and-table task, the controls and the forgetting table: by hand and by the formula."""
     files = ["config/demo.yaml", "config/demo_extended.yaml"]
-    assert dry_run_counts("--configfile", *files) == expected_job_counts(load_config(*(ROOT / f for f in files)))
+    counts = dry_run_counts("all", "--configfile", *files)
+    assert counts == EXTENDED_JOBS
+    assert sum(counts.values()) == 104
+    assert counts == expected_job_counts(load_config(*(ROOT / f for f in files)))
 
 
 @pytest.mark.parametrize("configfiles", [["config.yaml"], ["config/demo.yaml"],
