@@ -9,6 +9,7 @@ turns that skip into a failure, KINJECT_REQUIRE_ALL=1 turns every skip into one,
 Budget: every test has a timeout (pytest-timeout: pyproject.toml's for the fast tier, SLOW_TIMEOUT_S for the
 slow one, where a session fixture's pipeline run counts towards the first test that uses it), and the session
 has KINJECT_SESSION_BUDGET_S: once it is spent the remaining tests fail at setup, and no test may run past it.
+Summary: every run ends with the seconds each test file took (pytest_terminal_summary), what the budget is spent on.
 """
 
 import math
@@ -111,6 +112,42 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped, but {REQUIRE_ALL}=1 requires every test to run: {reason}"
     return report
+
+
+# How many files the "seconds per test file" block lists by name; the rest are one line, so the total still adds up.
+TOP_FILES = 20
+
+
+def seconds_per_file(reports) -> dict[str, float]:
+    """Each test file's seconds: the summed durations of its tests' setup, call and teardown reports. A module or
+    session fixture's setup counts towards the first test that uses it, and so towards that test's file."""
+    seconds = {}
+    for report in reports:
+        if isinstance(report, pytest.TestReport):
+            path = report.nodeid.split("::", 1)[0]
+            seconds[path] = seconds.get(path, 0.0) + report.duration
+    return seconds
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The block "seconds per test file" at the end of every run, failed ones too: where the suite's budget goes
+    by file (--durations lists single tests; a file of many quick tests, or one fixture, can cost more). Read
+    from this session's own reports, so a pytest run inside a test counts only its own."""
+    seconds = seconds_per_file(report for reports in terminalreporter.stats.values() for report in reports)
+    if not seconds:
+        return
+    ranked = sorted(seconds.items(), key=lambda item: (-item[1], item[0]))
+    terminalreporter.write_sep("=", "seconds per test file")
+    for path, spent in ranked[:TOP_FILES]:
+        terminalreporter.write_line(f"{spent:8.1f}  {path}")
+    rest = ranked[TOP_FILES:]
+    if rest:
+        terminalreporter.write_line(f"{sum(s for _, s in rest):8.1f}  {files(len(rest), 'more ')}")
+    terminalreporter.write_line(f"{sum(seconds.values()):8.1f}  total, {files(len(seconds))}")
+
+
+def files(n: int, more: str = "") -> str:
+    return f"{n} {more}file" + "s" * (n != 1)
 
 
 JOB_ENV = ("CUDA_VISIBLE_DEVICES", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
+pytest_plugins = ["pytester"]  # pytester: a pytest run inside a test, in this process (the per-file summary's test)
 
 # A cluster that cannot start, a test needing it, one reaching the demo run through its own fixture, a plain
 # skip, and a test that runs: collected with the suite's conftest.py as the only plugin.
@@ -193,3 +194,47 @@ def test_a_process_tree_is_stopped_whole(tmp_path, monkeypatch):
     assert started[0].returncode is not None
     if (tmp_path / "pids2").exists():
         assert not any(map(running, map(int, (tmp_path / "pids2").read_text().split())))
+
+
+# Two files for the per-file summary: one whose fixture and test sleep (0.2 s in setup, 0.3 s in the call), one of
+# two quick tests, one failing (the block is printed on a failed run too).
+SLEEPY = """
+import time
+
+import pytest
+
+
+@pytest.fixture
+def slow_setup():
+    time.sleep(0.2)
+
+
+def test_sleeps(slow_setup):
+    time.sleep(0.3)
+"""
+QUICK = "def test_passes():\n    pass\n\n\ndef test_fails():\n    assert False\n"
+
+
+def seconds_block(lines: list[str]) -> list[tuple[float, str]]:
+    """The (seconds, name) lines of the "seconds per test file" block."""
+    start = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ seconds per test file =+", line))
+    return [(float(m[1]), m[2]) for line in lines[start + 1:] if (m := re.fullmatch(r" *(\d+\.\d)  (.+)", line))]
+
+
+@pytest.mark.parametrize("top, named", [(20, 2), (1, 1)])
+def test_the_run_ends_with_seconds_per_test_file(pytester, monkeypatch, top, named):
+    import conftest
+
+    monkeypatch.setattr(conftest, "TOP_FILES", top)
+    pytester.makepyfile(test_sleepy=SLEEPY, test_quick=QUICK)
+    # the suite's conftest as the inner run's plugin; no pytest-timeout there, whose alarm would cancel this test's
+    result = pytester.runpytest_inprocess("-p", "conftest", "-p", "no:timeout", "-p", "no:random_order",
+                                          "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    block = seconds_block(result.outlines)
+    assert [name for _, name in block[:named]] == ["test_sleepy.py", "test_quick.py"][:named]
+    assert block[0][0] >= 0.2 + 0.3  # the fixture's setup counts with the test's call
+    if named == 1:
+        assert block[1][1] == "1 more file" and block[1][0] < block[0][0]
+    assert block[-1][1] == "total, 2 files"
+    assert block[-1][0] == pytest.approx(sum(s for s, _ in block[:-1]), abs=0.1 * len(block))  # each rounded to 0.1
