@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # rules' shell commands (accelerate launch) and the tests find the venv's tools first
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo demo-extended test check venv llama-server gpu-wheels gpu-check
+.PHONY: demo demo-extended test check venv llama-vocab llama-server gpu-wheels gpu-check
 
 venv: $(VENV)/.installed
 
@@ -34,6 +34,7 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 LLAMA_VOCAB_DIR := $(VENV)/share/llama-vocab
 LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_SDIST := llama_cpp_python-$(LLAMA_CPP_PYTHON)
+llama-vocab: $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf
 $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf: | $(VENV)/.installed
 	$(BIN)/pip download --quiet --quiet --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_PYTHON) -d $(LLAMA_VOCAB_DIR)
 	tar -xzf $(LLAMA_VOCAB_DIR)/$(LLAMA_SDIST).tar.gz -C $(LLAMA_VOCAB_DIR) --strip-components 4 \
