@@ -281,13 +281,17 @@ def run_finetune(scratch: Path, quick: bool, name: str) -> dict:
 
     from kinject import launch
     from kinject.io import write_parquet
+    from kinject.precision import resolve
 
     cuda = torch.cuda.is_available()
     config_path = ROOT / ("config.yaml" if cuda else "config/demo.yaml")
     config, how = read_config(config_path)
     shape = model_shape(name, config)
-    # precision resolved on the device the check measures (config.yaml's bf16; the demo's auto on a CPU)
-    settings = {**launch.resolved(launch.rule_settings(config, "finetune"), "cuda" if cuda else "cpu"),
+    # precision resolved on the device the check measures (config.yaml's bf16; the demo's auto on a CPU): the
+    # plan's estimate needs the dtype itself
+    device = "cuda" if cuda else "cpu"
+    settings = launch.rule_settings(config, "finetune")
+    settings = {**launch.resolved({**settings, "precision": resolve(settings["precision"], device).name}, device),
                 "lr": 1e-5, "epochs": 1}
     resources = launch.job_resources(config, "finetune")
     if cuda:

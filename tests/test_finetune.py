@@ -308,7 +308,7 @@ def test_the_rules_launch_command_trains_and_saves_bf16_safetensors(base, tmp_pa
     write_parquet(tmp_path / "k0.parquet", pd.DataFrame({"text": TEXTS}))
     settings = demo_settings(block_size=32, batch_size=8, per_device_batch_size=4, lr=1e-3, epochs=1)
     assert settings["precision"] == settings["save_dtype"] == "auto"  # the demo's: resolved where the job runs
-    settings = {**settings, "precision": "bf16", "save_dtype": "bf16"}  # explicit: bf16 on any CPU (tiny model)
+    settings = launch.resolved({**settings, "precision": "bf16"}, "cpu")  # explicit: bf16 on any CPU (tiny model)
     files = {"base": str(base), "train": str(tmp_path / "k0.parquet"), "out": str(tmp_path / "ft"),
              "loss_csv": str(tmp_path / "loss.csv"), "work_dir": str(tmp_path / "w")}
     argv = launch.launch_command(settings, "finetune", files, {"gpu": 0, "cpus_per_task": 2}, 2)
@@ -480,7 +480,9 @@ def paper_job(rule, task):
 
 def test_launch_command_of_the_paper_config(monkeypatch):
     monkeypatch.chdir(ROOT)  # the config's paths are relative to the workflow's directory
+    monkeypatch.setattr(precisions, "gpu_bf16", lambda: (True, "NVIDIA H100 80GB HBM3"))
     config, settings, resources, threads = paper_job("finetune", "current_events")
+    settings = launch.resolved(settings, "cuda")
     files = {"base": "meta-llama/Llama-2-7b-hf", "train": "results/current_events/paraphrases/paraphrases_k3.parquet",
              "hparams": "results/hparams/llama2-7b/current_events/chosen.json",
              "out": "results/finetune/llama2-7b/current_events/k3/checkpoint",
@@ -497,6 +499,7 @@ def test_launch_command_of_the_paper_config(monkeypatch):
         "--block-size", "256", "--batch-size", "64", "--per-device-batch-size", "4", "--gradient-checkpointing",
         "--save-dtype", "bf16", "--gpus", "4", "--threads", "4"]  # lr and epochs: the search's, in chosen.json
     config, settings, resources, threads = paper_job("hparam_trial", "anatomy")
+    settings = launch.resolved(settings, "cuda")
     files = {"base": "mistralai/Mistral-7B-v0.1", "train": "t.parquet", "validation": "v.parquet", "out": "lr.json",
              "models": "lr", "lr": "2e-05", "work_dir": "w"}
     assert launch.launch_command(settings, "hparam_trial", files, resources, threads) == [
@@ -521,7 +524,7 @@ def test_launch_command_of_the_demo_config(monkeypatch, native):
     assert config["precision"] == "auto"
     assert "mixed_precision" not in yaml.safe_load((ROOT / config["finetune"]["accelerate_config"]).read_text())
     settings = rule_settings(config, "finetune", config["tasks"]["atlas"])  # no search in the demo: lr and epochs
-    with pytest.raises(ValueError, match="precision 'auto' is not resolved"):
+    with pytest.raises(ValueError, match="settings without mixed_precision"):
         launch.launch_command(settings, "finetune", {}, {}, 1)
     settings = launch.resolved(settings, "cpu")
     files = {"base": "results/models/smollm2-135m/base", "train": "t.parquet", "hparams": None, "out": "ckpt",
@@ -529,14 +532,14 @@ def test_launch_command_of_the_demo_config(monkeypatch, native):
     resources = launch.job_resources(config, "finetune")
     batch = config["finetune"]["batch_size"]
     assert config["finetune"]["per_device_batch_size"] == batch  # one process, no accumulation
-    precision, mixed = ("bf16", "bf16") if native else ("fp32", "no")
+    mixed = "bf16" if native else "no"  # the processes get auto itself, resolve it alike and check they agree
     assert launch.launch_command(settings, "finetune", files, resources, resources["cpus_per_task"]) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/local/accelerate_cpu.yaml",
         "--num_processes", "1", "--mixed_precision", mixed, "-m", "kinject.finetune",
         "--base", "results/models/smollm2-135m/base",
         "--train", "t.parquet", "--out", "ckpt", "--loss-csv", "loss.csv",
-        "--work-dir", "w", "--precision", precision, "--seed", "1234", "--block-size", "256", "--batch-size", str(batch),
-        "--per-device-batch-size", str(batch), "--save-dtype", precision, "--lr", "0.0003", "--epochs", "1",
+        "--work-dir", "w", "--precision", "auto", "--seed", "1234", "--block-size", "256", "--batch-size", str(batch),
+        "--per-device-batch-size", str(batch), "--save-dtype", "auto", "--lr", "0.0003", "--epochs", "1",
         "--gpus", "0", "--threads", "2"]
     with pytest.raises(KinjectError) as err:  # a step's blocks cannot split into 2 processes x all of them
         launch.launch_command(settings, "finetune", files, {**resources, "processes": 2}, 2)

@@ -154,10 +154,9 @@ def test_an_adapter_of_another_base_or_no_adapter_is_one_line(tmp_path):
 def test_the_rules_settings_and_command_carry_the_adapter_and_full_runs_are_unchanged():
     config = load_config(ROOT / "config" / "demo.yaml")
     config["finetune"]["lora"].update(r=8, lr=1e-3)
-    config["precision"] = "fp32"  # a resolved one: launch_command takes what the job resolved (auto is the demo's)
-    full = rule_settings(config, "finetune")
+    full = {**rule_settings(config, "finetune"), "mixed_precision": "no"}  # the launch's (kinject.launch.resolved)
     assert "lora" not in full and full["lr"] == config["finetune"]["lr"]
-    lora = rule_settings(config, "finetune", method="lora")
+    lora = {**rule_settings(config, "finetune", method="lora"), "mixed_precision": "no"}
     assert json.loads(lora["lora"]) == {"r": 8, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
     assert lora["lr"] == 1e-3 and {k: v for k, v in lora.items() if k not in ("lora", "lr")} == \
         {k: v for k, v in full.items() if k != "lr"}

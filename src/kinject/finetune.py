@@ -488,6 +488,10 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     cuda = device == "cuda"
     chosen = precisions.resolve(precision, device)
     save_dtype = precisions.save_dtype(save_dtype, chosen.name)
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # accelerate launch's --mixed_precision
+    if launched is not None and launched != precisions.MIXED_PRECISION[chosen.name]:
+        raise KinjectError("precision", f"the launch's mixed precision is {launched!r} but {precision} resolves to "
+                                        f"{chosen.name} in the training process ({chosen.note})")
     if threads:
         use_threads(threads)
     work_dir = Path(work_dir)

@@ -114,8 +114,9 @@ def check_launch(config: dict) -> None:
 def launch_command(settings: dict, rule: str, files: dict, resources: dict, threads: int) -> list[str]:
     """The exact command (argv) of a training job: ``accelerate launch`` of the rule's module.
 
-    ``settings`` are the rule's config values (:func:`rule_settings`) with ``precision`` and ``save_dtype``
-    resolved (bf16 or fp32: :func:`launch` resolves them on the job's device), ``files`` its inputs and outputs
+    ``settings`` are the rule's config values (:func:`rule_settings`) and ``mixed_precision``, the launch's, from
+    the precision :func:`resolved` on the job's device (the processes get ``precision`` as asked, resolve it
+    themselves and check they agree with the launch), ``files`` its inputs and outputs
     (name -> path, or None), ``resources`` the job's (gpu, processes, allow_cpu) and ``threads`` its CPUs.
     The accelerate config file is passed whole (``--config_file``); the launch arguments derived from the
     job are the process count (its GPUs, or ``processes``, default 1, when it asks for none) and
@@ -124,16 +125,17 @@ def launch_command(settings: dict, rule: str, files: dict, resources: dict, thre
     """
     if rule not in ENTRY_POINTS:
         raise ValueError(f"not a training rule: {rule}")
-    if settings["precision"] not in precisions.MIXED_PRECISION:
-        raise ValueError(f"precision {settings['precision']!r} is not resolved (kinject.precision.resolve)")
+    if "mixed_precision" not in settings:
+        raise ValueError("settings without mixed_precision: kinject.launch.resolved(settings, device) first")
     path = settings["accelerate_config"]
     read_accelerate_config(path)
     gpus, processes = int(resources.get("gpu", 0)), process_count(resources)
     check_global_batch(settings["batch_size"], settings["per_device_batch_size"], processes)
-    options = {**files, **{k: v for k, v in settings.items() if k != "accelerate_config"}, "gpus": gpus,
+    options = {**files, **{k: v for k, v in settings.items() if k not in ("accelerate_config", "mixed_precision")},
+               "gpus": gpus,
                "allow_cpu": bool(resources.get("allow_cpu", 0)), "threads": max(1, threads // processes)}
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path),
-            "--num_processes", str(processes), "--mixed_precision", precisions.MIXED_PRECISION[settings["precision"]],
+            "--num_processes", str(processes), "--mixed_precision", settings["mixed_precision"],
             "-m", ENTRY_POINTS[rule]]
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
@@ -145,17 +147,16 @@ def launch_command(settings: dict, rule: str, files: dict, resources: dict, thre
 
 
 def resolved(settings: dict, device: str) -> dict:
-    """A training rule's settings with ``precision`` (auto, bf16, fp32) resolved on ``device`` and ``save_dtype``
-    following it where unset; the accelerate file's own mixed_precision, where it disagrees, is said to be
-    overridden (one line in the job's log)."""
+    """A training rule's settings with ``mixed_precision``, the launch's: ``precision`` (auto, bf16, fp32)
+    resolved on ``device`` (kinject.precision). The accelerate file's own mixed_precision, where it disagrees,
+    is said to be overridden (one line in the job's log)."""
     chosen = precisions.resolve(settings["precision"], device)
     in_file = file_mixed_precision(read_accelerate_config(settings["accelerate_config"]))
     wanted = precisions.MIXED_PRECISION[chosen.name]
     if in_file is not None and in_file != wanted:
         log.warning("%s: mixed_precision %r is overridden by --mixed_precision %r (%s)", settings["accelerate_config"],
                     in_file, wanted, chosen.note)
-    return {**settings, "precision": chosen.name,
-            "save_dtype": precisions.save_dtype(settings.get("save_dtype"), chosen.name)}
+    return {**settings, "mixed_precision": wanted}
 
 
 def launch(rule: str, settings: dict, files: dict, resources: dict, threads: int, log_path=None) -> str:
