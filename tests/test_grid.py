@@ -67,14 +67,14 @@ DEMO_JOBS = {
     "extract_embedder": 1, "index_chunks": 2, "retrieve": 2,
     "lmeval_task": 2 * 3 * 1,  # per (task, K, format), shots share the folder: 2 tasks x K {0, 1, 2} x options
     # one evaluation job per checkpoint x task x shots x format
-    "evaluate_base": 2 * 1 + 1 * 1,  # atlas 2 shots x 1 format, current_events 1 x 1
-    "evaluate_ft": 2 * 1 * 1 + 1 * 1 * 2,  # atlas 2 shots x 1 format x set {0}, current_events 1 x 1 x sets {0, 4}
-    "evaluate_ftrag": 2 * 1 * 1 + 1 * 1 * 2,  # FT+RAG sets: atlas {0} (the default, its largest), current_events {0, 4}
+    "evaluate_base": 1 * 1 + 1 * 1,  # atlas 1 shot {0} x 1 format, current_events 1 x 1
+    "evaluate_ft": 1 * 1 * 1 + 1 * 1 * 2,  # atlas 1 shot x 1 format x set {0}, current_events 1 x 1 x sets {0, 4}
+    "evaluate_ftrag": 1 * 1 * 1 + 1 * 1 * 1,  # FT+RAG sets: atlas {0} (the default, its largest), current_events {4}
     "tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
 # The extended demo (config/demo.yaml, then config/demo_extended.yaml over it: dicts merge, lists replace).
-# atlas: + letters, + validation (search lr 1e-4, 3e-4); current_events: methods full and lora, sets 0, 2, 10,
+# atlas: + 5-shot, + letters, + validation (search lr 1e-4, 3e-4); current_events: methods full and lora, sets 0, 2, 10,
 # FT+RAG sets 0 and 10, + validation (full: 2 rates, LoRA: 3e-4, 1e-3, 3e-3); handbook: files, JSONL table,
 # shot 0, options, set 0, no search; one control (a table). Set 0 of a searched task is the chosen trial's model
 # (validated_model / validated_adapter), not a finetune job.
@@ -108,7 +108,7 @@ EXTENDED_JOBS = {
 def test_demo_grid_dry_run_matches_hand_count_and_formula():
     counts = dry_run_counts("all", "--configfile", "config/demo.yaml")
     assert counts == DEMO_JOBS
-    assert sum(counts.values()) == 46
+    assert sum(counts.values()) == 42
     assert counts == expected_job_counts(load_config(ROOT / "config" / "demo.yaml"))
 
 
