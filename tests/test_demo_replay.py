@@ -20,7 +20,9 @@ CACHE = "resources/demo/llm_cache"
 LLM_TARGETS = ["results/current_events/questions/selected.parquet",
                "results/current_events/paraphrases/generated.parquet",
                "results/atlas/validation/paraphrases.parquet",
-               "results/current_events/validation/paraphrases.parquet"]  # both tasks search their lr and epochs
+               "results/current_events/validation/paraphrases.parquet"]  # the searches of demo-extended and the tests
+# make demo has no search; the cache serves the extended demo's and the test config's (config/demo_author.yaml)
+SEARCHES = {"tasks": {t: {"validation": {"chunks": 12, "paraphrases": 2}} for t in ("atlas", "current_events")}}
 
 
 class CountingEndpoint(Handler):
@@ -49,7 +51,7 @@ def digest(root: Path) -> dict[str, str]:
 
 def run_llm_rules(workdir: Path, endpoint: str, targets=LLM_TARGETS, **llm):
     """The demo's LLM rules with a key set and llm.base_url on the counting endpoint (plus `llm` overrides)."""
-    (workdir / "offline.yaml").write_text(yaml.safe_dump({"llm": {"base_url": endpoint, **llm}}))
+    (workdir / "offline.yaml").write_text(yaml.safe_dump({"llm": {"base_url": endpoint, **llm}, **SEARCHES}))
     env = {**os.environ, "OPENAI_API_KEY": "sk-live-looking-key"}
     return run_snakemake(workdir, *targets, "--cores", "2", "--configfile", "config/demo.yaml", "offline.yaml",
                          env=env, timeout=900)

@@ -6,7 +6,8 @@ The demo itself replays the cache (``llm.mode: replay`` in config/demo.yaml); th
 config/demo_author.yaml (``llm.mode: live``, ``llm.backend: demo_author``), so every request is answered by
 kinject.demo.author, offline, and recorded. The old cache is removed first: no stale entry survives.
 Run it after changing the demo world, the chunking settings, a prompt or an ``llm`` request setting
-(model, temperature, json_mode: each changes the cache keys).
+(model, temperature, json_mode: each changes the cache keys). demo_author.yaml adds both tasks' validation
+sets, so the cache also serves make demo-extended's searches and the test suite's.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ LLM_RULES = ["generate_questions", "select_questions", "paraphrase_chunks", "val
 
 def main() -> None:
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    author = yaml.safe_load((ROOT / "config" / "demo_author.yaml").read_text())
     cache = ROOT / config["llm"]["cache"]
     shutil.rmtree(cache, ignore_errors=True)
     targets = []
     for name, task in config["tasks"].items():
+        task = {**task, **author.get("tasks", {}).get(name, {})}  # the searches' validation sets, as Snakemake merges
         if task["questions"]["source"] == "generated":
             targets.append(f"results/{name}/questions/selected.parquet")
         if max(task["paraphrase_sets"]) > 0:
