@@ -8,6 +8,7 @@ import pytest
 
 from kinject.evaluate import Run, run_lmeval
 from kinject.grid import LMEVAL_TASK_DIR
+from kinject.precision import resolve
 from kinject.settings import load_config
 
 pytestmark = pytest.mark.slow
@@ -23,4 +24,6 @@ def test_rag_beats_base_by_a_wide_margin(smollm2, demo_tasks, tmp_path, task):
     assert base["accuracy"] < chance + 0.1  # it cannot know a fictional world
     assert rag["accuracy"] > base["accuracy"] + 0.3  # one retrieved chunk and it reads the answer
     assert base["n_questions"] == rag["n_questions"] >= 40 and rag["n_truncated"] == 0
-    assert json.loads((tmp_path / "k1.json").read_text())["precision"] == config["precision"]
+    written = json.loads((tmp_path / "k1.json").read_text())  # what the demo's auto resolved to on this CPU
+    assert written["precision_requested"] == config["precision"] == "auto"
+    assert written["precision"] == resolve("auto", "cpu").name and written["device"] == "cpu"
