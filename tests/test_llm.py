@@ -474,6 +474,8 @@ def test_map_json_keeps_the_order_of_the_calls_and_asks_a_repeated_prompt_once(t
 DEMO_LLM_TARGETS = ["results/current_events/questions/selected.parquet",
                     "results/current_events/paraphrases/generated.parquet",
                     "results/atlas/validation/paraphrases.parquet"]
+# make demo has no search; atlas's validation set (make demo-extended's, replayed from the same cache) over it
+SEARCH = {"tasks": {"atlas": {"validation": {"chunks": 12, "paraphrases": 2}}}}
 
 
 def planned_rules(workdir, *configs) -> set[str]:
@@ -492,14 +494,15 @@ def test_a_bound_reruns_only_the_rules_it_bounds(tmp_path):
     from conftest import copy_checkout, run_snakemake
 
     workdir = copy_checkout(tmp_path)
+    (workdir / "search.yaml").write_text(json.dumps(SEARCH))
     proc = run_snakemake(workdir, *DEMO_LLM_TARGETS, "--cores", "2", "--configfile", "config/demo.yaml",
-                         timeout=900)
+                         "search.yaml", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert planned_rules(workdir, "config/demo.yaml") == set()
+    assert planned_rules(workdir, "config/demo.yaml", "search.yaml") == set()
     edits = {"question": ({"max_tokens": {"question": 100}}, {"generate_questions", "select_questions"}),
              "paraphrase": ({"max_tokens": {"paraphrase": 3.0}}, {"paraphrase_chunks", "validation_paraphrases"}),
              "selection": ({"max_tokens": {"selection": 41}}, {"select_questions"}),
              "concurrency": ({"max_concurrency": 2, "progress_every": 1}, set())}
     for name, (llm, rules) in edits.items():
         (workdir / f"{name}.yaml").write_text(json.dumps({"llm": llm}))
-        assert planned_rules(workdir, "config/demo.yaml", f"{name}.yaml") == rules, name
+        assert planned_rules(workdir, "config/demo.yaml", "search.yaml", f"{name}.yaml") == rules, name
