@@ -431,9 +431,7 @@ def save_final_model(trainer, tokenizer, out_dir, save_dtype: str, meta: dict | 
     Every process takes part: under FSDP the full state dict is gathered from the shards (to the main
     process's CPU memory). ``Trainer.save_model`` writes nothing under FSDP's sharded state dicts.
     """
-    import torch
-
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[save_dtype]
+    dtype = precisions.torch_dtype(save_dtype)
     state = trainer.accelerator.get_state_dict(trainer.model)
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)

@@ -4,8 +4,9 @@ Pages (title, page id, revision id, timestamp: the fetch's revisions.json), hub 
 commit resolved, file sha256s: the download rules' <folder>.json), local files and dumps (path, size, sha256),
 local model folders, the LLM cache's content hash, the config files that built it, the job environment's
 package versions and the precision (kinject.precision: the config's, and what it resolves to on the host that
-writes the manifest; each score file and checkpoint records what its own job ran in). No timestamp of its own: the same sources give the same bytes. `kinject lock` turns it into
-the lock (kinject.lock); `snakemake --report` shows it (rule manifest wraps it in report()).
+writes the manifest; each score file and checkpoint records what its own job ran in). No timestamp of its own:
+the same sources give the same bytes. `kinject lock` turns it into the lock (kinject.lock); `snakemake
+--report` shows it (rule manifest wraps it in report()).
 """
 
 from __future__ import annotations

@@ -214,8 +214,8 @@ def _markdown(df: pd.DataFrame) -> str:
 
 
 def precision_line(scores: pd.DataFrame) -> str:
-    """What a table's cells were scored in: ``Scored in fp32 on cpu hardware AVX2, no native bf16.``, or, where
-    its cells differ, each (precision, hardware) with its count of cells (logged: they should not mix)."""
+    """What a table's cells were scored in: ``Scored in fp32 (AVX2, no native bf16); ...``, or, where its cells
+    differ, each (precision, hardware) with its count of cells (logged: they should not mix)."""
     kinds = scores.groupby(["precision", "hardware"]).size()
     if len(kinds) == 1:
         (precision, hardware), = kinds.index
