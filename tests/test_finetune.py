@@ -642,3 +642,20 @@ def test_a_failed_job_is_one_line_and_its_processes_write_to_the_rules_log(base,
     assert launching.endswith("--gpus 0 --threads 1")
     assert f"kinject error: {tmp_path / 'missing.parquet'}: file not found" in lines  # the process's own line
     assert lines[-1].endswith(f"finetune exited with status 1: {tmp_path / 'missing.parquet'}: file not found")
+
+
+def test_a_config_naming_no_precision_or_save_dtype_keeps_the_params_it_had(tmp_path):
+    """auto is the demo's choice, not the schema's default: a config without `precision` stays fp32, and one
+    without `finetune.save_dtype` gets its precision's dtype written out in the params, as before, so neither
+    re-runs a training job once kinject knows auto; under auto the params say auto, for the job to resolve."""
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    del config["precision"]
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(config))
+    plain = load_config(tmp_path / "plain.yaml")
+    assert plain["precision"] == "fp32" and plain["finetune"]["save_dtype"] == "auto"
+    assert {k: rule_settings(plain, "finetune")[k] for k in ("precision", "save_dtype")} == \
+        {"precision": "fp32", "save_dtype": "fp32"}
+    plain["precision"] = "bf16"
+    assert rule_settings(plain, "finetune")["save_dtype"] == "bf16"
+    plain["precision"] = "auto"
+    assert rule_settings(plain, "finetune")["save_dtype"] == "auto"

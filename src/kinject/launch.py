@@ -47,8 +47,12 @@ def rule_settings(config: dict, rule: str, task: dict | None = None, method: str
         raise ValueError(f"not a training rule: {rule}")
     if method not in METHODS:
         raise ValueError(f"not a fine-tuning method: {method}")
-    # a trial keeps its epochs' models, which become checkpoints; auto: the dtype of the precision the job resolves
-    settings["save_dtype"] = ft.get("save_dtype", precisions.AUTO)
+    # a trial keeps its epochs' models, which become checkpoints. Unset (auto) it follows the precision: written
+    # out where the config names one, so a config without save_dtype keeps the params (and checkpoints) it had;
+    # left auto under precision auto, which the job resolves
+    asked = ft.get("save_dtype", precisions.AUTO)
+    settings["save_dtype"] = asked if config["precision"] == precisions.AUTO else \
+        precisions.save_dtype(asked, config["precision"])
     if method == "lora":
         settings["lora"] = json.dumps(lora_spec(config), sort_keys=True)
     if rule == "hparam_trial":
