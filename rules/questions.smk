@@ -117,7 +117,7 @@ rule review_questions:
 
 
 
-# The sheet a person fills in (`kinject review TASK`, docs/review.md): every selected question with its
+# The sheet a person fills in (`kinject review TASK`, docs/questions.md): every selected question with its
 # options, answer and source chunk, and an empty decision column; saved as questions.review once filled.
 rule review_sheet:
     wildcard_constraints:
