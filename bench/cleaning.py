@@ -5,8 +5,8 @@
 Writes a seeded synthetic pages-articles dump as bzip2 (Wikipedia's format) of at least --size-mb MB of
 decompressed XML (articles with templates, references, tables, lists, entities, the brackets pronunciation
 templates leave, plus redirects, disambiguation and talk pages), then runs, each in a fresh process:
-fetch (`kinject.data.fetch_dump`, every article page: one streaming pass that decompresses, parses and writes
-the selected pages) and clean (`kinject.data.clean_dump`, wikiextractor's Extractor on every page). Each is
+fetch (`kinject.knowledge.data.fetch_dump`, every article page: one streaming pass that decompresses, parses and writes
+the selected pages) and clean (`kinject.knowledge.data.clean_dump`, wikiextractor's Extractor on every page). Each is
 measured in MB/s of decompressed XML and peak RSS (the process's own high-water mark since its start, or its
 largest pool worker's). Both run on the full dump and on a quarter of it: streaming means peak memory does
 not grow with the dump's size. On the quarter, fetch is compared with `bzip2 -dc > /dev/null` (decompression
@@ -28,8 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kinject.multistream import MultistreamWriter
-from kinject.wikidump import ENWIKI_NAMESPACES, EXPORT_XMLNS, SiteInfo, export_header
+from kinject.knowledge.multistream import MultistreamWriter
+from kinject.knowledge.wikidump import ENWIKI_NAMESPACES, EXPORT_XMLNS, SiteInfo, export_header
 
 ROOT = Path(__file__).resolve().parents[1]
 RSS_LIMIT_MB = 500
@@ -141,7 +141,7 @@ def synthetic_dumps(paths: list[Path], sizes_mb: list[float], seed: int = 0, mul
 
 _STAGE = """
 import resource, sys, time
-from kinject.data import clean_dump, fetch_dump
+from kinject.knowledge.data import clean_dump, fetch_dump
 stage, src, out, counts, processes = sys.argv[1:6]
 start = time.perf_counter()
 if stage == "fetch":

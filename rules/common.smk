@@ -1,15 +1,15 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
-from kinject.corpus import corpus_files
-from kinject.llm import reply_settings
-from kinject.questions import control_settings, mmlu_csv_files, mmlu_settings
+from kinject.knowledge.corpus import corpus_files
+from kinject.qa.llm import reply_settings
+from kinject.qa.sets import control_settings, mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
 from kinject.grid import FORMATS, LMEVAL_TASK_DIR, RECORDS_PATTERN, SCORE_PATTERN, cells, evaluation_cells, rag_ks
 from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, MANIFEST, REVISIONS
 from kinject.grid import results_root, rooted
 from kinject.grid import CHOSEN, CONTROL_SCORES, HUB_CONTROL_DIR, LOSS, control_scores
 from kinject.grid import finetuned_checkpoints, records_path, search_lrs as method_lrs
-from kinject.hub import OFFLINE_ENV, check_local_models, hub_artifacts
-from kinject.lock import check_hub_lock, check_local_files, local_sources, read_lock
+from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts
+from kinject.provenance.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
 # Every artifact lives under the study's results root (config `study`: results/<study>; unset: results/), so
 # two studies in one checkout (the demo, the paper) never read or overwrite each other's files.
@@ -40,7 +40,7 @@ check_hub_lock(HUB, LOCK, config.get("lock"))
 # a model given as a local folder lacking config.json, weights or a tokenizer: one line, before any job
 check_local_models(config)
 # Every job reads the hub only from the folders the download rules made: switched off for the workflow and so
-# for every job it starts, here and on SLURM nodes (kinject.hub.download, on the submit host, switches it back on).
+# for every job it starts, here and on SLURM nodes (kinject.provenance.hub.download, on the submit host, switches it back on).
 os.environ.update(OFFLINE_ENV)
 
 

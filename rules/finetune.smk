@@ -2,8 +2,8 @@
 # learning-rate / epochs search on held-out validation paraphrases as its own sub-DAG. The search's trials
 # keep every epoch's model; the chosen one is paraphrase set 0's fine-tuned model (rule validated_model).
 # hparam_trial and finetune run `accelerate launch --config_file <finetune.accelerate_config>` with one
-# process per GPU of the job (kinject.launch.launch_command builds the command).
-from kinject.launch import check_launch, rule_settings
+# process per GPU of the job (kinject.training.launch.launch_command builds the command).
+from kinject.training.launch import check_launch, rule_settings
 
 # an accelerate config that contradicts `precision`, or a batch that does not split over the processes,
 # fails here, before any job runs
@@ -122,7 +122,7 @@ rule finetune:
         "../scripts/finetune.py"
 
 
-# LoRA (finetune.methods: lora; kinject.lora): the same search, adoption and fine-tuning with a LoRA adapter
+# LoRA (finetune.methods: lora; kinject.training.lora): the same search, adoption and fine-tuning with a LoRA adapter
 # over the frozen base model, its learning rates finetune.lora.search_lr; adapters and searches under lora/.
 ruleorder: validated_adapter > finetune_lora
 

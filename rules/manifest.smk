@@ -1,4 +1,4 @@
-# The run's manifest: every source its results came from (kinject.manifest); `kinject lock` pins it.
+# The run's manifest: every source its results came from (kinject.provenance.manifest); `kinject lock` pins it.
 
 
 rule manifest:

@@ -52,7 +52,7 @@ rule figures:
 
 
 # Forgetting: each control's accuracy on every fine-tuned checkpoint against its base model's, paired over
-# the same questions (kinject.forgetting).
+# the same questions (kinject.reporting.forgetting).
 rule forgetting:
     input:
         scores=[res(path) for path in control_scores(config)],

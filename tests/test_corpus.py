@@ -1,14 +1,20 @@
-"""Knowledge bases and questions from the user's own files (kinject.corpus)."""
+"""Knowledge bases and questions from the user's own files (kinject.knowledge.corpus)."""
 
 import json
 
 import pandas as pd
 import pytest
 
-from kinject.corpus import (corpus_files, load_corpus, load_table_questions, markdown_text, read_document,
-                            table_questions)
 from kinject.errors import KinjectError
 from kinject.grid import check_knowledge_base
+from kinject.knowledge.corpus import (
+    corpus_files,
+    load_corpus,
+    load_table_questions,
+    markdown_text,
+    read_document,
+    table_questions,
+)
 
 MANUAL = """---
 front_matter: YAML metadata, not prose

@@ -7,10 +7,18 @@ import pytest
 import yaml
 from wiki_fixtures import DISAMBIGUATION, HEAD, MESSY, PROSE, export, messy_pages, page, write_dump
 
-from kinject.data import (check_dump, chunk_article, clean_dump, fetch_dump, knowledge_base_report, make_chunks,
-                          residue_counts, tidy)
 from kinject.errors import KinjectError
-from kinject.wikidump import DumpReader
+from kinject.knowledge.data import (
+    check_dump,
+    chunk_article,
+    clean_dump,
+    fetch_dump,
+    knowledge_base_report,
+    make_chunks,
+    residue_counts,
+    tidy,
+)
+from kinject.knowledge.wikidump import DumpReader
 
 ARTICLE = ("'''Velmar''' is an island in the [[Orsan Sea|Orsan sea]] that was settled by fishing families long ago. "
            "The Port of Velmar opened in 1871 and handled wool, salt and amber for the whole northern coast.\n\n"
@@ -94,7 +102,7 @@ def test_foreign_xml_rejected(tmp_path):
     ("{{About|the town|the river|Orsa (disambiguation)}}\n'''Orsa''' is a town.", None),
 ])
 def test_which_pages_are_disambiguation_pages(text, reason):
-    from kinject.wikidump import Page, drop_reason
+    from kinject.knowledge.wikidump import Page, drop_reason
 
     assert drop_reason(Page("Orsa", 0, "1", text=text)) == reason
 

@@ -105,7 +105,7 @@ def test_fetch_records_every_revision_it_kept(demo_run):
     """results/{task}/raw/revisions.json: a dump's every kept page, by title, with its page and revision ids."""
     import json
 
-    from kinject.wikidump import DumpReader
+    from kinject.knowledge.wikidump import DumpReader
 
     for task in ("atlas", "current_events"):
         raw = demo_run / "results" / task / "raw"

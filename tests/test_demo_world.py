@@ -10,11 +10,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kinject.data import chunk_article
-from kinject.errors import KinjectError
 from kinject.demo import world as world_mod
-from kinject.demo.author import (author_paraphrases, author_questions, author_selection, facts_in, load_world,
-                                  core_name, specificity)
+from kinject.demo.author import (
+    author_paraphrases,
+    author_questions,
+    author_selection,
+    core_name,
+    facts_in,
+    load_world,
+    specificity,
+)
+from kinject.errors import KinjectError
+from kinject.knowledge.data import chunk_article
 
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
 KBS = ("atlas", "current_events")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kinject.errors import KinjectError
-from kinject.evaluate import Run, run_lmeval, write_lmeval_task
+from kinject.evaluation.evaluate import Run, run_lmeval, write_lmeval_task
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 
@@ -258,7 +258,7 @@ def _no_scoring(monkeypatch):
     """Scoring any request (either path) fails the test: the truncation check must come first."""
     from lm_eval.models.huggingface import HFLM
 
-    from kinject.shared_prefix import SharedPrefixHFLM
+    from kinject.evaluation.shared_prefix import SharedPrefixHFLM
 
     def scored(*args, **kwargs):
         raise AssertionError("scoring started")
@@ -304,7 +304,7 @@ def test_every_answer_reaches_lm_evals_cache_hook(tiny_model, data, tmp_path, mo
     every (context, continuation) with the answer they return."""
     from lm_eval.tasks import TaskManager
 
-    from kinject.evaluate import lmeval_environment, load_lm
+    from kinject.evaluation.evaluate import lmeval_environment, load_lm
 
     questions, chunks, retrieved = data
     task_dir = write_lmeval_task(questions, tmp_path / "k1", "kin_k1", k=1, retrieved_parquet=retrieved,

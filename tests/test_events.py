@@ -6,9 +6,9 @@ import json
 import yaml
 from wiki_fixtures import PROSE, page, write_dump
 
-from kinject.data import clean_dump, fetch_dump
-from kinject.events import event_entries, scope_regex, select_events
-from kinject.wikidump import DumpReader
+from kinject.knowledge.data import clean_dump, fetch_dump
+from kinject.knowledge.events import event_entries, scope_regex, select_events
+from kinject.knowledge.wikidump import DumpReader
 
 MONTH_PAGE = """{{Short description|none}}
 The following events occurred in '''August 2023'''.<ref>{{cite web|date=July 31, 2023}}</ref>

@@ -17,14 +17,14 @@ import yaml
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
-from kinject import finetune, launch
 from kinject import precision as precisions
 from kinject.errors import KinjectError
-from kinject.finetune import gradient_accumulation, pack_blocks, train_causal_lm
-from kinject.launch import rule_settings
 from kinject.io import write_parquet
-from kinject.models import build_tiny_model
 from kinject.settings import load_config
+from kinject.training import finetune, launch
+from kinject.training.finetune import gradient_accumulation, pack_blocks, train_causal_lm
+from kinject.training.launch import rule_settings
+from kinject.training.models import build_tiny_model
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 
@@ -234,7 +234,7 @@ def test_a_checkpoint_with_truncated_or_missing_weights_is_not_whole(tmp_path):
 def test_a_malformed_run_file_discards_the_checkpoints_with_a_warning(tmp_path, caplog):
     fake_checkpoint(tmp_path / "checkpoint-2")
     (tmp_path / finetune.RUN_FILE).write_text('{"lr": 1e-')  # cut short, as a full disk or a lost node leaves it
-    with caplog.at_level(logging.WARNING, logger="kinject.finetune"):
+    with caplog.at_level(logging.WARNING, logger="kinject.training.finetune"):
         assert finetune.resume_checkpoint(tmp_path, {"lr": 1e-5}, main_process=True) is None
     assert f"{tmp_path / finetune.RUN_FILE}: not readable JSON" in caplog.text
     assert not (tmp_path / "checkpoint-2").exists()
@@ -256,7 +256,7 @@ def test_a_truncated_checkpoint_is_removed_and_the_rerun_completes(base, tmp_pat
     with open(weights, "r+b") as fh:
         fh.truncate(weights.stat().st_size // 2)
     seen = run_spied(monkeypatch)
-    with caplog.at_level(logging.INFO, logger="kinject.finetune"):
+    with caplog.at_level(logging.INFO, logger="kinject.training.finetune"):
         resumed = train_causal_lm(*args, work_dir=tmp_path / "w", save_steps=2, **TRAIN)
     assert f"removing incomplete checkpoint {checkpoint}: model.safetensors is" in caplog.text
     assert "resuming from" not in caplog.text and seen[0] == 0
@@ -324,7 +324,7 @@ def test_the_rules_launch_command_trains_and_saves_bf16_safetensors(base, tmp_pa
 
 LAUNCH_DRIVER = """
 import json, logging, sys
-from kinject import launch
+from kinject.training import launch
 from kinject.errors import KinjectError
 logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
 try:
@@ -490,7 +490,7 @@ def test_launch_command_of_the_paper_config(monkeypatch):
              "work_dir": "results/.work/finetune/llama2-7b/current_events/k3"}
     assert launch.launch_command(settings, "finetune", files, resources, threads) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/slurm/accelerate_fsdp.yaml",
-        "--num_processes", "4", "--mixed_precision", "bf16", "-m", "kinject.finetune",
+        "--num_processes", "4", "--mixed_precision", "bf16", "-m", "kinject.training.finetune",
         "--base", "meta-llama/Llama-2-7b-hf", "--train", "results/current_events/paraphrases/paraphrases_k3.parquet",
         "--hparams", "results/hparams/llama2-7b/current_events/chosen.json",
         "--out", "results/finetune/llama2-7b/current_events/k3/checkpoint",
@@ -504,7 +504,7 @@ def test_launch_command_of_the_paper_config(monkeypatch):
              "models": "lr", "lr": "2e-05", "work_dir": "w"}
     assert launch.launch_command(settings, "hparam_trial", files, resources, threads) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/slurm/accelerate_fsdp.yaml",
-        "--num_processes", "4", "--mixed_precision", "bf16", "-m", "kinject.hparams", "--base", "mistralai/Mistral-7B-v0.1", "--train", "t.parquet",
+        "--num_processes", "4", "--mixed_precision", "bf16", "-m", "kinject.training.hparams", "--base", "mistralai/Mistral-7B-v0.1", "--train", "t.parquet",
         "--validation", "v.parquet", "--out", "lr.json", "--models", "lr", "--lr", "2e-05", "--work-dir", "w",
         "--precision", "bf16", "--seed", "1234", "--block-size", "256", "--batch-size", "64",
         "--per-device-batch-size", "4", "--gradient-checkpointing", "--save-dtype", "bf16", "--max-epochs", "5",
@@ -535,7 +535,7 @@ def test_launch_command_of_the_demo_config(monkeypatch, native):
     mixed = "bf16" if native else "no"  # the processes get auto itself, resolve it alike and check they agree
     assert launch.launch_command(settings, "finetune", files, resources, resources["cpus_per_task"]) == [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "profiles/local/accelerate_cpu.yaml",
-        "--num_processes", "1", "--mixed_precision", mixed, "-m", "kinject.finetune",
+        "--num_processes", "1", "--mixed_precision", mixed, "-m", "kinject.training.finetune",
         "--base", "results/models/smollm2-135m/base",
         "--train", "t.parquet", "--out", "ckpt", "--loss-csv", "loss.csv",
         "--work-dir", "w", "--precision", "auto", "--seed", "1234", "--block-size", "256", "--batch-size", str(batch),
@@ -590,13 +590,13 @@ def test_an_accelerate_file_with_its_own_mixed_precision_is_overridden_and_said_
     path.write_text(shipped + "mixed_precision: 'no'\n")
     monkeypatch.setattr(precisions, "cpu_bf16", lambda: CPUS[True])
     settings = {**demo_settings(), "accelerate_config": str(path)}
-    with caplog.at_level(logging.WARNING, logger="kinject.launch"):
+    with caplog.at_level(logging.WARNING, logger="kinject.training.launch"):
         argv = launch.launch_command(launch.resolved(settings, "cpu"), "finetune", {}, {}, 1)
     assert argv[argv.index("--mixed_precision") + 1] == "bf16"
     assert f"{path}: mixed_precision 'no' is overridden by --mixed_precision 'bf16'" in caplog.text
     caplog.clear()
     monkeypatch.setattr(precisions, "cpu_bf16", lambda: CPUS[False])  # auto: fp32 here, as the file says: no word
-    with caplog.at_level(logging.WARNING, logger="kinject.launch"):
+    with caplog.at_level(logging.WARNING, logger="kinject.training.launch"):
         argv = launch.launch_command(launch.resolved(settings, "cpu"), "finetune", {}, {}, 1)
     assert argv[argv.index("--mixed_precision") + 1] == "no" and "overridden" not in caplog.text
 

@@ -12,13 +12,13 @@ from process_tree import kill_tree, popen
 from process_tree import run as run_tree
 
 from kinject.io import write_parquet
-from kinject.models import build_tiny_model
+from kinject.training.models import build_tiny_model
 
 TEXTS = [f"The ferry {i} of the Orrin line sails at {6 + i % 12} o'clock from pier {i % 7} to Velmar." for i in range(480)]
 
 
 def finetune_cmd(base, train, out, work, loss):
-    return [sys.executable, "-m", "kinject.finetune", "--base", str(base), "--train", str(train), "--out", str(out),
+    return [sys.executable, "-m", "kinject.training.finetune", "--base", str(base), "--train", str(train), "--out", str(out),
             "--loss-csv", str(loss), "--lr", "3e-3", "--epochs", "2", "--batch-size", "4",
             "--per-device-batch-size", "4", "--block-size", "32", "--seed", "3", "--work-dir", str(work),
             "--save-steps", "5"]

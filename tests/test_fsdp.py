@@ -1,4 +1,4 @@
-"""Sharded fine-tuning without a GPU: the exact command the rules build (kinject.launch.launch_command)
+"""Sharded fine-tuning without a GPU: the exact command the rules build (kinject.training.launch.launch_command)
 runs a tiny Llama under FSDP2 on 2 CPU processes (gloo), as it would on 2 GPUs.
 
 Tolerance of the loss comparison: both runs see the same global batch (8 blocks: 2 micro-batches of 4 in
@@ -24,11 +24,11 @@ import yaml
 from process_tree import kill_tree, popen
 from process_tree import run as run_tree
 
-from kinject import finetune, launch
 from kinject import precision as precisions
 from kinject.io import write_parquet
-from kinject.models import build_tiny_model
 from kinject.settings import load_config
+from kinject.training import finetune, launch
+from kinject.training.models import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [f"The ferry {i} of the Orrin line sails at {6 + i % 12} o'clock from pier {i % 7} to Velmar." for i in range(96)]
@@ -198,7 +198,7 @@ def test_a_killed_sharded_run_resumes_and_reaches_the_same_loss(job):
 @pytest.mark.slow  # accelerate launches (minutes): the slow tier
 def test_a_search_trial_runs_sharded_on_two_processes(job):
     argv, out = command(job, 2, "trial", rule="hparam_trial")
-    assert argv[argv.index("-m", 3) + 1] == "kinject.hparams" and "--max-epochs" in argv
+    assert argv[argv.index("-m", 3) + 1] == "kinject.training.hparams" and "--max-epochs" in argv
     done = run_tree(argv, env=env(), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "FSDP2 on CPU: 2 gloo process(es)" in done.stderr

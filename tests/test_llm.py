@@ -8,17 +8,24 @@ import re
 import threading
 import time
 
+import pandas as pd
 import pytest
 from llm_helpers import FakeEndpoint, completion
 from loopback import Handler, serve
 
-from kinject import llm_pool
 from kinject.errors import KinjectError
-import pandas as pd
-
-from kinject.llm import (Call, LLMClient, ResponseCache, parse_json_reply, paraphrase_max_tokens, questions_max_tokens,
-                         reply_settings, request_key)
-from kinject.questions import generate_questions
+from kinject.qa import llm_pool
+from kinject.qa.llm import (
+    Call,
+    LLMClient,
+    ResponseCache,
+    paraphrase_max_tokens,
+    parse_json_reply,
+    questions_max_tokens,
+    reply_settings,
+    request_key,
+)
+from kinject.qa.sets import generate_questions
 
 MESSAGES = [{"role": "user", "content": "Return JSON."}]
 
@@ -447,7 +454,7 @@ def test_interrupted_concurrent_stage_rerun_pays_for_nothing_twice(tmp_path, fak
 
 def test_progress_line_every_n_prompts(tmp_path, fake, caplog):
     chunks = write_chunks(tmp_path, 7)
-    with caplog.at_level(logging.INFO, logger="kinject.llm_pool"):
+    with caplog.at_level(logging.INFO, logger="kinject.qa.llm_pool"):
         run_questions(tmp_path, fake, "p", chunks, max_concurrency=1, progress_every=3,
                       price={"input": 1e6, "output": 0})
     lines = [r.getMessage() for r in caplog.records if "prompts done" in r.getMessage()]

@@ -21,10 +21,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import process_tree
 import pytest
 import yaml
 from conftest import REPO, copy_checkout, run_snakemake
-import process_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # Snakemake's runs are given 2,400 + 1,200 s
 
@@ -86,7 +86,7 @@ def start_llama_server(gguf: Path, log: Path) -> tuple[subprocess.Popen, str]:
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     require_llama_server()
-    from kinject.models import gguf_path
+    from kinject.training.models import gguf_path
 
     demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     gguf = gguf_path(next(iter(demo["models"].values()))["gguf"])

@@ -1,4 +1,4 @@
-"""LoRA beside full fine-tuning (kinject.lora): a LoRA run trains and saves an adapter only, over a base it
+"""LoRA beside full fine-tuning (kinject.training.lora): a LoRA run trains and saves an adapter only, over a base it
 leaves untouched; the search adopts a trial's adapter; lm-eval scores the adapter unmerged, as trained; the
 rules' settings and command carry the adapter's spec; the grid gets LoRA's cells and jobs."""
 
@@ -12,14 +12,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from kinject.errors import KinjectError
-from kinject.finetune import load_tokenizer, tokenize_blocks, train_causal_lm
 from kinject.grid import cells, evaluation_jobs, expected_job_counts
-from kinject.hparams import adopt, choose, run_trial
 from kinject.io import write_parquet
-from kinject.launch import launch_command, rule_settings
-from kinject.lora import check_adapter, lora_parameters
-from kinject.models import build_tiny_model
 from kinject.settings import load_config
+from kinject.training.finetune import load_tokenizer, tokenize_blocks, train_causal_lm
+from kinject.training.hparams import adopt, choose, run_trial
+from kinject.training.launch import launch_command, rule_settings
+from kinject.training.lora import check_adapter, lora_parameters
+from kinject.training.models import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [f"The canal of Varro {i} opens at {5 + i % 9} o'clock and closes when the {['bell', 'horn'][i % 2]} sounds."
@@ -93,7 +93,7 @@ def test_a_lora_run_saves_a_small_adapter_that_learned_and_leaves_the_base_untou
 def test_plans_count_of_lora_parameters_is_peft_own(base, targets):
     from peft import get_peft_model
 
-    from kinject.lora import lora_config
+    from kinject.training.lora import lora_config
 
     spec = {**SPEC, "r": 3, "target_modules": targets}
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora_config(spec))
@@ -125,7 +125,7 @@ def test_a_trials_adapter_is_the_validated_and_adopted_model(base, tmp_path):
 
 
 def test_lm_eval_scores_the_adapter_unmerged_as_trained(base, tmp_path):
-    from kinject.evaluate import load_lm
+    from kinject.evaluation.evaluate import load_lm
 
     train_causal_lm(base, TEXTS, tmp_path / "adapter", tmp_path / "loss.csv", work_dir=tmp_path / "work", lr=3e-2,
                     epochs=2, lora=SPEC, **TRAIN)
@@ -154,7 +154,7 @@ def test_an_adapter_of_another_base_or_no_adapter_is_one_line(tmp_path):
 def test_the_rules_settings_and_command_carry_the_adapter_and_full_runs_are_unchanged():
     config = load_config(ROOT / "config" / "demo.yaml")
     config["finetune"]["lora"].update(r=8, lr=1e-3)
-    full = {**rule_settings(config, "finetune"), "mixed_precision": "no"}  # the launch's (kinject.launch.resolved)
+    full = {**rule_settings(config, "finetune"), "mixed_precision": "no"}  # the launch's (kinject.training.launch.resolved)
     assert "lora" not in full and full["lr"] == config["finetune"]["lr"]
     lora = {**rule_settings(config, "finetune", method="lora"), "mixed_precision": "no"}
     assert json.loads(lora["lora"]) == {"r": 8, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}

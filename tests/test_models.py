@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from kinject import finetune, models
 from kinject.errors import KinjectError
 from kinject.io import write_parquet
+from kinject.training import finetune, models
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 

@@ -11,11 +11,11 @@ import pytest
 import yaml
 from wiki_fixtures import PROSE, export, messy_pages, page, write_dump
 
-from kinject import multistream
-from kinject.data import fetch_dump
 from kinject.errors import KinjectError
-from kinject.multistream import DumpSource, index_path, repack
-from kinject.wikidump import DumpReader
+from kinject.knowledge import multistream
+from kinject.knowledge.data import fetch_dump
+from kinject.knowledge.multistream import DumpSource, index_path, repack
+from kinject.knowledge.wikidump import DumpReader
 
 DEMO = ["resources/demo/atlas.xml", "resources/demo/current_events.xml"]
 
@@ -170,7 +170,7 @@ def test_stream_starts_across_read_chunks(tmp_path, monkeypatch):
 def test_single_stream_and_gzip_stay_sequential_and_say_so(tmp_path, caplog):
     for fmt, said in (("bz2", "not a Wikipedia multistream dump"), ("gz", "gzip"), ("xml", "plain XML")):
         dump = write_dump(tmp_path / f"d.{fmt}", messy_pages(), fmt)
-        with caplog.at_level(logging.INFO, logger="kinject.multistream"):
+        with caplog.at_level(logging.INFO, logger="kinject.knowledge.multistream"):
             caplog.clear()
             reader = DumpSource(dump, threads=2).scan()
         assert isinstance(reader, DumpReader) and said in caplog.text and "read sequentially" in caplog.text

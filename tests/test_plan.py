@@ -14,12 +14,25 @@ import pytest
 import yaml
 from conftest import TINY_DEMO, tiny_demo
 
-from kinject import prompts
 from kinject.cli import main
 from kinject.errors import KinjectError
-from kinject.plan import (GB, MIB, RESOURCE_KEY, Corpus, Distribution, Shape, eval_memory, eval_requests,
-                          format_plan, llama_parameters, make_plan, read_accelerate_config, training_host_memory,
-                          training_memory)
+from kinject.planning.plan import (
+    GB,
+    MIB,
+    RESOURCE_KEY,
+    Corpus,
+    Distribution,
+    Shape,
+    eval_memory,
+    eval_requests,
+    format_plan,
+    llama_parameters,
+    make_plan,
+    read_accelerate_config,
+    training_host_memory,
+    training_memory,
+)
+from kinject.qa import prompts
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +119,7 @@ def test_training_memory_llama2_7b_fsdp4_full_shard_bf16_checkpointing():
 
 def test_lora_training_memory_keeps_the_frozen_weights_and_trains_only_the_adapter():
     """Llama-2-7B, LoRA r=16 on every linear layer (peft's count: r x (in + out) per layer), FSDP over 4 GPUs."""
-    from kinject.lora import lora_parameters
+    from kinject.training.lora import lora_parameters
 
     p = 6_738_415_616
     adapter = lora_parameters({"r": 16, "target_modules": "all-linear"}, hidden_size=4096, kv_size=4096,
@@ -343,7 +356,7 @@ def test_resource_keys_are_the_rules_own(tmp_path):
 # ---- corpus from the artifacts, LLM calls -------------------------------------------------------------
 
 def test_artifacts_replace_the_estimates_and_llm_calls_follow_the_code(tmp_path):
-    from kinject.paraphrases import _plan as paraphrase_calls
+    from kinject.qa.paraphrases import _plan as paraphrase_calls
 
     root = bare_root(tmp_path)
     config = load_config(ROOT / "config.yaml")
@@ -438,7 +451,7 @@ def test_command_imports_no_torch(tmp_path):
 
 
 def test_llm_worst_case_is_every_reply_at_its_max_tokens_and_every_retry(tmp_path):
-    """The plan's worst case uses the requests' own bounds (kinject.llm, llm.max_tokens): here 3 chunks of
+    """The plan's worst case uses the requests' own bounds (kinject.qa.llm, llm.max_tokens): here 3 chunks of
     400, 800, 1200 characters, config.yaml's 10 paraphrases in 2 calls of 5, 4 questions a chunk, 2 re-asks."""
     root = bare_root(tmp_path)
     chunks = pd.DataFrame({"chunk_id": ["c0", "c1", "c2"], "text": ["a" * 400, "b" * 800, "c" * 1200]})

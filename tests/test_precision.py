@@ -9,7 +9,7 @@ import torch
 
 from kinject import precision as precisions
 from kinject.errors import KinjectError
-from kinject.report import precision_line
+from kinject.reporting.report import precision_line
 
 NATIVE, AVX2 = (True, "AVX512_BF16"), (False, "AVX2, no native bf16")
 
@@ -104,7 +104,7 @@ def test_a_table_says_what_precision_its_cells_ran_in(caplog):
     assert precision_line(one).startswith("Scored in fp32 (AVX2, no native bf16);")
     mixed = pd.DataFrame({"precision": ["fp32", "bf16", "bf16"],
                           "hardware": ["AVX2, no native bf16", "AVX512_BF16", "AVX512_BF16"]})
-    with caplog.at_level(logging.WARNING, logger="kinject.report"):
+    with caplog.at_level(logging.WARNING, logger="kinject.reporting.report"):
         line = precision_line(mixed)
     assert line == ("Scored in different precisions (re-run on one kind of machine to compare cells): "
                     "bf16 (AVX512_BF16): 2 cells; fp32 (AVX2, no native bf16): 1 cells.")
@@ -112,7 +112,7 @@ def test_a_table_says_what_precision_its_cells_ran_in(caplog):
 
 
 def test_the_manifest_records_the_precision_asked_and_what_it_is_here(cpu, monkeypatch):
-    from kinject.manifest import precision_record
+    from kinject.provenance.manifest import precision_record
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cpu(AVX2)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kinject.evaluate import write_lmeval_task
+from kinject.evaluation.evaluate import write_lmeval_task
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,10 +7,18 @@ import pytest
 from loopback import Handler, serve
 
 from kinject.errors import KinjectError
-from kinject.llm import LLMClient, ResponseCache, client_from_config
-from kinject.paraphrases import paraphrase_chunks, paraphrase_set, validation_paraphrases
-from kinject.questions import (apply_review, generate_questions, load_mmlu_questions, mmlu_from_csv, read_questions,
-                               select_questions, write_questions, write_review_sheet)
+from kinject.qa.llm import LLMClient, ResponseCache, client_from_config
+from kinject.qa.paraphrases import paraphrase_chunks, paraphrase_set, validation_paraphrases
+from kinject.qa.sets import (
+    apply_review,
+    generate_questions,
+    load_mmlu_questions,
+    mmlu_from_csv,
+    read_questions,
+    select_questions,
+    write_questions,
+    write_review_sheet,
+)
 
 
 def write_mmlu(root, subject, rows, split="test"):
@@ -366,7 +374,7 @@ def test_short_chunk_stops_its_paraphrase_set_unless_allowed(tmp_path, chunks, c
 
     llm = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=backend)
     gen = tmp_path / "generated.parquet"
-    with caplog.at_level(logging.INFO, logger="kinject.paraphrases"):
+    with caplog.at_level(logging.INFO, logger="kinject.qa.paraphrases"):
         paraphrase_chunks(chunks, gen, tmp_path / "q.jsonl", llm, count=5, per_call=2, seed=10)
     assert "1 of 3 chunks are short of their 5 paraphrases (their calls were quarantined): 2-0 (3 of 5)" in caplog.text
     assert len(Path(tmp_path / "q.jsonl").read_text().splitlines()) == 1
@@ -391,7 +399,7 @@ def test_chunk_without_any_paraphrase_is_named(tmp_path, chunks, caplog):
         return ("{}" if "gamma text" in req["messages"][-1]["content"] else fake_reply(req)), None
 
     llm = LLMClient(model="gpt-4", cache=ResponseCache(tmp_path / "cache"), backend=backend, invalid_retries=0)
-    with caplog.at_level(logging.INFO, logger="kinject.paraphrases"):
+    with caplog.at_level(logging.INFO, logger="kinject.qa.paraphrases"):
         validation_paraphrases(chunks, tmp_path / "v.parquet", tmp_path / "q.jsonl", llm, n_chunks=3, per_chunk=2,
                                seed=5)
     assert "1 of 3 chunks are short of their 2 paraphrases (their calls were quarantined): 3-0 (0 of 2)" in caplog.text
@@ -402,7 +410,7 @@ def test_chunk_without_any_paraphrase_is_named(tmp_path, chunks, caplog):
 
 
 def test_complete_chunks_are_logged_as_complete(tmp_path, chunks, caplog):
-    with caplog.at_level(logging.INFO, logger="kinject.paraphrases"):
+    with caplog.at_level(logging.INFO, logger="kinject.qa.paraphrases"):
         paraphrase_chunks(chunks, tmp_path / "g.parquet", tmp_path / "q.jsonl", fake_llm(tmp_path), count=3,
                           per_call=2, seed=1)
     assert "all 3 chunks have their 3 paraphrases" in caplog.text

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kinject.evaluate import Run, run_lmeval
+from kinject.evaluation.evaluate import Run, run_lmeval
 from kinject.grid import LMEVAL_TASK_DIR
 from kinject.precision import resolve
 from kinject.settings import load_config

@@ -4,8 +4,15 @@ import pandas as pd
 import pytest
 
 from kinject.errors import KinjectError
-from kinject.report import (epoch_boundaries, group_table, read_results, read_scores, reported, write_figures,
-                            write_tables)
+from kinject.reporting.report import (
+    epoch_boundaries,
+    group_table,
+    read_results,
+    read_scores,
+    reported,
+    write_figures,
+    write_tables,
+)
 
 TASKS = {"anat": "mmlu", "news": "current_events"}  # task -> its table group
 N = 20  # questions per task
@@ -90,7 +97,7 @@ def test_each_scoring_format_is_its_own_row(paths, tmp_path):
 def test_k_is_chosen_on_one_half_and_reported_on_the_other(tmp_path):
     """RAG K=1 right on exactly half A of the questions, K=2 on exactly half B: cross-fitting reports each
     half at the K the other half chose, where it is wrong (0.0); the oracle (a tie, K=1) reports 0.5."""
-    from kinject.stats import halves, setting_seed
+    from kinject.reporting.stats import halves, setting_seed
 
     half = halves([f"q{i:02d}" for i in range(N)], setting_seed(SEED, "anat"))
     paths = [score(tmp_path, "m", "anat", "base", 0, 0, 3), score(tmp_path, "m", "anat", "ft-p0", 0, 0, 3)]
@@ -215,7 +222,7 @@ def control(root, model, checkpoint, name, right):
 
 
 def test_the_forgetting_table_pairs_each_checkpoint_with_its_base_model(tmp_path):
-    from kinject.forgetting import read_control_records, write_forgetting
+    from kinject.reporting.forgetting import read_control_records, write_forgetting
 
     ids = [f"q{i:02d}" for i in range(10)]
     files = [control(tmp_path, "m", "base", "general", ids[:8]),                    # 8 of 10

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from kinject.errors import KinjectError
-from kinject.retrieval import build_index, embed, extract_embedder, load_embedder, retrieve
+from kinject.evaluation.retrieval import build_index, embed, extract_embedder, load_embedder, retrieve
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 

@@ -7,10 +7,10 @@ import pytest
 import yaml
 from wiki_fixtures import PROSE, page, write_dump
 
-from kinject.data import fetch_dump
 from kinject.errors import KinjectError
-from kinject.revisions import RevisionRecord, read_revisions
-from kinject.wikidump import Page
+from kinject.knowledge.data import fetch_dump
+from kinject.knowledge.revisions import RevisionRecord, read_revisions
+from kinject.knowledge.wikidump import Page
 
 
 def dated(pid, title, text, timestamp, **kw):
@@ -104,7 +104,7 @@ def test_a_fetch_under_a_lock_takes_the_pages_it_pinned(tmp_path, monkeypatch):
     """`kinject lock` pins each task's pages (revisions.json's shape, under pages.<task>); a fetch job under
     that lock reads them from the lock itself (LOCK#task), so locking re-runs nothing and a drifted source is
     one line naming the lock."""
-    from kinject.lock import LOCKFILE_VERSION, fetch_locked, pinned_knowledge_base
+    from kinject.provenance.lock import LOCKFILE_VERSION, fetch_locked, pinned_knowledge_base
 
     monkeypatch.chdir(tmp_path)
     _, revisions = fetch(tmp_path)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_demo
 
-from kinject.evaluate import lmeval_environment, load_lm, score_tasks
+from kinject.evaluation.evaluate import lmeval_environment, load_lm, score_tasks
 from kinject.grid import LMEVAL_TASK_DIR
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
@@ -27,7 +27,7 @@ def tasks(workdir, task, fmt="options"):
 def demo_tiny_llama(demo_tasks, tmp_path_factory):
     """A tiny Llama of the test suite's size (.test/config/tiny_llama.yaml), its tokenizer trained on the demo's
     chunks, not pre-trained (random weights score as well as any for an equality test)."""
-    from kinject.models import build_tiny_model
+    from kinject.training.models import build_tiny_model
 
     build = tiny_demo(demo_tasks)["models"]["tiny-llama"]["build"]
     size = {key: value for key, value in build.items() if not key.startswith("pretrain")}

@@ -1,4 +1,4 @@
-"""kinject.stats against hand-worked cases: a Wilson interval, an exact McNemar test, a fixed-seed bootstrap,
+"""kinject.reporting.stats against hand-worked cases: a Wilson interval, an exact McNemar test, a fixed-seed bootstrap,
 Benjamini-Hochberg, a logit slope, and cross-fitting that never chooses K on the questions it reports."""
 
 import math
@@ -8,8 +8,15 @@ import pandas as pd
 import pytest
 
 from kinject.errors import KinjectError
-from kinject.stats import (bh_adjust, cross_fit, halves, mcnemar_exact, paired_bootstrap, paraphrase_trend,
-                           wilson)
+from kinject.reporting.stats import (
+    bh_adjust,
+    cross_fit,
+    halves,
+    mcnemar_exact,
+    paired_bootstrap,
+    paraphrase_trend,
+    wilson,
+)
 
 Z = 1.959963984540054  # the 97.5% normal quantile
 

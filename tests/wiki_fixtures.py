@@ -6,7 +6,7 @@ import bz2
 import gzip
 from xml.sax.saxutils import escape
 
-from kinject.wikidump import ENWIKI_NAMESPACES, EXPORT_XMLNS, SiteInfo, export_header
+from kinject.knowledge.wikidump import ENWIKI_NAMESPACES, EXPORT_XMLNS, SiteInfo, export_header
 
 HEAD = export_header(SiteInfo(EXPORT_XMLNS, "T", "t", "https://t.invalid/wiki/Main", "MediaWiki 1.41",
                                namespaces=ENWIKI_NAMESPACES))

@@ -124,7 +124,7 @@ def main(argv=None):
             sys.exit(1)
     if args.cmd == "lock":
         from kinject.grid import MANIFEST, results_root, rooted
-        from kinject.lock import write_lock
+        from kinject.provenance.lock import write_lock
         from kinject.settings import load_config
 
         try:
@@ -139,7 +139,7 @@ def main(argv=None):
     if args.cmd == "plan":
         import json
 
-        from kinject.plan import format_plan, make_plan
+        from kinject.planning.plan import format_plan, make_plan
         from kinject.settings import load_config
 
         try:

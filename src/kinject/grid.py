@@ -31,7 +31,7 @@ def rooted(path: str, root: str) -> str:
 
 
 SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.json"
-# beside each score file, its per-question records (kinject.evaluate.question_records), one row per question
+# beside each score file, its per-question records (kinject.evaluation.evaluate.question_records), one row per question
 RECORDS_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.parquet"
 LMEVAL_TASK_DIR = "results/{task}/lmeval/{format}/k{k}"
 # hub artifacts, each with <folder>.json beside it (repo, revision asked, commit resolved, file sha256s)
@@ -39,7 +39,7 @@ HUB_MODEL_DIR = "results/hub/models/{model}"
 HUB_EMBEDDER_DIR = "results/hub/embedder/{embedder}"
 HUB_DATASET_DIR = "results/hub/datasets/{task}"
 HUB_CONTROL_DIR = "results/hub/datasets/controls/{control}"  # an MMLU control (evaluation.controls)
-MANIFEST = "results/manifest.json"  # every source of the run: kinject.manifest
+MANIFEST = "results/manifest.json"  # every source of the run: kinject.provenance.manifest
 REVISIONS = "results/{task}/raw/revisions.json"  # the pages fetched as of knowledge_base.as_of (fetch writes it)
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
 # a fine-tuning method (finetune.methods) -> its cells' method names: {prefix}-p{n} (FT), {prefix}rag-p{n} (FT+RAG)
@@ -339,7 +339,7 @@ def training_job_counts(config: dict) -> dict[str, int]:
 
 def hub_job_counts(config: dict) -> dict[str, int]:
     """The download jobs (rules/hub.smk): one per model, embedder and MMLU task given by hub id."""
-    from kinject.hub import hub_artifacts
+    from kinject.provenance.hub import hub_artifacts
 
     folders = list(hub_artifacts(config))
     rag = bool(rag_ks(config))

@@ -5,7 +5,7 @@ It is used only to (re)write the response cache that ships in resources/demo/llm
 (``python -m kinject.demo.build_cache``, live mode); the demo itself replays that cache (``llm.mode: replay``)
 through the openai-client code. Without JSON mode (``llm.json_mode: false``, the demo's and the paper's
 setting) it answers the way chat models often do, with the JSON object in a fenced block, so the demo goes
-through the same reply parsing (kinject.llm.parse_json_reply) as a live gpt-4.
+through the same reply parsing (kinject.qa.llm.parse_json_reply) as a live gpt-4.
 """
 
 from __future__ import annotations

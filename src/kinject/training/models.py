@@ -18,9 +18,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from kinject.precision import torch_dtype
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet
+from kinject.precision import torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def build_tiny_model(corpus_texts, out_dir, *, vocab_size: int = 4096, hidden_si
     complete or not at all; after pre-training it also holds ``pretrain_loss.csv``. Small batches: a
     tiny model learns to copy answers from a paragraph only after several hundred optimizer steps.
     """
-    from kinject.finetune import train_causal_lm
+    from kinject.training.finetune import train_causal_lm
 
     out_dir = Path(out_dir)
     pretrain_texts = list(pretrain_texts or [])

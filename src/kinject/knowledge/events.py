@@ -16,7 +16,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from kinject.wikidump import SiteInfo, article_links, article_text
+from kinject.knowledge.wikidump import SiteInfo, article_links, article_text
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]

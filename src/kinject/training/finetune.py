@@ -2,8 +2,8 @@
 
 Chunks are wrapped in BOS/EOS, concatenated and cut into fixed-size blocks; the loop is transformers'
 ``Trainer``, so the same code runs on one CPU, on 2 CPU processes or on 8 GPUs. Every weight is trained
-(method ``full``), or a LoRA adapter over the frozen model (method ``lora``, kinject.lora). The rules start
-this module with the command kinject.launch builds (``accelerate launch ... -m kinject.finetune``).
+(method ``full``), or a LoRA adapter over the frozen model (method ``lora``, kinject.training.lora). The rules start
+this module with the command kinject.training.launch builds (``accelerate launch ... -m kinject.training.finetune``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ RUN_FILE = "run.json"
 # what a saved model or adapter records of the run that made it: its precision, device, save dtype
 TRAINING_FILE = "training.json"
 # the module each training rule launches
-ENTRY_POINTS = {"finetune": "kinject.finetune", "hparam_trial": "kinject.hparams"}
+ENTRY_POINTS = {"finetune": "kinject.training.finetune", "hparam_trial": "kinject.training.hparams"}
 
 
 def pack_blocks(docs_token_ids: list[list[int]], block_size: int, bos_id: int, eos_id: int) -> list[list[int]]:
@@ -455,7 +455,7 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
                     save_dtype: str | None = None, gpus: int = 0, allow_cpu: bool = False,
                     threads: int | None = None, epoch_models=None, lora: dict | None = None) -> dict:
     """Continual pre-training of ``base`` (hub id or local dir) on ``texts``; save to ``out_dir``.
-    With ``lora`` (kinject.lora.lora_spec) a LoRA adapter over the frozen model is trained and saved instead.
+    With ``lora`` (kinject.training.lora.lora_spec) a LoRA adapter over the frozen model is trained and saved instead.
 
     Master weights stay float32 (bf16 weights would round away updates at learning rates of 1e-5);
     ``precision`` bf16 computes in bf16 (autocast, on CPU too; under FSDP the library's bf16 policy); auto is
@@ -526,7 +526,7 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     if lora is not None:
-        from kinject.lora import add_adapter
+        from kinject.training.lora import add_adapter
 
         torch.manual_seed(seed)  # the adapter's random init (lora_A): the run's seed, the same in every process
         model = add_adapter(model, lora, gradient_checkpointing=gradient_checkpointing)
@@ -605,7 +605,7 @@ def eval_loss(model_path, texts, *, block_size: int = 256, batch_size: int = 8) 
 
 
 def read_hparams(path) -> dict:
-    """{lr, epochs} chosen by the hyper-parameter search (kinject.hparams.choose)."""
+    """{lr, epochs} chosen by the hyper-parameter search (kinject.training.hparams.choose)."""
     try:
         chosen = json.loads(Path(path).read_text())
         return {"lr": float(chosen["lr"]), "epochs": int(chosen["epochs"])}
@@ -616,7 +616,7 @@ def read_hparams(path) -> dict:
 
 
 def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The options every training entry point takes (:func:`kinject.launch.launch_command` writes them)."""
+    """The options every training entry point takes (:func:`kinject.training.launch.launch_command` writes them)."""
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--base", required=True, help="hub id or local directory (from_pretrained)")
     p.add_argument("--train", required=True, help="parquet with a 'text' column")
@@ -633,7 +633,7 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=0, help="GPUs the job asked for: without CUDA an error, unless --allow-cpu")
     p.add_argument("--allow-cpu", action="store_true")
     p.add_argument("--threads", type=int, help="torch threads of each process")
-    p.add_argument("--lora", type=json.loads, help="train a LoRA adapter: its spec as JSON (kinject.lora.lora_spec)")
+    p.add_argument("--lora", type=json.loads, help="train a LoRA adapter: its spec as JSON (kinject.training.lora.lora_spec)")
     return p
 
 
@@ -657,7 +657,7 @@ def run_entry_point(run, args) -> None:
 
 
 def parse_args(argv=None):
-    p = training_parser("python -m kinject.finetune", __doc__.split("\n\n")[0])
+    p = training_parser("python -m kinject.training.finetune", __doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="directory for the fine-tuned model")
     p.add_argument("--loss-csv", required=True)
     p.add_argument("--lr", type=float)

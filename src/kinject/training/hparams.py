@@ -1,9 +1,9 @@
 """Learning-rate / epochs search on the held-out validation paraphrases (a sub-DAG of the pipeline).
 
 A trial is a fine-tuning job like rule finetune's, started by the same command builder
-(:func:`kinject.launch.launch_command`) with the same accelerate config (FSDP on a GPU cluster):
+(:func:`kinject.training.launch.launch_command`) with the same accelerate config (FSDP on a GPU cluster):
 
-    python -m accelerate.commands.launch --config_file ... --num_processes 4 -m kinject.hparams --base ... \\
+    python -m accelerate.commands.launch --config_file ... --num_processes 4 -m kinject.training.hparams --base ... \\
         --train paraphrases_k0.parquet --validation paraphrases.parquet --out lr1e-05.json --lr 1e-05 ...
 """
 
@@ -18,10 +18,18 @@ from pathlib import Path
 import pandas as pd
 
 from kinject.errors import KinjectError
-from kinject.finetune import (epoch_dir, read_hparams, run_entry_point, train_causal_lm, training_options,
-                              training_parser, training_texts, write_loss_csv)
 from kinject.io import atomic_path, write_json
-from kinject.lora import is_adapter
+from kinject.training.finetune import (
+    epoch_dir,
+    read_hparams,
+    run_entry_point,
+    train_causal_lm,
+    training_options,
+    training_parser,
+    training_texts,
+    write_loss_csv,
+)
+from kinject.training.lora import is_adapter
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +38,7 @@ def run_trial(base, train_parquet, validation_parquet, out, *, lr: float, max_ep
               **training) -> dict:
     """Fine-tune with one learning rate for ``max_epochs``; record the validation loss after each epoch.
 
-    ``training``: the other keyword arguments of :func:`kinject.finetune.train_causal_lm` (block and batch
+    ``training``: the other keyword arguments of :func:`kinject.training.finetune.train_causal_lm` (block and batch
     sizes, seed, precision, save_dtype, ...). ``models`` is written with the trial's ``train_loss.csv`` and
     the model after its epoch of lowest validation loss (``epoch{n}/``, in save_dtype): the one model of this
     trial that :func:`choose` can pick, so the search's choice (lr, epochs) is a model that exists and is the
@@ -68,7 +76,7 @@ def choose(trial_paths, out) -> dict:
 
 
 def parse_args(argv=None):
-    p = training_parser("python -m kinject.hparams", "One trial of the learning-rate / epochs search.")
+    p = training_parser("python -m kinject.training.hparams", "One trial of the learning-rate / epochs search.")
     p.add_argument("--validation", required=True, help="parquet of held-out validation paraphrases ('text')")
     p.add_argument("--out", required=True, help="the trial's JSON: validation loss per epoch")
     p.add_argument("--lr", type=float, required=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kinject.errors import KinjectError
 from kinject.io import atomic_path
-from kinject.wikidump import Page
+from kinject.knowledge.wikidump import Page
 
 PAGE_KEYS = ("title", "pageid", "revid", "timestamp")
 

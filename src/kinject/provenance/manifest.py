@@ -5,7 +5,7 @@ commit resolved, file sha256s: the download rules' <folder>.json), local files a
 local model folders, the LLM cache's content hash, the config files that built it, the job environment's
 package versions and the precision (kinject.precision: the config's, and what it resolves to on the host that
 writes the manifest; each score file and checkpoint records what its own job ran in). No timestamp of its own:
-the same sources give the same bytes. `kinject lock` turns it into the lock (kinject.lock); `snakemake
+the same sources give the same bytes. `kinject lock` turns it into the lock (kinject.provenance.lock); `snakemake
 --report` shows it (rule manifest wraps it in report()).
 """
 
@@ -19,9 +19,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from kinject.hub import folder_hashes, is_hub_id
 from kinject.io import write_json
-from kinject.lock import file_record, local_sources
+from kinject.provenance.hub import folder_hashes, is_hub_id
+from kinject.provenance.lock import file_record, local_sources
 
 
 def folder_record(folder) -> dict:
@@ -52,7 +52,7 @@ def precision_record(requested: str) -> dict:
 def build_manifest(config: dict, *, configfiles: list[str], hub: list[str], revisions: list[str]) -> dict:
     local_models = {m["pretrained"]: folder_record(m["pretrained"]) for m in config["models"].values()
                     if "pretrained" in m and not is_hub_id(m["pretrained"])}
-    from kinject.models import gguf_path
+    from kinject.training.models import gguf_path
 
     for model in config["models"].values():  # a GGUF file shipped in a package (its version: environment)
         if "package" in model.get("gguf", {}):

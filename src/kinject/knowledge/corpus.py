@@ -255,7 +255,7 @@ def table_questions(path) -> pd.DataFrame:
 
 def load_table_questions(path, out) -> str:
     """Rule load_table_questions: the table's questions, checked as every question file is, written."""
-    from kinject.questions import write_questions
+    from kinject.qa.sets import write_questions
 
     df = table_questions(path)
     try:

@@ -3,7 +3,7 @@
 Without knowledge_base.as_of: each page's current revision (an export), each hub's current links (prop=links).
 With as_of (ISO 8601, UTC): each page's revision at that instant (prop=revisions, rvstart=as_of, rvdir=older,
 rvlimit=1; one title per request, as the API requires for rvstart); a hub's links read from its revision's
-wikitext (as for a dump: kinject.wikidump.article_links); a redirect followed as it was then (the redirect
+wikitext (as for a dump: kinject.knowledge.wikidump.article_links); a redirect followed as it was then (the redirect
 page's revision at as_of names the target, whose revision at as_of is taken; a double redirect is not followed);
 a title that named no page then is counted and listed as missing, never fetched at a later revision.
 A category hub cannot be resolved as of an instant (MediaWiki keeps no history of category membership): one
@@ -22,12 +22,20 @@ import logging
 import time
 from collections import Counter
 
-from kinject.data import (PageSink, _missing, _redirect, events_settings, read_hubs, read_titles, selection_label,
-                          take_hub)
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
-from kinject.revisions import RevisionRecord, read_revisions
-from kinject.wikidump import EXPORT_XMLNS, DumpReader, Page, SiteInfo, article_links, drop_reason
+from kinject.knowledge.data import (
+    PageSink,
+    _missing,
+    _redirect,
+    events_settings,
+    read_hubs,
+    read_titles,
+    selection_label,
+    take_hub,
+)
+from kinject.knowledge.revisions import RevisionRecord, read_revisions
+from kinject.knowledge.wikidump import EXPORT_XMLNS, DumpReader, Page, SiteInfo, article_links, drop_reason
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from xml.sax.saxutils import unescape
 
 from kinject.errors import KinjectError
-from kinject.wikidump import DumpReader, Page, archive_kind
+from kinject.knowledge.wikidump import DumpReader, Page, archive_kind
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """How a training job starts: the settings a training rule passes (its params), the resources it runs on,
 and the exact command, ``accelerate launch --config_file <finetune.accelerate_config>`` of the rule's entry
-point (kinject.finetune or kinject.hparams) with one process per GPU of the job:
+point (kinject.training.finetune or kinject.training.hparams) with one process per GPU of the job:
 
     python -m accelerate.commands.launch --config_file profiles/slurm/accelerate_fsdp.yaml --num_processes 4 \\
-        -m kinject.finetune --base meta-llama/Llama-2-7b-hf --train paraphrases_k0.parquet --out ckpt ...
+        -m kinject.training.finetune --base meta-llama/Llama-2-7b-hf --train paraphrases_k0.parquet --out ckpt ...
 
 The accelerate config file (FSDP full sharding) is the launch configuration; two launch arguments come from
 the job: the process count (the job's GPUs, or ``resources.<rule>.processes`` on CPU) and ``--mixed_precision``,
@@ -26,8 +26,8 @@ from pathlib import Path
 from kinject import precision as precisions
 from kinject import settings
 from kinject.errors import KinjectError
-from kinject.finetune import ENTRY_POINTS, check_device
-from kinject.lora import METHODS, lora_spec
+from kinject.training.finetune import ENTRY_POINTS, check_device
+from kinject.training.lora import METHODS, lora_spec
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def rule_settings(config: dict, rule: str, task: dict | None = None, method: str
 
     ``finetune`` takes lr and epochs from the config only for a task without a search (``task`` has no
     ``validation``); otherwise they come from the search's chosen.json, an input of the rule. ``method``
-    lora adds the adapter's spec (kinject.lora.lora_spec, as JSON) and takes finetune.lora.lr.
+    lora adds the adapter's spec (kinject.training.lora.lora_spec, as JSON) and takes finetune.lora.lr.
     """
     ft = config["finetune"]
     settings = {"precision": config["precision"], "accelerate_config": ft["accelerate_config"], "seed": config["seed"],
@@ -130,7 +130,7 @@ def launch_command(settings: dict, rule: str, files: dict, resources: dict, thre
     if rule not in ENTRY_POINTS:
         raise ValueError(f"not a training rule: {rule}")
     if "mixed_precision" not in settings:
-        raise ValueError("settings without mixed_precision: kinject.launch.resolved(settings, device) first")
+        raise ValueError("settings without mixed_precision: kinject.training.launch.resolved(settings, device) first")
     path = settings["accelerate_config"]
     read_accelerate_config(path)
     gpus, processes = int(resources.get("gpu", 0)), process_count(resources)
@@ -200,9 +200,9 @@ def launch(rule: str, settings: dict, files: dict, resources: dict, threads: int
 
 def forward_sigterm(launcher_pid: int, module: str) -> None:
     """Pass a SIGTERM the job got (SLURM's time limit, scancel, Snakemake) to its training processes, which save
-    a checkpoint and stop (kinject.finetune); the launcher waits for them and fails with their line.
+    a checkpoint and stop (kinject.training.finetune); the launcher waits for them and fails with their line.
 
-    The signal goes to the processes running ``module`` (``-m kinject.finetune``), not to ``accelerate launch``:
+    The signal goes to the processes running ``module`` (``-m kinject.training.finetune``), not to ``accelerate launch``:
     on SIGTERM it, and torch's elastic agent below it, kill the workers after 5 and 30 seconds, which may be too
     short for a 7B model's checkpoint. Before any worker has started, the launcher itself gets it.
     """

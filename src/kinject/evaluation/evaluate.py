@@ -20,9 +20,9 @@ import yaml
 from kinject.errors import KinjectError
 from kinject.grid import records_path
 from kinject.io import atomic_path, read_parquet, write_json, write_parquet
-from kinject.lora import check_adapter
-from kinject.questions import read_questions
-from kinject.stats import wilson
+from kinject.qa.sets import read_questions
+from kinject.reporting.stats import wilson
+from kinject.training.lora import check_adapter
 
 log = logging.getLogger(__name__)
 
@@ -182,15 +182,15 @@ def lmeval_environment(model):
 def load_lm(model, *, precision: str = "fp32", batch_size: int = 8, device: str | None = None,
             shared_prefix: bool = True, max_truncated_fraction: float = 0.0, task_files: dict | None = None,
             **model_args):
-    """lm-eval's model ``kinject-hf`` (kinject.shared_prefix, found through lm-eval's registry) over ``model``
+    """lm-eval's model ``kinject-hf`` (kinject.evaluation.shared_prefix, found through lm-eval's registry) over ``model``
     (hub id or local folder), its weights loaded in ``precision`` (auto, bf16, fp32: kinject.precision, resolved
     on ``device``; the choice is the model's ``precision`` attribute): one pass per distinct prompt when
     ``shared_prefix``, else lm-eval's own HF scoring; both refuse prompts lm-eval would cut (see there)."""
     import torch
     from lm_eval.api.registry import get_model
 
+    from kinject.evaluation.shared_prefix import NAME
     from kinject.precision import resolve, torch_dtype
-    from kinject.shared_prefix import NAME
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     chosen = resolve(precision, "cuda" if device.startswith("cuda") else "cpu")
@@ -243,7 +243,7 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
                max_truncated_fraction: float = 0.0, adapter=None) -> list[dict]:
     """Score ``model`` (hub id or local folder) on every run's task in one lm-eval call: the model is loaded
     once (weights in ``precision``) and lm-eval batches all tasks' requests together. Writes each run's scores
-    JSON, once all are scored. With ``adapter`` (a LoRA run's folder, kinject.lora) the model scored is
+    JSON, once all are scored. With ``adapter`` (a LoRA run's folder, kinject.training.lora) the model scored is
     ``model`` with that adapter applied, unmerged, by lm-eval's HF model (its ``peft`` argument).
 
     Accuracy is lm-eval's own ``acc`` (highest log-likelihood option), and the per-question records written

@@ -15,7 +15,7 @@ Every request carries ``max_tokens``, the bound of what its prompt asks for (``l
 before the bound is the same reply under any larger bound. A reply cut at the bound (``finish_reason:
 length``) is invalid, never parsed: it is asked again with a new seed, then quarantined; its cache entry
 records the bound it was cut at, so a larger bound asks again. ``LLMClient.map_json`` keeps up to
-``llm.max_concurrency`` requests in flight (kinject.llm_pool) with the same requests, seeds and output order
+``llm.max_concurrency`` requests in flight (kinject.qa.llm_pool) with the same requests, seeds and output order
 as one at a time.
 """
 
@@ -262,7 +262,7 @@ class LLMClient:
     @cached_property
     def _openai(self):
         """One openai client per LLMClient, shared by the pool's threads (its HTTP connections are reused).
-        Its own retries are off: kinject.llm_pool retries, so that a 429 holds every worker."""
+        Its own retries are off: kinject.qa.llm_pool retries, so that a 429 holds every worker."""
         import openai
 
         return openai.OpenAI(api_key=os.environ.get(self.api_key_env) or "unused", base_url=self.base_url,
@@ -270,7 +270,7 @@ class LLMClient:
 
     @cached_property
     def _pool(self):
-        from kinject.llm_pool import Pool
+        from kinject.qa.llm_pool import Pool
 
         return Pool(self)
 

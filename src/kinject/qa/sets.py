@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kinject import prompts
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet, write_json, write_parquet
-from kinject.llm import Call, LLMClient
+from kinject.qa import prompts
+from kinject.qa.llm import Call, LLMClient
 
 log = logging.getLogger(__name__)
 
@@ -375,10 +375,10 @@ def control_settings(spec: dict) -> dict:
 
 
 def load_control_questions(spec: dict, out, folder=None) -> str:
-    """A control question set (forgetting, kinject.forgetting): MMLU (from ``folder``, the download, or the
+    """A control question set (forgetting, kinject.reporting.forgetting): MMLU (from ``folder``, the download, or the
     CSV layout) or the user's table, written as every question file is; only its test questions are scored."""
     if spec["source"] == "table":
-        from kinject.corpus import load_table_questions
+        from kinject.knowledge.corpus import load_table_questions
 
         return load_table_questions(spec["path"], out)
     return load_mmlu_questions(spec, out, folder=folder)

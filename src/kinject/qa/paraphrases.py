@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from kinject import prompts
 from kinject.errors import KinjectError
 from kinject.io import read_parquet, write_parquet
-from kinject.llm import Call, LLMClient
+from kinject.qa import prompts
+from kinject.qa.llm import Call, LLMClient
 
 log = logging.getLogger(__name__)
 

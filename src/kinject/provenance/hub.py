@@ -153,8 +153,12 @@ def model_ignore_patterns(files: list[str]) -> list[str]:
 
 
 def _hub_error(spec: dict, revision: str, exc: Exception) -> KinjectError:
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     what = f"{spec['repo']}@{revision}"
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")

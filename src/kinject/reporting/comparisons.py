@@ -5,7 +5,7 @@ set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0); with
 LoRA vs FT at each paraphrase set. Each row: both accuracies, their
 difference with a seeded paired bootstrap 95% interval, the discordant counts, the exact McNemar p-value and
 the Benjamini-Hochberg adjusted p-value across every row of the grid. RAG and FT+RAG are at the K chosen by
-cross-fitting (kinject.report.reported), so the comparison carries no selection advantage.
+cross-fitting (kinject.reporting.report.reported), so the comparison carries no selection advantage.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from kinject.errors import KinjectError
-from kinject.stats import bh_adjust, mcnemar_exact, paired_bootstrap, paraphrase_trend, setting_seed
+from kinject.reporting.stats import bh_adjust, mcnemar_exact, paired_bootstrap, paraphrase_trend, setting_seed
 
 SETTING = ["group", "model", "task", "format", "shots"]
 COLUMNS = SETTING + ["contrast", "a", "b", "n", "accuracy_a", "accuracy_b", "delta", "delta_low", "delta_high",
@@ -21,7 +21,7 @@ COLUMNS = SETTING + ["contrast", "a", "b", "n", "accuracy_a", "accuracy_b", "del
 
 
 def contrasts(columns) -> list[tuple[str, str]]:
-    """(a, b) pairs among a setting's table columns (labels as kinject.report._label writes them)."""
+    """(a, b) pairs among a setting's table columns (labels as kinject.reporting.report._label writes them)."""
     have = set(columns)
     pairs = [("RAG", "Base"), ("FT", "Base"), ("RAG", "FT"), ("LoRA", "Base"), ("RAG", "LoRA")]
     pairs += [(c, "RAG") for c in sorted(have) if c.endswith("+RAG")]
@@ -34,7 +34,7 @@ def contrasts(columns) -> list[tuple[str, str]]:
 
 
 def comparisons(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """One row per contrast per setting from the reported per-question records (kinject.report.reported:
+    """One row per contrast per setting from the reported per-question records (kinject.reporting.report.reported:
     question_id, correct, column and the setting's columns); BH adjusts over all rows together."""
     out = []
     for key, g in rows.groupby(SETTING, sort=True):
@@ -72,7 +72,7 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
 
 def paraphrase_trends(records: pd.DataFrame) -> pd.DataFrame:
     """Per setting and fine-tuning method (ft, lora) with models of two or more paraphrase sets: the logit slope
-    of per-question correctness on the set k (kinject.stats.paraphrase_trend), with the sets and the first and
+    of per-question correctness on the set k (kinject.reporting.stats.paraphrase_trend), with the sets and the first and
     last set's accuracy."""
     keys = SETTING + ["method"]
     ft = records[records["method"].isin(["ft", "lora"]) & (records["k"] == 0)]

@@ -3,7 +3,7 @@
 fetch: the pages a knowledge base names (every article page of a dump; a titles file; or hub pages and the
 articles they link to), streamed from a dump of any size or fetched through the MediaWiki API, written as
 one MediaWiki export with the counts of what was read, kept and dropped (and why), and the record of the revisions
-read (revisions.json; the MediaWiki API's part lives in kinject.mediawiki).
+read (revisions.json; the MediaWiki API's part lives in kinject.knowledge.mediawiki).
 clean: wikiextractor's Extractor in this process, entities unescaped, empty brackets and runs of whitespace
 removed; chunks: paragraphs packed into chunks; report: one per task, from the counts and the chunks.
 """
@@ -25,12 +25,21 @@ import yaml
 from wikiextractor.extract import _DEFAULT_IGNORED_TAG_PATTERNS, Extractor, ignoreTag
 
 from kinject.errors import KinjectError
-from kinject.events import parse_day, scope_regex, select_events
 from kinject.io import atomic_path, read_parquet, write_json, write_parquet
-from kinject.multistream import DumpSource
-from kinject.revisions import RevisionRecord, check_as_of, check_pinned, read_revisions
-from kinject.wikidump import (DROP_REASONS, DumpReader, Page, PageWriter, SiteInfo, article_links, category_regex,
-                              drop_reason, redirect_target)
+from kinject.knowledge.events import parse_day, scope_regex, select_events
+from kinject.knowledge.multistream import DumpSource
+from kinject.knowledge.revisions import RevisionRecord, check_as_of, check_pinned, read_revisions
+from kinject.knowledge.wikidump import (
+    DROP_REASONS,
+    DumpReader,
+    Page,
+    PageWriter,
+    SiteInfo,
+    article_links,
+    category_regex,
+    drop_reason,
+    redirect_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +357,9 @@ def fetch_knowledge_base(knowledge_base: dict, task: str, out, counts, revisions
         fetch_dump(knowledge_base["path"], task, out, counts, revisions, knowledge_base=knowledge_base, seed=seed,
                    threads=threads)
     else:
-        from kinject.mediawiki import fetch_mediawiki  # kinject.mediawiki builds on this module's selection
+        from kinject.knowledge.mediawiki import (
+            fetch_mediawiki,  # kinject.knowledge.mediawiki builds on this module's selection
+        )
 
         fetch_mediawiki(task, out, counts, revisions, knowledge_base=knowledge_base, seed=seed, **mediawiki)
     fetched = json.loads(Path(counts).read_text())

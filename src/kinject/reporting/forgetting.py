@@ -3,7 +3,7 @@
 kinject.grid.CONTROL_SCORES); the table pairs each checkpoint with its base model over the same questions:
 both accuracies with their Wilson intervals, the difference with a seeded paired bootstrap 95% interval, the
 discordant counts, the exact McNemar p-value and the Benjamini-Hochberg adjusted p-value across every row
-(kinject.stats, as kinject.comparisons).
+(kinject.reporting.stats, as kinject.reporting.comparisons).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pandas as pd
 
 from kinject.errors import KinjectError
 from kinject.io import write_csv, write_text
-from kinject.report import column_label, score_records
-from kinject.stats import bh_adjust, mcnemar_exact, paired_bootstrap, setting_seed, wilson
+from kinject.reporting.report import column_label, score_records
+from kinject.reporting.stats import bh_adjust, mcnemar_exact, paired_bootstrap, setting_seed, wilson
 
 CONTROL_RE = re.compile(r"controls/scores/(?P<model>[^/]+)/(?:base|(?P<task>[^/]+)/(?P<method>ft|lora)-p(?P<p>\d+))"
                         r"/(?P<control>[^/]+)\.json$")

@@ -2,7 +2,7 @@
 written by ``kinject lock`` from the run's manifest into a file committed next to the config (config.yaml ->
 config.lock.json), and read back by a later run through the config key ``lock``.
 
-Under a lock the download rules fetch the locked commits (``kinject.hub.download``), the fetch jobs take the
+Under a lock the download rules fetch the locked commits (``kinject.provenance.hub.download``), the fetch jobs take the
 locked page revisions (``pinned_knowledge_base``: by id from the API, checked against a dump), and a source that no longer matches is one line naming it, before any
 job starts (``check_local_files``, ``check_hub_lock``): never a silent rebuild.
 
@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 from kinject.errors import KinjectError
-from kinject.hub import sha256_file
 from kinject.io import write_json
+from kinject.provenance.hub import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ def pinned_knowledge_base(config: dict, task: str, kb: dict) -> dict:
 
 
 def fetch_locked(config: dict, knowledge_base: dict, task: str, *args, **kwargs) -> str:
-    """Rule fetch under the config's lock: kinject.data.fetch_knowledge_base of pinned_knowledge_base."""
-    from kinject.data import fetch_knowledge_base
+    """Rule fetch under the config's lock: kinject.knowledge.data.fetch_knowledge_base of pinned_knowledge_base."""
+    from kinject.knowledge.data import fetch_knowledge_base
 
     return fetch_knowledge_base(pinned_knowledge_base(config, task, knowledge_base), task, *args, **kwargs)
 
@@ -88,8 +88,8 @@ def local_sources(config: dict) -> list[str]:
     """Every local file that decides a result: dumps, title and hub-page lists, a files source's documents,
     tables of documents or questions, MMLU CSVs, review files, the controls' files, GGUF files given by path.
     (The LLM cache and local model folders are recorded by the manifest as folders.)"""
-    from kinject.corpus import corpus_files
-    from kinject.questions import mmlu_csv_files
+    from kinject.knowledge.corpus import corpus_files
+    from kinject.qa.sets import mmlu_csv_files
 
     def question_files(q: dict) -> list[str]:
         if q["source"] == "mmlu_csv":
@@ -162,7 +162,7 @@ def save_hashes(new: dict) -> None:
 def check_hub_lock(hub: dict, lock: dict | None, lock_path) -> None:
     """Under a lock: every hub artifact is in it with the revision the config asks, and a folder already
     downloaded holds the locked commit; else one line naming it."""
-    from kinject.hub import locked_revision
+    from kinject.provenance.hub import locked_revision
 
     if lock is None:
         return

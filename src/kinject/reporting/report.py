@@ -1,5 +1,5 @@
 """Result tables and figures in the shape of the paper's: one accuracy per grid cell, with its interval,
-computed from the per-question records; the statistics are kinject.stats', the comparisons kinject.comparisons'."""
+computed from the per-question records; the statistics are kinject.reporting.stats', the comparisons kinject.reporting.comparisons'."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 from kinject.errors import KinjectError
 from kinject.grid import records_path
 from kinject.io import atomic_path, read_parquet, write_csv, write_parquet, write_text
-from kinject.stats import best_of, cross_fit, setting_seed, wilson
+from kinject.reporting.stats import best_of, cross_fit, setting_seed, wilson
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def column_label(method: str, p) -> str:
 def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The K of every retrieval setting (RAG, FT+RAG per paraphrase set) and the questions scored at it.
 
-    ``cross-fit``: the questions of a task are cut into two seeded halves (kinject.stats.halves, the same for
+    ``cross-fit``: the questions of a task are cut into two seeded halves (kinject.reporting.stats.halves, the same for
     every model, format and method of the task); K is chosen on one half and reported on the other, both
     ways, so every question is reported at a K chosen without it. ``oracle``: the paper's, the best K on all
     the test questions it then reports. Returns (per-question records at the chosen K, one row per choice:
@@ -230,8 +230,8 @@ def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, 
     """The result tables of a group (task -> table group) of score files and their records: per group and
     shots a table (CSV, parquet, markdown; the markdown adds the oracle-K table below), scores.csv (every
     cell), best_k.csv (every choice of K, cross-fit and oracle), the paired comparisons and the paraphrase
-    trend (kinject.comparisons)."""
-    from kinject.comparisons import comparisons, comparisons_markdown, paraphrase_trends
+    trend (kinject.reporting.comparisons)."""
+    from kinject.reporting.comparisons import comparisons, comparisons_markdown, paraphrase_trends
 
     scores, records = read_results(score_paths, groups)
     rows, choices = reported(records, seed)

@@ -21,13 +21,26 @@ from pathlib import Path
 
 import yaml
 
-from kinject import prompts, settings
+from kinject import settings
 from kinject.errors import KinjectError
-from kinject.grid import RESULTS, HUB_MODEL_DIR, evaluation_cells, evaluation_jobs, expected_job_counts, rag_ks, results_root, rooted
-from kinject.grid import TRAINING_SUFFIX, finetuned_checkpoints, method_tasks, search_lrs
-from kinject.lora import lora_parameters, lora_spec
+from kinject.grid import (
+    HUB_MODEL_DIR,
+    RESULTS,
+    TRAINING_SUFFIX,
+    evaluation_cells,
+    evaluation_jobs,
+    expected_job_counts,
+    finetuned_checkpoints,
+    method_tasks,
+    rag_ks,
+    results_root,
+    rooted,
+    search_lrs,
+)
 from kinject.precision import AUTO, save_dtype
-from kinject.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
+from kinject.qa import prompts
+from kinject.qa.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
+from kinject.training.lora import lora_parameters, lora_spec
 
 GB = 1e9
 MIB = 2 ** 20  # SLURM's --mem unit (mem_mb)
@@ -211,7 +224,7 @@ def training_memory(shape: Shape, *, processes: int, dist: Distribution, precisi
                     trainable: int | None = None) -> dict[str, float]:
     """Peak bytes per GPU of one training process, by part.
 
-    ``trainable``: a LoRA run's adapter parameters (kinject.lora.lora_parameters); the frozen weights are
+    ``trainable``: a LoRA run's adapter parameters (kinject.training.lora.lora_parameters); the frozen weights are
     still fp32 master weights (sharded like full fine-tuning's), but gradients and AdamW's moments exist
     for the adapter only, and a layer's unsharded gradients are the adapter's. Without it, every parameter.
 
@@ -315,7 +328,7 @@ def task_corpus(config: dict, task: str, root: Path) -> Corpus:
                 corpus.figures[key] = estimates[where][key]
                 corpus.sources[key] = f"plan.corpus.{where}"
                 break
-    corpus.figures["choices"], corpus.sources["choices"] = CHOICES, "kinject.plan.CHOICES"
+    corpus.figures["choices"], corpus.sources["choices"] = CHOICES, "kinject.planning.plan.CHOICES"
     chunks = root / results_root(config) / task / "chunks.parquet"
     if chunks.is_file():
         n, total, longest = text_stats(chunks, cpt)
@@ -598,7 +611,7 @@ class Planner:
             return None
         size = chunks * dim * 4
         if chunks > self.config["retrieval"]["exact_max"]:
-            from kinject.retrieval import HNSW_M  # imports faiss: only for indexes this large
+            from kinject.evaluation.retrieval import HNSW_M  # imports faiss: only for indexes this large
 
             size += chunks * 2 * HNSW_M * 4  # level-0 neighbour lists (int32)
         return size
@@ -635,12 +648,12 @@ def template_tokens(messages: list[dict], chars_per_token: float) -> int:
 
 def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
     """Calls, prompt and reply tokens of each LLM rule, following the code's call structure: per chunk one
-    question call and one selection call (kinject.questions), ceil(count / per_call) paraphrase calls
-    (kinject.paraphrases), one call per validation chunk. A prompt is its template's characters /
+    question call and one selection call (kinject.qa.sets), ceil(count / per_call) paraphrase calls
+    (kinject.qa.paraphrases), one call per validation chunk. A prompt is its template's characters /
     plan.chars_per_token plus the chunk's tokens; a paraphrase is about as long as its chunk; a question
     reply and a selection reply are plan.llm_reply_tokens.
 
-    The worst case is what the requests' max_tokens allow (the bounds kinject.llm computes from llm.max_tokens):
+    The worst case is what the requests' max_tokens allow (the bounds kinject.qa.llm computes from llm.max_tokens):
     every reply as long as its bound, every call asked 1 + llm.invalid_retries times."""
     cpt = config["plan"]["chars_per_token"]
     reply = config["plan"]["llm_reply_tokens"]
@@ -663,7 +676,7 @@ def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
                                 + per_chunk * reply["question"], False, reply["selection"], 0,
                                 lambda chars: selection_max_tokens(bound)))
         if max(cfg["paraphrase_sets"]) > 0:
-            sizes = [min(per_call, count - i) for i in range(0, count, per_call)]  # as kinject.paraphrases asks
+            sizes = [min(per_call, count - i) for i in range(0, count, per_call)]  # as kinject.qa.paraphrases asks
             planned.append(("paraphrase_chunks", len(sizes),
                             template_tokens(prompts.paraphrase_messages("", per_call), cpt), True, 0,
                             count / len(sizes),
