@@ -247,11 +247,11 @@ def bench_faiss_synthetic(n_flat: int, n_hnsw: int, n_queries: int, exact_max: i
 
 def lmeval_task(demo: Demo, out: Path, task: str, k: int, fmt: str = "options",
                 questions: int | None = None) -> tuple[Path, str]:
-    """An lm-eval task as rule lmeval_task writes it (folder and name after kinject.grid.LMEVAL_TASK_DIR, under
+    """An lm-eval task as rule lmeval_task writes it (folder and name after kinject.paths.LMEVAL_TASK_DIR, under
     ``out``), on the first ``questions`` test questions of the demo's task (all of them when None) and all its
     dev questions (the few-shot examples)."""
     from kinject.evaluation.evaluate import write_lmeval_task
-    from kinject.grid import LMEVAL_TASK_DIR
+    from kinject.paths import LMEVAL_TASK_DIR
     from kinject.qa.sets import read_questions, write_questions
 
     source = demo.results / task / "questions.parquet"
@@ -534,7 +534,8 @@ def demo_dry_run(repo: Path) -> dict[str, int]:
 def temporary_task_folders(demo: Demo) -> str:
     """A note when the run's lm-eval task folders are gone (code before they stopped being temp()): Snakemake then
     re-creates them for the re-run fine-tune's evaluation and re-runs every other job that reads them too."""
-    from kinject.grid import LMEVAL_TASK_DIR, cells
+    from kinject.grid import cells
+    from kinject.paths import LMEVAL_TASK_DIR
 
     folders = {LMEVAL_TASK_DIR.format(task=c.task, format=c.format, k=c.k) for c in cells(demo.config)}
     missing = [f for f in folders if not (demo.results / Path(f).relative_to("results")).is_dir()]

@@ -1,13 +1,13 @@
-# Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid.
+# Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid, every
+# artifact's path in kinject.paths.
 from kinject.knowledge.corpus import corpus_files
 from kinject.qa.llm import reply_settings
 from kinject.qa.sets import control_settings, mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
-from kinject.grid import FORMATS, LMEVAL_TASK_DIR, RECORDS_PATTERN, SCORE_PATTERN, cells, evaluation_cells, rag_ks
-from kinject.grid import HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, MANIFEST, REVISIONS
-from kinject.grid import results_root, rooted
-from kinject.grid import CHOSEN, CONTROL_SCORES, HUB_CONTROL_DIR, LOSS, control_scores
-from kinject.grid import finetuned_checkpoints, records_path, search_lrs as method_lrs
+from kinject.grid import FORMATS, cells, control_scores, evaluation_cells, finetuned_checkpoints, rag_ks
+from kinject.grid import CHOSEN, CONTROL_SCORES, LOSS, search_lrs as method_lrs
+from kinject.paths import HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
+from kinject.paths import RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted
 from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts
 from kinject.provenance.lock import check_hub_lock, check_local_files, local_sources, read_lock
 

@@ -1,6 +1,6 @@
 # Evaluation with lm-evaluation-harness: each (task, K) becomes an lm-eval task written as data (a YAML
 # over our JSONL, RAG context prepended). Each grid cell is one score file and, beside it, its per-question
-# records (kinject.grid.RECORDS_PATTERN); one job scores every cell of one model checkpoint at one shot
+# records (kinject.paths.RECORDS_PATTERN); one job scores every cell of one model checkpoint at one shot
 # count and format in a single lm-eval call, so the model is loaded once per job
 # (kinject.grid.evaluation_cells): the base model for base and all RAG K, a fine-tuned one for FT, and
 # again for all FT+RAG K. `use rule ... with:` replaces input, output and log whole and updates params by

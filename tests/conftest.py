@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from slurm_cluster import SlurmUnavailable, local_slurm_cluster
 
 # Session fixtures that run the pipeline (or a heavy part of it) before their tests can start.
@@ -346,7 +345,7 @@ def demo_tasks(tmp_path_factory):
     """The demo's lm-eval task folders for K = 0..3 (one more than the demo itself; atlas in both formats),
     built by the pipeline's own rules in a fresh copy
     (questions and paraphrases replayed from the demo's LLM cache, retrieval with the demo's embedder)."""
-    from kinject.grid import LMEVAL_TASK_DIR
+    from kinject.paths import LMEVAL_TASK_DIR
 
     workdir = copy_checkout(tmp_path_factory.mktemp("demo-tasks"))
     (workdir / "k0-3.yaml").write_text("retrieval:\n  k: [0, 1, 2, 3]\n")  # the demo retrieves up to K = 2

@@ -11,7 +11,7 @@ import time
 
 from loopback import Handler
 
-from kinject.qa.llm import request_key
+from kinject.qa.replies import request_key
 
 
 def answer(body: dict) -> str:

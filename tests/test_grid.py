@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from kinject.errors import KinjectError
-from kinject.grid import (SCORE_PATTERN, cells, dry_run_jobs, evaluation_cells, evaluation_jobs,
-                          expected_job_counts, rooted)
+from kinject.grid import cells, dry_run_jobs, evaluation_cells, evaluation_jobs, expected_job_counts
+from kinject.paths import SCORE_PATTERN, rooted
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,11 +20,10 @@ from kinject.qa.llm import (
     LLMClient,
     ResponseCache,
     paraphrase_max_tokens,
-    parse_json_reply,
     questions_max_tokens,
     reply_settings,
-    request_key,
 )
+from kinject.qa.replies import parse_json_reply, request_key
 from kinject.qa.sets import generate_questions
 
 MESSAGES = [{"role": "user", "content": "Return JSON."}]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kinject.evaluation.evaluate import Run, run_lmeval
-from kinject.grid import LMEVAL_TASK_DIR
+from kinject.paths import LMEVAL_TASK_DIR
 from kinject.precision import resolve
 from kinject.settings import load_config
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny_demo
 
 from kinject.evaluation.evaluate import lmeval_environment, load_lm, score_tasks
-from kinject.grid import LMEVAL_TASK_DIR
+from kinject.paths import LMEVAL_TASK_DIR
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 

@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_cluster import GPU_TYPE, scontrol_job, snakemake_flags
 from snakemake.cli import get_profile_dir
 from snakemake.profiles import ProfileConfigFileParser
-
-from slurm_cluster import GPU_TYPE, scontrol_job, snakemake_flags
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"

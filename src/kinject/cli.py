@@ -123,7 +123,7 @@ def main(argv=None):
             print(f"kinject error: {err}", file=sys.stderr)
             sys.exit(1)
     if args.cmd == "lock":
-        from kinject.grid import MANIFEST, results_root, rooted
+        from kinject.paths import MANIFEST, results_root, rooted
         from kinject.provenance.lock import write_lock
         from kinject.settings import load_config
 
@@ -173,7 +173,7 @@ def review_sheet(task: str, configfiles: list[str], *, cores: int = 1) -> int:
     if spec["questions"]["source"] != "generated":
         raise KinjectError(configfiles[-1], f"task {task!r} has {spec['questions']['source']} questions: only "
                            "generated questions are reviewed")
-    from kinject.grid import results_root
+    from kinject.paths import results_root
 
     sheet = f"{results_root(config)}/{task}/questions/review_sheet.csv"
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", *configfiles, "--", sheet]

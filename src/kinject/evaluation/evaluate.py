@@ -18,9 +18,9 @@ import pandas as pd
 import yaml
 
 from kinject.errors import KinjectError
-from kinject.grid import records_path
 from kinject.io import atomic_path, read_parquet, write_json, write_parquet
-from kinject.qa.sets import read_questions
+from kinject.paths import records_path
+from kinject.qa.question_file import read_questions
 from kinject.reporting.stats import wilson
 from kinject.training.lora import check_adapter
 
@@ -157,7 +157,7 @@ def _count_lines(path) -> int:
 @dataclass(frozen=True)
 class Run:
     """One score file: the lm-eval task (folder + name) scored, where its JSON goes (its per-question
-    records beside it, ``kinject.grid.records_path``), and what it records."""
+    records beside it, ``kinject.paths.records_path``), and what it records."""
 
     task_dir: str | Path
     task_name: str

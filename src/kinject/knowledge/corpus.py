@@ -21,6 +21,7 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
+from kinject.qa.question_file import write_questions
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +256,6 @@ def table_questions(path) -> pd.DataFrame:
 
 def load_table_questions(path, out) -> str:
     """Rule load_table_questions: the table's questions, checked as every question file is, written."""
-    from kinject.qa.sets import write_questions
-
     df = table_questions(path)
     try:
         write_questions(out, df)

@@ -24,17 +24,17 @@ from collections import Counter
 
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
-from kinject.knowledge.data import (
+from kinject.knowledge.revisions import RevisionRecord, read_revisions
+from kinject.knowledge.selection import (
     PageSink,
-    _missing,
-    _redirect,
     events_settings,
+    note_missing,
     read_hubs,
     read_titles,
+    redirect_of,
     selection_label,
     take_hub,
 )
-from kinject.knowledge.revisions import RevisionRecord, read_revisions
 from kinject.knowledge.wikidump import EXPORT_XMLNS, DumpReader, Page, SiteInfo, article_links, drop_reason
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def fetch_current(client: MediaWikiClient, task: str, out, kb: dict, stats: dict
                 sink.offer(page, reader.siteinfo)
             stats["pages_in"] += reader.pages
         record.missing = set(missing) | (set(titles) - exported)
-        _missing(stats, record.missing, "pages of the wiki")
+        note_missing(stats, record.missing, "pages of the wiki")
         sink.close(api)
 
 
@@ -365,7 +365,7 @@ class RevisionFetch:
         if title in self.hubs:
             return self.hubs[title]
         page = self._read(title)
-        target = None if page is None else _redirect(page, self.siteinfo)
+        target = None if page is None else redirect_of(page, self.siteinfo)
         if not target:
             if page is not None:
                 self.stats["pages_in"] += 1
@@ -377,7 +377,7 @@ class RevisionFetch:
         if followed is None:
             return None
         self.stats["pages_in"] += 1
-        return followed if _redirect(followed, self.siteinfo) is None else page  # a double redirect: dropped
+        return followed if redirect_of(followed, self.siteinfo) is None else page  # a double redirect: dropped
 
 
 def hub_selection_at(fetch: RevisionFetch, hub_file, hubs: list[str], kb: dict, sink: PageSink, stats: dict,
@@ -435,7 +435,7 @@ def fetch_at(client: MediaWikiClient, task: str, out, kb: dict, stats: dict, rec
                 record.missing.add(title)
             elif page.title not in sink.found:
                 sink.offer(page, siteinfo)
-        _missing(stats, record.missing, f"pages of the wiki at {as_of}")
+        note_missing(stats, record.missing, f"pages of the wiki at {as_of}")
         if isinstance(source, AsOf):
             stats["moved_since"] = len(source.moved)
             stats["moved_since_titles"] = dict(sorted(source.moved.items())[:20])

@@ -24,8 +24,6 @@ import yaml
 from kinject import settings
 from kinject.errors import KinjectError
 from kinject.grid import (
-    HUB_MODEL_DIR,
-    RESULTS,
     TRAINING_SUFFIX,
     evaluation_cells,
     evaluation_jobs,
@@ -33,10 +31,9 @@ from kinject.grid import (
     finetuned_checkpoints,
     method_tasks,
     rag_ks,
-    results_root,
-    rooted,
     search_lrs,
 )
+from kinject.paths import HUB_MODEL_DIR, RESULTS, results_root, rooted
 from kinject.precision import AUTO, save_dtype
 from kinject.qa import prompts
 from kinject.qa.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens

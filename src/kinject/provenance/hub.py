@@ -18,8 +18,8 @@ import shutil
 from pathlib import Path
 
 from kinject.errors import KinjectError
-from kinject.grid import HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, results_root, rooted
 from kinject.io import atomic_path, write_json
+from kinject.paths import HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, results_root, rooted
 
 log = logging.getLogger(__name__)
 

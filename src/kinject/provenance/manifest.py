@@ -1,4 +1,4 @@
-"""The manifest of a run (results/manifest.json, kinject.grid.MANIFEST): every source that decided its results.
+"""The manifest of a run (results/manifest.json, kinject.paths.MANIFEST): every source that decided its results.
 
 Pages (title, page id, revision id, timestamp: the fetch's revisions.json), hub artifacts (repo, revision asked,
 commit resolved, file sha256s: the download rules' <folder>.json), local files and dumps (path, size, sha256),

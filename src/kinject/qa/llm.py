@@ -21,12 +21,10 @@ as one at a time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -34,18 +32,12 @@ from typing import Callable, NamedTuple
 
 from kinject.errors import KinjectError
 from kinject.io import write_json, write_text
+from kinject.qa.replies import UNKEYED, request_key
 
 log = logging.getLogger(__name__)
 
-# What a request sends but its cache key leaves out (see the module docstring).
-UNKEYED = ("max_tokens",)
 DEFAULT_MAX_TOKENS = {"question": 160, "selection": 40, "paraphrase": 2.0, "chars_per_token": 3.0,
                       "overhead": 120, "default": 1024}
-
-
-def request_key(request: dict) -> str:
-    keyed = {k: v for k, v in request.items() if k not in UNKEYED}
-    return hashlib.sha256(json.dumps(keyed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def questions_max_tokens(bound: dict, n: int) -> int:
@@ -62,29 +54,6 @@ def paraphrase_max_tokens(bound: dict, chars: float, n: int) -> int:
     """The reply bound of a call asking for ``n`` paraphrases of a text of ``chars`` characters: n x the text's
     tokens (characters / llm.max_tokens.chars_per_token) x llm.max_tokens.paraphrase + overhead."""
     return math.ceil(n * chars / bound["chars_per_token"] * bound["paraphrase"]) + bound["overhead"]
-
-
-def parse_json_reply(reply: str) -> dict:
-    """The JSON object in a chat reply: the whole reply, else a fenced ```json block, else the first
-    ``{...}`` that parses in surrounding prose. ValueError when there is none (the reply is asked again)."""
-    text = reply.strip()
-    candidates = [text, *re.findall(r"```(?:json|JSON)?[ \t]*\n(.*?)```", text, flags=re.DOTALL)]
-    for candidate in candidates:
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            value, _ = decoder.raw_decode(text, match.start())
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    raise ValueError(f"no JSON object in the reply: {text[:80]!r}")
 
 
 class Reply(NamedTuple):

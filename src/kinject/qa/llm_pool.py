@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from kinject.errors import KinjectError
-from kinject.qa.llm import parse_json_reply, request_key
+from kinject.qa.replies import parse_json_reply, request_key
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from kinject.errors import KinjectError
-from kinject.grid import records_path
 from kinject.io import atomic_path, read_parquet, write_csv, write_parquet, write_text
+from kinject.paths import records_path
 from kinject.reporting.stats import best_of, cross_fit, setting_seed, wilson
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def _cell_of(path: str) -> dict:
 
 
 def score_records(path) -> pd.DataFrame:
-    """A score file's per-question records (question_id, correct; kinject.grid.records_path), checked to give
+    """A score file's per-question records (question_id, correct; kinject.paths.records_path), checked to give
     the accuracy the score file states: a score file, its accuracy in [0, 1], no question twice."""
     try:
         acc = float(json.loads(Path(path).read_text())["accuracy"])
@@ -66,7 +66,7 @@ def ran_in(path) -> dict:
 
 
 def read_results(paths, groups: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(scores, records) of score files and the per-question records beside each (kinject.grid.records_path).
+    """(scores, records) of score files and the per-question records beside each (kinject.paths.records_path).
 
     ``scores``: one row per score file (model, task, group, format, method, paraphrase set, K, shots, accuracy,
     n_questions, n_correct and the Wilson 95% interval ci_low, ci_high), computed from its records, and the

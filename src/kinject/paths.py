@@ -1,0 +1,44 @@
+"""Where every artifact of a study lives: one truth for the rules, the planner, the lock, the manifest and the
+reports. Paths are written under results/; ``rooted`` moves them under a study's own results root."""
+
+from __future__ import annotations
+
+from kinject.errors import KinjectError
+
+RESULTS = "results"  # every artifact's path below is under results/: rooted() moves it to a study's own root
+
+
+def results_root(config: dict) -> str:
+    """Where a config's artifacts live: results/<study> (config `study`), or results/ itself when unset (the
+    demo). Two studies never read or overwrite each other's files."""
+    return f"{RESULTS}/{config['study']}" if config.get("study") else RESULTS
+
+
+def rooted(path: str, root: str) -> str:
+    """An artifact path of this module (results/...) under the results root `root` (results_root). Always
+    moved, even when it already starts with `root`: with study `handbook` and task `handbook`, the task's
+    results/handbook/chunks.parquet is results/handbook/handbook/chunks.parquet."""
+    if root == RESULTS or not str(path).startswith(RESULTS + "/"):
+        return str(path)
+    return root + str(path)[len(RESULTS):]
+
+
+SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.json"
+# beside each score file, its per-question records (kinject.evaluation.evaluate.question_records), one row per question
+RECORDS_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.parquet"
+LMEVAL_TASK_DIR = "results/{task}/lmeval/{format}/k{k}"
+# hub artifacts, each with <folder>.json beside it (repo, revision asked, commit resolved, file sha256s)
+HUB_MODEL_DIR = "results/hub/models/{model}"
+HUB_EMBEDDER_DIR = "results/hub/embedder/{embedder}"
+HUB_DATASET_DIR = "results/hub/datasets/{task}"
+HUB_CONTROL_DIR = "results/hub/datasets/controls/{control}"  # an MMLU control (evaluation.controls)
+MANIFEST = "results/manifest.json"  # every source of the run: kinject.provenance.manifest
+REVISIONS = "results/{task}/raw/revisions.json"  # the pages fetched as of knowledge_base.as_of (fetch writes it)
+
+
+def records_path(score_path):
+    """The per-question records beside a score file (RECORDS_PATTERN beside SCORE_PATTERN)."""
+    path = str(score_path)
+    if not path.endswith(".json"):
+        raise KinjectError(path, "not a score file (.json)")
+    return path[: -len(".json")] + ".parquet"
