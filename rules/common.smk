@@ -5,9 +5,10 @@ from kinject.qa.llm import reply_settings
 from kinject.qa.sets import control_settings, mmlu_csv_files, mmlu_settings
 from kinject.settings import canonical, job_resources
 from kinject.grid import FORMATS, cells, control_scores, evaluation_cells, finetuned_checkpoints, rag_ks
-from kinject.grid import CHOSEN, CONTROL_SCORES, LOSS, search_lrs as method_lrs
-from kinject.paths import HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
-from kinject.paths import RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted
+from kinject.grid import search_lrs as method_lrs
+from kinject.training.methods import METHODS
+from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
+from kinject.paths import RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
 from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts
 from kinject.provenance.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
@@ -66,10 +67,6 @@ localrules:
     paraphrase_chunks,
     paraphrase_set,
     validation_paraphrases,
-    choose_hparams,
-    choose_hparams_lora,
-    validated_model,
-    validated_adapter,
     download_control_dataset,
     control_questions,
     control_lmeval_task,
@@ -336,7 +333,7 @@ def hparams_input(method="full"):
 
     def chosen(wildcards):
         if "validation" in task_cfg(wildcards):
-            return res(CHOSEN[method].format(model=wildcards.model, task=wildcards.task))
+            return res(METHODS[method].chosen.format(model=wildcards.model, task=wildcards.task))
         return []
 
     return chosen
@@ -362,7 +359,7 @@ def retrieval_input(wildcards):
 def loss_files():
     """Every fine-tuning run's loss: beside its checkpoint (full) or adapter (lora)."""
     return [
-        res(LOSS[c["method"]].format(model=c["model"], task=c["task"], k=c["p"]))
+        res(METHODS[c["method"]].loss.format(model=c["model"], task=c["task"], k=c["p"]))
         for c in finetuned_checkpoints(config)
     ]
 
@@ -384,5 +381,39 @@ def control_input(wildcards):
 
 def control_outputs(method, suffix="json"):
     """The control score files (or their records) of one evaluation job: every control on one checkpoint."""
-    pattern = CONTROL_SCORES[method].replace("{model}", "{{model}}").replace("{task}", "{{task}}").replace("{p}", "{{p}}")
+    pattern = CONTROL_SCORE.replace("{method}", "base") if method == "base" else METHODS[method].control_score
+    pattern = pattern.replace("{model}", "{{model}}").replace("{task}", "{{task}}").replace("{p}", "{{p}}")
     return expand(res(pattern.removesuffix(".json") + f".{suffix}"), control=CONTROLS)
+
+
+# A fine-tuning method's rules (rules/finetune.smk, evaluate.smk, controls.smk make them in a loop over
+# kinject.training.methods.METHODS): what differs between methods comes from its registry entry.
+def training_settings(rule_name, method):
+    """A training rule's settings param (kinject.training.launch.rule_settings): finetune's depend on the task."""
+    if rule_name == "finetune":
+        return lambda wc: canonical(rule_settings(config, rule_name, task_cfg(wc), method=method.name))
+    return lambda wc: canonical(rule_settings(config, rule_name, method=method.name))
+
+
+def work_dir_of(path):
+    """A job's scratch folder (kinject.paths.work_dir) for an artifact path, its wildcards filled in."""
+    return lambda wc: res(work_dir(path).format(**dict(wc.items())))
+
+
+def trials(method, file="lr{lr}.json"):
+    """Every trial of a method's search for a (model, task): its JSON, or with file="lr{lr}" its model."""
+    return lambda wc: expand(res(method.hparams(file)), model=wc.model, task=wc.task, lr=search_lrs(method.name))
+
+
+def checkpoint_input(method):
+    """What an evaluation of paraphrase set {p}'s fine-tuned model reads: the checkpoint, or an adapter and the
+    base model it is applied over."""
+    saved = res(method.checkpoint.replace("{k}", "{p}"))
+    return {"model": saved} if method.whole_model else {"model": base_model_input, "adapter": saved}
+
+
+def checkpoint_params(method):
+    """The model (and adapter) such an evaluation loads."""
+    if method.whole_model:
+        return {"model": lambda wildcards, input: input.model}
+    return {"model": base_model_path, "adapter": lambda wildcards, input: input.adapter}

@@ -1,6 +1,6 @@
 # Forgetting (evaluation.controls): question sets outside every knowledge base, scored 0-shot without
-# retrieval in the paper's format (options) on each base model and on every fine-tuned checkpoint (full and
-# LoRA), one job per checkpoint scoring every control with one model load; rule forgetting compares them.
+# retrieval in the paper's format (options) on each base model and on every fine-tuned checkpoint (of every
+# fine-tuning method), one job per checkpoint scoring every control with one model load; rule forgetting compares them.
 
 
 use rule download_dataset as download_control_dataset with:
@@ -74,30 +74,32 @@ rule evaluate_controls_base:
         "../scripts/evaluate_controls.py"
 
 
-use rule evaluate_controls_base as evaluate_controls_ft with:
-    input:
-        model=res("results/finetune/{model}/{task}/k{p}/checkpoint"),
-        tasks=expand(res("results/controls/{control}/lmeval"), control=CONTROLS),
-    output:
-        scores=control_outputs("full"),
-        records=control_outputs("full", "parquet"),
-    params:
-        model=lambda wildcards, input: input.model,
-        checkpoint="{task}/ft-p{p}",
-    log:
-        logpath("logs/evaluate_controls/{model}_{task}_ft-p{p}.log"),
+# Every fine-tuning method's checkpoints (kinject.training.methods), one job per checkpoint.
+# (The rules' directives sit two columns in, their values four, as at top level: Snakemake records a script
+# rule's `script:` line, indentation included, and re-runs every finished job whose recorded line differs.)
+for method in METHODS.values():
 
-
-use rule evaluate_controls_base as evaluate_controls_lora with:
-    input:
-        model=base_model_input,
-        adapter=res("results/finetune/{model}/{task}/lora/k{p}/adapter"),
+    rule:
+      name:
+        method.rule("evaluate_controls")
+      input:
+        **checkpoint_input(method),
         tasks=expand(res("results/controls/{control}/lmeval"), control=CONTROLS),
-    output:
-        scores=control_outputs("lora"),
-        records=control_outputs("lora", "parquet"),
-    params:
-        checkpoint="{task}/lora-p{p}",
-        adapter=lambda wildcards, input: input.adapter,
-    log:
-        logpath("logs/evaluate_controls/{model}_{task}_lora-p{p}.log"),
+      output:
+        scores=control_outputs(method.name),
+        records=control_outputs(method.name, "parquet"),
+      params:
+        **checkpoint_params(method),
+        checkpoint=f"{{task}}/{method.cell('{p}')}",
+        controls=CONTROLS,
+        shared_prefix=config["evaluation"]["shared_prefix"],
+        precision=config["precision"],
+      log:
+        logpath(f"logs/evaluate_controls/{{model}}_{{task}}_{method.cell('{p}')}.log"),
+      threads: compute_threads("evaluate")
+      resources:
+        **compute_resources("evaluate"),
+      conda:
+        "../envs/evaluate.yaml"
+      script:
+        "../scripts/evaluate_controls.py"

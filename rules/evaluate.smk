@@ -53,62 +53,35 @@ rule evaluate_base:
         "../scripts/evaluate.py"
 
 
-use rule evaluate_base as evaluate_ft with:
-    input:
-        model=res("results/finetune/{model}/{task}/k{p}/checkpoint"),
-        tasks=eval_task_inputs("evaluate_ft"),
-    output:
-        scores=eval_score_outputs("evaluate_ft"),
-        records=eval_record_outputs("evaluate_ft"),
-    params:
-        model=lambda wildcards, input: input.model,
-        runs=eval_runs("evaluate_ft"),
-    log:
-        logpath("logs/evaluate/{model}_{task}_ft-p{p}_{shots}shot_{format}.log"),
+# Each fine-tuning method's checkpoints (kinject.training.methods): evaluate_{prefix} scores the fine-tuned
+# model (K = 0) and evaluate_{prefix}rag every FT+RAG K. A whole model is loaded as it is; an adapter is scored
+# over its base model, unmerged: lm-eval's HF model applies it (its peft argument).
+# (The rules' directives sit two columns in, their values four, as at top level: Snakemake records a script
+# rule's `script:` line, indentation included, and re-runs every finished job whose recorded line differs.)
+for method, rag in [(m, rag) for m in METHODS.values() for rag in (False, True) if RAG_KS or not rag]:
+    rule_name = method.rule("evaluate_rag" if rag else "evaluate")
 
-
-if RAG_KS:
-
-    use rule evaluate_ft as evaluate_ftrag with:
-        input:
-            model=res("results/finetune/{model}/{task}/k{p}/checkpoint"),
-            tasks=eval_task_inputs("evaluate_ftrag"),
-        output:
-            scores=eval_score_outputs("evaluate_ftrag"),
-            records=eval_record_outputs("evaluate_ftrag"),
-        params:
-            runs=eval_runs("evaluate_ftrag"),
-        log:
-            logpath("logs/evaluate/{model}_{task}_ftrag-p{p}_{shots}shot_{format}.log"),
-
-
-# A LoRA adapter is scored over its base model, unmerged: lm-eval's HF model applies it (its peft argument).
-use rule evaluate_base as evaluate_lora with:
-    input:
-        model=base_model_input,
-        adapter=res("results/finetune/{model}/{task}/lora/k{p}/adapter"),
-        tasks=eval_task_inputs("evaluate_lora"),
-    output:
-        scores=eval_score_outputs("evaluate_lora"),
-        records=eval_record_outputs("evaluate_lora"),
-    params:
-        runs=eval_runs("evaluate_lora"),
-        adapter=lambda wildcards, input: input.adapter,
-    log:
-        logpath("logs/evaluate/{model}_{task}_lora-p{p}_{shots}shot_{format}.log"),
-
-
-if RAG_KS:
-
-    use rule evaluate_lora as evaluate_lorarag with:
-        input:
-            model=base_model_input,
-            adapter=res("results/finetune/{model}/{task}/lora/k{p}/adapter"),
-            tasks=eval_task_inputs("evaluate_lorarag"),
-        output:
-            scores=eval_score_outputs("evaluate_lorarag"),
-            records=eval_record_outputs("evaluate_lorarag"),
-        params:
-            runs=eval_runs("evaluate_lorarag"),
-        log:
-            logpath("logs/evaluate/{model}_{task}_lorarag-p{p}_{shots}shot_{format}.log"),
+    rule:
+      name:
+        rule_name
+      input:
+        **checkpoint_input(method),
+        tasks=eval_task_inputs(rule_name),
+      output:
+        scores=eval_score_outputs(rule_name),
+        records=eval_record_outputs(rule_name),
+      params:
+        **checkpoint_params(method),
+        runs=eval_runs(rule_name),
+        shared_prefix=config["evaluation"]["shared_prefix"],
+        precision=config["precision"],
+        fewshot_seed=lambda wc: config["seed"] if int(wc.shots) else None,
+      log:
+        logpath(f"logs/evaluate/{{model}}_{{task}}_{method.cell('{p}', rag)}_{{shots}}shot_{{format}}.log"),
+      threads: compute_threads("evaluate")
+      resources:
+        **compute_resources("evaluate"),
+      conda:
+        "../envs/evaluate.yaml"
+      script:
+        "../scripts/evaluate.py"

@@ -3,6 +3,10 @@
 # keep every epoch's model; the chosen one is paraphrase set 0's fine-tuned model (rule validated_model).
 # hparam_trial and finetune run `accelerate launch --config_file <finetune.accelerate_config>` with one
 # process per GPU of the job (kinject.training.launch.launch_command builds the command).
+#
+# Every fine-tuning method (kinject.training.methods.METHODS: full, LoRA, ...) gets these four rules, named
+# and pathed by its registry entry: hparam_trial{suffix}, choose_hparams{suffix}, validated_model (or
+# validated_adapter) and finetune{suffix}, its artifacts under its folder.
 from kinject.training.launch import check_launch, rule_settings
 
 # an accelerate config that contradicts `precision`, or a batch that does not split over the processes,
@@ -32,143 +36,101 @@ rule build_base_model:
         "../scripts/build_base_model.py"
 
 
-rule hparam_trial:
-    input:
+# (The rules' directives sit two columns in, their values four, as at top level: Snakemake records a script
+# rule's `script:` line, indentation included, and re-runs every finished job whose recorded line differs.)
+for method in METHODS.values():
+
+    rule:
+      name:
+        method.rule("hparam_trial")
+      input:
         base=base_model_input,
         train=res("results/{task}/paraphrases/paraphrases_k0.parquet"),
         validation=res("results/{task}/validation/paraphrases.parquet"),
-    output:
-        trial=res("results/hparams/{model}/{task}/lr{lr}.json"),
+      output:
+        trial=res(method.hparams("lr{lr}.json")),
         # the trial's best epoch's model: kept until validated_model hard-links the chosen one (temp)
-        models=temp(directory(res("results/hparams/{model}/{task}/lr{lr}"))),
-    params:
-        settings=lambda wc: canonical(rule_settings(config, "hparam_trial")),
+        models=temp(directory(res(method.hparams("lr{lr}")))),
+      params:
+        settings=training_settings("hparam_trial", method),
         base=base_model_path,
-        work_dir=lambda wc: res(f"results/.work/hparams/{wc.model}/{wc.task}/lr{wc.lr}"),
-    log:
-        logpath("logs/hparam_trial/{model}_{task}_lr{lr}.log"),
-    threads: compute_threads("hparam_trial")
-    resources:
+        work_dir=work_dir_of(method.hparams("lr{lr}")),
+      log:
+        logpath(f"logs/{method.rule('hparam_trial')}/{{model}}_{{task}}_lr{{lr}}.log"),
+      threads: compute_threads("hparam_trial")
+      resources:
         **compute_resources("hparam_trial"),
-    conda:
+      conda:
         "../envs/train.yaml"
-    script:
+      script:
         "../scripts/hparam_trial.py"
 
-
-rule choose_hparams:
-    input:
-        lambda wc: expand(res("results/hparams/{{model}}/{{task}}/lr{lr}.json"), lr=search_lrs()),
-    output:
-        res("results/hparams/{model}/{task}/chosen.json"),
-    log:
-        logpath("logs/choose_hparams/{model}_{task}.log"),
-    resources:
+    rule:
+      name:
+        method.rule("choose_hparams")
+      input:
+        trials(method),
+      output:
+        res(method.chosen),
+      log:
+        logpath(f"logs/{method.rule('choose_hparams')}/{{model}}_{{task}}.log"),
+      localrule: True
+      resources:
         mem_mb=1000,
         runtime=5,
-    conda:
+      conda:
         "../envs/train.yaml"
-    script:
+      script:
         "../scripts/choose_hparams.py"
 
-
-# Paraphrase set 0 of a task with a search: the trials trained on it, so the chosen trial's model at the
-# chosen epoch is the fine-tuned model (the one validated is the one evaluated; nothing is retrained).
-ruleorder: validated_model > finetune
-
-
-rule validated_model:
-    wildcard_constraints:
+    # Paraphrase set 0 of a task with a search: the trials trained on it, so the chosen trial's model at the
+    # chosen epoch is the fine-tuned model (the one validated is the one evaluated; nothing is retrained).
+    rule:
+      name:
+        method.rule("validated")
+      wildcard_constraints:
         task=tasks_regex(lambda t: "validation" in t),
         k="0",
-    input:
-        chosen=res("results/hparams/{model}/{task}/chosen.json"),
-        trials=lambda wc: expand(res("results/hparams/{{model}}/{{task}}/lr{lr}.json"), lr=search_lrs()),
-        models=lambda wc: expand(res("results/hparams/{{model}}/{{task}}/lr{lr}"), lr=search_lrs()),
-    output:
-        checkpoint=expensive(directory(res("results/finetune/{model}/{task}/k{k}/checkpoint"))),
-        loss=res("results/finetune/{model}/{task}/k{k}/train_loss.csv"),
-    log:
-        logpath("logs/validated_model/{model}_{task}_k{k}.log"),
-    resources:
+      input:
+        chosen=res(method.chosen),
+        trials=trials(method),
+        models=trials(method, "lr{lr}"),
+      output:
+        checkpoint=expensive(directory(res(method.checkpoint))),
+        loss=res(method.loss),
+      log:
+        logpath(f"logs/{method.rule('validated')}/{{model}}_{{task}}_k{{k}}.log"),
+      localrule: True
+      resources:
         mem_mb=1000,
         runtime=30,
-    conda:
+      conda:
         "../envs/train.yaml"
-    script:
+      script:
         "../scripts/validated_model.py"
 
-
-rule finetune:
-    input:
+    rule:
+      name:
+        method.rule("finetune")
+      input:
         base=base_model_input,
         train=res("results/{task}/paraphrases/paraphrases_k{k}.parquet"),
-        hparams=hparams_input(),
-    output:
-        checkpoint=expensive(directory(res("results/finetune/{model}/{task}/k{k}/checkpoint"))),
-        loss=res("results/finetune/{model}/{task}/k{k}/train_loss.csv"),
-    params:
-        settings=lambda wc: canonical(rule_settings(config, "finetune", task_cfg(wc))),
+        hparams=hparams_input(method.name),
+      output:
+        checkpoint=expensive(directory(res(method.checkpoint))),
+        loss=res(method.loss),
+      params:
+        settings=training_settings("finetune", method),
         base=base_model_path,
-        work_dir=res("results/.work/finetune/{model}/{task}/k{k}"),
-    log:
-        logpath("logs/finetune/{model}_{task}_k{k}.log"),
-    threads: compute_threads("finetune")
-    resources:
+        work_dir=res(work_dir(method.run_dir())),
+      log:
+        logpath(f"logs/{method.rule('finetune')}/{{model}}_{{task}}_k{{k}}.log"),
+      threads: compute_threads("finetune")
+      resources:
         **compute_resources("finetune"),
-    conda:
+      conda:
         "../envs/train.yaml"
-    script:
+      script:
         "../scripts/finetune.py"
 
-
-# LoRA (finetune.methods: lora; kinject.training.lora): the same search, adoption and fine-tuning with a LoRA adapter
-# over the frozen base model, its learning rates finetune.lora.search_lr; adapters and searches under lora/.
-ruleorder: validated_adapter > finetune_lora
-
-
-use rule hparam_trial as hparam_trial_lora with:
-    output:
-        trial=res("results/hparams/{model}/{task}/lora/lr{lr}.json"),
-        models=temp(directory(res("results/hparams/{model}/{task}/lora/lr{lr}"))),
-    params:
-        settings=lambda wc: canonical(rule_settings(config, "hparam_trial", method="lora")),
-        work_dir=lambda wc: res(f"results/.work/hparams/{wc.model}/{wc.task}/lora/lr{wc.lr}"),
-    log:
-        logpath("logs/hparam_trial_lora/{model}_{task}_lr{lr}.log"),
-
-
-use rule choose_hparams as choose_hparams_lora with:
-    input:
-        lambda wc: expand(res("results/hparams/{model}/{task}/lora/lr{lr}.json"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
-    output:
-        res("results/hparams/{model}/{task}/lora/chosen.json"),
-    log:
-        logpath("logs/choose_hparams_lora/{model}_{task}.log"),
-
-
-use rule validated_model as validated_adapter with:
-    input:
-        chosen=res("results/hparams/{model}/{task}/lora/chosen.json"),
-        trials=lambda wc: expand(res("results/hparams/{model}/{task}/lora/lr{lr}.json"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
-        models=lambda wc: expand(res("results/hparams/{model}/{task}/lora/lr{lr}"), model=wc.model, task=wc.task, lr=search_lrs("lora")),
-    output:
-        checkpoint=expensive(directory(res("results/finetune/{model}/{task}/lora/k{k}/adapter"))),
-        loss=res("results/finetune/{model}/{task}/lora/k{k}/train_loss.csv"),
-    log:
-        logpath("logs/validated_adapter/{model}_{task}_k{k}.log"),
-
-
-use rule finetune as finetune_lora with:
-    input:
-        base=base_model_input,
-        train=res("results/{task}/paraphrases/paraphrases_k{k}.parquet"),
-        hparams=hparams_input("lora"),
-    output:
-        checkpoint=expensive(directory(res("results/finetune/{model}/{task}/lora/k{k}/adapter"))),
-        loss=res("results/finetune/{model}/{task}/lora/k{k}/train_loss.csv"),
-    params:
-        settings=lambda wc: canonical(rule_settings(config, "finetune", task_cfg(wc), method="lora")),
-        work_dir=res("results/.work/finetune/{model}/{task}/lora/k{k}"),
-    log:
-        logpath("logs/finetune_lora/{model}_{task}_k{k}.log"),
+    workflow.ruleorder(method.rule("validated"), method.rule("finetune"))  # what `ruleorder: a > b` does

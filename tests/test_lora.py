@@ -143,7 +143,7 @@ def test_lm_eval_scores_the_adapter_unmerged_as_trained(base, tmp_path):
 def test_an_adapter_of_another_base_or_no_adapter_is_one_line(tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    with pytest.raises(KinjectError, match=r"adapter: no adapter_config.json: not a LoRA adapter"):
+    with pytest.raises(KinjectError, match=r"adapter: no adapter_config.json: not an adapter \(peft\)"):
         check_adapter(adapter, tmp_path / "base")
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "other")}))
     with pytest.raises(KinjectError, match=r"adapter_config.json: the adapter was trained over .*other, not .*base"):

@@ -11,29 +11,15 @@ from dataclasses import dataclass
 from datetime import date
 
 from kinject.errors import KinjectError
-from kinject.paths import RECORDS_PATTERN, SCORE_PATTERN
+from kinject.paths import CONTROL_SCORE, RECORDS_PATTERN, SCORE_PATTERN
+from kinject.training.methods import METHODS, cell_method, method
 
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
-# a fine-tuning method (finetune.methods) -> its cells' method names: {prefix}-p{n} (FT), {prefix}rag-p{n} (FT+RAG)
-FT_PREFIX = {"full": "ft", "lora": "lora"}
-# ... and its training rules' names: hparam_trial{suffix}, choose_hparams{suffix}, finetune{suffix}
-TRAINING_SUFFIX = {"full": "", "lora": "_lora"}
-# a LoRA run's adapter (results/finetune/{model}/{task}/lora/k{k}/adapter) and search sit beside full
-# fine-tuning's checkpoint and search, under lora/: their losses and the searches' choices
-LOSS = {"full": "results/finetune/{model}/{task}/k{k}/train_loss.csv",
-        "lora": "results/finetune/{model}/{task}/lora/k{k}/train_loss.csv"}
-CHOSEN = {"full": "results/hparams/{model}/{task}/chosen.json", "lora": "results/hparams/{model}/{task}/lora/chosen.json"}
-# evaluation.controls (forgetting): question sets scored on the base model and on every fine-tuned checkpoint
-CONTROL_SCORES = {"base": "results/controls/scores/{model}/base/{control}.json",
-                  "full": "results/controls/scores/{model}/{task}/ft-p{p}/{control}.json",
-                  "lora": "results/controls/scores/{model}/{task}/lora-p{p}/{control}.json"}
-
-
 @dataclass(frozen=True)
 class Cell:
     model: str
     task: str
-    method: str  # base | rag | ft-p{n} | ftrag-p{n} | lora-p{n} | lorarag-p{n}
+    method: str  # base | rag | {prefix}-p{n} | {prefix}rag-p{n} of a fine-tuning method (kinject.training.methods)
     k: int
     shots: int
     format: str = "options"
@@ -52,7 +38,7 @@ class Cell:
 
     @property
     def finetuned(self) -> bool:
-        return self.method.startswith(("ft", "lora"))
+        return cell_method(self.method) is not None
 
 
 def ft_methods(config: dict, task: dict) -> list[str]:
@@ -65,10 +51,9 @@ def method_tasks(config: dict, method: str) -> list[str]:
     return [name for name, task in config["tasks"].items() if method in ft_methods(config, task)]
 
 
-def search_lrs(config: dict, method: str = "full") -> list[float]:
-    """The learning rates a task with validation searches: finetune.search.lr, LoRA's finetune.lora.search_lr."""
-    ft = config["finetune"]
-    return list(ft.get("search", {}).get("lr", []) if method == "full" else ft["lora"].get("search_lr", []))
+def search_lrs(config: dict, name: str = "full") -> list[float]:
+    """The learning rates a task with validation searches with fine-tuning method ``name`` (its search_key)."""
+    return method(name).search_lrs(config)
 
 
 def ft_rag_sets(task: dict) -> list[int]:
@@ -105,9 +90,11 @@ def check_config(config: dict, source: str = "config") -> None:
             raise KinjectError(source, f"{key}.validation is set but finetune.search is missing")
         if "validation" in task and task["validation"]["paraphrases"] > count:
             raise KinjectError(source, f"{key}.validation.paraphrases is larger than paraphrases.count")
-        if "validation" in task and "lora" in ft_methods(config, task) and not search_lrs(config, "lora"):
-            raise KinjectError(source, f"{key} fine-tunes with lora and has validation, but finetune.lora.search_lr "
-                               "is missing (LoRA's learning rates to search)")
+        for m in (method(name, f"{key}.finetune_methods" if "finetune_methods" in task else "finetune.methods",
+                         source) for name in ft_methods(config, task)):
+            if "validation" in task and not m.search_lrs(config):
+                raise KinjectError(source, f"{key} fine-tunes with {m.name} and has validation, but {m.search_key} "
+                                   f"is missing ({m.label}'s learning rates to search)")
     check_controls(config, source)
 
 
@@ -177,14 +164,14 @@ def cells(config: dict) -> list[Cell]:
                 at = {"model": model, "task": name, "shots": shots, "format": fmt}
                 out.append(Cell(method="base", k=0, **at))
                 out += [Cell(method="rag", k=k, **at) for k in ks]
-                for prefix in (FT_PREFIX[m] for m in ft_methods(config, task)):
-                    out += [Cell(method=f"{prefix}-p{p}", k=0, **at) for p in sorted(task["paraphrase_sets"])]
-                    out += [Cell(method=f"{prefix}rag-p{p}", k=k, **at) for p in ft_rag_sets(task) for k in ks]
+                for m in (METHODS[name] for name in ft_methods(config, task)):
+                    out += [Cell(method=m.cell(p), k=0, **at) for p in sorted(task["paraphrase_sets"])]
+                    out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in ft_rag_sets(task) for k in ks]
     return out
 
 
 def finetuned_checkpoints(config: dict) -> list[dict]:
-    """Every fine-tuned model of the grid: {model, task, method (full, lora), p}."""
+    """Every fine-tuned model of the grid: {model, task, method (a finetune.methods name), p}."""
     return [{"model": model, "task": name, "method": method, "p": p}
             for model in config["models"] for name, task in config["tasks"].items()
             for method in ft_methods(config, task) for p in sorted(task["paraphrase_sets"])]
@@ -193,9 +180,9 @@ def finetuned_checkpoints(config: dict) -> list[dict]:
 def control_scores(config: dict) -> list[str]:
     """Every score file of the controls: each control on each base model and each fine-tuned checkpoint."""
     controls = list(config["evaluation"]["controls"])
-    models = [{"model": m, "method": "base"} for m in config["models"]] + finetuned_checkpoints(config)
-    return [CONTROL_SCORES[at["method"]].format(control=c, **{k: v for k, v in at.items() if k != "method"})
-            for at in models for c in controls]
+    scored = [(model, "base") for model in config["models"]]
+    scored += [(c["model"], f"{c['task']}/{METHODS[c['method']].cell(c['p'])}") for c in finetuned_checkpoints(config)]
+    return [CONTROL_SCORE.format(model=model, method=at, control=c) for model, at in scored for c in controls]
 
 
 def rag_ks(config: dict) -> list[int]:
@@ -210,13 +197,11 @@ def evaluation_cells(config: dict) -> dict[str, list[tuple[str, int]]]:
     fine-tuned checkpoint scores FT (K=0), and in a second job every FT+RAG K. ``{p}`` is the paraphrase set.
     """
     ks = rag_ks(config)
-    return {
-        "evaluate_base": [("base", 0)] + [("rag", k) for k in ks],
-        "evaluate_ft": [("ft-p{p}", 0)],
-        "evaluate_ftrag": [("ftrag-p{p}", k) for k in ks],
-        "evaluate_lora": [("lora-p{p}", 0)],
-        "evaluate_lorarag": [("lorarag-p{p}", k) for k in ks],
-    }
+    cells = {"evaluate_base": [("base", 0)] + [("rag", k) for k in ks]}
+    for m in METHODS.values():
+        cells[m.rule("evaluate")] = [(m.cell("{p}"), 0)]
+        cells[m.rule("evaluate_rag")] = [(m.cell("{p}", rag=True), k) for k in ks]
+    return cells
 
 
 def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
@@ -228,11 +213,10 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
             for shots, fmt in ((s, f) for s in sorted(task["shots"]) for f in formats(task)):
                 at = {"model": model, "task": task_name, "shots": shots, "format": fmt}
                 jobs["evaluate_base"].append(at)
-                for method in ft_methods(config, task):
-                    prefix = FT_PREFIX[method]
-                    jobs[f"evaluate_{prefix}"] += [{**at, "p": p} for p in sorted(task["paraphrase_sets"])]
+                for m in (METHODS[name] for name in ft_methods(config, task)):
+                    jobs[m.rule("evaluate")] += [{**at, "p": p} for p in sorted(task["paraphrase_sets"])]
                     if rag:
-                        jobs[f"evaluate_{prefix}rag"] += [{**at, "p": p} for p in ft_rag_sets(task)]
+                        jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in ft_rag_sets(task)]
     return jobs
 
 
@@ -274,8 +258,8 @@ def expected_job_counts(config: dict) -> dict[str, int]:
         "control_questions": len(controls),
         "control_lmeval_task": len(controls),
         "evaluate_controls_base": n_models if controls else 0,
-        "evaluate_controls_ft": sum(c["method"] == "full" for c in checkpoints) if controls else 0,
-        "evaluate_controls_lora": sum(c["method"] == "lora" for c in checkpoints) if controls else 0,
+        **{m.rule("evaluate_controls"): sum(c["method"] == m.name for c in checkpoints) if controls else 0
+           for m in METHODS.values()},
         "forgetting": 1 if controls and checkpoints else 0,
         "tables": 1,
         "figures": 1,
@@ -286,17 +270,16 @@ def expected_job_counts(config: dict) -> dict[str, int]:
 
 
 def training_job_counts(config: dict) -> dict[str, int]:
-    """The training rules' jobs, per fine-tuning method (LoRA's rules end in _lora, validated_adapter)."""
+    """The training rules' jobs, per fine-tuning method (kinject.training.methods: its rules' names)."""
     n_models, counts = len(config["models"]), {}
-    for method, suffix in TRAINING_SUFFIX.items():
-        tasks = [config["tasks"][t] for t in method_tasks(config, method)]
+    for m in METHODS.values():
+        tasks = [config["tasks"][t] for t in method_tasks(config, m.name)]
         validated = [t for t in tasks if "validation" in t]
-        counts[f"hparam_trial{suffix}"] = n_models * len(validated) * len(search_lrs(config, method))
-        counts[f"choose_hparams{suffix}"] = n_models * len(validated)
+        counts[m.rule("hparam_trial")] = n_models * len(validated) * len(m.search_lrs(config))
+        counts[m.rule("choose_hparams")] = n_models * len(validated)
         # paraphrase set 0 of a task with a search is the chosen trial's model (rule validated_model)
-        counts["validated_adapter" if suffix else "validated_model"] = \
-            n_models * sum(0 in t["paraphrase_sets"] for t in validated)
-        counts[f"finetune{suffix}"] = n_models * sum(
+        counts[m.rule("validated")] = n_models * sum(0 in t["paraphrase_sets"] for t in validated)
+        counts[m.rule("finetune")] = n_models * sum(
             len(t["paraphrase_sets"]) - ("validation" in t and 0 in t["paraphrase_sets"]) for t in tasks)
     return counts
 

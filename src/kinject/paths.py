@@ -32,6 +32,13 @@ HUB_MODEL_DIR = "results/hub/models/{model}"
 HUB_EMBEDDER_DIR = "results/hub/embedder/{embedder}"
 HUB_DATASET_DIR = "results/hub/datasets/{task}"
 HUB_CONTROL_DIR = "results/hub/datasets/controls/{control}"  # an MMLU control (evaluation.controls)
+# a fine-tuning method's runs and searches (kinject.training.methods: {folder} is the method's sub-folder);
+# a run's folder holds its checkpoint (or adapter) and train_loss.csv
+FINETUNE_RUN = "results/finetune/{model}/{task}/{folder}k{k}"
+HPARAMS_FILE = "results/hparams/{model}/{task}/{folder}{file}"  # a search's trials (lr{lr}.json, lr{lr}/) and chosen.json
+# evaluation.controls (forgetting): each control scored on a base model ({method}: base) or a fine-tuned
+# checkpoint ({method}: {task}/{cell}, the cell's method name)
+CONTROL_SCORE = "results/controls/scores/{model}/{method}/{control}.json"
 MANIFEST = "results/manifest.json"  # every source of the run: kinject.provenance.manifest
 REVISIONS = "results/{task}/raw/revisions.json"  # the pages fetched as of knowledge_base.as_of (fetch writes it)
 
@@ -42,3 +49,9 @@ def records_path(score_path):
     if not path.endswith(".json"):
         raise KinjectError(path, "not a score file (.json)")
     return path[: -len(".json")] + ".parquet"
+
+
+def work_dir(path: str) -> str:
+    """A job's scratch folder for an artifact path (results/... -> results/.work/...): Trainer checkpoints to
+    resume from; kept out of the artifacts' own folders."""
+    return path.replace(f"{RESULTS}/", f"{RESULTS}/.work/", 1)

@@ -22,7 +22,7 @@ from kinject.io import atomic_path, read_parquet, write_json, write_parquet
 from kinject.paths import records_path
 from kinject.qa.question_file import read_questions
 from kinject.reporting.stats import wilson
-from kinject.training.lora import check_adapter
+from kinject.training.adapters import check_adapter
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def run_lmeval(model, runs: list[Run], *, shots: int = 0, batch_size: int = 8, d
                max_truncated_fraction: float = 0.0, adapter=None) -> list[dict]:
     """Score ``model`` (hub id or local folder) on every run's task in one lm-eval call: the model is loaded
     once (weights in ``precision``) and lm-eval batches all tasks' requests together. Writes each run's scores
-    JSON, once all are scored. With ``adapter`` (a LoRA run's folder, kinject.training.lora) the model scored is
+    JSON, once all are scored. With ``adapter`` (an adapter run's folder, kinject.training.adapters) the model scored is
     ``model`` with that adapter applied, unmerged, by lm-eval's HF model (its ``peft`` argument).
 
     Accuracy is lm-eval's own ``acc`` (highest log-likelihood option), and the per-question records written

@@ -24,20 +24,18 @@ import yaml
 from kinject import settings
 from kinject.errors import KinjectError
 from kinject.grid import (
-    TRAINING_SUFFIX,
     evaluation_cells,
     evaluation_jobs,
     expected_job_counts,
     finetuned_checkpoints,
     method_tasks,
     rag_ks,
-    search_lrs,
 )
 from kinject.paths import HUB_MODEL_DIR, RESULTS, results_root, rooted
 from kinject.precision import AUTO, save_dtype
 from kinject.qa import prompts
 from kinject.qa.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
-from kinject.training.lora import lora_parameters, lora_spec
+from kinject.training.methods import METHODS
 
 GB = 1e9
 MIB = 2 ** 20  # SLURM's --mem unit (mem_mb)
@@ -57,13 +55,14 @@ STRATEGY_WORDS = {"FULL_SHARD": "FSDP full shard", "SHARD_GRAD_OP": "FSDP shard 
                   "NO_SHARD": "FSDP no shard", "DDP": "plain data parallelism"}
 
 # The resources entry each GPU rule reads (rules/*.smk: compute_resources(<key>); a test keeps them equal).
-RESOURCE_KEY = {"build_base_model": "gpu_rules", "hparam_trial": "hparam_trial", "finetune": "finetune",
-                "hparam_trial_lora": "hparam_trial", "finetune_lora": "finetune",
-                "index_chunks": "gpu_rules", "retrieve": "gpu_rules", "evaluate_base": "evaluate",
-                "evaluate_ft": "evaluate", "evaluate_ftrag": "evaluate", "evaluate_lora": "evaluate",
-                "evaluate_lorarag": "evaluate", "evaluate_controls_base": "evaluate", "evaluate_controls_ft": "evaluate",
-                "evaluate_controls_lora": "evaluate"}
-CONTROL_RULES = {"base": "evaluate_controls_base", "full": "evaluate_controls_ft", "lora": "evaluate_controls_lora"}
+# Each fine-tuning method's rules read the resources entry of their stage.
+RESOURCE_KEY = {"build_base_model": "gpu_rules", "index_chunks": "gpu_rules", "retrieve": "gpu_rules",
+                "evaluate_base": "evaluate", "evaluate_controls_base": "evaluate",
+                **{m.rule(stage): key for m in METHODS.values()
+                   for stage, key in (("hparam_trial", "hparam_trial"), ("finetune", "finetune"), ("evaluate", "evaluate"),
+                                      ("evaluate_rag", "evaluate"), ("evaluate_controls", "evaluate"))}}
+CONTROL_RULES = {"base": "evaluate_controls_base", **{m.name: m.rule("evaluate_controls") for m in METHODS.values()}}
+TRAINING_RULES = {m.rule(stage): m for m in METHODS.values() for stage in ("hparam_trial", "finetune")}
 EMBED_RULES = ("index_chunks", "retrieve")
 SHAPE_KEYS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size",
               "max_position_embeddings")
@@ -221,7 +220,7 @@ def training_memory(shape: Shape, *, processes: int, dist: Distribution, precisi
                     trainable: int | None = None) -> dict[str, float]:
     """Peak bytes per GPU of one training process, by part.
 
-    ``trainable``: a LoRA run's adapter parameters (kinject.training.lora.lora_parameters); the frozen weights are
+    ``trainable``: an adapter run's adapter parameters (its method's trainable); the frozen weights are
     still fp32 master weights (sharded like full fine-tuning's), but gradients and AdamW's moments exist
     for the adapter only, and a layer's unsharded gradients are the adapter's. Without it, every parameter.
 
@@ -385,12 +384,12 @@ def validation_tokens(config: dict, task: str, corpus: Corpus, root: Path) -> fl
     return min(val["chunks"], corpus["chunks"]) * val["paraphrases"] * (corpus["tokens_per_chunk"] + 2)
 
 
-def training_flops(parameters: int, tokens: float, checkpointing: bool, lora: bool = False) -> float:
-    """6 x parameters x tokens (forward 2, backward 4), + 2 when checkpointing recomputes the forward; a LoRA
-    run's backward computes the activations' gradients (2) but no frozen weight's (its adapter's are ~0.1%):
+def training_flops(parameters: int, tokens: float, checkpointing: bool, adapter: bool = False) -> float:
+    """6 x parameters x tokens (forward 2, backward 4), + 2 when checkpointing recomputes the forward; an
+    adapter run's backward computes the activations' gradients (2) but no frozen weight's (its adapter's are ~0.1%):
     4, + 2. Attention's own FLOPs (12 x layers x block x hidden per token: about 1% at 256-token blocks) are
     left out."""
-    return ((4 if lora else 6) + (2 if checkpointing else 0)) * parameters * tokens
+    return ((4 if adapter else 6) + (2 if checkpointing else 0)) * parameters * tokens
 
 
 def eval_requests(config: dict, corpus: Corpus, shots: int, k: int) -> tuple[float | None, int | None]:
@@ -489,7 +488,7 @@ class Planner:
         res = job_resources(self.config, rule)
         n = processes(res)
         ft, plan = self.config["finetune"], self.plan
-        lora = rule.endswith("_lora")
+        method = TRAINING_RULES[rule]
         job = Job(rule, f"{model} {task} k{k}" if rule.startswith("finetune") else f"{model} {task}", model,
                   count=count, gpus=res.get("gpu", 0))
         shape = self.shape(model, job)
@@ -499,9 +498,7 @@ class Planner:
         if shape is None:
             job.host_bytes = job.compute_gpu_hours = job.kept_bytes = job.work_bytes = job.adopted_bytes = None
             return job
-        trainable = lora_parameters(lora_spec(self.config), hidden_size=shape.hidden_size, kv_size=shape.kv_size,
-                                    intermediate_size=shape.intermediate_size,
-                                    num_layers=shape.num_layers) if lora else None
+        trainable = method.trainable(self.config, shape) if method.trainable else None
         job.memory = training_memory(shape, processes=n, dist=self.dist, precision=self.precision,
                                      micro_batch=ft["per_device_batch_size"], block_size=ft["block_size"],
                                      checkpointing=self.checkpointing, overhead_gb=plan["memory_overhead_gb"],
@@ -512,12 +509,13 @@ class Planner:
         trial = rule.startswith("hparam_trial")
         searched = trial or "validation" in task_cfg
         epochs = ft["search"]["max_epochs"] if searched else ft["epochs"]
-        flops = None if tokens is None else training_flops(shape.parameters, tokens * epochs, self.checkpointing, lora)
+        flops = None if tokens is None else training_flops(shape.parameters, tokens * epochs, self.checkpointing,
+                                                            not method.whole_model)
         if trial:
             val = validation_tokens(self.config, task, self.corpora[task], self.root)
             flops = None if flops is None or val is None else flops + 2 * shape.parameters * val * epochs
         job.compute_gpu_hours = None if flops is None else flops / self.flops_per_s() / 3600
-        saved = trainable if lora else shape.parameters  # a LoRA run saves and checkpoints its adapter only
+        saved = shape.parameters if trainable is None else trainable  # an adapter run saves its adapter only
         final = BYTES[self.save_dtype] * saved
         written = epochs * TRAINER_CHECKPOINT * saved + (epochs if trial else 1) * final
         job.fixed_minutes = plan["startup_minutes"] + written / (plan["write_gb_per_s"] * GB) / 60
@@ -616,17 +614,18 @@ class Planner:
     # all jobs ------------------------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
         config, out = self.config, []
-        for method, suffix in TRAINING_SUFFIX.items():
-            tasks = method_tasks(config, method)
+        for method in METHODS.values():
+            tasks = method_tasks(config, method.name)
             validated = [t for t in tasks if "validation" in config["tasks"][t]]
-            n_lr = len(search_lrs(config, method))
+            n_lr = len(method.search_lrs(config))
             for model in config["models"]:
-                out += [self.training_job(f"hparam_trial{suffix}", model, t, count=n_lr, k=0) for t in validated if n_lr]
+                out += [self.training_job(method.rule("hparam_trial"), model, t, count=n_lr, k=0)
+                        for t in validated if n_lr]
                 for task in tasks:
                     cfg = config["tasks"][task]
                     # set 0 of a searched task is the chosen trial's model: nothing left to train
                     sets = [k for k in cfg["paraphrase_sets"] if not (k == 0 and "validation" in cfg and n_lr)]
-                    out += [self.training_job(f"finetune{suffix}", model, task, count=1, k=k) for k in sets]
+                    out += [self.training_job(method.rule("finetune"), model, task, count=1, k=k) for k in sets]
         for rule, jobs in evaluation_jobs(config).items():
             out += [self.eval_job(rule, at) for at in jobs]
         if config["evaluation"]["controls"]:
@@ -818,13 +817,12 @@ def make_plan(config: dict, root: Path | str = ".") -> dict:
                   "peak_gb_per_gpu": per_gb(j.peak_bytes), "host_gb": per_gb(j.host_bytes),
                   "compute_gpu_hours": j.compute_gpu_hours, "wall_minutes": j.wall_minutes, "gpu_hours": j.gpu_hours,
                   "longest_prompt": j.prompt_tokens, "notes": j.notes} for j in jobs],
-        # fine-tuned checkpoints (and LoRA adapters): the finetune jobs' and, per searched (model, task) with set 0,
+        # fine-tuned checkpoints (and adapters): the finetune jobs' and, per searched (model, task) with set 0,
         # the chosen trial's
-        "disk": {"checkpoints_gb": total([*(rules.get(r, {}).get("disk_kept_gb") for r in ("finetune", "finetune_lora")
-                                            if r in rules),
+        "disk": {"checkpoints_gb": total([*(rules.get(r, {}).get("disk_kept_gb") for r in TRAINING_RULES
+                                            if r in rules and r.startswith("finetune")),
                                           *(per_gb(j.adopted_bytes) for j in jobs if j.rule.startswith("hparam_trial"))]),
-                 "training_work_gb_per_job": most(rules[r].get("work_gb_per_job") for r in rules if r in
-                                                   ("hparam_trial", "finetune", "hparam_trial_lora", "finetune_lora")),
+                 "training_work_gb_per_job": most(rules[r].get("work_gb_per_job") for r in rules if r in TRAINING_RULES),
                  "indexes_gb": rules.get("index_chunks", {}).get("disk_kept_gb"),
                  "hub_models_gb": total(per_gb(HUB_BYTES * shapes[m][0].parameters) if shapes[m][0] else None
                                         for m in hub)},

@@ -1,9 +1,9 @@
 """The paper's contrasts as paired comparisons over the same questions, and the paraphrase-sweep trend.
 
 Per task, model, scoring format and shots: RAG vs Base, FT vs Base, RAG vs FT, FT-par{k}+RAG vs RAG (every
-set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0); with LoRA, the same for LoRA and
-LoRA vs FT at each paraphrase set. Each row: both accuracies, their
-difference with a seeded paired bootstrap 95% interval, the discordant counts, the exact McNemar p-value and
+set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0); with another fine-tuning method
+(kinject.training.methods), the same for its columns and it vs FT at each paraphrase set. Each row: both
+accuracies, their difference with a seeded paired bootstrap 95% interval, the discordant counts, the exact McNemar p-value and
 the Benjamini-Hochberg adjusted p-value across every row of the grid. RAG and FT+RAG are at the K chosen by
 cross-fitting (kinject.reporting.report.reported), so the comparison carries no selection advantage.
 """
@@ -14,6 +14,7 @@ import pandas as pd
 
 from kinject.errors import KinjectError
 from kinject.reporting.stats import bh_adjust, mcnemar_exact, paired_bootstrap, paraphrase_trend, setting_seed
+from kinject.training.methods import METHODS
 
 SETTING = ["group", "model", "task", "format", "shots"]
 COLUMNS = SETTING + ["contrast", "a", "b", "n", "accuracy_a", "accuracy_b", "delta", "delta_low", "delta_high",
@@ -23,13 +24,15 @@ COLUMNS = SETTING + ["contrast", "a", "b", "n", "accuracy_a", "accuracy_b", "del
 def contrasts(columns) -> list[tuple[str, str]]:
     """(a, b) pairs among a setting's table columns (labels as kinject.reporting.report._label writes them)."""
     have = set(columns)
-    pairs = [("RAG", "Base"), ("FT", "Base"), ("RAG", "FT"), ("LoRA", "Base"), ("RAG", "LoRA")]
+    labels = [m.label for m in METHODS.values()]  # the first, full fine-tuning (FT), is the others' reference
+    pairs = [("RAG", "Base")] + [pair for name in labels for pair in ((name, "Base"), ("RAG", name))]
     pairs += [(c, "RAG") for c in sorted(have) if c.endswith("+RAG")]
-    for name in ("FT", "LoRA"):
+    for name in labels:
         pars = sorted((c for c in have if c.startswith(f"{name}-par") and "+" not in c),
                       key=lambda c: int(c.removeprefix(f"{name}-par")))
         pairs += [(c, name) for c in pars]
-    pairs += [(c.replace("FT", "LoRA", 1), c) for c in sorted(have) if c.startswith("FT") and "+" not in c]
+    for name in labels[1:]:
+        pairs += [(c.replace(labels[0], name, 1), c) for c in sorted(have) if c.startswith(labels[0]) and "+" not in c]
     return [(a, b) for a, b in pairs if a in have and b in have]
 
 
@@ -71,11 +74,11 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
 
 
 def paraphrase_trends(records: pd.DataFrame) -> pd.DataFrame:
-    """Per setting and fine-tuning method (ft, lora) with models of two or more paraphrase sets: the logit slope
-    of per-question correctness on the set k (kinject.reporting.stats.paraphrase_trend), with the sets and the first and
-    last set's accuracy."""
+    """Per setting and fine-tuning method (its cells' prefix) with models of two or more paraphrase sets: the
+    logit slope of per-question correctness on the set k (kinject.reporting.stats.paraphrase_trend), with the sets
+    and the first and last set's accuracy."""
     keys = SETTING + ["method"]
-    ft = records[records["method"].isin(["ft", "lora"]) & (records["k"] == 0)]
+    ft = records[records["method"].isin([m.prefix for m in METHODS.values()]) & (records["k"] == 0)]
     out = []
     for key, g in ft.groupby(keys, sort=True):
         sets = sorted(int(p) for p in g["paraphrase_set"].unique())

@@ -1,6 +1,6 @@
 """Forgetting: what fine-tuning costs on questions it was not about. Every control question set
-(``evaluation.controls``) is scored on each base model and on every fine-tuned checkpoint (full and LoRA;
-kinject.grid.CONTROL_SCORES); the table pairs each checkpoint with its base model over the same questions:
+(``evaluation.controls``) is scored on each base model and on every fine-tuned checkpoint (of every fine-tuning
+method; kinject.paths.CONTROL_SCORE); the table pairs each checkpoint with its base model over the same questions:
 both accuracies with their Wilson intervals, the difference with a seeded paired bootstrap 95% interval, the
 discordant counts, the exact McNemar p-value and the Benjamini-Hochberg adjusted p-value across every row
 (kinject.reporting.stats, as kinject.reporting.comparisons).
@@ -16,8 +16,11 @@ from kinject.errors import KinjectError
 from kinject.io import write_csv, write_text
 from kinject.reporting.report import column_label, score_records
 from kinject.reporting.stats import bh_adjust, mcnemar_exact, paired_bootstrap, setting_seed, wilson
+from kinject.training.methods import METHODS
 
-CONTROL_RE = re.compile(r"controls/scores/(?P<model>[^/]+)/(?:base|(?P<task>[^/]+)/(?P<method>ft|lora)-p(?P<p>\d+))"
+PREFIXES = "|".join(m.prefix for m in METHODS.values())  # the fine-tuned cells' prefixes (kinject.training.methods)
+CONTROL_RE = re.compile(r"controls/scores/(?P<model>[^/]+)/(?:base|(?P<task>[^/]+)/(?P<method>" + PREFIXES
+                        + r")-p(?P<p>\d+))"
                         r"/(?P<control>[^/]+)\.json$")
 COLUMNS = ["model", "control", "task", "method", "paraphrase_set", "checkpoint", "n", "accuracy_base",
            "base_low", "base_high", "accuracy_ft", "ft_low", "ft_high", "delta", "delta_low", "delta_high",
@@ -33,7 +36,7 @@ def read_control_records(paths) -> pd.DataFrame:
         m = CONTROL_RE.search(path)
         if not m:
             raise KinjectError(path, "not a control score file (controls/scores/{model}/base/{control}.json or "
-                                     "controls/scores/{model}/{task}/{ft|lora}-p{n}/{control}.json)")
+                                     f"controls/scores/{{model}}/{{task}}/{{{PREFIXES}}}-p{{n}}/{{control}}.json)")
         frames.append(score_records(path).assign(
             model=m["model"], control=m["control"], task=m["task"] or "", method=m["method"] or "base",
             paraphrase_set=int(m["p"]) if m["p"] else -1))

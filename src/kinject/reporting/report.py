@@ -14,6 +14,7 @@ from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet, write_csv, write_parquet, write_text
 from kinject.paths import records_path
 from kinject.reporting.stats import best_of, cross_fit, setting_seed, wilson
+from kinject.training.methods import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,16 @@ SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]
 
 
 SETTING = ["group", "model", "task", "format", "shots"]
-RETRIEVAL = ("rag", "ftrag", "lorarag")
-# the fine-tuned cells' methods (kinject.grid.FT_PREFIX), their FT+RAG methods and their columns' names
-FINETUNED = {"ft": "ftrag", "lora": "lorarag"}
-NAMES = {"ft": "FT", "lora": "LoRA"}
+# the fine-tuned cells' methods (each fine-tuning method's prefix: kinject.training.methods), their FT+RAG
+# methods and their columns' names
+FINETUNED = {m.prefix: f"{m.prefix}rag" for m in METHODS.values()}
+NAMES = {m.prefix: m.label for m in METHODS.values()}
+RETRIEVAL = ("rag", *FINETUNED.values())
+# a run's loss: results/finetune/{model}/{task}/{method's folder}k{k}/train_loss.csv
+FOLDERS = "|".join(re.escape(m.folder) for m in METHODS.values() if m.folder)
+LOSS_RE = re.compile(r"finetune/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<folder>" + FOLDERS
+                     + r")?k(?P<k>\d+)/train_loss\.csv$")
+PREFIX_OF_FOLDER = {m.folder: m.prefix for m in METHODS.values()}
 ORACLE = "oracle"
 CROSS_FIT = "cross-fit"
 
@@ -99,7 +106,7 @@ def read_scores(paths, groups: dict) -> pd.DataFrame:
 
 
 def column_label(method: str, p) -> str:
-    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, and LoRA's as FT's."""
+    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, and each other method's as FT's."""
     if method in ("base", "rag"):
         return {"base": "Base", "rag": "RAG"}[method]
     tuned = method.removesuffix("rag")
@@ -266,13 +273,13 @@ def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, 
 
 
 def read_losses(paths) -> pd.DataFrame:
-    """Per-step training loss of every fine-tuning run (…/{model}/{task}/k{k}/train_loss.csv, a LoRA run's
-    …/{task}/lora/k{k}/train_loss.csv), with its method (ft, lora)."""
+    """Per-step training loss of every fine-tuning run (…/{model}/{task}/k{k}/train_loss.csv, under the
+    method's folder for other methods: …/{task}/{folder}k{k}/…), with its method (the cells' prefix)."""
     frames = []
     for path in map(str, paths):
-        m = re.search(r"finetune/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<lora>lora/)?k(?P<k>\d+)/train_loss\.csv$", path)
+        m = LOSS_RE.search(path)
         df = pd.read_csv(path)
-        frames.append(df.assign(model=m["model"], task=m["task"], method="lora" if m["lora"] else "ft",
+        frames.append(df.assign(model=m["model"], task=m["task"], method=PREFIX_OF_FOLDER[m["folder"] or ""],
                                 paraphrase_set=int(m["k"])))
     return pd.concat(frames, ignore_index=True)
 

@@ -2,7 +2,7 @@
 
 Chunks are wrapped in BOS/EOS, concatenated and cut into fixed-size blocks; the loop is transformers'
 ``Trainer``, so the same code runs on one CPU, on 2 CPU processes or on 8 GPUs. Every weight is trained
-(method ``full``), or a LoRA adapter over the frozen model (method ``lora``, kinject.training.lora). The rules start
+(method ``full``), or an adapter over the frozen model (an adapter method of kinject.training.methods). The rules start
 this module with the command kinject.training.launch builds (``accelerate launch ... -m kinject.training.finetune``).
 """
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from kinject import precision as precisions
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, read_parquet, write_json, write_text
+from kinject.training.methods import adapter_methods
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def epoch_dir(root, epoch: int) -> Path:
     return Path(root) / f"epoch{epoch}"
 
 
-def _epoch_models_callback(tokenizer, root, save_dtype: str, meta: dict):
+def _epoch_models_callback(tokenizer, root, save_dtype: str, meta: dict, saved_weight=None):
     """Save the model after every epoch to ``root/epoch{n}`` (a search trial keeps each epoch's model, so the
     chosen one is the evaluated one). Every process takes part (under FSDP the weights are gathered)."""
     from transformers import TrainerCallback
@@ -208,7 +209,7 @@ def _epoch_models_callback(tokenizer, root, save_dtype: str, meta: dict):
             staging = Path(root) / f".epoch{epoch}.partial"
             if self.trainer.is_world_process_zero():
                 shutil.rmtree(staging, ignore_errors=True)
-            save_final_model(self.trainer, tokenizer, staging, save_dtype, meta)
+            save_final_model(self.trainer, tokenizer, staging, save_dtype, meta, saved_weight)
             if self.trainer.is_world_process_zero():
                 shutil.rmtree(target, ignore_errors=True)
                 staging.rename(target)
@@ -424,7 +425,20 @@ def _trainer_class():
     return KinjectTrainer
 
 
-def save_final_model(trainer, tokenizer, out_dir, save_dtype: str, meta: dict | None = None) -> None:
+def adapter_method(adapter: dict):
+    """The adapter method of ``{option: spec}`` keywords (None: a whole model is trained); one error for an
+    unknown option or two adapters at once."""
+    unknown = sorted(set(adapter) - {m.option for m in adapter_methods()})
+    if unknown:
+        raise TypeError(f"not an adapter method's option: {unknown[0]}")
+    chosen = [m for m in adapter_methods() if adapter.get(m.option) is not None]
+    if len(chosen) > 1:
+        raise TypeError(f"one adapter at a time, not {', '.join(m.option for m in chosen)}")
+    return chosen[0] if chosen else None
+
+
+def save_final_model(trainer, tokenizer, out_dir, save_dtype: str, meta: dict | None = None,
+                     saved_weight=None) -> None:
     """``save_pretrained`` (safetensors) of the trained model in ``save_dtype``, written by the main process,
     with ``meta`` (the run's precision, device, save dtype) as ``training.json`` beside the weights.
 
@@ -435,9 +449,9 @@ def save_final_model(trainer, tokenizer, out_dir, save_dtype: str, meta: dict | 
     state = trainer.accelerator.get_state_dict(trainer.model)
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
-        adapter = hasattr(model, "peft_config")
-        if adapter:  # a LoRA run saves its adapter only (peft's save_pretrained keeps the lora_ weights)
-            state = {k: v for k, v in state.items() if "lora_" in k}
+        adapter = saved_weight is not None
+        if adapter:  # an adapter run saves its adapter's weights only (the method's saved_weight)
+            state = {k: v for k, v in state.items() if saved_weight(k)}
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         model.save_pretrained(out_dir, state_dict=state)
         if not adapter:  # an adapter is applied over the base model, which has its own config and tokenizer
@@ -453,9 +467,10 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
                     save_steps: int | None = None, warmup_ratio: float = 0.0, weight_decay: float = 0.0,
                     eval_texts=None, precision: str = "fp32", gradient_checkpointing: bool = False,
                     save_dtype: str | None = None, gpus: int = 0, allow_cpu: bool = False,
-                    threads: int | None = None, epoch_models=None, lora: dict | None = None) -> dict:
+                    threads: int | None = None, epoch_models=None, **adapter: dict | None) -> dict:
     """Continual pre-training of ``base`` (hub id or local dir) on ``texts``; save to ``out_dir``.
-    With ``lora`` (kinject.training.lora.lora_spec) a LoRA adapter over the frozen model is trained and saved instead.
+    With ``adapter``, ``{option: spec}`` of an adapter method (kinject.training.methods: its option), that
+    adapter over the frozen model is trained and saved instead.
 
     Master weights stay float32 (bf16 weights would round away updates at learning rates of 1e-5);
     ``precision`` bf16 computes in bf16 (autocast, on CPU too; under FSDP the library's bf16 policy); auto is
@@ -519,23 +534,24 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     run = {"base": str(base), "lr": lr, "epochs": epochs, "batch_size": effective, "block_size": block_size,
            "seed": seed, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "data": _digest(blocks),
            "precision": chosen.name, "fsdp": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true",
-           "schedule": "constant_with_warmup", "epoch_models": epoch_models is not None, "lora": lora}
+           "schedule": "constant_with_warmup", "epoch_models": epoch_models is not None,
+           **{m.option: adapter.get(m.option) for m in adapter_methods()}}
     with args.main_process_first(local=False, desc="checkpoint selection"):
         checkpoint = resume_checkpoint(work_dir, run, main_process=args.process_index == 0)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if lora is not None:
-        from kinject.training.lora import add_adapter
-
-        torch.manual_seed(seed)  # the adapter's random init (lora_A): the run's seed, the same in every process
-        model = add_adapter(model, lora, gradient_checkpointing=gradient_checkpointing)
+    method = adapter_method(adapter)
+    if method is not None:
+        torch.manual_seed(seed)  # the adapter's random init: the run's seed, the same in every process
+        model = method.wrap(model, adapter[method.option], gradient_checkpointing=gradient_checkpointing)
     epochs_root = work_dir / EPOCHS_DIR
     received = {"signal": False}
     callbacks = [_loss_callback(epochs_root / "train_loss.csv" if epoch_models is not None else loss_csv),
                  _sigterm_callback(received)]
     if epoch_models is not None:
-        callbacks.append(_epoch_models_callback(tokenizer, epochs_root, save_dtype, chosen.record))
+        callbacks.append(_epoch_models_callback(tokenizer, epochs_root, save_dtype, chosen.record,
+                                                method and method.saved_weight))
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=BlockDataset(blocks), eval_dataset=eval_data,
         data_collator=default_data_collator, processing_class=tokenizer, callbacks=callbacks)
@@ -568,7 +584,7 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
             shutil.copyfile(Path(epoch_models) / "train_loss.csv", loss_csv)
     if out_dir is not None:
         staging = work_dir / "final"
-        save_final_model(trainer, tokenizer, staging, save_dtype, chosen.record)
+        save_final_model(trainer, tokenizer, staging, save_dtype, chosen.record, method and method.saved_weight)
         if trainer.is_world_process_zero():
             with atomic_path(out_dir, directory=True) as tmp:
                 for item in staging.iterdir():
@@ -633,7 +649,8 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=0, help="GPUs the job asked for: without CUDA an error, unless --allow-cpu")
     p.add_argument("--allow-cpu", action="store_true")
     p.add_argument("--threads", type=int, help="torch threads of each process")
-    p.add_argument("--lora", type=json.loads, help="train a LoRA adapter: its spec as JSON (kinject.training.lora.lora_spec)")
+    for method in adapter_methods():
+        p.add_argument(f"--{method.option}", type=json.loads, help=f"train a {method.label} adapter: its spec as JSON")
     return p
 
 
@@ -641,7 +658,8 @@ def training_options(args) -> dict:
     """The keyword arguments of :func:`train_causal_lm` that every training entry point passes on."""
     return {key: getattr(args, key) for key in ("block_size", "batch_size", "per_device_batch_size", "seed",
                                                 "work_dir", "precision", "save_dtype", "gradient_checkpointing",
-                                                "gpus", "allow_cpu", "threads", "lora")}
+                                                "gpus", "allow_cpu", "threads",
+                                                *(m.option for m in adapter_methods()))}
 
 
 def run_entry_point(run, args) -> None:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
+from kinject.training.adapters import is_adapter
 from kinject.training.finetune import (
     epoch_dir,
     read_hparams,
@@ -29,7 +30,6 @@ from kinject.training.finetune import (
     training_texts,
     write_loss_csv,
 )
-from kinject.training.lora import is_adapter
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _trial(args) -> None:
 
 def adopt(chosen_path, trial_paths, model_dirs, checkpoint, loss_csv) -> str:
     """Rule validated_model: the search's chosen trial's model at the chosen epoch becomes the fine-tuned
-    checkpoint (or LoRA adapter) of paraphrase set 0 (the trials trained on it), with that trial's loss rows up
+    checkpoint (or adapter) of paraphrase set 0 (the trials trained on it), with that trial's loss rows up
     to that epoch.
 
     Files are hard-linked (no second copy on disk); where the file system refuses, copied (logged).
@@ -109,7 +109,7 @@ def adopt(chosen_path, trial_paths, model_dirs, checkpoint, loss_csv) -> str:
         raise KinjectError(chosen_path, f"lr {chosen['lr']:g} is not one of the trials' ({', '.join(map(str, lrs))})")
     trial = Path(model_dirs[lrs.index(chosen["lr"])])
     source = epoch_dir(trial, chosen["epochs"])
-    if not ((source / "config.json").exists() or is_adapter(source)):  # a model, or a LoRA run's adapter
+    if not ((source / "config.json").exists() or is_adapter(source)):  # a model, or an adapter run's adapter
         raise KinjectError(source, f"no model saved after epoch {chosen['epochs']} (the trial's models are incomplete)")
     with atomic_path(checkpoint, directory=True) as tmp:
         for item in sorted(source.iterdir()):

@@ -27,7 +27,7 @@ from kinject import precision as precisions
 from kinject import settings
 from kinject.errors import KinjectError
 from kinject.training.finetune import ENTRY_POINTS, check_device
-from kinject.training.lora import METHODS, lora_spec
+from kinject.training.methods import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def rule_settings(config: dict, rule: str, task: dict | None = None, method: str
     """What a training rule reads from the config: its params (so editing any other key re-runs nothing).
 
     ``finetune`` takes lr and epochs from the config only for a task without a search (``task`` has no
-    ``validation``); otherwise they come from the search's chosen.json, an input of the rule. ``method``
-    lora adds the adapter's spec (kinject.training.lora.lora_spec, as JSON) and takes finetune.lora.lr.
+    ``validation``); otherwise they come from the search's chosen.json, an input of the rule. ``method`` (a
+    kinject.training.methods name) adds its options (an adapter's spec) and gives the learning rate.
     """
     ft = config["finetune"]
     settings = {"precision": config["precision"], "accelerate_config": ft["accelerate_config"], "seed": config["seed"],
@@ -53,12 +53,11 @@ def rule_settings(config: dict, rule: str, task: dict | None = None, method: str
     asked = ft.get("save_dtype", precisions.AUTO)
     settings["save_dtype"] = asked if config["precision"] == precisions.AUTO else \
         precisions.save_dtype(asked, config["precision"])
-    if method == "lora":
-        settings["lora"] = json.dumps(lora_spec(config), sort_keys=True)
+    settings.update(METHODS[method].options(config))
     if rule == "hparam_trial":
         return {**settings, "max_epochs": ft["search"]["max_epochs"]}
     if task is None or "validation" not in task:
-        settings.update(lr=ft["lora"]["lr"] if method == "lora" else ft["lr"], epochs=ft["epochs"])
+        settings.update(lr=METHODS[method].lr(config), epochs=ft["epochs"])
     return settings
 
 

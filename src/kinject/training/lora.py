@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 from kinject.errors import KinjectError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("full", "lora")
-ADAPTER_CONFIG = "adapter_config.json"
 # the linear layers of a Llama / Mistral decoder layer ("all-linear": every one of them; the LM head never)
 LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -54,26 +51,6 @@ def add_adapter(model, spec: dict, *, gradient_checkpointing: bool):
     return model
 
 
-def is_adapter(folder) -> bool:
-    return (Path(folder) / ADAPTER_CONFIG).is_file()
-
-
-def check_adapter(folder, base) -> None:
-    """An adapter folder for ``base``, checked before a model loads: a one-line error naming the folder if it
-    holds no adapter or one trained over another base model."""
-    path = Path(folder) / ADAPTER_CONFIG
-    try:
-        saved = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise KinjectError(folder, f"no {ADAPTER_CONFIG}: not a LoRA adapter") from None
-    except json.JSONDecodeError as exc:
-        raise KinjectError(path, f"not valid JSON ({exc})") from None
-    trained_on = saved.get("base_model_name_or_path")
-    if trained_on is not None and Path(str(trained_on)).resolve() != Path(str(base)).resolve() \
-            and str(trained_on) != str(base):
-        raise KinjectError(path, f"the adapter was trained over {trained_on}, not {base}")
-
-
 def lora_parameters(spec: dict, *, hidden_size: int, kv_size: int, intermediate_size: int, num_layers: int) -> int:
     """Trainable parameters of a LoRA adapter on a Llama / Mistral decoder: r x (inputs + outputs) for each
     targeted linear layer of every decoder layer (``target_modules`` "all-linear" or a list of their names)."""
@@ -87,3 +64,20 @@ def lora_parameters(spec: dict, *, hidden_size: int, kv_size: int, intermediate_
         raise KinjectError("finetune.lora.target_modules", f"{unknown[0]!r} is not a linear layer of a Llama / "
                            f"Mistral decoder layer ({', '.join(LLAMA_LINEARS)}, or all-linear)")
     return num_layers * sum(spec["r"] * (a + b) for a, b in (shapes[n] for n in names))
+
+
+def options(config: dict) -> dict:
+    """What method lora adds to the training rules' settings (their params) and command line: the adapter's
+    spec as JSON (``--lora``)."""
+    return {"lora": json.dumps(lora_spec(config), sort_keys=True)}
+
+
+def trainable_parameters(config: dict, shape) -> int:
+    """The planner's trainable parameters of a LoRA run on a model of ``shape`` (kinject.planning.plan.Shape)."""
+    return lora_parameters(lora_spec(config), hidden_size=shape.hidden_size, kv_size=shape.kv_size,
+                           intermediate_size=shape.intermediate_size, num_layers=shape.num_layers)
+
+
+def saved_weight(name: str) -> bool:
+    """A state-dict entry a LoRA run saves: its adapter's weights only (as peft's save_pretrained keeps)."""
+    return "lora_" in name

@@ -1,0 +1,132 @@
+"""Fine-tuning methods as data, as lm-evaluation-harness registers its models: a method is one ``Method``
+entry, and the grid, the rules (rules/finetune.smk, evaluate.smk, controls.smk make theirs in a loop over
+``METHODS``), the launcher, the planner and the reports read everything method-specific from it.
+
+Adding a method is its module (what it trains: ``kinject.training.lora`` for LoRA) plus one ``register`` call
+below. A method trains a whole model (``whole_model``: a checkpoint, scored as it is) or an adapter over the
+frozen base model (scored over the base model, unmerged). Every method gets the same search, adoption of the
+chosen trial and fine-tuning rules, with its own learning rates, artifacts and columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kinject.errors import KinjectError
+from kinject.paths import CONTROL_SCORE, FINETUNE_RUN, HPARAMS_FILE
+from kinject.training import lora
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # its value in finetune.methods / tasks.<t>.finetune_methods
+    label: str  # its table columns: {label}, {label}-par{p}, {label}+RAG, ...
+    prefix: str  # its cells' method names: {prefix}-p{p} (fine-tuned), {prefix}rag-p{p} (fine-tuned, then RAG)
+    whole_model: bool  # a whole model's checkpoint, or an adapter over the frozen base model
+    folder: str  # its runs' and searches' sub-folder under results/finetune/... and results/hparams/... ("" or "x/")
+    suffix: str  # its training rules' names: hparam_trial{suffix}, choose_hparams{suffix}, finetune{suffix}
+    lr: Callable[[dict], float]  # the learning rate of a task without a search
+    search_lrs: Callable[[dict], list]  # the learning rates a task with validation searches
+    search_key: str  # the config key of search_lrs, for errors
+    options: Callable[[dict], dict]  # what it adds to the training rules' settings (params) and command line
+    trainable: Callable[[dict, object], int] | None = None  # plan: trainable parameters of a model shape (None: all)
+    # an adapter method: its command-line option (--{option}: its spec as JSON, from ``options``), how the
+    # training process wraps the base model with it, and which state-dict entries its saved adapter keeps
+    option: str | None = None
+    wrap: Callable | None = None  # (model, spec, *, gradient_checkpointing) -> model
+    saved_weight: Callable[[str], bool] | None = None
+
+    @property
+    def artifact(self) -> str:
+        """The folder a run saves: ``checkpoint`` (a whole model) or ``adapter``."""
+        return "checkpoint" if self.whole_model else "adapter"
+
+    def rule(self, stage: str) -> str:
+        """Its rule for a stage: hparam_trial, choose_hparams, validated, finetune, evaluate, evaluate_rag,
+        evaluate_controls."""
+        names = {"validated": "validated_model" if self.whole_model else "validated_adapter",
+                 "evaluate": f"evaluate_{self.prefix}", "evaluate_rag": f"evaluate_{self.prefix}rag",
+                 "evaluate_controls": f"evaluate_controls_{self.prefix}"}
+        return names.get(stage, f"{stage}{self.suffix}")
+
+    def run_dir(self) -> str:
+        """A fine-tuning run's folder (wildcards model, task, k = the paraphrase set)."""
+        return FINETUNE_RUN.replace("{folder}", self.folder)
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.run_dir()}/{self.artifact}"
+
+    @property
+    def loss(self) -> str:
+        return f"{self.run_dir()}/train_loss.csv"
+
+    def hparams(self, file: str) -> str:
+        """A file of its search: lr{lr}.json (a trial), lr{lr} (the trial's model), chosen.json."""
+        return HPARAMS_FILE.replace("{folder}", self.folder).replace("{file}", file)
+
+    @property
+    def chosen(self) -> str:
+        return self.hparams("chosen.json")
+
+    @property
+    def control_score(self) -> str:
+        """A control's score file on one of its checkpoints (wildcards model, task, p, control)."""
+        return CONTROL_SCORE.replace("{method}", f"{{task}}/{self.prefix}-p{{p}}")
+
+    def cell(self, p, rag: bool = False) -> str:
+        return f"{self.prefix}{'rag' if rag else ''}-p{p}"
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if method.name in METHODS or any(m.prefix == method.prefix for m in METHODS.values()):
+        raise ValueError(f"fine-tuning method {method.name} (prefix {method.prefix}) is registered twice")
+    METHODS[method.name] = method
+    return method
+
+
+def method(name: str, key: str = "finetune.methods", source: str = "config") -> Method:
+    """The registered method ``name``; one line naming the key and the registered names otherwise."""
+    if name not in METHODS:
+        raise KinjectError(source, f"{key}: {name!r} is not a fine-tuning method (registered: {', '.join(METHODS)})")
+    return METHODS[name]
+
+
+def by_prefix(prefix: str) -> Method:
+    """The method whose cells are {prefix}-p{p}."""
+    return next(m for m in METHODS.values() if m.prefix == prefix)
+
+
+def adapter_methods() -> list[Method]:
+    """The methods that train an adapter (each with its command-line option)."""
+    return [m for m in METHODS.values() if m.option]
+
+
+def cell_method(cell: str) -> tuple[Method, bool] | None:
+    """(method, with RAG) of a fine-tuned cell's method name (ft-p4, lorarag-p2); None for base and rag."""
+    stem = cell.split("-p")[0]
+    for m in METHODS.values():
+        if stem in (m.prefix, f"{m.prefix}rag"):
+            return m, stem.endswith("rag") and stem != m.prefix
+    return None
+
+
+# The registered methods --------------------------------------------------------------------------------------
+
+register(Method(
+    name="full", label="FT", prefix="ft", whole_model=True, folder="", suffix="",
+    lr=lambda config: config["finetune"]["lr"],
+    search_lrs=lambda config: list(config["finetune"].get("search", {}).get("lr", [])), search_key="finetune.search.lr",
+    options=lambda config: {}))
+
+
+register(Method(
+    name="lora", label="LoRA", prefix="lora", whole_model=False, folder="lora/", suffix="_lora",
+    lr=lambda config: config["finetune"]["lora"]["lr"],
+    search_lrs=lambda config: list(config["finetune"]["lora"].get("search_lr", [])), search_key="finetune.lora.search_lr",
+    options=lora.options, trainable=lora.trainable_parameters, option="lora", wrap=lora.add_adapter,
+    saved_weight=lora.saved_weight))
