@@ -18,7 +18,8 @@ from kinject.settings import load_config
 from kinject.training.finetune import load_tokenizer, tokenize_blocks, train_causal_lm
 from kinject.training.hparams import adopt, choose, run_trial
 from kinject.training.launch import launch_command, rule_settings
-from kinject.training.lora import check_adapter, lora_parameters
+from kinject.training.adapters import check_adapter
+from kinject.training.lora import lora_parameters
 from kinject.training.models import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]

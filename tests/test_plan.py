@@ -335,22 +335,38 @@ def test_resources_below_the_plan_are_warnings(tmp_path):
     assert any(w.startswith("finetune: resources.finetune.runtime 30 min is below") for w in plan["warnings"])
 
 
+RULE_MEMORY = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(cores=1), storage_settings=StorageSettings(),
+                      config_settings=ConfigSettings(configfiles=[Path(p) for p in sys.argv[1:]]),
+                      snakefile=Path("Snakefile"), workdir=Path("."))
+    mem = {r.name: r.resources.get("mem_mb") for r in wf._workflow.rules if "gpu" in r.resources}
+    print(json.dumps({name: getattr(mb, "value", mb) for name, mb in mem.items()}))
+"""
+
+
 def test_resource_keys_are_the_rules_own(tmp_path):
-    """RESOURCE_KEY names the resources entry each GPU rule's compute_resources(...) call reads."""
-    text = "\n".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
-    found, parents = {}, {}
-    blocks = re.split(r"^\s*(rule \w+:|use rule \w+ as \w+ with:)", text, flags=re.M)
-    for head, body in zip(blocks[1::2], blocks[2::2]):
-        names = re.findall(r"\w+", head)
-        name = names[-2] if head.startswith("use") else names[1]
-        if head.startswith("use"):
-            parents[name] = names[2]
-        call = re.search(r"compute_resources\((?:\"(\w+)\")?\)", body)
-        if call:
-            found[name] = call.group(1) or "gpu_rules"
-    for child, parent in parents.items():
-        found.setdefault(child, found.get(parent))
-    assert {r: k for r, k in found.items() if k} == RESOURCE_KEY
+    """RESOURCE_KEY names the resources entry each GPU rule (a rule with a gpu resource) reads, as Snakemake
+    parsed the rules: every entry gets its own mem_mb, and each rule's mem_mb says which entry it read (the
+    extended demo, with a LoRA arm and a control, has every GPU rule)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    marks = {"gpu_rules": 101_000, "hparam_trial": 102_000, "finetune": 103_000, "evaluate": 104_000}
+    edit = {"resources": {key: {"mem_mb": mb} for key, mb in marks.items()}}
+    (tmp_path / "marks.yaml").write_text(yaml.safe_dump(edit))
+    proc = subprocess.run([sys.executable, "-c", RULE_MEMORY, "config/demo.yaml", "config/demo_extended.yaml",
+                           str(tmp_path / "marks.yaml")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    memory = json.loads(proc.stdout.strip().splitlines()[-1])
+    read = {rule: key for rule, mb in memory.items() for key, mark in marks.items() if mb == mark}
+    assert read == RESOURCE_KEY
 
 
 # ---- corpus from the artifacts, LLM calls -------------------------------------------------------------
