@@ -357,7 +357,7 @@ def retrieval_input(wildcards):
 
 
 def loss_files():
-    """Every fine-tuning run's loss: beside its checkpoint (full) or adapter (lora)."""
+    """Every fine-tuning run's loss: beside its checkpoint or adapter (kinject.training.methods)."""
     return [
         res(METHODS[c["method"]].loss.format(model=c["model"], task=c["task"], k=c["p"]))
         for c in finetuned_checkpoints(config)

@@ -4,7 +4,7 @@
 # hparam_trial and finetune run `accelerate launch --config_file <finetune.accelerate_config>` with one
 # process per GPU of the job (kinject.training.launch.launch_command builds the command).
 #
-# Every fine-tuning method (kinject.training.methods.METHODS: full, LoRA, ...) gets these four rules, named
+# Every fine-tuning method (kinject.training.methods.METHODS) gets these four rules, named
 # and pathed by its registry entry: hparam_trial{suffix}, choose_hparams{suffix}, validated_model (or
 # validated_adapter) and finetune{suffix}, its artifacts under its folder.
 from kinject.training.launch import check_launch, rule_settings

@@ -190,7 +190,10 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
      "evaluation.controls.atlas: a control is a question set outside every task; atlas is a task"),
     (lambda c: c["evaluation"]["controls"].update(more={"source": "mmlu_csv", "path": "m"}),
      "evaluation.controls.more.subject is required for source mmlu_csv"),
-    (lambda c: c["finetune"].update(methods=["full", "qlora"]), "'qlora' is not one of"),
+    (lambda c: c["finetune"].update(methods=["full", "qlora"]),
+     r"/bad.yaml: finetune.methods: 'qlora' is not a fine-tuning method \(registered: full, lora\)$"),
+    (lambda c: c["tasks"]["atlas"].update(finetune_methods=["ful"]),
+     r"tasks.atlas.finetune_methods: 'ful' is not a fine-tuning method \(registered: full, lora\)$"),
 ])
 def test_a_bad_lora_or_controls_config_is_one_line(tmp_path, edit, message):
     import yaml

@@ -14,24 +14,18 @@ import sys
 
 __version__ = "0.1.0"
 
-# The modules' names before the stage folders, which scripts/*.py still import. Snakemake re-runs every
+# The names before the stage folders of the modules scripts/*.py import, which they still use. Snakemake re-runs every
 # finished job of a rule whose script file is newer than its outputs, so rewriting the scripts' import lines
 # would re-run a whole finished study (GPU-hours) for no change in what any job computes: they stay as they
 # are, and these names resolve to the very module objects below. Code in src/, tests/ and bench/ uses the
 # new names (tests/test_layout.py checks that only scripts/ uses these).
 MOVED = {
     "hub": "provenance.hub", "lock": "provenance.lock", "manifest": "provenance.manifest",
-    "data": "knowledge.data", "mediawiki": "knowledge.mediawiki", "wikidump": "knowledge.wikidump",
-    "multistream": "knowledge.multistream", "events": "knowledge.events", "corpus": "knowledge.corpus",
-    "revisions": "knowledge.revisions",
-    "questions": "qa.sets", "paraphrases": "qa.paraphrases", "prompts": "qa.prompts",
-    "llm": "qa.llm", "llm_pool": "qa.llm_pool",
-    "finetune": "training.finetune", "lora": "training.lora", "hparams": "training.hparams",
-    "launch": "training.launch", "models": "training.models",
-    "evaluate": "evaluation.evaluate", "retrieval": "evaluation.retrieval", "shared_prefix": "evaluation.shared_prefix",
-    "report": "reporting.report", "comparisons": "reporting.comparisons", "stats": "reporting.stats",
-    "forgetting": "reporting.forgetting",
-    "plan": "planning.plan",
+    "data": "knowledge.data", "corpus": "knowledge.corpus",
+    "questions": "qa.sets", "paraphrases": "qa.paraphrases", "llm": "qa.llm",
+    "hparams": "training.hparams", "launch": "training.launch", "models": "training.models",
+    "evaluate": "evaluation.evaluate", "retrieval": "evaluation.retrieval",
+    "report": "reporting.report", "forgetting": "reporting.forgetting",
 }
 
 
