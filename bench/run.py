@@ -419,7 +419,7 @@ def train_seconds(base, dataset, collator, work_dir: Path, *, lr: float, batch: 
 
 def training_set(demo: Demo, tmp: Path, n_texts: int) -> tuple[Path, list[str]]:
     """The first ``n_texts`` texts of the demo's largest current-events paraphrase set, as a parquet of its own."""
-    from kinject.training.finetune import training_texts
+    from kinject.training.blocks import training_texts
 
     largest = max(demo.config["tasks"]["current_events"]["paraphrase_sets"])
     source = demo.results / "current_events" / "paraphrases" / f"paraphrases_k{largest}.parquet"
@@ -432,7 +432,8 @@ def bench_finetune(demo: Demo, tmp: Path, n_texts: int) -> None:
     from transformers import Trainer, default_data_collator
 
     from kinject.precision import save_dtype
-    from kinject.training.finetune import BlockDataset, load_tokenizer, tokenize_blocks, train_causal_lm
+    from kinject.training.blocks import BlockDataset, load_tokenizer, tokenize_blocks
+    from kinject.training.finetune import train_causal_lm
 
     ft, seed, precision = demo.config["finetune"], demo.config["seed"], demo.precision
     threads = demo.threads("finetune")

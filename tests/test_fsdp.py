@@ -27,7 +27,7 @@ from process_tree import run as run_tree
 from kinject import precision as precisions
 from kinject.io import write_parquet
 from kinject.settings import load_config
-from kinject.training import finetune, launch
+from kinject.training import blocks, finetune, launch
 from kinject.training.models import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ def test_two_cpu_processes_under_fsdp_follow_the_one_process_loss_curve(job):
     assert "FSDP2 on CPU: 2 gloo process(es), parameters sharded" in log_two
     assert "FSDP2 on CPU: 1 gloo process(es)" in log_one
     assert f"2 process(es), 1 torch thread(s) each, precision {here()} (auto) on cpu" in log_two  # 2 CPUs, shared
-    blocks = len(finetune.tokenize_blocks(finetune.load_tokenizer(job[0] / "base"), TEXTS, 32))
+    blocks = len(blocks.tokenize_blocks(blocks.load_tokenizer(job[0] / "base"), TEXTS, 32))
     assert two["step"].tolist() == one["step"].tolist() == list(range(1, 3 * math.ceil(blocks / 8) + 1))
     assert two["loss"].iloc[-1] < two["loss"].iloc[0] - 1.0
     rel = ((two["loss"] - one["loss"]).abs() / one["loss"]).max()

@@ -61,7 +61,7 @@ def test_a_plan_more_than_15_percent_off_the_measurement_is_flagged():
 
 def test_the_word_tokenizer_gives_exact_blocks():
     """A text of block_size - 2 words is one block of exactly block_size tokens once packed (BOS, EOS)."""
-    from kinject.training.finetune import tokenize_blocks
+    from kinject.training.blocks import tokenize_blocks
 
     tok = gpu_check.word_tokenizer(50)
     texts = [" ".join(f"w{(i + j) % 50}" for j in range(254)) for i in range(6)]

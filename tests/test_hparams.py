@@ -7,7 +7,8 @@ import pytest
 
 from kinject.errors import KinjectError
 from kinject.io import write_parquet
-from kinject.training.finetune import eval_loss, train_causal_lm, training_texts
+from kinject.training.blocks import training_texts
+from kinject.training.finetune import eval_loss, train_causal_lm
 from kinject.training.hparams import adopt, choose, run_trial
 from kinject.training.models import build_tiny_model
 

@@ -15,10 +15,11 @@ from kinject.errors import KinjectError
 from kinject.grid import cells, evaluation_jobs, expected_job_counts
 from kinject.io import write_parquet
 from kinject.settings import load_config
-from kinject.training.finetune import load_tokenizer, tokenize_blocks, train_causal_lm
+from kinject.training.adapters import check_adapter
+from kinject.training.blocks import load_tokenizer, tokenize_blocks
+from kinject.training.finetune import train_causal_lm
 from kinject.training.hparams import adopt, choose, run_trial
 from kinject.training.launch import launch_command, rule_settings
-from kinject.training.adapters import check_adapter
 from kinject.training.lora import lora_parameters
 from kinject.training.models import build_tiny_model
 

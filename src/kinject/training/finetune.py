@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -23,88 +22,27 @@ import threading
 from pathlib import Path
 
 from kinject import precision as precisions
+from kinject.device import check_gpu
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, read_parquet, write_json, write_text
+from kinject.io import atomic_path, write_json, write_text
+from kinject.training.blocks import (
+    BlockDataset,
+    _digest,
+    gradient_accumulation,
+    load_tokenizer,
+    tokenize_blocks,
+    training_texts,
+)
+from kinject.training.checkpoints import EPOCHS_DIR, clear_work_dir, resume_checkpoint
 from kinject.training.methods import adapter_methods
 
 log = logging.getLogger(__name__)
 
 LOSS_COLUMNS = ["step", "epoch", "loss", "learning_rate"]
-RUN_FILE = "run.json"
 # what a saved model or adapter records of the run that made it: its precision, device, save dtype
 TRAINING_FILE = "training.json"
 # the module each training rule launches
 ENTRY_POINTS = {"finetune": "kinject.training.finetune", "hparam_trial": "kinject.training.hparams"}
-
-
-def pack_blocks(docs_token_ids: list[list[int]], block_size: int, bos_id: int, eos_id: int) -> list[list[int]]:
-    """Wrap each doc as [bos] + ids + [eos], concatenate, cut into blocks of exactly ``block_size``.
-
-    A BOS/EOS the tokenizer already put at a doc's edge is not doubled. The tail shorter than a block
-    is dropped (as transformers' run_clm does), except when the whole stream is shorter than one block:
-    then it is the only block, so a tiny corpus still trains.
-    """
-    if block_size < 1:
-        raise ValueError(f"block_size must be positive, got {block_size}")
-    if not docs_token_ids:
-        raise ValueError("no documents to pack")
-    stream: list[int] = []
-    for ids in docs_token_ids:
-        ids = list(ids)
-        if not ids or ids[0] != bos_id:
-            ids.insert(0, bos_id)
-        if len(ids) == 1 or ids[-1] != eos_id:
-            ids.append(eos_id)
-        stream.extend(ids)
-    if len(stream) < block_size:
-        return [stream]
-    return [stream[i:i + block_size] for i in range(0, len(stream) - block_size + 1, block_size)]
-
-
-def training_texts(parquet_path) -> list[str]:
-    """The ``text`` column of a chunk / paraphrase-set parquet."""
-    return [str(t) for t in read_parquet(parquet_path, columns=["text"])["text"]]
-
-
-def load_tokenizer(base):
-    """``AutoTokenizer`` for ``base``; a tokenizer without a pad token pads with EOS."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def tokenize_blocks(tokenizer, texts, block_size: int) -> list[list[int]]:
-    """Tokenize ``texts`` with ``tokenizer`` and pack them (BOS falls back to EOS for BOS-less tokenizers)."""
-    texts = list(texts)
-    if not texts:
-        raise ValueError("no texts to train or evaluate on")
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    ids = tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
-    return pack_blocks(ids, block_size, bos, tokenizer.eos_token_id)
-
-
-class BlockDataset:
-    """Map-style dataset of equal-length blocks; labels are the inputs (the model shifts them)."""
-
-    def __init__(self, blocks):
-        self.blocks = blocks
-
-    def __len__(self):
-        return len(self.blocks)
-
-    def __getitem__(self, i):
-        import torch
-
-        ids = torch.tensor(self.blocks[i], dtype=torch.long)
-        return {"input_ids": ids, "labels": ids.clone()}
-
-
-def gradient_accumulation(batch_size: int, per_device_batch_size: int, world_size: int) -> int:
-    """Micro-batches per optimizer step so that one step sees about ``batch_size`` blocks."""
-    return max(1, batch_size // (per_device_batch_size * world_size))
 
 
 def loss_rows(log_history) -> list[dict]:
@@ -187,7 +125,6 @@ def _sigterm_callback(received: dict):
     return StopOnSigterm()
 
 
-EPOCHS_DIR = "epochs"
 
 
 def epoch_dir(root, epoch: int) -> Path:
@@ -218,169 +155,14 @@ def _epoch_models_callback(tokenizer, root, save_dtype: str, meta: dict, saved_w
     return EpochModels()
 
 
-def _safetensors_problem(path: Path) -> str | None:
-    """Why a safetensors file is not whole (its header unreadable, or its size not the one the header gives),
-    or None. Only the header is read: a truncated write (a node lost before the page cache reached the disk,
-    a full disk, a partial copy) shows as a short file, and resuming from it crashes every rerun."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        length = int.from_bytes(head, "little") if len(head) == 8 else None
-        if length is None or length > size - 8:
-            return f"{path.name} is truncated ({size} bytes, its header cut)"
-        try:
-            header = json.loads(fh.read(length))
-            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            return f"{path.name} has an unreadable safetensors header"
-    if size != 8 + length + end:
-        return f"{path.name} is {size} bytes but its header describes {8 + length + end}"
-    return None
-
-
-def _distributed_checkpoint_problem(folder: Path) -> str | None:
-    """Why a torch distributed checkpoint folder (FSDP's sharded ``pytorch_model_fsdp_0``, ``optimizer_0``)
-    is not whole: its ``.metadata`` unreadable, or a shard file it lists missing or shorter than listed."""
-    import pickle
-
-    try:
-        with open(folder / ".metadata", "rb") as fh:
-            storage = pickle.load(fh).storage_data.values()
-    except FileNotFoundError:
-        return f"{folder.name}/.metadata is missing"
-    except Exception as exc:  # noqa: BLE001 - unpickling a cut file raises many types
-        return f"{folder.name}/.metadata is unreadable ({type(exc).__name__})"
-    needed: dict[str, int] = {}
-    for info in storage:
-        needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
-    for name, end in sorted(needed.items()):
-        shard = folder / name
-        if not shard.is_file():
-            return f"{folder.name}/{name} is missing"
-        if shard.stat().st_size < end:
-            return f"{folder.name}/{name} is truncated ({shard.stat().st_size} bytes, {end} listed)"
-    return None
-
-
-def checkpoint_problem(checkpoint) -> str | None:
-    """Why a Trainer checkpoint cannot be resumed, or None when it is whole.
-
-    ``trainer_state.json`` (the Trainer's last write) must be readable, the weights whole: every safetensors
-    file's size agreeing with its header, every shard a ``*.safetensors.index.json`` names present, every
-    torch distributed checkpoint folder's listed shards present at their listed sizes (FSDP), and every
-    ``torch.save`` file (optimizer, scheduler, RNG state) a readable zip. Only headers and directories are
-    read, so a 7B checkpoint is checked in well under a second.
-    """
-    import zipfile
-
-    checkpoint = Path(checkpoint)
-    try:
-        json.loads((checkpoint / "trainer_state.json").read_text())
-    except FileNotFoundError:
-        return "no trainer_state.json (the Trainer's last write)"
-    except ValueError:
-        return "trainer_state.json is not readable JSON"
-    weights = sorted(checkpoint.glob("*.safetensors"))
-    shards = sorted(p for p in checkpoint.iterdir()
-                    if p.is_dir() and ((p / ".metadata").exists() or p.name.startswith("pytorch_model_fsdp")))
-    if not weights and not shards and not list(checkpoint.glob("pytorch_model*.bin")):
-        return "no weights (no *.safetensors, pytorch_model*.bin or pytorch_model_fsdp_* folder)"
-    for index in sorted(checkpoint.glob("*.safetensors.index.json")):
-        try:
-            names = set(json.loads(index.read_text())["weight_map"].values())
-        except (ValueError, KeyError, AttributeError):
-            return f"{index.name} is not a readable shard index"
-        missing = sorted(name for name in names if not (checkpoint / name).is_file())
-        if missing:
-            return f"{missing[0]} named by {index.name} is missing"
-    for path in weights:
-        if (problem := _safetensors_problem(path)):
-            return problem
-    for folder in shards:
-        if (problem := _distributed_checkpoint_problem(folder)):
-            return problem
-    for path in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth"), *checkpoint.glob("*.bin")]):
-        if not zipfile.is_zipfile(path):
-            return f"{path.name} is truncated (not a readable torch.save file)"
-    return None
-
-
-def _recorded_run(run_file: Path):
-    """The settings a work dir's run file records, or None: none recorded, or a file that is not JSON (then
-    its checkpoints cannot be told to be of this run, and are discarded with a warning, not trusted)."""
-    try:
-        return json.loads(run_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        log.warning("%s: not readable JSON (%s): the checkpoints next to it are discarded, training starts afresh",
-                    run_file, exc)
-        return None
-
-
-def resume_checkpoint(work_dir, run: dict, *, main_process: bool):
-    """The newest whole checkpoint in ``work_dir`` of the same run, or None to start afresh.
-
-    A checkpoint is resumed only when :func:`checkpoint_problem` finds none: a half-written or truncated one
-    is deleted by the main process with a warning naming it and why, and the one before it (if any) resumed.
-    All are deleted when ``run`` (the settings) changed, or when the run file is unreadable.
-    """
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    work_dir = Path(work_dir)
-    run_file = work_dir / RUN_FILE
-    same_run = _recorded_run(run_file) == run
-    checkpoints = sorted(work_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
-    problems = {c: checkpoint_problem(c) for c in checkpoints} if same_run else {}
-    complete = [c for c in checkpoints if same_run and problems[c] is None]
-    if main_process:
-        shutil.rmtree(work_dir / "final", ignore_errors=True)
-        if not complete:  # starting afresh: no epoch model of an earlier start may be kept
-            shutil.rmtree(work_dir / EPOCHS_DIR, ignore_errors=True)
-        for stale in sorted(set(checkpoints) - set(complete)):
-            if same_run:
-                log.warning("removing incomplete checkpoint %s: %s", stale, problems[stale])
-            else:
-                log.warning("removing checkpoint of other settings %s", stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        if not same_run:
-            write_text(run_file, json.dumps(run, sort_keys=True))
-    return str(complete[-1]) if complete else None
-
-
-def clear_work_dir(work_dir) -> None:
-    """Delete what a finished run left in ``work_dir`` (checkpoints, settings, staging)."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    work_dir = Path(work_dir)
-    for path in [*work_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"), work_dir / "final", work_dir / EPOCHS_DIR]:
-        shutil.rmtree(path, ignore_errors=True)
-    (work_dir / RUN_FILE).unlink(missing_ok=True)
-
-
-def _digest(blocks) -> str:
-    h = hashlib.sha256()
-    for block in blocks:
-        h.update(json.dumps(block).encode())
-    return h.hexdigest()
-
-
 def check_device(precision: str = "fp32", *, gpus: int = 0, allow_cpu: bool = False) -> str:
-    """The device training will use ("cuda" or "cpu"), or a one-line error where the request cannot be met.
-
-    A job that asks for no GPU trains on the CPU, on any host (as ``kinject.device.check_gpu`` decides).
-    A job that asks for GPUs and finds no CUDA stops here (before any model loads) unless ``allow_cpu``;
-    ``precision`` is resolved on that device (kinject.precision: bf16 on a GPU without it is an error, not a
-    silent fp32; auto picks bf16 where it is native, fp32 elsewhere; bf16 on a CPU that emulates it warns).
-    """
-    import torch
-
+    """The device training will use ("cuda" or "cpu"), or a one-line error where the request cannot be met:
+    kinject.device.check_gpu's decision (a job that asks for GPUs and finds no CUDA stops before any model
+    loads, unless ``allow_cpu``), with ``precision`` resolved on that device (kinject.precision: bf16 on a GPU
+    without it is an error, not a silent fp32; auto picks bf16 where it is native, fp32 elsewhere; bf16 on a
+    CPU that emulates it warns)."""
     precisions.check_choice(precision)
-    cuda = gpus > 0 and torch.cuda.is_available()
-    if gpus > 0 and not cuda and not allow_cpu:
-        raise KinjectError("resources", f"the job asks for {gpus} GPU(s) but CUDA is not available here "
-                           "(set resources.allow_cpu: true to train on CPU instead)")
-    device = "cuda" if cuda else "cpu"
+    device = check_gpu(gpus, allow_cpu, "resources")
     precisions.resolve(precision, device)
     return device
 

@@ -20,6 +20,7 @@ import pandas as pd
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
 from kinject.training.adapters import is_adapter
+from kinject.training.blocks import training_texts
 from kinject.training.finetune import (
     epoch_dir,
     read_hparams,
@@ -27,7 +28,6 @@ from kinject.training.finetune import (
     train_causal_lm,
     training_options,
     training_parser,
-    training_texts,
     write_loss_csv,
 )
 
