@@ -21,7 +21,7 @@ from kinject import precision as precisions
 from kinject.errors import KinjectError
 from kinject.io import write_parquet
 from kinject.settings import load_config
-from kinject.training import blocks, checkpoints, finetune, launch
+from kinject.training import blocks, callbacks, checkpoints, finetune, launch
 from kinject.training.blocks import gradient_accumulation, pack_blocks
 from kinject.training.finetune import train_causal_lm
 from kinject.training.launch import rule_settings
@@ -392,7 +392,7 @@ def test_a_sigterm_in_an_epochs_last_step_saves_after_the_epochs_evaluation(base
     monkeypatch.setattr(Trainer, "training_step", sigterm_in_last_step)
     args = (base, texts, tmp_path / "ft", tmp_path / "loss.csv")
     train = dict(work_dir=tmp_path / "w", eval_texts=held_out, **{**TRAIN, "epochs": 2})
-    with pytest.raises(finetune.Interrupted, match=rf"checkpoint-{per_epoch}: saved after SIGTERM at step {per_epoch}"):
+    with pytest.raises(callbacks.Interrupted, match=rf"checkpoint-{per_epoch}: saved after SIGTERM at step {per_epoch}"):
         train_causal_lm(*args, **train)
     state = json.loads((tmp_path / "w" / f"checkpoint-{per_epoch}" / "trainer_state.json").read_text())
     assert [e["epoch"] for e in state["log_history"] if "eval_loss" in e] == [1.0]

@@ -27,7 +27,7 @@ from process_tree import run as run_tree
 from kinject import precision as precisions
 from kinject.io import write_parquet
 from kinject.settings import load_config
-from kinject.training import blocks, finetune, launch
+from kinject.training import blocks, checkpoints, finetune, launch
 from kinject.training.models import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def test_the_sharded_run_saves_one_whole_model_in_the_resolved_dtype(job):
     assert files == ["model.safetensors"]
     with safe_open(two / "checkpoint" / "model.safetensors", "pt") as fh:
         assert {fh.get_slice(name).get_dtype() for name in fh.keys()} == {SAVED[here()]}
-    made = json.loads((two / "checkpoint" / finetune.TRAINING_FILE).read_text())
+    made = json.loads((two / "checkpoint" / checkpoints.TRAINING_FILE).read_text())
     assert (made["precision"], made["precision_requested"], made["save_dtype"]) == (here(), "auto", here())
     models = [AutoModelForCausalLM.from_pretrained(d / "checkpoint", dtype=torch.float32) for d in (one, two)]
     base = AutoModelForCausalLM.from_pretrained(job[0] / "base", dtype=torch.float32)

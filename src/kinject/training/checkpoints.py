@@ -8,11 +8,14 @@ import logging
 import shutil
 from pathlib import Path
 
-from kinject.io import write_text
+from kinject import precision as precisions
+from kinject.io import write_json, write_text
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+# what a saved model or adapter records of the run that made it: its precision, device, save dtype
+TRAINING_FILE = "training.json"
 EPOCHS_DIR = "epochs"  # a search trial's epoch models, in its work folder
 
 
@@ -154,3 +157,28 @@ def clear_work_dir(work_dir) -> None:
     for path in [*work_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"), work_dir / "final", work_dir / EPOCHS_DIR]:
         shutil.rmtree(path, ignore_errors=True)
     (work_dir / RUN_FILE).unlink(missing_ok=True)
+
+
+def save_final_model(trainer, tokenizer, out_dir, save_dtype: str, meta: dict | None = None,
+                     saved_weight=None) -> None:
+    """``save_pretrained`` (safetensors) of the trained model in ``save_dtype``, written by the main process,
+    with ``meta`` (the run's precision, device, save dtype) as ``training.json`` beside the weights.
+
+    Every process takes part: under FSDP the full state dict is gathered from the shards (to the main
+    process's CPU memory). ``Trainer.save_model`` writes nothing under FSDP's sharded state dicts.
+    """
+    dtype = precisions.torch_dtype(save_dtype)
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        adapter = saved_weight is not None
+        if adapter:  # an adapter run saves its adapter's weights only (the method's saved_weight)
+            state = {k: v for k, v in state.items() if saved_weight(k)}
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        model.save_pretrained(out_dir, state_dict=state)
+        if not adapter:  # an adapter is applied over the base model, which has its own config and tokenizer
+            model.config.dtype = dtype  # save_pretrained writes the dtype of the (fp32) training weights
+            model.config.save_pretrained(out_dir)
+            tokenizer.save_pretrained(out_dir)
+        write_json(Path(out_dir) / TRAINING_FILE, {**(meta or {}), "save_dtype": save_dtype})
+    trainer.accelerator.wait_for_everyone()

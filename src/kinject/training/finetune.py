@@ -9,8 +9,6 @@ this module with the command kinject.training.launch builds (``accelerate launch
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import math
@@ -24,7 +22,7 @@ from pathlib import Path
 from kinject import precision as precisions
 from kinject.device import check_gpu
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, write_json, write_text
+from kinject.io import atomic_path
 from kinject.training.blocks import (
     BlockDataset,
     _digest,
@@ -33,126 +31,21 @@ from kinject.training.blocks import (
     tokenize_blocks,
     training_texts,
 )
-from kinject.training.checkpoints import EPOCHS_DIR, clear_work_dir, resume_checkpoint
+from kinject.training.callbacks import (
+    Interrupted,
+    _epoch_models_callback,
+    _loss_callback,
+    _sigterm_callback,
+    epoch_dir,
+    loss_rows,
+)
+from kinject.training.checkpoints import EPOCHS_DIR, clear_work_dir, resume_checkpoint, save_final_model
 from kinject.training.methods import adapter_methods
 
 log = logging.getLogger(__name__)
 
-LOSS_COLUMNS = ["step", "epoch", "loss", "learning_rate"]
-# what a saved model or adapter records of the run that made it: its precision, device, save dtype
-TRAINING_FILE = "training.json"
 # the module each training rule launches
 ENTRY_POINTS = {"finetune": "kinject.training.finetune", "hparam_trial": "kinject.training.hparams"}
-
-
-def loss_rows(log_history) -> list[dict]:
-    """Per-step training-loss rows from a Trainer's ``log_history`` (which survives resumption)."""
-    return [{"step": e["step"], "epoch": e["epoch"], "loss": e["loss"], "learning_rate": e.get("learning_rate")}
-            for e in log_history if "loss" in e]
-
-
-def write_loss_csv(path, rows) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOSS_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
-
-
-def _loss_callback(loss_csv):
-    from transformers import TrainerCallback
-
-    class LossCsv(TrainerCallback):
-        """Write the per-step loss of the whole run (resumed parts included) when training ends."""
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                write_loss_csv(loss_csv, loss_rows(state.log_history))
-
-    return LossCsv()
-
-
-class Interrupted(KinjectError):
-    """Training stopped by SIGTERM after saving a checkpoint; the entry point exits 128 + SIGTERM and a rerun
-    resumes from the checkpoint."""
-
-
-def _any_process(flag: bool, args) -> bool:
-    """Whether ``flag`` is set in any training process: every process must stop at the same step, since the
-    save under FSDP is collective and a signal reaches the processes at different moments."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return flag
-    value = torch.tensor([int(flag)], device=args.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def _sigterm_callback(received: dict):
-    """Save a checkpoint and stop once SIGTERM arrived (``received["signal"]``, set by the handler
-    :func:`train_causal_lm` installs): SLURM's time limit, scancel, or the launcher forwarding either.
-
-    The checkpoint is written at the end of the step the signal arrived in; at an epoch's last step it waits
-    for the epoch's end, so the epoch's evaluation and model (a search trial's) are in it. Raising
-    :class:`Interrupted` from ``on_save`` leaves the Trainer before anything else is written.
-    """
-    from transformers import TrainerCallback
-
-    class StopOnSigterm(TrainerCallback):
-        stop = False
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if _any_process(received["signal"], args) and not self.stop:
-                self.stop = True
-                log.warning("SIGTERM received: saving a checkpoint at step %d%s, then stopping", state.global_step,
-                            " after the epoch's end" if float(state.epoch).is_integer() else "")
-            if self.stop and not float(state.epoch).is_integer():
-                control.should_save = True
-            return control
-
-        def on_epoch_end(self, args, state, control, **kwargs):
-            if self.stop:
-                control.should_save = True
-            return control
-
-        def on_save(self, args, state, control, **kwargs):
-            if self.stop:
-                raise Interrupted(Path(args.output_dir) / f"checkpoint-{state.global_step}",
-                                  f"saved after SIGTERM at step {state.global_step}; a rerun resumes from it")
-
-    return StopOnSigterm()
-
-
-
-
-def epoch_dir(root, epoch: int) -> Path:
-    """Where a search trial keeps the model after ``epoch`` (1-based): ``root/epoch{epoch}``."""
-    return Path(root) / f"epoch{epoch}"
-
-
-def _epoch_models_callback(tokenizer, root, save_dtype: str, meta: dict, saved_weight=None):
-    """Save the model after every epoch to ``root/epoch{n}`` (a search trial keeps each epoch's model, so the
-    chosen one is the evaluated one). Every process takes part (under FSDP the weights are gathered)."""
-    from transformers import TrainerCallback
-
-    class EpochModels(TrainerCallback):
-        trainer = None
-
-        def on_epoch_end(self, args, state, control, **kwargs):
-            epoch = round(state.epoch)
-            target = epoch_dir(root, epoch)
-            staging = Path(root) / f".epoch{epoch}.partial"
-            if self.trainer.is_world_process_zero():
-                shutil.rmtree(staging, ignore_errors=True)
-            save_final_model(self.trainer, tokenizer, staging, save_dtype, meta, saved_weight)
-            if self.trainer.is_world_process_zero():
-                shutil.rmtree(target, ignore_errors=True)
-                staging.rename(target)
-            self.trainer.accelerator.wait_for_everyone()
-
-    return EpochModels()
 
 
 def check_device(precision: str = "fp32", *, gpus: int = 0, allow_cpu: bool = False) -> str:
@@ -217,31 +110,6 @@ def adapter_method(adapter: dict):
     if len(chosen) > 1:
         raise TypeError(f"one adapter at a time, not {', '.join(m.option for m in chosen)}")
     return chosen[0] if chosen else None
-
-
-def save_final_model(trainer, tokenizer, out_dir, save_dtype: str, meta: dict | None = None,
-                     saved_weight=None) -> None:
-    """``save_pretrained`` (safetensors) of the trained model in ``save_dtype``, written by the main process,
-    with ``meta`` (the run's precision, device, save dtype) as ``training.json`` beside the weights.
-
-    Every process takes part: under FSDP the full state dict is gathered from the shards (to the main
-    process's CPU memory). ``Trainer.save_model`` writes nothing under FSDP's sharded state dicts.
-    """
-    dtype = precisions.torch_dtype(save_dtype)
-    state = trainer.accelerator.get_state_dict(trainer.model)
-    if trainer.is_world_process_zero():
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        adapter = saved_weight is not None
-        if adapter:  # an adapter run saves its adapter's weights only (the method's saved_weight)
-            state = {k: v for k, v in state.items() if saved_weight(k)}
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        model.save_pretrained(out_dir, state_dict=state)
-        if not adapter:  # an adapter is applied over the base model, which has its own config and tokenizer
-            model.config.dtype = dtype  # save_pretrained writes the dtype of the (fp32) training weights
-            model.config.save_pretrained(out_dir)
-            tokenizer.save_pretrained(out_dir)
-        write_json(Path(out_dir) / TRAINING_FILE, {**(meta or {}), "save_dtype": save_dtype})
-    trainer.accelerator.wait_for_everyone()
 
 
 def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr: float, epochs: int,

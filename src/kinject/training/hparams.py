@@ -21,14 +21,13 @@ from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
 from kinject.training.adapters import is_adapter
 from kinject.training.blocks import training_texts
+from kinject.training.callbacks import epoch_dir, write_loss_csv
 from kinject.training.finetune import (
-    epoch_dir,
     read_hparams,
     run_entry_point,
     train_causal_lm,
     training_options,
     training_parser,
-    write_loss_csv,
 )
 
 log = logging.getLogger(__name__)
