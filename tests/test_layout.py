@@ -81,3 +81,15 @@ def test_scripts_imports_resolve():
                 module = importlib.import_module(node.module)
                 missing = [a.name for a in node.names if not hasattr(module, a.name)]
                 assert not missing, f"{path.name}: {node.module} has no {missing}"
+
+
+def test_the_layout_page_names_every_module_and_rule_file():
+    """docs/layout.md names every module of the package (by its name in its folder's list) and every rule file."""
+    text = LAYOUT.read_text()
+    modules = sorted({path.stem for path in MODULES.values() if path.name != "__init__.py"})
+    missing = [m for m in modules if f"`{m}`" not in text]
+    assert not missing, f"docs/layout.md does not name {missing}"
+    folders = sorted({p.parent.name for p in SRC.rglob("*/__init__.py")})
+    assert not [f for f in folders if f"`{f}/`" not in text], folders
+    rules = [p.name for p in sorted((ROOT / "rules").glob("*.smk"))]
+    assert not [r for r in rules if f"`{r}`" not in text], rules
