@@ -458,6 +458,15 @@ def test_command_prints_the_tables_and_json(tmp_path, capsys):
     assert data["rules"]["finetune"]["jobs"] == 30 and data["rules"]["hparam_trial"]["gpus"] == 4
 
 
+def test_a_dag_snakemake_cannot_build_is_one_line():
+    """The jobs are Snakemake's: a knowledge base whose dump is missing stops the plan as it stops a dry run."""
+    config = load_config(ROOT / "config" / "demo.yaml")
+    config["tasks"]["atlas"]["knowledge_base"]["path"] = "resources/no_such_dump.xml"
+    with pytest.raises(KinjectError, match="Missing input files for rule fetch.*resources/no_such_dump.xml") as err:
+        make_plan(config, ROOT)
+    assert "\n" not in str(err.value)
+
+
 def test_command_imports_no_torch(tmp_path):
     code = ("import sys; from kinject.cli import main; main(['plan', 'config.yaml', '--json']); "
             "print(sorted(m for m in ('torch', 'transformers', 'faiss', 'openai') if m in sys.modules), file=sys.stderr)")

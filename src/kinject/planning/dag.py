@@ -26,6 +26,7 @@ from kinject.errors import KinjectError
 
 CHECKOUT = Path(__file__).resolve().parents[3]  # src/kinject/planning/dag.py -> the repository (its Snakefile)
 TARGET = "all"
+ERROR = "kinject.planning.dag: "  # the child's one-line error, on stderr
 _CACHE: dict[tuple[str, str], list[dict]] = {}
 
 
@@ -61,8 +62,9 @@ def _child(where: Path, configfiles: list[Path]) -> list[dict]:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+        said = [line.removeprefix(ERROR) for line in lines if line.startswith(ERROR)]
         raise KinjectError(where / "Snakefile", "cannot build the DAG of snakemake all: "
-                           + (lines[-1] if lines else f"exit status {proc.returncode}"))
+                           + (said or lines or [f"exit status {proc.returncode}"])[-1])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -96,7 +98,13 @@ def build(configfiles: list[Path], workdir: Path = Path(".")) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    print(json.dumps(build([Path(a) for a in args])))
+    try:
+        jobs = build([Path(a) for a in args])
+    except Exception as exc:  # Snakemake's own (missing input, ambiguous rules, a bad Snakefile): one line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        print(f"{ERROR}{type(exc).__name__}: {'; '.join(lines)}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(jobs))
 
 
 if __name__ == "__main__":
