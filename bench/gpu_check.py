@@ -48,7 +48,7 @@ FP32_TOLERANCE = 1e-4  # log-likelihoods, shared prefix vs stock, as tests/test_
 DEVICE_TESTS = ("tests/test_device.py", "tests/test_jobs.py", "tests/test_finetune.py")
 DEVICE_TEST_SELECTION = "cuda or gpu or device or bf16"
 # SmolLM2-135M-Instruct's config.json (the demo's model; tests/test_gpu_check.py checks these figures against
-# the GGUF file the demo converts), in kinject.planning.plan's shape keys
+# the GGUF file the demo converts), in kinject.planning.shapes' shape keys
 SMOLLM2_SHAPE = {"hidden_size": 576, "num_layers": 30, "num_heads": 9, "num_kv_heads": 3, "intermediate_size": 1536,
                  "vocab_size": 49152, "max_position_embeddings": 8192, "tied": True}
 TINY_SHAPE = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 192,
@@ -246,13 +246,15 @@ def build_random_model(shape: dict, out: Path, device: str) -> dict:
 
 
 def plan_estimate(name: str, shape: dict, settings: dict, config: dict, parameters: int) -> dict:
-    """kinject.planning.plan's figures for this one job: peak GB per GPU by part and tokens/s at plan.achievable_tflops."""
-    from kinject.planning import plan
+    """kinject plan's figures (kinject.planning.memory) for this one job: peak GB per GPU by part and tokens/s at plan.achievable_tflops."""
+    from kinject.planning import memory as plan
+    from kinject.planning.distribution import read_distribution
+    from kinject.planning.shapes import SHAPE_KEYS, Shape, llama_parameters
 
-    figures = {k: shape[k] for k in plan.SHAPE_KEYS}
-    params = plan.llama_parameters(**figures, tied=shape["tied"])
-    s = plan.Shape(parameters=params, **figures, source=name)
-    dist = plan.read_accelerate_config(ROOT / settings["accelerate_config"])
+    figures = {k: shape[k] for k in SHAPE_KEYS}
+    params = llama_parameters(**figures, tied=shape["tied"])
+    s = Shape(parameters=params, **figures, source=name)
+    dist = read_distribution(ROOT / settings["accelerate_config"])
     plan_cfg = config.get("plan", {})
     memory = plan.training_memory(s, processes=1, dist=dist, precision=settings["precision"],
                                   micro_batch=settings["per_device_batch_size"], block_size=settings["block_size"],

@@ -545,12 +545,12 @@ def temporary_task_folders(demo: Demo) -> str:
 
 
 def bench_snakemake(demo: Demo, tmp: Path, complete: bool) -> None:
-    from kinject.grid import expected_job_counts
+    from kinject.planning.dag import dag_jobs
     from kinject.settings import load_config
 
     repo = tmp / "repo"
     demo_evaluation.copy_repo(demo.repo, repo)
-    jobs = sum(expected_job_counts(load_config(demo.repo / "config.yaml")).values())
+    jobs = len(dag_jobs(load_config(demo.repo / "config.yaml"), demo.repo))
     t_dry, proc = timed(lambda: demo_evaluation.snakemake(repo, "-n", "-q"), 3)
     if proc.returncode:
         record_value("snakemake dry run, paper grid", f"{jobs} jobs", "snakemake -n -q", None, "s", "FAILED",

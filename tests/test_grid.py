@@ -1,4 +1,5 @@
-"""The full paper grid: the dry run is the documented formula, and bad configs fail with one line."""
+"""The full paper grid: the dry run has the jobs counted by hand, the planner's DAG is the dry run's, and bad
+configs fail with one line."""
 
 import re
 import shlex
@@ -10,8 +11,9 @@ import pytest
 import yaml
 
 from kinject.errors import KinjectError
-from kinject.grid import cells, dry_run_jobs, evaluation_cells, evaluation_jobs, expected_job_counts
+from kinject.grid import cells, dry_run_jobs, evaluation_cells, evaluation_jobs
 from kinject.paths import SCORE_PATTERN, rooted
+from kinject.planning.dag import dag_jobs, job_counts
 from kinject.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,22 +26,39 @@ def dry_run_counts(*args) -> dict[str, int]:
     return dry_run_jobs(proc.stdout)
 
 
-def test_paper_grid_dry_run_matches_formula():
+# The paper's jobs (config.yaml) counted by hand, as docs/plan.md's table derives them: M = 3 models, 6 tasks
+# (5 MMLU tasks with shots {0, 5}, paraphrase set {0}, FT+RAG set {0}; current events with sets 0..10, FT+RAG
+# sets {0, 10}), every task searched (validation) over L = 5 learning rates, K = 0 and 5 RAG depths, F = 2
+# formats (options, letters), 3 controls (MMLU subjects), hub ids: 3 models, the embedder, 5 MMLU datasets.
+PAPER_JOBS = {
+    "fetch": 6, "clean_dump": 6, "make_chunks": 6, "knowledge_base_report": 6,  # every task is a dump
+    "load_mmlu_questions": 5,
+    "generate_questions": 1, "select_questions": 1, "review_questions": 1, "paraphrase_chunks": 1,  # current events
+    "paraphrase_set": 5 * 1 + 11, "validation_paraphrases": 6,
+    "download_model": 3, "download_embedder": 1, "download_dataset": 5, "download_control_dataset": 3,
+    "hparam_trial": 3 * 6 * 5, "choose_hparams": 3 * 6,
+    "validated_model": 3 * 6,  # set 0 of every searched task is the chosen trial's model
+    "finetune": 3 * (5 * 1 + 11) - 3 * 6,  # so not a finetune job
+    "index_chunks": 6, "retrieve": 6,
+    "lmeval_task": 2 * 6 * 6,  # per task and format, K = 0 and the 5 RAG depths
+    # one evaluation job per checkpoint, shot count and format: base (+ RAG), FT, FT (+ RAG) for its FT+RAG sets
+    "evaluate_base": 2 * 3 * (5 * 2 + 1),
+    "evaluate_ft": 2 * 3 * (5 * 2 * 1 + 11),
+    "evaluate_ftrag": 2 * 3 * (5 * 2 * 1 + 2),
+    "control_questions": 3, "control_lmeval_task": 3,
+    "evaluate_controls_base": 3, "evaluate_controls_ft": 3 * (5 * 1 + 11),  # every base model and checkpoint
+    "forgetting": 1, "tables": 1, "figures": 1, "manifest": 1, "all": 1,
+}
+
+
+def test_paper_grid_dry_run_matches_hand_count():
     config = load_config(ROOT / "config.yaml")
-    expected = expected_job_counts(config)
-    assert dry_run_counts() == expected
+    counts = dry_run_counts()
+    assert counts == PAPER_JOBS
+    assert sum(counts.values()) == 633
     # the paper's grid: 3 models x 2 scoring formats (options, letters)
     #   x (5 MMLU tasks x 2 shots x (base + 5 RAG + FT + 5 FT+RAG) + current events x (base + 5 RAG + 11 FT + 2 x 5 FT+RAG))
     assert len(cells(config)) == 3 * 2 * (5 * 2 * 12 + 27)
-    # one evaluation job per checkpoint, shot count and format: base (+ RAG), FT, FT (+ RAG) for the sets that have it
-    assert expected["evaluate_base"] == 3 * 2 * (5 * 2 + 1)
-    assert expected["evaluate_ft"] == 3 * 2 * (5 * 2 * 1 + 11)
-    assert expected["evaluate_ftrag"] == 3 * 2 * (5 * 2 * 1 + 2)
-    assert expected["lmeval_task"] == 6 * 2 * 6  # per task and format, K = 0 and the 5 RAG depths
-    # set 0 of every searched task (all 6) is the chosen trial's model, not a finetune job
-    assert expected["finetune"] == 3 * 10 and expected["validated_model"] == 3 * 6
-    assert expected["hparam_trial"] == 3 * 6 * 5  # the 5 MMLU tasks and current events, 5 learning rates
-    assert expected["knowledge_base_report"] == 6
 
 
 def test_paper_dry_run_shows_the_question_target_and_the_review_requirement():
@@ -105,41 +124,56 @@ EXTENDED_JOBS = {
 }
 
 
-def test_demo_grid_dry_run_matches_hand_count_and_formula():
+def test_demo_grid_dry_run_matches_hand_count():
     counts = dry_run_counts("all", "--configfile", "config/demo.yaml")
     assert counts == DEMO_JOBS
     assert sum(counts.values()) == 42
-    assert counts == expected_job_counts(load_config(ROOT / "config" / "demo.yaml"))
 
 
-def test_extended_demo_grid_dry_run_matches_hand_count_and_formula():
-    """LoRA's rules, a files-and-table task, the controls and the forgetting table: by hand and by the formula."""
+def test_extended_demo_grid_dry_run_matches_hand_count():
+    """LoRA's rules, a files-and-table task, the controls and the forgetting table, counted by hand."""
     files = ["config/demo.yaml", "config/demo_extended.yaml"]
     counts = dry_run_counts("all", "--configfile", *files)
     assert counts == EXTENDED_JOBS
     assert sum(counts.values()) == 104
-    assert counts == expected_job_counts(load_config(*(ROOT / f for f in files)))
+
+
+def test_the_planners_dag_is_the_dry_runs():
+    """kinject.planning.dag (what kinject plan and kinject jobs read) has the jobs `snakemake -n --forceall all`
+    lists, from a loaded config, wherever it is called from; the rules in the order the rule files define them."""
+    config = load_config(ROOT / "config" / "demo.yaml", ROOT / "config" / "demo_extended.yaml")
+    jobs = dag_jobs(config, ROOT / "tests")  # no Snakefile there: the checkout's
+    assert job_counts(jobs) == EXTENDED_JOBS
+    assert list(job_counts(jobs))[:2] == ["fetch", "clean_dump"] and list(job_counts(jobs))[-1] == "all"
+    trials = [j["wildcards"] for j in jobs if j["rule"] == "hparam_trial_lora"]
+    assert sorted(w["lr"] for w in trials) == ["0.0003", "0.001", "0.003"]
+    assert {tuple(sorted(w)) for w in trials} == {("lr", "model", "task")}
 
 
 @pytest.mark.parametrize("configfiles", [["config.yaml"], ["config/demo.yaml"],
                                          ["config/demo.yaml", "config/demo_extended.yaml"]])
 def test_evaluation_jobs_score_every_cell_exactly_once(configfiles):
+    """The DAG's evaluation jobs write every cell's score file once; kinject.grid.evaluation_jobs (the benchmarks'
+    list) has the DAG's jobs."""
     config = load_config(*(ROOT / f for f in configfiles))
-    written = []
-    for rule, jobs in evaluation_jobs(config).items():
-        for job in jobs:
-            written += [SCORE_PATTERN.format(**{**job, "method": method.format(**job), "k": k})
-                        for method, k in evaluation_cells(config)[rule]]
+    rules = evaluation_cells(config)
+    dag = [j for j in dag_jobs(config) if j["rule"] in rules]
+    written = [SCORE_PATTERN.format(**{**j["wildcards"], "method": method.format(**j["wildcards"]), "k": k})
+               for j in dag for method, k in rules[j["rule"]]]
     assert sorted(written) == sorted(cell.path for cell in cells(config))
+    listed = [(rule, sorted((key, str(value)) for key, value in job.items()))
+              for rule, jobs in evaluation_jobs(config).items() for job in jobs]
+    assert sorted(listed) == sorted((j["rule"], sorted(j["wildcards"].items())) for j in dag)
 
 
 def test_no_rag_k_means_no_rag_jobs(tmp_path):
     path = write_config(tmp_path, lambda c: c["retrieval"].update(k=[0]))
     config = load_config(path)
-    counts = expected_job_counts(config)
-    assert "evaluate_ftrag" not in counts and "retrieve" not in counts
     assert evaluation_cells(config)["evaluate_base"] == [("base", 0)]
-    assert dry_run_counts("--configfile", str(path)) == counts
+    # the demo's jobs without the embedder, the index, retrieval and FT+RAG; one lm-eval task per task (K = 0)
+    rag = ("extract_embedder", "index_chunks", "retrieve", "evaluate_ftrag")
+    expected = {**{rule: n for rule, n in DEMO_JOBS.items() if rule not in rag}, "lmeval_task": 2}
+    assert dry_run_counts("--configfile", str(path)) == expected
 
 
 def write_config(tmp_path, edit):

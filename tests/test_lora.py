@@ -12,8 +12,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from kinject.errors import KinjectError
-from kinject.grid import cells, evaluation_jobs, expected_job_counts
+from kinject.grid import cells
 from kinject.io import write_parquet
+from kinject.planning.dag import dag_jobs, job_counts
 from kinject.settings import load_config
 from kinject.training.adapters import check_adapter
 from kinject.training.blocks import load_tokenizer, tokenize_blocks
@@ -176,9 +177,9 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
     assert methods == {("atlas", "ft"), ("current_events", "ft"), ("current_events", "lora"),
                        ("current_events", "ftrag"), ("current_events", "lorarag"), ("handbook", "ft"),
                        ("handbook", "ftrag"), ("atlas", "ftrag")}
-    counts = expected_job_counts(config)
+    counts = job_counts(dag_jobs(config))
     assert counts["hparam_trial_lora"] == 3 and counts["validated_adapter"] == 1 and counts["finetune_lora"] == 2
-    assert len(evaluation_jobs(config)["evaluate_lora"]) == 3  # sets 0, 2, 10
+    assert counts["evaluate_lora"] == 3  # sets 0, 2, 10
     # a control on the base model and on every fine-tuned checkpoint: atlas 1, current events 3 + 3, handbook 1
     assert counts["evaluate_controls_base"] == 1 and counts["evaluate_controls_ft"] == 5
     assert counts["evaluate_controls_lora"] == 3 and counts["forgetting"] == 1

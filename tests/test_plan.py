@@ -1,6 +1,7 @@
 """kinject plan: its formulas against hand-computed figures for 7B models, and config.yaml's resources
 against what it computes for config.yaml."""
 
+import functools
 import json
 import math
 import re
@@ -16,22 +17,14 @@ from conftest import TINY_DEMO, tiny_demo
 
 from kinject.cli import main
 from kinject.errors import KinjectError
-from kinject.planning.plan import (
-    GB,
-    MIB,
-    RESOURCE_KEY,
-    Corpus,
-    Distribution,
-    Shape,
-    eval_memory,
-    eval_requests,
-    format_plan,
-    llama_parameters,
-    make_plan,
-    read_accelerate_config,
-    training_host_memory,
-    training_memory,
-)
+from kinject.planning.corpus import Corpus, eval_requests
+from kinject.planning.dag import dag_jobs
+from kinject.planning.distribution import Distribution, read_distribution
+from kinject.planning.jobs import RESOURCE_KEY
+from kinject.planning.memory import GB, MIB, eval_memory, training_host_memory, training_memory
+from kinject.planning.plan import make_plan
+from kinject.planning.render import format_plan
+from kinject.planning.shapes import Shape, llama_parameters
 from kinject.qa import prompts
 from kinject.settings import load_config
 
@@ -58,11 +51,18 @@ def bare_root(tmp_path) -> Path:
     return tmp_path
 
 
-def paper_plan(tmp_path, edit=None) -> dict:
+@functools.cache
+def paper_dag() -> list[dict]:
+    return dag_jobs(load_config(ROOT / "config.yaml"))
+
+
+def paper_plan(tmp_path, edit=None, same_jobs=True) -> dict:
+    """The plan of config.yaml after ``edit``; ``same_jobs``: an edit that changes no job (resources,
+    precision), so the DAG of config.yaml is reused rather than built again."""
     config = load_config(ROOT / "config.yaml")
     if edit:
         edit(config)
-    return make_plan(config, bare_root(tmp_path))
+    return make_plan(config, bare_root(tmp_path), paper_dag() if same_jobs else None)
 
 
 # ---- parameters ---------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_lora_training_memory_keeps_the_frozen_weights_and_trains_only_the_adapt
 
 
 def test_a_lora_arm_plans_its_own_jobs_memory_and_small_adapters(tmp_path):
-    plan = paper_plan(tmp_path, lambda c: c["finetune"].update(methods=["full", "lora"]))
+    plan = paper_plan(tmp_path, lambda c: c["finetune"].update(methods=["full", "lora"]), same_jobs=False)
     rules = plan["rules"]
     assert rules["hparam_trial_lora"]["jobs"] == 3 * 6 * 4 and rules["finetune_lora"]["jobs"] == 30
     assert rules["evaluate_lora"]["jobs"] == rules["evaluate_ft"]["jobs"]
@@ -206,7 +206,7 @@ def test_host_memory_to_load_and_save_a_7b_checkpoint():
 # ---- the accelerate config ----------------------------------------------------------------------------
 
 def test_shipped_accelerate_config_is_fsdp_full_shard_without_its_own_precision():
-    dist = read_accelerate_config(ROOT / ACCELERATE)
+    dist = read_distribution(ROOT / ACCELERATE)
     assert (dist.strategy, dist.mixed_precision, dist.efficient_loading, dist.offload) == \
         ("FULL_SHARD", None, True, False)  # mixed precision: the launch's, from `precision`
 
@@ -221,15 +221,15 @@ def test_shipped_accelerate_config_is_fsdp_full_shard_without_its_own_precision(
 def test_accelerate_config_strategies(tmp_path, cfg, strategy):
     path = tmp_path / "acc.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    assert read_accelerate_config(path).strategy == strategy
+    assert read_distribution(path).strategy == strategy
 
 
 def test_accelerate_config_errors_name_the_file(tmp_path):
-    with pytest.raises(KinjectError, match=r"acc\.yaml: not found"):
-        read_accelerate_config(tmp_path / "acc.yaml")
+    with pytest.raises(KinjectError, match=r"acc\.yaml: file not found"):
+        read_distribution(tmp_path / "acc.yaml")
     (tmp_path / "acc.yaml").write_text("distributed_type: DEEPSPEED\n")
     with pytest.raises(KinjectError, match=r"acc\.yaml: distributed_type 'DEEPSPEED'"):
-        read_accelerate_config(tmp_path / "acc.yaml")
+        read_distribution(tmp_path / "acc.yaml")
 
 
 # ---- config.yaml --------------------------------------------------------------------------------------
@@ -456,6 +456,15 @@ def test_command_prints_the_tables_and_json(tmp_path, capsys):
     main(["plan", str(ROOT / "config.yaml"), "--root", str(root), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert data["rules"]["finetune"]["jobs"] == 30 and data["rules"]["hparam_trial"]["gpus"] == 4
+
+
+def test_a_dag_snakemake_cannot_build_is_one_line():
+    """The jobs are Snakemake's: a knowledge base whose dump is missing stops the plan as it stops a dry run."""
+    config = load_config(ROOT / "config" / "demo.yaml")
+    config["tasks"]["atlas"]["knowledge_base"]["path"] = "resources/no_such_dump.xml"
+    with pytest.raises(KinjectError, match="Missing input files for rule fetch.*resources/no_such_dump.xml") as err:
+        make_plan(config, ROOT)
+    assert "\n" not in str(err.value)
 
 
 def test_command_imports_no_torch(tmp_path):

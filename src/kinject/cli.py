@@ -95,7 +95,7 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog="kinject", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    jobs = sub.add_parser("jobs", help="expected jobs per rule for a config (the formula in docs/plan.md)")
+    jobs = sub.add_parser("jobs", help="jobs per rule of `snakemake all` for a config (Snakemake's own DAG, every job)")
     jobs.add_argument("configfile", nargs="+")
     plan = sub.add_parser("plan", help="memory, GPU-hours, disk and LLM cost per rule before anything runs")
     plan.add_argument("configfile", nargs="*", default=["config.yaml"],
@@ -139,7 +139,8 @@ def main(argv=None):
     if args.cmd == "plan":
         import json
 
-        from kinject.planning.plan import format_plan, make_plan
+        from kinject.planning.plan import make_plan
+        from kinject.planning.render import format_plan
         from kinject.settings import load_config
 
         try:
@@ -150,10 +151,14 @@ def main(argv=None):
         print(json.dumps(result, indent=1) if args.json else format_plan(result, " ".join(args.configfile)), end="\n"
               if args.json else "")
     if args.cmd == "jobs":
-        from kinject.grid import expected_job_counts
+        from kinject.planning.dag import dag_jobs, job_counts
         from kinject.settings import load_config
 
-        counts = expected_job_counts(load_config(*args.configfile))
+        try:
+            counts = job_counts(dag_jobs(load_config(*args.configfile)))
+        except KinjectError as err:
+            print(f"kinject error: {err}", file=sys.stderr)
+            sys.exit(1)
         for rule, n in sorted(counts.items()):
             print(f"{rule}\t{n}")
         print(f"total\t{sum(counts.values())}")

@@ -1,7 +1,7 @@
 """The study's grid: which score files exist for a config, and the checks that make a grid possible.
 
-Both the Snakefile (``rules/common.smk``) and the tests use these functions, so the DAG and the
-documented job counts cannot drift apart.
+The Snakefile (``rules/common.smk``) makes its targets from these functions. Which jobs those targets make is
+Snakemake's answer, read from its own DAG (``kinject.planning.dag``); nothing here counts jobs.
 """
 
 from __future__ import annotations
@@ -205,7 +205,8 @@ def evaluation_cells(config: dict) -> dict[str, list[tuple[str, int]]]:
 
 
 def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
-    """The wildcards of every evaluation job ``snakemake all`` runs, per rule."""
+    """The wildcards of every evaluation job ``snakemake all`` runs, per rule (for the benchmarks, which pick
+    evaluation jobs without building a DAG; tests/test_grid.py checks it against the DAG's)."""
     jobs: dict[str, list[dict]] = {rule: [] for rule in evaluation_cells(config)}
     rag = bool(rag_ks(config))
     for model in config["models"]:
@@ -220,87 +221,9 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
     return jobs
 
 
-def expected_job_counts(config: dict) -> dict[str, int]:
-    """Jobs per rule for ``snakemake all`` from scratch (the formula docs/plan.md documents)."""
-    models, tasks = config["models"], config["tasks"]
-    n_models, n_tasks = len(models), len(tasks)
-    generated = [t for t in tasks.values() if t["questions"]["source"] == "generated"]
-    wiki = [t for t in tasks.values() if t["knowledge_base"]["source"] in ("dump", "mediawiki")]
-    validated = [t for t in tasks.values() if "validation" in t]
-    paraphrased = [t for t in tasks.values() if max(t["paraphrase_sets"]) > 0]
-    rag = bool(rag_ks(config))
-    task_dirs = {(c.task, c.k, c.format) for c in cells(config)}
-    controls = config["evaluation"]["controls"]
-    checkpoints = finetuned_checkpoints(config)
-    counts = {
-        "fetch": len(wiki),
-        "clean_dump": len(wiki),
-        "load_corpus": n_tasks - len(wiki),
-        "make_chunks": n_tasks,
-        "knowledge_base_report": n_tasks,
-        "generate_questions": len(generated),
-        "select_questions": len(generated),
-        "review_questions": len(generated),
-        "load_mmlu_questions": sum(t["questions"]["source"] in ("mmlu", "mmlu_csv") for t in tasks.values()),
-        "load_table_questions": sum(t["questions"]["source"] == "table" for t in tasks.values()),
-        "paraphrase_chunks": len(paraphrased),
-        "paraphrase_set": sum(len(t["paraphrase_sets"]) for t in tasks.values()),
-        "validation_paraphrases": len(validated),
-        "build_base_model": sum(1 for m in models.values() if "build" in m),
-        "convert_gguf": sum(1 for m in models.values() if "gguf" in m),
-        **training_job_counts(config),
-        "extract_embedder": 1 if "package" in config["embedder"] and rag else 0,
-        "index_chunks": n_tasks if rag else 0,
-        "retrieve": n_tasks if rag else 0,
-        "lmeval_task": len(task_dirs),
-        **{rule: len(jobs) for rule, jobs in evaluation_jobs(config).items()},
-        **hub_job_counts(config),
-        "control_questions": len(controls),
-        "control_lmeval_task": len(controls),
-        "evaluate_controls_base": n_models if controls else 0,
-        **{m.rule("evaluate_controls"): sum(c["method"] == m.name for c in checkpoints) if controls else 0
-           for m in METHODS.values()},
-        "forgetting": 1 if controls and checkpoints else 0,
-        "tables": 1,
-        "figures": 1,
-        "manifest": 1,
-        "all": 1,
-    }
-    return {rule: n for rule, n in counts.items() if n}
-
-
-def training_job_counts(config: dict) -> dict[str, int]:
-    """The training rules' jobs, per fine-tuning method (kinject.training.methods: its rules' names)."""
-    n_models, counts = len(config["models"]), {}
-    for m in METHODS.values():
-        tasks = [config["tasks"][t] for t in method_tasks(config, m.name)]
-        validated = [t for t in tasks if "validation" in t]
-        counts[m.rule("hparam_trial")] = n_models * len(validated) * len(m.search_lrs(config))
-        counts[m.rule("choose_hparams")] = n_models * len(validated)
-        # paraphrase set 0 of a task with a search is the chosen trial's model (rule validated_model)
-        counts[m.rule("validated")] = n_models * sum(0 in t["paraphrase_sets"] for t in validated)
-        counts[m.rule("finetune")] = n_models * sum(
-            len(t["paraphrase_sets"]) - ("validation" in t and 0 in t["paraphrase_sets"]) for t in tasks)
-    return counts
-
-
-def hub_job_counts(config: dict) -> dict[str, int]:
-    """The download jobs (rules/hub.smk): one per model, embedder and MMLU task given by hub id."""
-    from kinject.provenance.hub import hub_artifacts
-
-    folders = list(hub_artifacts(config))
-    rag = bool(rag_ks(config))
-    return {
-        "download_model": sum("/hub/models/" in f for f in folders),
-        "download_embedder": sum("/hub/embedder/" in f for f in folders) if rag else 0,
-        "download_dataset": sum("/hub/datasets/" in f and "/hub/datasets/controls/" not in f for f in folders),
-        "download_control_dataset": sum("/hub/datasets/controls/" in f for f in folders),
-    }
-
-
 def dry_run_jobs(output: str) -> dict[str, int]:
     """Jobs per rule in the 'Job stats' table of ``snakemake -n`` output, without the total ({} when
-    nothing is to be done): what ``expected_job_counts`` is compared with."""
+    nothing is to be done): what the tests compare with their hand-counted jobs."""
     if "Job stats:" not in output:
         return {}
     table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
