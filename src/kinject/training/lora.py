@@ -73,7 +73,7 @@ def options(config: dict) -> dict:
 
 
 def trainable_parameters(config: dict, shape) -> int:
-    """The planner's trainable parameters of a LoRA run on a model of ``shape`` (kinject.planning.plan.Shape)."""
+    """The planner's trainable parameters of a LoRA run on a model of ``shape`` (kinject.planning.shapes.Shape)."""
     return lora_parameters(lora_spec(config), hidden_size=shape.hidden_size, kv_size=shape.kv_size,
                            intermediate_size=shape.intermediate_size, num_layers=shape.num_layers)
 
