@@ -1,11 +1,12 @@
 # Input functions and wildcard helpers shared by every stage. The grid itself lives in kinject.grid, every
 # artifact's path in kinject.paths.
-from kinject.knowledge.corpus import corpus_files
 from kinject.qa.llm import reply_settings
-from kinject.qa.sets import control_settings, mmlu_csv_files, mmlu_settings
+from kinject.qa.sets import control_settings, mmlu_settings
 from kinject.settings import canonical, job_resources
 from kinject.grid import FORMATS, cells, control_scores, evaluation_cells, finetuned_checkpoints, rag_ks
 from kinject.grid import search_lrs as method_lrs
+from kinject.knowledge.sources import KNOWLEDGE_SOURCES
+from kinject.qa.sources import QUESTION_SOURCES
 from kinject.training.methods import METHODS
 from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
 from kinject.paths import RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
@@ -261,20 +262,20 @@ def hub_folders_used():
     return [f for f in HUB if not f.startswith(res("results/hub/embedder/")) or RAG_KS]
 
 
-def mmlu_csv_input(wildcards):
-    """A task's MMLU CSV files (source: mmlu_csv), so that editing one re-runs its loader; none from the hub."""
+def questions_input(wildcards):
+    """A task's question source's own files (MMLU CSVs, a table: kinject.qa.sources), so that editing one re-runs
+    its loader; none for a download."""
     spec = task_cfg(wildcards)["questions"]
-    if spec["source"] != "mmlu_csv":
-        return []
-    return [str(path) for path in mmlu_csv_files(spec["path"], spec["subject"]).values() if path is not None]
+    return QUESTION_SOURCES[spec["source"]].files(spec)
 
 
-def fetch_input(wildcards):
-    """The dump (source: dump), the file naming the knowledge base's pages (titles or hub pages) and the file
-    pinning its revisions (revisions_file), if any."""
+def knowledge_base_input(wildcards):
+    """The local files a task's knowledge-base source reads (kinject.knowledge.sources): a dump, the files naming
+    its pages (titles or hub pages), its index and the file pinning its revisions; a files source's documents,
+    a table (a Hugging Face dataset is pinned by its revision instead, a param). Editing, adding or removing one
+    re-runs the source's rule."""
     kb = task_cfg(wildcards)["knowledge_base"]
-    named = [kb[key] for key in ("titles", "hub_pages_file", "index", "revisions_file") if key in kb]
-    return ([kb["path"]] if kb["source"] == "dump" else []) + named
+    return KNOWLEDGE_SOURCES[kb["source"]].inputs(kb)
 
 
 def mediawiki_api(wildcards):
@@ -297,24 +298,24 @@ def review_input(wildcards):
     return review if review != "skip" and os.path.exists(review) else []
 
 
-GENERATED = tasks_regex(lambda t: t["questions"]["source"] == "generated")
-TABLE_QUESTIONS = tasks_regex(lambda t: t["questions"]["source"] == "table")
+def question_rule_tasks(rule_name):
+    """A wildcard constraint: the tasks whose question source (kinject.qa.sources) is made by rule_name."""
+    return tasks_regex(lambda t: QUESTION_SOURCES[t["questions"]["source"]].rule == rule_name)
+
+
+def knowledge_rule_tasks(rule_name):
+    """A wildcard constraint: the tasks whose knowledge-base source (kinject.knowledge.sources) is read by
+    rule_name."""
+    return tasks_regex(lambda t: KNOWLEDGE_SOURCES[t["knowledge_base"]["source"]].rule == rule_name)
+
+
+GENERATED = question_rule_tasks("generate_questions")
+TABLE_QUESTIONS = question_rule_tasks("load_table_questions")
+MMLU_QUESTIONS = question_rule_tasks("load_mmlu_questions")
+HUB_QUESTIONS = tasks_regex(lambda t: QUESTION_SOURCES[t["questions"]["source"]].hub)
 # knowledge bases from MediaWiki pages (fetch, clean_dump) or from the user's own documents (load_corpus)
-WIKI = tasks_regex(lambda t: t["knowledge_base"]["source"] in ("dump", "mediawiki"))
-CORPUS = tasks_regex(lambda t: t["knowledge_base"]["source"] in ("files", "table"))
-
-
-def corpus_input(wildcards):
-    """A files or table source's files, so that editing, adding or removing a document re-runs the corpus;
-    a Hugging Face dataset is pinned by its revision instead (a param)."""
-    kb = task_cfg(wildcards)["knowledge_base"]
-    if kb["source"] == "files":
-        return [str(path) for path in corpus_files(kb["path"])]
-    return [kb["path"]] if "path" in kb else []
-
-
-def table_questions_input(wildcards):
-    return task_cfg(wildcards)["questions"]["path"]
+WIKI = knowledge_rule_tasks("fetch")
+CORPUS = knowledge_rule_tasks("load_corpus")
 
 
 def generated_paraphrases_input(wildcards):
@@ -372,11 +373,7 @@ def control_input(wildcards):
     """A control's own files (MMLU CSVs, a table), so that editing one re-loads it; an MMLU control's download."""
     spec = control_spec(wildcards)
     folder = res(HUB_CONTROL_DIR.format(control=wildcards.control))
-    if spec["source"] == "mmlu":
-        return [folder] if folder in HUB else []
-    if spec["source"] == "table":
-        return [spec["path"]]
-    return [str(path) for path in mmlu_csv_files(spec["path"], spec["subject"]).values() if path is not None]
+    return ([folder] if folder in HUB else []) + QUESTION_SOURCES[spec["source"]].files(spec)
 
 
 def control_outputs(method, suffix="json"):

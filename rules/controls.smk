@@ -20,7 +20,7 @@ rule control_questions:
         res("results/controls/{control}/questions.parquet"),
     params:
         spec=lambda wc: canonical(control_settings(control_spec(wc))),
-        hub=lambda wc: res(HUB_CONTROL_DIR.format(control=wc.control)) if control_spec(wc)["source"] == "mmlu" else None,
+        hub=lambda wc: res(HUB_CONTROL_DIR.format(control=wc.control)) if QUESTION_SOURCES[control_spec(wc)["source"]].hub else None,
     log:
         logpath("logs/control_questions/{control}.log"),
     resources:

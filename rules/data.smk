@@ -7,7 +7,7 @@ rule fetch:
     wildcard_constraints:
         task=WIKI,
     input:
-        fetch_input,
+        knowledge_base_input,
     output:
         pages=expensive(res("results/{task}/raw/pages.xml")),
         counts=res("results/{task}/raw/fetch_counts.json"),
@@ -52,7 +52,7 @@ rule load_corpus:
     wildcard_constraints:
         task=CORPUS,
     input:
-        corpus_input,
+        knowledge_base_input,
     output:
         articles=res("results/{task}/clean/articles.jsonl"),
         fetch_counts=res("results/{task}/raw/fetch_counts.json"),

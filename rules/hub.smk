@@ -43,7 +43,7 @@ rule download_embedder:
 
 rule download_dataset:
     wildcard_constraints:
-        task=tasks_regex(lambda t: t["questions"]["source"] == "mmlu"),
+        task=HUB_QUESTIONS,
     output:
         folder=directory(res(HUB_DATASET_DIR)),
         meta=res(f"{HUB_DATASET_DIR}.json"),

@@ -4,9 +4,9 @@
 
 rule load_mmlu_questions:
     wildcard_constraints:
-        task=tasks_regex(lambda t: t["questions"]["source"] in ("mmlu", "mmlu_csv")),
+        task=MMLU_QUESTIONS,
     input:
-        mmlu_csv_input,
+        questions_input,
         hub=mmlu_hub_input,
     output:
         res("results/{task}/questions.parquet"),
@@ -27,7 +27,7 @@ rule load_table_questions:
     wildcard_constraints:
         task=TABLE_QUESTIONS,
     input:
-        table_questions_input,
+        questions_input,
     output:
         res("results/{task}/questions.parquet"),
     log:

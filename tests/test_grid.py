@@ -206,6 +206,16 @@ def write_config(tmp_path, edit):
                                                            "revisions_file": "kb.json"}),
                 c.update(mediawiki={"user_agent": "me"})),
      "knowledge_base.revisions_file needs tasks.atlas.knowledge_base.as_of"),
+    # a source no entry registers (kinject.knowledge.sources, kinject.qa.sources): the key, the value, the names
+    (lambda c: c["tasks"]["atlas"]["knowledge_base"].update(source="wiki"),
+     r"tasks.atlas.knowledge_base.source: 'wiki' is not a knowledge-base source \(registered: dump, mediawiki, "
+     r"files, table\)$"),
+    (lambda c: c["tasks"]["atlas"]["questions"].update(source="mmlu-csv"),
+     r"tasks.atlas.questions.source: 'mmlu-csv' is not a question source \(registered: mmlu, mmlu_csv, "
+     r"generated, table\)$"),
+    (lambda c: c["evaluation"].update(controls={"more": {"source": "generated"}}),
+     r"evaluation.controls.more.source: 'generated' is not a question source for a control \(registered: mmlu, "
+     r"mmlu_csv, table\)$"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, edit, message):
     path = write_config(tmp_path, edit)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from kinject.errors import KinjectError
+from kinject.knowledge.sources import KNOWLEDGE_SOURCES, knowledge_source
 from kinject.paths import CONTROL_SCORE, RECORDS_PATTERN, SCORE_PATTERN
+from kinject.qa.sources import question_source
 from kinject.training.methods import METHODS, cell_method, method
 
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
@@ -77,15 +79,9 @@ def check_config(config: dict, source: str = "config") -> None:
         extra = sorted(set(ft_rag_sets(task)) - set(task["paraphrase_sets"]))
         if extra:
             raise KinjectError(source, f"{key}.ft_rag_paraphrase_sets {extra} are not in paraphrase_sets")
-        if q["source"] == "generated" and any(s > 0 for s in task["shots"]):
-            raise KinjectError(source, f"{key}.shots: generated questions have no dev split for few-shot; use [0]")
-        check_question_files(q, f"{key}.questions", source)
-        if q["source"] == "generated" and q["keep"] > q["per_chunk"]:
-            raise KinjectError(source, f"{key}.questions.keep is larger than questions.per_chunk")
+        if not question_source(q, f"{key}.questions", source).few_shot and any(s > 0 for s in task["shots"]):
+            raise KinjectError(source, f"{key}.shots: {q['source']} questions have no dev split for few-shot; use [0]")
         check_knowledge_base(config, kb, f"{key}.knowledge_base", source)
-        if q["source"] == "generated" and "review" not in q:
-            raise KinjectError(source, f"{key}.questions.review is required for generated questions: the review "
-                               "file's path, or skip to go without a human review")
         if "validation" in task and "search" not in config["finetune"]:
             raise KinjectError(source, f"{key}.validation is set but finetune.search is missing")
         if "validation" in task and task["validation"]["paraphrases"] > count:
@@ -103,15 +99,7 @@ def check_controls(config: dict, source: str) -> None:
         key = f"evaluation.controls.{name}"
         if name in config["tasks"]:
             raise KinjectError(source, f"{key}: a control is a question set outside every task; {name} is a task")
-        check_question_files(control, key, source)
-
-
-def check_question_files(q: dict, key: str, source: str) -> None:
-    """A task's questions or a control (at config key ``key``): the subject and path their source needs."""
-    if q["source"] in ("mmlu", "mmlu_csv") and "subject" not in q:
-        raise KinjectError(source, f"{key}.subject is required for source {q['source']}")
-    if q["source"] in ("mmlu_csv", "table") and "path" not in q:
-        raise KinjectError(source, f"{key}.path is required for source {q['source']}")
+        question_source(control, key, source, control=True)
 
 
 def formats(task: dict) -> list[str]:
@@ -119,29 +107,23 @@ def formats(task: dict) -> list[str]:
     return list(task["formats"])
 
 def check_knowledge_base(config: dict, kb: dict, key: str, source: str) -> None:
-    if kb["source"] in ("dump", "files") and "path" not in kb:
-        raise KinjectError(source, f"{key}.path is required for source {kb['source']}")
-    if kb["source"] == "table":
-        if ("path" in kb) == ("dataset" in kb):
-            raise KinjectError(source, f"{key}: source table needs path (a file) or dataset (a Hugging Face id), one of them")
-        missing = [k for k in ("split", "revision") if "dataset" in kb and k not in kb]
-        if missing:
-            raise KinjectError(source, f"{key}.{missing[0]} is required with dataset (a pinned revision: a commit)")
-    corpus_only = sorted({"text_column", "title_column", "id_column", "dataset", "config", "split", "revision"} & set(kb))
-    if kb["source"] != "table" and corpus_only:
-        raise KinjectError(source, f"{key}.{corpus_only[0]} is only for source table")
-    if kb["source"] in ("files", "table") and any(k in kb for k in ("titles", "hub_pages_file", "events")):
+    """A task's knowledge base (at config key ``key``): its registered source (kinject.knowledge.sources), the
+    keys it needs and takes, its own checks, and the page selection of a source of MediaWiki pages."""
+    origin = knowledge_source(kb, key, source)
+    for required in origin.required:
+        if required not in kb:
+            raise KinjectError(source, f"{key}.{required} is required for source {origin.name}")
+    others = {k: s.name for s in KNOWLEDGE_SOURCES.values() if s is not origin for k in s.own_keys}
+    foreign = sorted(k for k in kb if k in others and k not in origin.own_keys)
+    if foreign:
+        raise KinjectError(source, f"{key}.{foreign[0]} is only for source {others[foreign[0]]}")
+    if origin.check:
+        origin.check(config, kb, key, source)
+    if not origin.pages and any(k in kb for k in ("titles", "hub_pages_file", "events")):
         raise KinjectError(source, f"{key}: titles, hub_pages_file and events select Wikipedia pages; source "
                            f"{kb['source']} reads every document")
     if "titles" in kb and "hub_pages_file" in kb:
         raise KinjectError(source, f"{key}: set titles or hub_pages_file, not both")
-    if kb["source"] == "mediawiki" and not ("hub_pages_file" in kb or "titles" in kb):
-        raise KinjectError(source, f"{key}.hub_pages_file (or titles) is required for source mediawiki")
-    if kb["source"] == "mediawiki" and "user_agent" not in config.get("mediawiki", {}):
-        raise KinjectError(source, f"mediawiki.user_agent is required for {key}.source mediawiki")
-    if kb["source"] == "mediawiki" and "revisions_file" in kb and "as_of" not in kb:
-        raise KinjectError(source, f"{key}.revisions_file needs {key}.as_of (the instant its revisions were "
-                           "fetched as of)")
     if "events" in kb:
         if "hub_pages_file" not in kb:
             raise KinjectError(source, f"{key}.events needs hub_pages_file (the month pages)")

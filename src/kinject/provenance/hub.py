@@ -20,6 +20,7 @@ from pathlib import Path
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
 from kinject.paths import HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, results_root, rooted
+from kinject.qa.sources import QUESTION_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,12 @@ def hub_artifacts(config: dict, root=".") -> dict[str, dict]:
             "revision": emb.get("revision", "main"), "allow_patterns": None}
     for name, task in config["tasks"].items():
         q = task["questions"]
-        if q["source"] == "mmlu":
+        if QUESTION_SOURCES[q["source"]].hub:
             out[rooted(HUB_DATASET_DIR.format(task=name), study)] = {
                 "key": f"tasks.{name}.questions", "repo": q.get("dataset", "cais/mmlu"), "repo_type": "dataset",
                 "revision": q.get("revision", "main"), "allow_patterns": [f"{q['subject']}/*"]}
     for name, q in config["evaluation"].get("controls", {}).items():
-        if q["source"] == "mmlu":
+        if QUESTION_SOURCES[q["source"]].hub:
             out[rooted(HUB_CONTROL_DIR.format(control=name), study)] = {
                 "key": f"evaluation.controls.{name}", "repo": q.get("dataset", "cais/mmlu"), "repo_type": "dataset",
                 "revision": q.get("revision", "main"), "allow_patterns": [f"{q['subject']}/*"]}

@@ -88,21 +88,16 @@ def local_sources(config: dict) -> list[str]:
     """Every local file that decides a result: dumps, title and hub-page lists, a files source's documents,
     tables of documents or questions, MMLU CSVs, review files, the controls' files, GGUF files given by path.
     (The LLM cache and local model folders are recorded by the manifest as folders.)"""
-    from kinject.knowledge.corpus import corpus_files
-    from kinject.qa.sets import mmlu_csv_files
+    from kinject.knowledge.sources import KNOWLEDGE_SOURCES
+    from kinject.qa.sources import QUESTION_SOURCES
 
     def question_files(q: dict) -> list[str]:
-        if q["source"] == "mmlu_csv":
-            return [str(p) for p in mmlu_csv_files(q["path"], q["subject"]).values() if p is not None]
-        return [q["path"]] if q["source"] == "table" else []
+        return QUESTION_SOURCES[q["source"]].files(q)
 
     paths = []
     for task in config["tasks"].values():
         kb, q = task["knowledge_base"], task["questions"]
-        if kb["source"] == "files":
-            paths += [str(p) for p in corpus_files(kb["path"])]
-        else:
-            paths += [kb[key] for key in ("path", "titles", "hub_pages_file") if key in kb]
+        paths += KNOWLEDGE_SOURCES[kb["source"]].locked(kb)
         paths += question_files(q)
         if q.get("review", "skip") != "skip":
             paths.append(q["review"])

@@ -1,0 +1,73 @@
+"""Question sources as data (lm-eval's tasks-as-data style): a source is one ``QuestionSource`` entry naming
+the rule that writes its ``questions.parquet``, the keys it needs, the local files it reads (its rule's inputs,
+so editing one re-runs it, and the lock's files), whether it comes from the hub and whether it has a dev split
+for few-shot. The config checks (kinject.grid), the rules' routing (rules/common.smk), the hub downloads and
+the lock read the entry; a new source is its loader plus one ``register`` call below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kinject.errors import KinjectError
+
+
+@dataclass(frozen=True)
+class QuestionSource:
+    name: str  # tasks.<t>.questions.source / evaluation.controls.<c>.source
+    rule: str  # the rule writing results/{task}/questions.parquet
+    required: tuple[str, ...] = ()  # keys the source needs
+    files: Callable[[dict], list[str]] = lambda spec: []  # its local files, from its spec
+    hub: bool = False  # downloaded from the hub (rules download_dataset, download_control_dataset)
+    few_shot: bool = True  # has a dev split to draw few-shot examples from
+    control: bool = True  # may be a control (evaluation.controls): a question set outside every task
+    check: Callable[[dict, str, str], None] | None = None  # (spec, key, config file): its own checks
+
+
+QUESTION_SOURCES: dict[str, QuestionSource] = {}
+
+
+def register(source: QuestionSource) -> QuestionSource:
+    if source.name in QUESTION_SOURCES:
+        raise ValueError(f"question source {source.name} is registered twice")
+    QUESTION_SOURCES[source.name] = source
+    return source
+
+
+def question_source(spec: dict, key: str, config_file: str = "config", control: bool = False) -> QuestionSource:
+    """The registered source of a question spec at config key ``key``, its required keys checked; one line
+    naming the key, the value and the registered sources otherwise."""
+    names = [n for n, s in QUESTION_SOURCES.items() if s.control or not control]
+    if spec["source"] not in names:
+        raise KinjectError(config_file, f"{key}.source: {spec['source']!r} is not a question source"
+                           f"{' for a control' if control else ''} (registered: {', '.join(names)})")
+    source = QUESTION_SOURCES[spec["source"]]
+    for required in source.required:
+        if required not in spec:
+            raise KinjectError(config_file, f"{key}.{required} is required for source {source.name}")
+    if source.check:
+        source.check(spec, key, config_file)
+    return source
+
+
+def _mmlu_csv_files(spec: dict) -> list[str]:
+    from kinject.qa.sets import mmlu_csv_files
+
+    return [str(path) for path in mmlu_csv_files(spec["path"], spec["subject"]).values() if path is not None]
+
+
+def _check_generated(spec: dict, key: str, config_file: str) -> None:
+    if spec["keep"] > spec["per_chunk"]:
+        raise KinjectError(config_file, f"{key}.keep is larger than questions.per_chunk")
+    if "review" not in spec:
+        raise KinjectError(config_file, f"{key}.review is required for generated questions: the review file's path, "
+                           "or skip to go without a human review")
+
+
+# The registered sources ---------------------------------------------------------------------------------------
+
+register(QuestionSource("mmlu", "load_mmlu_questions", required=("subject",), hub=True))
+register(QuestionSource("mmlu_csv", "load_mmlu_questions", required=("subject", "path"), files=_mmlu_csv_files))
+register(QuestionSource("generated", "generate_questions", few_shot=False, control=False, check=_check_generated))
+register(QuestionSource("table", "load_table_questions", required=("path",), files=lambda spec: [spec["path"]]))
