@@ -10,6 +10,10 @@ from kinject.qa.sources import QUESTION_SOURCES
 from kinject.training.methods import METHODS
 from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
 from kinject.paths import RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
+from kinject.paths import ARTICLES, BASE_MODEL, CANDIDATES, CHUNKS, CLEAN_COUNTS, CONTROL_LMEVAL, CONTROL_QUESTIONS
+from kinject.paths import EMBEDDER_PACKAGE, FETCH_COUNTS, GENERATED_PARAPHRASES, INDEX, KB_REPORT, PAGES, PARAPHRASE_SET
+from kinject.paths import QUESTIONS, RETRIEVED, SCORES_TABLE, SELECTED, VALIDATION_PARAPHRASES
+from kinject.evaluation.retrievers import run_retriever
 from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts
 from kinject.provenance.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
@@ -33,6 +37,7 @@ MODELS = list(config["models"])
 CONTROLS = list(config["evaluation"]["controls"])
 CELLS = cells(config)
 RAG_KS = rag_ks(config)
+RETRIEVER = run_retriever(config)  # the run's retriever (kinject.evaluation.retrievers): its index file
 EVALUATION_CELLS = evaluation_cells(config)
 HUB = hub_artifacts(config)
 # config `lock`: hub downloads at its commits; a local file whose sha256 differs from it stops here, one line
@@ -137,7 +142,7 @@ def base_model_path(wildcards):
     model = config["models"][wildcards.model]
     if res(HUB_MODEL_DIR.format(model=wildcards.model)) in HUB:
         return res(HUB_MODEL_DIR.format(model=wildcards.model))
-    return model.get("pretrained") or res(f"results/models/{wildcards.model}/base")
+    return model.get("pretrained") or res(BASE_MODEL.format(model=wildcards.model))
 
 
 def base_model_input(wildcards):
@@ -170,7 +175,7 @@ def embedder_input(wildcards=None):
 def embedder_path():
     """The extracted package, the folder rule download_embedder makes for a hub id, or a local folder."""
     if "package" in config["embedder"]:
-        return res("results/embedder")
+        return res(EMBEDDER_PACKAGE)
     hub = res(HUB_EMBEDDER_DIR.format(embedder=config["embedder"]["name"]))
     return hub if hub in HUB else config["embedder"]["pretrained"]
 
@@ -238,10 +243,10 @@ def all_outputs():
     return (
         table_outputs()
         + forgetting_outputs()
-        + [res("results/tables/scores.csv"), res("results/tables/best_k.csv")]
+        + [res(SCORES_TABLE), res("results/tables/best_k.csv")]
         + [res("results/tables/comparisons.csv"), res("results/tables/comparisons.md"), res("results/tables/paraphrase_trend.csv")]
         + [res(f"results/figures/{name}.{ext}") for name in FIGURES for ext in ("png", "csv")]
-        + expand(res("results/{task}/knowledge_base_report.json"), task=TASKS)
+        + expand(res(KB_REPORT), task=TASKS)
         + [res(MANIFEST)]
     )
 
@@ -251,7 +256,7 @@ def manifest_inputs():
     the local files, and every other result: it is the record of the run, rebuilt whenever the run changed any."""
     return {
         "hub": [f"{folder}.json" for folder in HUB if folder in hub_folders_used()],
-        "fetched": expand(res("results/{task}/raw/fetch_counts.json"), task=TASKS),
+        "fetched": expand(res(FETCH_COUNTS), task=TASKS),
         "results": [path for path in all_outputs() if path != res(MANIFEST)],  # the record of the run: made last
         "local": [path for path in local_sources(config) if os.path.isfile(path)],
     }
@@ -321,7 +326,7 @@ CORPUS = knowledge_rule_tasks("load_corpus")
 def generated_paraphrases_input(wildcards):
     if int(wildcards.k) == 0:
         return []
-    return res(f"results/{wildcards.task}/paraphrases/generated.parquet")
+    return res(GENERATED_PARAPHRASES.format(task=wildcards.task))
 
 
 def search_lrs(method="full"):
@@ -352,8 +357,8 @@ def retrieval_input(wildcards):
     if int(wildcards.k) == 0:
         return {}
     return {
-        "retrieved": res(f"results/{wildcards.task}/retrieval/retrieved.parquet"),
-        "chunks": res(f"results/{wildcards.task}/chunks.parquet"),
+        "retrieved": res(RETRIEVED.format(task=wildcards.task)),
+        "chunks": res(CHUNKS.format(task=wildcards.task)),
     }
 
 

@@ -17,7 +17,7 @@ rule control_questions:
     input:
         control_input,
     output:
-        res("results/controls/{control}/questions.parquet"),
+        res(CONTROL_QUESTIONS),
     params:
         spec=lambda wc: canonical(control_settings(control_spec(wc))),
         hub=lambda wc: res(HUB_CONTROL_DIR.format(control=wc.control)) if QUESTION_SOURCES[control_spec(wc)["source"]].hub else None,
@@ -34,9 +34,9 @@ rule control_questions:
 
 rule control_lmeval_task:
     input:
-        questions=res("results/controls/{control}/questions.parquet"),
+        questions=res(CONTROL_QUESTIONS),
     output:
-        directory(res("results/controls/{control}/lmeval")),
+        directory(res(CONTROL_LMEVAL)),
     params:
         task_name="kinject_control_{control}",
     log:
@@ -53,7 +53,7 @@ rule control_lmeval_task:
 rule evaluate_controls_base:
     input:
         model=base_model_input,
-        tasks=expand(res("results/controls/{control}/lmeval"), control=CONTROLS),
+        tasks=expand(res(CONTROL_LMEVAL), control=CONTROLS),
     output:
         scores=control_outputs("base"),
         records=control_outputs("base", "parquet"),
@@ -84,7 +84,7 @@ for method in METHODS.values():
         method.rule("evaluate_controls")
       input:
         **checkpoint_input(method),
-        tasks=expand(res("results/controls/{control}/lmeval"), control=CONTROLS),
+        tasks=expand(res(CONTROL_LMEVAL), control=CONTROLS),
       output:
         scores=control_outputs(method.name),
         records=control_outputs(method.name, "parquet"),

@@ -9,9 +9,9 @@ rule fetch:
     input:
         knowledge_base_input,
     output:
-        pages=expensive(res("results/{task}/raw/pages.xml")),
-        counts=res("results/{task}/raw/fetch_counts.json"),
-        revisions=res("results/{task}/raw/revisions.json"),
+        pages=expensive(res(PAGES)),
+        counts=res(FETCH_COUNTS),
+        revisions=res(REVISIONS),
     params:
         knowledge_base=lambda wc: canonical(task_cfg(wc)["knowledge_base"]),
         api=mediawiki_api,
@@ -32,10 +32,10 @@ rule clean_dump:
     wildcard_constraints:
         task=WIKI,
     input:
-        res("results/{task}/raw/pages.xml"),
+        res(PAGES),
     output:
-        articles=res("results/{task}/clean/articles.jsonl"),
-        counts=res("results/{task}/clean/clean_counts.json"),
+        articles=res(ARTICLES),
+        counts=res(CLEAN_COUNTS),
     log:
         logpath("logs/clean_dump/{task}.log"),
     threads: config["resources"]["clean_dump"]["cpus_per_task"]
@@ -54,9 +54,9 @@ rule load_corpus:
     input:
         knowledge_base_input,
     output:
-        articles=res("results/{task}/clean/articles.jsonl"),
-        fetch_counts=res("results/{task}/raw/fetch_counts.json"),
-        clean_counts=res("results/{task}/clean/clean_counts.json"),
+        articles=res(ARTICLES),
+        fetch_counts=res(FETCH_COUNTS),
+        clean_counts=res(CLEAN_COUNTS),
     params:
         knowledge_base=lambda wc: canonical(task_cfg(wc)["knowledge_base"]),
     log:
@@ -72,9 +72,9 @@ rule load_corpus:
 
 rule make_chunks:
     input:
-        res("results/{task}/clean/articles.jsonl"),
+        res(ARTICLES),
     output:
-        res("results/{task}/chunks.parquet"),
+        res(CHUNKS),
     params:
         chunking=canonical(config["chunking"]),
     log:
@@ -90,11 +90,11 @@ rule make_chunks:
 
 rule knowledge_base_report:
     input:
-        fetch=res("results/{task}/raw/fetch_counts.json"),
-        clean=res("results/{task}/clean/clean_counts.json"),
-        chunks=res("results/{task}/chunks.parquet"),
+        fetch=res(FETCH_COUNTS),
+        clean=res(CLEAN_COUNTS),
+        chunks=res(CHUNKS),
     output:
-        res("results/{task}/knowledge_base_report.json"),
+        res(KB_REPORT),
     log:
         logpath("logs/knowledge_base_report/{task}.log"),
     resources:

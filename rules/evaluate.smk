@@ -11,7 +11,7 @@
 rule lmeval_task:
     input:
         unpack(retrieval_input),
-        questions=res("results/{task}/questions.parquet"),
+        questions=res(QUESTIONS),
     output:
         directory(res(LMEVAL_TASK_DIR)),
     params:

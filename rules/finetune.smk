@@ -18,10 +18,10 @@ rule build_base_model:
     wildcard_constraints:
         model=models_regex(lambda m: "build" in m),
     input:
-        chunks=expand(res("results/{task}/chunks.parquet"), task=TASKS),
+        chunks=expand(res(CHUNKS), task=TASKS),
         pretrain=lambda wc: config["models"][wc.model]["build"].get("pretrain_corpus", []),
     output:
-        expensive(directory(res("results/models/{model}/base"))),
+        expensive(directory(res(BASE_MODEL))),
     params:
         build=lambda wc: canonical(config["models"][wc.model]["build"]),
         seed=config["seed"],
@@ -45,8 +45,8 @@ for method in METHODS.values():
         method.rule("hparam_trial")
       input:
         base=base_model_input,
-        train=res("results/{task}/paraphrases/paraphrases_k0.parquet"),
-        validation=res("results/{task}/validation/paraphrases.parquet"),
+        train=res(PARAPHRASE_SET.format(task="{task}", k=0)),
+        validation=res(VALIDATION_PARAPHRASES),
       output:
         trial=res(method.hparams("lr{lr}.json")),
         # the trial's best epoch's model: kept until validated_model hard-links the chosen one (temp)
@@ -114,7 +114,7 @@ for method in METHODS.values():
         method.rule("finetune")
       input:
         base=base_model_input,
-        train=res("results/{task}/paraphrases/paraphrases_k{k}.parquet"),
+        train=res(PARAPHRASE_SET),
         hparams=hparams_input(method.name),
       output:
         checkpoint=expensive(directory(res(method.checkpoint))),

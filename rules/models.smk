@@ -8,7 +8,7 @@ rule convert_gguf:
     input:
         gguf_input,
     output:
-        expensive(directory(res("results/models/{model}/base"))),
+        expensive(directory(res(BASE_MODEL))),
     params:
         gguf=lambda wc: canonical(config["models"][wc.model]["gguf"]),
     log:

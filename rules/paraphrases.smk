@@ -3,9 +3,9 @@
 
 rule paraphrase_chunks:
     input:
-        res("results/{task}/chunks.parquet"),
+        res(CHUNKS),
     output:
-        paraphrases=res("results/{task}/paraphrases/generated.parquet"),
+        paraphrases=res(GENERATED_PARAPHRASES),
         quarantine=res("results/{task}/paraphrases/generated_quarantine.jsonl"),
     params:
         llm=canonical(reply_settings(config["llm"], "paraphrases")),
@@ -25,10 +25,10 @@ rule paraphrase_chunks:
 
 rule paraphrase_set:
     input:
-        chunks=res("results/{task}/chunks.parquet"),
+        chunks=res(CHUNKS),
         generated=generated_paraphrases_input,
     output:
-        res("results/{task}/paraphrases/paraphrases_k{k}.parquet"),
+        res(PARAPHRASE_SET),
     params:
         # read only by sets k > 0 (set 0 has no generated paraphrases), so set 0 never re-runs for it
         allow_incomplete=lambda wc: int(wc.k) > 0 and config["paraphrases"]["allow_incomplete"],
@@ -45,9 +45,9 @@ rule paraphrase_set:
 
 rule validation_paraphrases:
     input:
-        res("results/{task}/chunks.parquet"),
+        res(CHUNKS),
     output:
-        paraphrases=res("results/{task}/validation/paraphrases.parquet"),
+        paraphrases=res(VALIDATION_PARAPHRASES),
         quarantine=res("results/{task}/validation/paraphrases_quarantine.jsonl"),
     params:
         llm=canonical(reply_settings(config["llm"], "paraphrases")),

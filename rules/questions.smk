@@ -9,7 +9,7 @@ rule load_mmlu_questions:
         questions_input,
         hub=mmlu_hub_input,
     output:
-        res("results/{task}/questions.parquet"),
+        res(QUESTIONS),
     params:
         questions=lambda wc: mmlu_settings(task_cfg(wc)["questions"]),
     log:
@@ -29,7 +29,7 @@ rule load_table_questions:
     input:
         questions_input,
     output:
-        res("results/{task}/questions.parquet"),
+        res(QUESTIONS),
     log:
         logpath("logs/load_table_questions/{task}.log"),
     resources:
@@ -45,9 +45,9 @@ rule generate_questions:
     wildcard_constraints:
         task=GENERATED,
     input:
-        res("results/{task}/chunks.parquet"),
+        res(CHUNKS),
     output:
-        candidates=res("results/{task}/questions/candidates.parquet"),
+        candidates=res(CANDIDATES),
         quarantine=res("results/{task}/questions/candidates_quarantine.jsonl"),
     params:
         llm=canonical(reply_settings(config["llm"], "questions")),
@@ -68,9 +68,9 @@ rule select_questions:
     wildcard_constraints:
         task=GENERATED,
     input:
-        res("results/{task}/questions/candidates.parquet"),
+        res(CANDIDATES),
     output:
-        selected=res("results/{task}/questions/selected.parquet"),
+        selected=res(SELECTED),
         quarantine=res("results/{task}/questions/selected_quarantine.jsonl"),
     params:
         llm=canonical(reply_settings(config["llm"], "selection")),
@@ -91,10 +91,10 @@ rule review_questions:
     wildcard_constraints:
         task=GENERATED,
     input:
-        selected=res("results/{task}/questions/selected.parquet"),
+        selected=res(SELECTED),
         review=review_input,
     output:
-        questions=res("results/{task}/questions.parquet"),
+        questions=res(QUESTIONS),
         counts=res("results/{task}/questions/review_counts.json"),
     params:
         review=lambda wc: task_cfg(wc)["questions"]["review"],
@@ -123,8 +123,8 @@ rule review_sheet:
     wildcard_constraints:
         task=GENERATED,
     input:
-        selected=res("results/{task}/questions/selected.parquet"),
-        chunks=res("results/{task}/chunks.parquet"),
+        selected=res(SELECTED),
+        chunks=res(CHUNKS),
     output:
         res("results/{task}/questions/review_sheet.csv"),
     log:

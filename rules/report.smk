@@ -9,7 +9,7 @@ rule tables:
     output:
         tables=[report(path, caption="../report/tables.rst", category="Tables") for path in table_outputs() if path.endswith(".csv")],
         other=[path for path in table_outputs() if not path.endswith(".csv")],
-        scores=res("results/tables/scores.csv"),
+        scores=res(SCORES_TABLE),
         best_k=report(res("results/tables/best_k.csv"), caption="../report/best_k.rst", category="Tables"),
         comparisons=report(res("results/tables/comparisons.csv"), caption="../report/comparisons.rst", category="Tables"),
         comparisons_md=res("results/tables/comparisons.md"),
@@ -30,7 +30,7 @@ rule tables:
 
 rule figures:
     input:
-        scores=res("results/tables/scores.csv"),
+        scores=res(SCORES_TABLE),
         trend=res("results/tables/paraphrase_trend.csv"),
         losses=loss_files(),
     output:

