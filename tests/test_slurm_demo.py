@@ -1,7 +1,8 @@
 """The demo pipeline through `snakemake --profile slurm all` on a live one-node SLURM cluster.
 
 The grid is the demo's scaled down (conftest.small_demo_config) so that the cluster's per-job
-overhead stays small; the same config run locally must give identical result tables. Through SLURM the
+overhead stays small; the same config run locally must give identical result tables: the suite's check that a
+second run from scratch reproduces every table (every random choice seeded from the config). Through SLURM the
 GPU rules ask for one of the cluster's emulated GPUs each (config/slurm_gpus.yaml on top of it), which
 SLURM must allocate; with no CUDA behind them they run on the CPU (resources.allow_cpu).
 """
