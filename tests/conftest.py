@@ -291,6 +291,15 @@ def demo_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture
+def demo_copy(demo_run, tmp_path):
+    """A copy of demo_run for a test that changes it (edits an input, deletes an output, re-runs a job), so that the
+    shared run stays as the pipeline left it for the tests that only read it, whatever their order. Every time is
+    kept (copy2), so Snakemake finds the copy as finished as the run (about a second: no checkpoint is large)."""
+    import shutil
+
+    return shutil.copytree(demo_run, tmp_path / "demo", symlinks=True)
+
 def small_demo_config(workdir: Path) -> str:
     """The tiny demo's grid scaled down (two paraphrase sets, K in {0, 1}, atlas 0-shot in one format without
     the search, a shorter base-model pre-training, one-core jobs, protect: true) for tests that run the pipeline

@@ -119,11 +119,11 @@ def test_nothing_left_to_do_after_the_run(demo_run):
     assert planned_jobs(demo_run) == {}
 
 
-def test_targeted_rebuild_of_one_table(demo_run):
-    table = demo_run / "results" / "tables" / "mmlu_0shot.csv"
+def test_targeted_rebuild_of_one_table(demo_copy):
+    table = demo_copy / "results" / "tables" / "mmlu_0shot.csv"
     before, mtime = table.read_text(), table.stat().st_mtime_ns
-    assert planned_jobs(demo_run, "results/tables/mmlu_0shot.csv", "--forcerun", "tables") == {"tables": 1}
-    run = run_snakemake(demo_run, "results/tables/mmlu_0shot.csv", "--forcerun", "tables", "--cores", "2", *DEMO)
+    assert planned_jobs(demo_copy, "results/tables/mmlu_0shot.csv", "--forcerun", "tables") == {"tables": 1}
+    run = run_snakemake(demo_copy, "results/tables/mmlu_0shot.csv", "--forcerun", "tables", "--cores", "2", *DEMO)
     assert run.returncode == 0, run.stderr[-2000:]
     assert dry_run_jobs(run.stdout + run.stderr) == {"tables": 1}  # the scores were reused, nothing else ran
     assert table.stat().st_mtime_ns > mtime and table.read_text() == before
@@ -213,37 +213,32 @@ def test_editing_a_config_key_reruns_only_the_rules_that_read_it(demo_run, tmp_p
     assert dry_run_jobs(after_edit.stdout) == expected
 
 
-def test_editing_an_mmlu_csv_reruns_its_loader(demo_run):  # dry run; the file is restored
-    csv = demo_run / "resources" / "demo" / "mmlu" / "data" / "dev" / "atlas_dev.csv"
+def test_editing_an_mmlu_csv_reruns_its_loader(demo_copy):  # dry runs, in a copy of the run
+    csv = demo_copy / "resources" / "demo" / "mmlu" / "data" / "dev" / "atlas_dev.csv"
     original = csv.read_bytes()
     try:
         csv.write_bytes(original.replace(b"?", b" ?", 1))
-        assert planned_jobs(demo_run) == planned_jobs(demo_run, "--forcerun", "load_mmlu_questions") != {}
+        assert planned_jobs(demo_copy) == planned_jobs(demo_copy, "--forcerun", "load_mmlu_questions") != {}
     finally:
         csv.write_bytes(original)
-    assert planned_jobs(demo_run) == {}  # the same content again: nothing re-runs
+    assert planned_jobs(demo_copy) == {}  # the same content again: nothing re-runs
 
 
-def test_a_deleted_checkpoint_is_not_retrained_while_its_scores_stand(demo_run, tmp_path):
-    """Freeing disk (README): a fine-tuned checkpoint whose scores are written may be deleted. (Moved aside
-    and put back afterwards, files and times unchanged: the run stays whole for the other tests.)"""
+def test_a_deleted_checkpoint_is_not_retrained_while_its_scores_stand(demo_copy):
+    """Freeing disk (README): a fine-tuned checkpoint whose scores are written may be deleted (in a copy of the
+    run)."""
     import shutil
 
-    checkpoint = demo_run / "results" / "finetune" / "tiny-llama" / "current_events" / "k4" / "checkpoint"
-    shutil.move(checkpoint, tmp_path / "checkpoint")  # one rename: the same file system as the run
-    try:
-        assert planned_jobs(demo_run) == {}
-        # a job that reads it and must run again brings it back
-        forced = planned_jobs(demo_run, "--forcerun",
-                              "results/scores/tiny-llama/current_events/ft-p4_k0_0shot_options.json")
-        assert forced["finetune"] == 1 and forced["evaluate_ft"] == 1
-    finally:
-        shutil.move(tmp_path / "checkpoint", checkpoint)
-    assert planned_jobs(demo_run) == {}
+    shutil.rmtree(demo_copy / "results" / "finetune" / "tiny-llama" / "current_events" / "k4" / "checkpoint")
+    assert planned_jobs(demo_copy) == {}
+    # a job that reads it and must run again brings it back
+    forced = planned_jobs(demo_copy, "--forcerun",
+                          "results/scores/tiny-llama/current_events/ft-p4_k0_0shot_options.json")
+    assert forced["finetune"] == 1 and forced["evaluate_ft"] == 1
 
 
-def test_editing_one_paraphrase_set_reruns_only_its_downstream(demo_run):  # the file is restored
-    target = demo_run / "results" / "current_events" / "paraphrases" / "paraphrases_k3.parquet"
+def test_editing_one_paraphrase_set_reruns_only_its_downstream(demo_copy):  # dry runs, in a copy
+    target = demo_copy / "results" / "current_events" / "paraphrases" / "paraphrases_k3.parquet"
     original = target.read_bytes()
     try:
         df = pd.read_parquet(target)
@@ -252,8 +247,8 @@ def test_editing_one_paraphrase_set_reruns_only_its_downstream(demo_run):  # the
         # set 3 feeds one fine-tuning run, which feeds one score (FT+RAG uses sets 0 and 10 only), and the
         # run's record, the manifest, is rebuilt after it. A bare `touch` re-runs nothing: Snakemake sees by
         # checksum that a small file's content did not change.
-        assert planned_jobs(demo_run) == {"finetune": 1, "evaluate_ft": 1, "tables": 1, "figures": 1,
-                                          "manifest": 1, "all": 1}
+        assert planned_jobs(demo_copy) == {"finetune": 1, "evaluate_ft": 1, "tables": 1, "figures": 1,
+                                           "manifest": 1, "all": 1}
     finally:
         target.write_bytes(original)
-    assert planned_jobs(demo_run) == {}
+    assert planned_jobs(demo_copy) == {}
