@@ -124,10 +124,45 @@ EXTENDED_JOBS = {
 }
 
 
+# The test suite's tiny demo (conftest.tiny_demo: .test/config/tiny_llama.yaml over config/demo.yaml, `models`
+# replaced whole), what demo_run runs. One model, built and pre-trained by the pipeline (build_base_model, no
+# GGUF); both tasks searched (validation: lr 3e-4 and 1e-3), so set 0 of each is the chosen trial's model; atlas:
+# shots 0 and 5, formats options and letters, set 0; current_events: shot 0, options, sets 0, 1, 10, FT+RAG sets
+# 0 and 10; K = 0..3 (RAG K = 1..3); no controls, full fine-tuning only.
+TINY_DEMO_JOBS = {
+    "fetch": 2, "clean_dump": 2, "make_chunks": 2, "knowledge_base_report": 2,  # both tasks are dumps
+    "load_mmlu_questions": 1,  # atlas
+    "generate_questions": 1, "select_questions": 1, "review_questions": 1,  # current_events
+    "paraphrase_chunks": 1,  # current_events, the one task with a set > 0
+    "paraphrase_set": 1 + 3,  # atlas {0}, current_events {0, 1, 10}
+    "validation_paraphrases": 2,  # both tasks are searched
+    "build_base_model": 1,
+    "hparam_trial": 2 * 2, "choose_hparams": 2, "validated_model": 2,  # 2 searched tasks x 2 rates
+    "finetune": (1 - 1) + (3 - 1),  # without each task's set 0: current_events sets 1 and 10
+    "extract_embedder": 1, "index_chunks": 2, "retrieve": 2,
+    "lmeval_task": 4 * 2 + 4 * 1,  # K {0, 1, 2, 3} x formats: atlas 2, current_events 1
+    "evaluate_base": 2 * 2 + 1 * 1,  # atlas 2 shots x 2 formats, current_events 1 x 1
+    "evaluate_ft": 2 * 2 * 1 + 1 * 1 * 3,  # x sets: atlas {0}, current_events {0, 1, 10}
+    "evaluate_ftrag": 2 * 2 * 1 + 1 * 1 * 2,  # x FT+RAG sets: atlas {0} (its largest), current_events {0, 10}
+    "tables": 1, "figures": 1, "manifest": 1, "all": 1,
+}
+
+
 def test_demo_grid_dry_run_matches_hand_count():
     counts = dry_run_counts("all", "--configfile", "config/demo.yaml")
     assert counts == DEMO_JOBS
     assert sum(counts.values()) == 42
+
+
+def test_tiny_demo_grid_dry_run_matches_hand_count(tmp_path):
+    """The suite's own grid (demo_run's), counted by hand: a change to .test/config/tiny_llama.yaml shows here."""
+    from conftest import tiny_demo
+
+    path = tmp_path / "tiny_demo.yaml"
+    path.write_text(yaml.safe_dump(tiny_demo(ROOT), sort_keys=False))
+    counts = dry_run_counts("all", "--configfile", str(path))
+    assert counts == TINY_DEMO_JOBS
+    assert sum(counts.values()) == 69
 
 
 def test_extended_demo_grid_dry_run_matches_hand_count():
