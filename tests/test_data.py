@@ -8,16 +8,9 @@ import yaml
 from wiki_fixtures import DISAMBIGUATION, HEAD, MESSY, PROSE, export, messy_pages, page, write_dump
 
 from kinject.errors import KinjectError
-from kinject.knowledge.data import (
-    check_dump,
-    chunk_article,
-    clean_dump,
-    fetch_dump,
-    knowledge_base_report,
-    make_chunks,
-    residue_counts,
-    tidy,
-)
+from kinject.knowledge.chunks import chunk_article, knowledge_base_report, make_chunks, residue_counts
+from kinject.knowledge.clean import clean_dump, tidy
+from kinject.knowledge.data import check_dump, fetch_dump
 from kinject.knowledge.wikidump import DumpReader
 
 ARTICLE = ("'''Velmar''' is an island in the [[Orsan Sea|Orsan sea]] that was settled by fishing families long ago. "

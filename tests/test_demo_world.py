@@ -21,7 +21,7 @@ from kinject.demo.author import (
     specificity,
 )
 from kinject.errors import KinjectError
-from kinject.knowledge.data import chunk_article
+from kinject.knowledge.chunks import chunk_article
 
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
 KBS = ("atlas", "current_events")

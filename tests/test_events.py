@@ -6,7 +6,8 @@ import json
 import yaml
 from wiki_fixtures import PROSE, page, write_dump
 
-from kinject.knowledge.data import clean_dump, fetch_dump
+from kinject.knowledge.clean import clean_dump
+from kinject.knowledge.data import fetch_dump
 from kinject.knowledge.events import event_entries, scope_regex, select_events
 from kinject.knowledge.wikidump import DumpReader
 

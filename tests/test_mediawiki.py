@@ -13,7 +13,8 @@ from loopback import Handler, serve
 from wiki_fixtures import PROSE, export, page
 
 from kinject.errors import KinjectError
-from kinject.knowledge.data import check_dump, clean_dump
+from kinject.knowledge.clean import clean_dump
+from kinject.knowledge.data import check_dump
 from kinject.knowledge.mediawiki import fetch_mediawiki
 from kinject.knowledge.wikidump import ENWIKI_NAMESPACES, DumpReader
 
@@ -213,7 +214,7 @@ def test_an_events_hub_keeps_its_selected_entries_and_their_links(api, tmp_path)
 
 
 def test_fetch_gives_up_with_a_clear_error(api, tmp_path, monkeypatch):
-    monkeypatch.setattr("kinject.knowledge.mediawiki.time.sleep", lambda s: None)
+    monkeypatch.setattr("kinject.knowledge.mediawiki_client.time.sleep", lambda s: None)
     FakeWiki.fail_first = [503] * 20
     with pytest.raises(KinjectError, match="MediaWiki API request failed: HTTP 503"):
         fetch(api, tmp_path, hub_file(tmp_path, "Hub"))

@@ -1,29 +1,24 @@
-"""Knowledge base: raw MediaWiki pages (a dump or the API) -> wikiextractor clean text -> chunks, and a report.
-
-fetch: the pages a knowledge base names (every article page of a dump; a titles file; or hub pages and the
-articles they link to), streamed from a dump of any size or fetched through the MediaWiki API, written as
-one MediaWiki export with the counts of what was read, kept and dropped (and why), and the record of the revisions
-read (revisions.json; the MediaWiki API's part lives in kinject.knowledge.mediawiki).
-clean: wikiextractor's Extractor in this process, entities unescaped, empty brackets and runs of whitespace
-removed; chunks: paragraphs packed into chunks; report: one per task, from the counts and the chunks.
+"""Fetching a knowledge base's pages: the pages it names (every article page of a dump; a titles file; or hub
+pages and the articles they link to), streamed from a dump of any size or fetched through the MediaWiki API
+(kinject.knowledge.mediawiki), written as one MediaWiki export with the counts of what was read, kept and
+dropped (and why), and the record of the revisions read (revisions.json). Cleaning is kinject.knowledge.clean;
+chunks and the report, kinject.knowledge.chunks.
 """
 
 from __future__ import annotations
 
-import html
-import itertools
 import json
 import logging
-import re
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter
 from pathlib import Path
 
-import pandas as pd
-from wikiextractor.extract import _DEFAULT_IGNORED_TAG_PATTERNS, Extractor, ignoreTag
-
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, read_parquet, write_json, write_parquet
+from kinject.io import atomic_path, write_json
+
+# scripts/clean_dump.py, make_chunks.py and knowledge_base_report.py import these from kinject.data (this
+# module's old name, kinject.MOVED): editing a script would re-run its finished jobs
+from kinject.knowledge.chunks import knowledge_base_report, make_chunks  # noqa: F401
+from kinject.knowledge.clean import clean_dump  # noqa: F401
 from kinject.knowledge.multistream import DumpSource
 from kinject.knowledge.revisions import RevisionRecord, check_as_of, check_pinned, read_revisions
 from kinject.knowledge.selection import (
@@ -37,9 +32,7 @@ from kinject.knowledge.selection import (
     take_hub,
 )
 from kinject.knowledge.wikidump import (
-    DROP_REASONS,
     DumpReader,
-    Page,
     SiteInfo,
     article_links,
     category_regex,
@@ -226,188 +219,3 @@ def fetch_knowledge_base(knowledge_base: dict, task: str, out, counts, revisions
     fetched = json.loads(Path(counts).read_text())
     return f"{fetched['pages_kept']} of {fetched['pages_in']} pages kept ({fetched['selection']}), dropped {fetched['dropped']}"
 
-
-# Cleaning ------------------------------------------------------------------------------------------------
-
-ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});")
-EMPTY_BRACKETS = re.compile(r"\([^\w()]*\)|\[[^\w\[\]]*\]")
-_SPACED_EMPTY_BRACKETS = re.compile(r"\s*(?:%s)" % EMPTY_BRACKETS.pattern)
-# what removed templates leave at a bracket's edges: "(; 14 March 1879 ...)", "(born 1950; )"
-_BRACKET_EDGES = [(re.compile(r"\(\s*(?:[,;:]\s*)+"), "("), (re.compile(r"(?:\s*[,;:])+\s*\)"), ")")]
-
-
-def tidy(text: str) -> str:
-    """What wikiextractor leaves behind, removed: HTML entities (unescaped with Python's html), brackets with
-    nothing but punctuation inside (the remains of pronunciation and language templates), separators at a
-    bracket's edges, runs of whitespace (non-breaking spaces included), blank lines."""
-    for _ in range(2):  # an entity escaped twice (&amp;amp;) is unescaped twice
-        text = ENTITY.sub(lambda m: html.unescape(m[0]), text)
-    lines = []
-    for line in text.split("\n"):
-        line = _SPACED_EMPTY_BRACKETS.sub("", line)
-        for pattern, repl in _BRACKET_EDGES:
-            line = pattern.sub(repl, line)
-        line = " ".join(line.split())
-        if line:
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def extractor_settings(siteinfo: SiteInfo) -> dict:
-    """wikiextractor's Extractor settings as its command line sets them for `--json --no-templates` on this
-    export: its namespaces, no links kept (<a> tags dropped), no HTML formatting."""
-    template = next((name for key, (name, _) in siteinfo.namespaces.items() if key == 10), "Template")
-    return {"templatePrefix": template + ":", "knownNamespaces": {"Template"} | siteinfo.namespace_names,
-            "ignored_tag_patterns": list(_DEFAULT_IGNORED_TAG_PATTERNS) + [ignoreTag("a")],
-            "keepLinks": False, "HtmlFormatting": False, "to_json": True}
-
-
-def clean_page(page: Page, urlbase: str, settings: dict) -> str:
-    """One page's clean text: wikiextractor's Extractor, called as its own extract() calls it (on the text
-    as the XML export holds it, escaped, since Extractor unescapes it itself), but with html_safe=False:
-    the command line's --html-safe cannot be switched off (any value given to it is a true string), and
-    html_safe re-escapes &, < and > into the text (AT&amp;T)."""
-    extractor = Extractor(page.id, page.revid, urlbase, page.title, [], **settings)
-    return tidy("\n".join(extractor.clean_text(html.escape(page.text, quote=False), html_safe=False)))
-
-
-def _clean_one(page: Page, urlbase: str, settings: dict) -> tuple[Page, str | None, str]:
-    """(page, why it is dropped or None, its clean text)."""
-    reason = drop_reason(page)
-    return page, reason, "" if reason else clean_page(page, urlbase, settings)
-
-
-def _clean_batch(pages: list[Page], urlbase: str, settings: dict) -> list[tuple[Page, str | None, str]]:
-    return [_clean_one(page, urlbase, settings) for page in pages]
-
-
-def _cleaned(pages, urlbase: str, settings: dict, processes: int, batch: int = 32):
-    """The pages' clean texts in order; with processes > 1, batches cleaned by a pool of processes, at most
-    two batches per process in flight (memory stays bounded whatever the number of pages)."""
-    if processes <= 1:
-        yield from (_clean_one(page, urlbase, settings) for page in pages)
-        return
-    with ProcessPoolExecutor(processes) as pool:
-        window: deque = deque()
-        pages = iter(pages)
-        for group in iter(lambda: list(itertools.islice(pages, batch)), []):
-            window.append(pool.submit(_clean_batch, group, urlbase, settings))
-            if len(window) >= 2 * processes:
-                yield from window.popleft().result()
-        while window:
-            yield from window.popleft().result()
-
-
-def clean_dump(pages_xml, out, counts, processes: int = 1) -> int:
-    """Clean every article page of an export with wikiextractor (in `processes` processes); write its
-    non-empty articles as JSON lines, in the export's order."""
-    reader = DumpReader(pages_xml)
-    siteinfo = reader.read_siteinfo()
-    settings, urlbase = extractor_settings(siteinfo), siteinfo.base[: siteinfo.base.rfind("/")]
-    dropped, kept = Counter({reason: 0 for reason in (*DROP_REASONS, "empty")}), 0
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for page, reason, text in _cleaned(reader, urlbase, settings, processes):
-            if reason or not text:
-                dropped[reason or "empty"] += 1
-                continue
-            fh.write(json.dumps({"id": page.id, "title": page.title, "text": text}, ensure_ascii=False) + "\n")
-            kept += 1
-        if not kept:
-            raise KinjectError(pages_xml, "no article text left after cleaning with wikiextractor")
-    write_json(counts, {"pages_in": reader.pages, "pages_kept": kept, "dropped": dict(dropped)})
-    log.info("%d of %d pages cleaned into articles with text (%d process(es)); dropped: %s", kept, reader.pages,
-             processes, ", ".join(f"{k} {v}" for k, v in dropped.items()))
-    return kept
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
-
-
-def chunk_article(text: str, min_words: int, max_words: int) -> list[str]:
-    """Greedily pack an article's paragraphs (then sentences, when a paragraph is too long) into chunks
-    of at most max_words; section-title lines are dropped; chunks under min_words are dropped."""
-    units = []
-    for para in text.split("\n"):
-        words = para.split()
-        if len(words) < 4:  # wikiextractor turns "== History ==" into a one-word line "History."
-            continue
-        units += [para] if len(words) <= max_words else split_sentences(para)
-    chunks, current = [], []
-    for unit in units:
-        if current and len(" ".join(current + [unit]).split()) > max_words:
-            chunks.append(" ".join(current))
-            current = []
-        current.append(unit)
-    if current:
-        chunks.append(" ".join(current))
-    return [c for c in chunks if len(c.split()) >= min_words]
-
-
-def make_chunks(articles_jsonl, out, *, min_words: int, max_words: int) -> int:
-    rows = []
-    with open(articles_jsonl, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            try:
-                doc = json.loads(line)
-                text, title, page_id = doc["text"], doc["title"], doc["id"]
-            except (json.JSONDecodeError, KeyError) as exc:
-                raise KinjectError(articles_jsonl, f"line {n} is not an article record ({exc})") from None
-            for i, chunk in enumerate(chunk_article(text, min_words, max_words)):
-                rows.append({"chunk_id": f"{page_id}-{i}", "title": title, "text": chunk,
-                             "n_words": len(chunk.split())})
-    if not rows:
-        raise KinjectError(articles_jsonl, f"no chunk of at least {min_words} words (chunking.min_words)")
-    write_parquet(out, pd.DataFrame(rows))
-    log.info("%d chunks", len(rows))
-    return len(rows)
-
-
-# The report ----------------------------------------------------------------------------------------------
-
-RESIDUE = {
-    "wiki_markup": re.compile(r"\[\[|\]\]|\{\{|\}\}|\{\||\|\}|'''|</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>"
-                              r"|__[A-Z]+__|^=+[^=\n]+=+\s*$", re.M),
-    "html_entities": ENTITY,
-    "empty_brackets": EMPTY_BRACKETS,
-}
-
-
-def residue_counts(texts) -> dict[str, int]:
-    """Occurrences of what cleaning should have removed: wiki markup, HTML entities, empty brackets."""
-    return {kind: sum(len(pattern.findall(t)) for t in texts) for kind, pattern in RESIDUE.items()}
-
-
-def knowledge_base_report(fetch_counts, clean_counts, chunks, out, *, task: str) -> dict:
-    """One report per task, whatever the source: pages in, kept, dropped by reason (fetch and cleaning),
-    chunks made and residue per 1,000 chunks, with the fetch and cleaning counts in full."""
-    stages = {}
-    for name, path in (("fetch", fetch_counts), ("clean", clean_counts)):
-        try:
-            stages[name] = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError) as exc:
-            raise KinjectError(path, f"not a readable count file ({exc})") from None
-    texts = read_parquet(chunks, columns=["title", "text"])
-    residue = residue_counts(texts["text"])
-    dropped = Counter()
-    for stage in stages.values():
-        dropped.update(stage["dropped"])
-    report = {
-        "task": task,
-        "source": stages["fetch"]["source"],
-        "pages_in": stages["fetch"]["pages_in"],
-        "pages_kept": stages["clean"]["pages_kept"],
-        "dropped": dict(dropped),
-        "chunks": len(texts),
-        "articles_with_chunks": int(texts["title"].nunique()),
-        "residue": residue,
-        "residue_per_1000_chunks": {k: round(1000 * v / len(texts), 2) for k, v in residue.items()},
-        **stages,
-    }
-    write_json(out, report)
-    log.info("%s: %d pages in, %d articles kept, %d chunks; residue per 1,000 chunks: %s", task,
-             report["pages_in"], report["pages_kept"], len(texts),
-             ", ".join(f"{k} {v}" for k, v in report["residue_per_1000_chunks"].items()))
-    if any(residue.values()):
-        log.warning("%s: residue left in the chunks: %s", task, residue)
-    return report
