@@ -211,7 +211,7 @@ def test_a_checkpoint_with_truncated_or_missing_weights_is_not_whole(tmp_path):
     (tmp_path / "c" / "model.safetensors.index.json").write_text(json.dumps(
         {"weight_map": {"w": "model.safetensors", "v": "model-00002-of-00002.safetensors"}}))
     assert checkpoints.checkpoint_problem(tmp_path / "c") == (
-        "model-00002-of-00002.safetensors named by model.safetensors.index.json is missing")
+        "model-00002-of-00002.safetensors is missing (1 of the 2 shards model.safetensors.index.json lists)")
     (tmp_path / "c" / "model.safetensors.index.json").unlink()
     (tmp_path / "c" / "optimizer.pt").write_bytes(b"PK\x03\x04 cut")
     assert checkpoints.checkpoint_problem(tmp_path / "c") == "optimizer.pt is truncated (not a readable torch.save file)"

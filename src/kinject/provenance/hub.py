@@ -10,7 +10,6 @@ resolved to and every file's sha256. Every other job loads that local folder wit
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -21,6 +20,7 @@ from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
 from kinject.paths import HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, results_root, rooted
 from kinject.qa.sources import QUESTION_SOURCES
+from kinject.weights import shard_problem
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,8 @@ def model_folder_problem(folder) -> str | None:
         return "no such folder" if not folder.exists() else "not a folder"
     if not (folder / "config.json").is_file():
         return "no config.json in the model folder (save_pretrained writes it)"
-    for index in sorted(folder.glob("*.index.json")):
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError, AttributeError):
-            return f"{index.name} is not a readable shard index"
-        missing = [name for name in shards if not (folder / name).is_file()]
-        if missing:
-            return f"{missing[0]} is missing ({len(missing)} of the {len(shards)} shards {index.name} lists)"
+    if (problem := shard_problem(folder)):
+        return problem
     if not [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]:
         return "no weights in the model folder (*.safetensors or pytorch_model*.bin)"
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kinject import precision as precisions
 from kinject.io import write_json, write_text
+from kinject.weights import shard_problem
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,8 @@ def checkpoint_problem(checkpoint) -> str | None:
                     if p.is_dir() and ((p / ".metadata").exists() or p.name.startswith("pytorch_model_fsdp")))
     if not weights and not shards and not list(checkpoint.glob("pytorch_model*.bin")):
         return "no weights (no *.safetensors, pytorch_model*.bin or pytorch_model_fsdp_* folder)"
-    for index in sorted(checkpoint.glob("*.safetensors.index.json")):
-        try:
-            names = set(json.loads(index.read_text())["weight_map"].values())
-        except (ValueError, KeyError, AttributeError):
-            return f"{index.name} is not a readable shard index"
-        missing = sorted(name for name in names if not (checkpoint / name).is_file())
-        if missing:
-            return f"{missing[0]} named by {index.name} is missing"
+    if (problem := shard_problem(checkpoint, "*.safetensors.index.json")):
+        return problem
     for path in weights:
         if (problem := _safetensors_problem(path)):
             return problem
