@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kinject.errors import KinjectError
+from kinject.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -20,14 +21,8 @@ class Retriever:
     index: str  # its index file under results/{task}/index/ (rule index_chunks writes it, rule retrieve reads it)
 
 
-RETRIEVERS: dict[str, Retriever] = {}
-
-
-def register(retriever: Retriever) -> Retriever:
-    if retriever.name in RETRIEVERS:
-        raise ValueError(f"retriever {retriever.name} is registered twice")
-    RETRIEVERS[retriever.name] = retriever
-    return retriever
+RETRIEVERS = Registry("retriever")
+register = RETRIEVERS.register
 
 
 def run_retriever(config: dict, config_file: str = "config") -> Retriever:
@@ -35,9 +30,7 @@ def run_retriever(config: dict, config_file: str = "config") -> Retriever:
     registered retrievers for a name no entry registers; one line for more than one."""
     names = config["retrieval"]["retrievers"]
     for name in names:
-        if name not in RETRIEVERS:
-            raise KinjectError(config_file, f"retrieval.retrievers: {name!r} is not a retriever "
-                               f"(registered: {', '.join(RETRIEVERS)})")
+        RETRIEVERS.lookup(name, "retrieval.retrievers", config_file)
     if len(names) != 1:
         raise KinjectError(config_file, f"retrieval.retrievers: {names} names {len(names)} retrievers; a run uses "
                            "one (its RAG cells carry no retriever name)")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kinject.errors import KinjectError
+from kinject.registry import Registry
 
 # the files naming a MediaWiki knowledge base's pages, its dump's index, and the revisions it was pinned to
 NAMED_FILES = ("titles", "hub_pages_file", "index", "revisions_file")
@@ -42,23 +43,14 @@ class KnowledgeSource:
         return self.rule == "fetch"
 
 
-KNOWLEDGE_SOURCES: dict[str, KnowledgeSource] = {}
-
-
-def register(source: KnowledgeSource) -> KnowledgeSource:
-    if source.name in KNOWLEDGE_SOURCES:
-        raise ValueError(f"knowledge-base source {source.name} is registered twice")
-    KNOWLEDGE_SOURCES[source.name] = source
-    return source
+KNOWLEDGE_SOURCES = Registry("knowledge-base source")
+register = KNOWLEDGE_SOURCES.register
 
 
 def knowledge_source(kb: dict, key: str, config_file: str = "config") -> KnowledgeSource:
     """The registered source of a knowledge base at config key ``key``; one line naming the key, the value and
     the registered sources otherwise."""
-    if kb["source"] not in KNOWLEDGE_SOURCES:
-        raise KinjectError(config_file, f"{key}.source: {kb['source']!r} is not a knowledge-base source "
-                           f"(registered: {', '.join(KNOWLEDGE_SOURCES)})")
-    return KNOWLEDGE_SOURCES[kb["source"]]
+    return KNOWLEDGE_SOURCES.lookup(kb["source"], f"{key}.source", config_file)
 
 
 def _corpus_files(kb: dict) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kinject.errors import KinjectError
+from kinject.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -25,24 +26,16 @@ class QuestionSource:
     check: Callable[[dict, str, str], None] | None = None  # (spec, key, config file): its own checks
 
 
-QUESTION_SOURCES: dict[str, QuestionSource] = {}
-
-
-def register(source: QuestionSource) -> QuestionSource:
-    if source.name in QUESTION_SOURCES:
-        raise ValueError(f"question source {source.name} is registered twice")
-    QUESTION_SOURCES[source.name] = source
-    return source
+QUESTION_SOURCES = Registry("question source")
+register = QUESTION_SOURCES.register
 
 
 def question_source(spec: dict, key: str, config_file: str = "config", control: bool = False) -> QuestionSource:
     """The registered source of a question spec at config key ``key``, its required keys checked; one line
     naming the key, the value and the registered sources otherwise."""
-    names = [n for n, s in QUESTION_SOURCES.items() if s.control or not control]
-    if spec["source"] not in names:
-        raise KinjectError(config_file, f"{key}.source: {spec['source']!r} is not a question source"
-                           f"{' for a control' if control else ''} (registered: {', '.join(names)})")
-    source = QUESTION_SOURCES[spec["source"]]
+    source = QUESTION_SOURCES.lookup(spec["source"], f"{key}.source", config_file,
+                                     among=[n for n, s in QUESTION_SOURCES.items() if s.control or not control],
+                                     qualifier=" for a control" if control else "")
     for required in source.required:
         if required not in spec:
             raise KinjectError(config_file, f"{key}.{required} is required for source {source.name}")
