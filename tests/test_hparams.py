@@ -22,8 +22,22 @@ def test_choose_takes_the_lowest_validation_loss_over_lrs_and_epochs(tmp_path):
     for lr, losses in [(1e-5, [3.0, 2.9, 2.95]), (5e-5, [2.8, 2.5, 2.7]), (1e-6, [3.5, 3.4, 3.3])]:
         paths.append(tmp_path / f"lr{lr:g}.json")
         paths[-1].write_text(json.dumps({"lr": lr, "val_loss_per_epoch": losses}))
-    assert choose(paths, tmp_path / "chosen.json") == {"lr": 5e-5, "epochs": 2, "val_loss": 2.5}
+    assert choose(paths, tmp_path / "chosen.json") == {"lr": 5e-5, "epochs": 2, "val_loss": 2.5,
+                                                         "lr_at_edge": "highest"}
     assert json.loads((tmp_path / "chosen.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize("best, edge", [(1e-6, "lowest"), (1e-5, None), (5e-5, "highest")])
+def test_a_rate_chosen_at_either_end_of_the_grid_is_flagged(tmp_path, caplog, best, edge):
+    """Every method's search (full, LoRA, ...) goes through choose: the flag and its warning are the same."""
+    paths = []
+    for lr in (1e-5, 5e-5, 1e-6):
+        paths.append(tmp_path / f"lr{lr:g}.json")
+        paths[-1].write_text(json.dumps({"lr": lr, "val_loss_per_epoch": [2.0 if lr == best else 3.0]}))
+    assert choose(paths, tmp_path / "chosen.json")["lr_at_edge"] == edge
+    assert ("a better one may lie beyond them" in caplog.text) == (edge is not None)
+    one = choose(paths[:1], tmp_path / "one.json")  # a grid of one rate has no edge to flag
+    assert one["lr_at_edge"] is None
 
 
 def test_choose_rejects_a_broken_trial(tmp_path):

@@ -56,19 +56,27 @@ def run_trial(base, train_parquet, validation_parquet, out, *, lr: float, max_ep
 
 
 def choose(trial_paths, out) -> dict:
-    """The (lr, epochs) with the lowest validation loss over every trial and epoch."""
-    best = None
+    """The (lr, epochs) with the lowest validation loss over every trial and epoch, for every method alike.
+    ``lr_at_edge``: "lowest" or "highest" when the chosen rate is at that end of a grid of two or more rates
+    (the best rate may lie beyond the grid: a warning says so), else None."""
+    best, rates = None, set()
     for path in trial_paths:
         try:
             trial = json.loads(Path(path).read_text())
             losses = [float(x) for x in trial["val_loss_per_epoch"]]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise KinjectError(path, f"not a hyper-parameter trial ({exc})") from None
+        rates.add(trial["lr"])
         for epoch, loss in enumerate(losses, 1):
             if best is None or loss < best["val_loss"]:
                 best = {"lr": trial["lr"], "epochs": epoch, "val_loss": loss}
     if best is None:
         raise KinjectError(trial_paths[0] if trial_paths else out, "no validation loss in any trial")
+    grid = sorted(rates)
+    best["lr_at_edge"] = None if len(grid) < 2 else {grid[0]: "lowest", grid[-1]: "highest"}.get(best["lr"])
+    if best["lr_at_edge"]:
+        log.warning("the chosen lr %g is the %s of the search's rates %s: a better one may lie beyond them; "
+                    "widen the grid to know", best["lr"], best["lr_at_edge"], ", ".join(f"{r:g}" for r in grid))
     write_json(out, best)
     log.info("chosen: lr %g, %d epochs (validation loss %.4f)", best["lr"], best["epochs"], best["val_loss"])
     return best
