@@ -1,5 +1,5 @@
 """The jobs ``kinject plan`` estimates: every job of Snakemake's own DAG of ``snakemake all``
-(``kinject.planning.dag``), each estimated by its rule's estimator (``Planner.ESTIMATORS``): GPUs, peak memory
+(``kinject.planning.dag``), each estimated by its rule's estimator (``Planner.estimator``): GPUs, peak memory
 per GPU, host memory, GPU-hours and disk of the training, evaluation, control and retrieval jobs. Which jobs
 exist is the workflow's answer, not re-derived here; a rule without an estimator (no GPU, or an LLM rule, which
 ``kinject.planning.llm_cost`` prices) is counted, not estimated."""
