@@ -496,3 +496,39 @@ def test_llm_worst_case_is_every_reply_at_its_max_tokens_and_every_retry(tmp_pat
     assert rows["generate_questions"]["worst_usd"] == pytest.approx(
         (rows["generate_questions"]["worst_input_tokens"] * 30 + 3 * 3 * 410 * 60) / 1e6)
     assert "worst USD" in format_plan(plan)
+
+
+# ---- power --------------------------------------------------------------------------------------------
+
+def test_the_minimum_detectable_difference_is_the_two_proportion_formula_worked_by_hand():
+    """n = 910 per cell, two-sided 0.05, 80% power: Cohen's h = (z_.975 + z_.8) * sqrt(2 / 910) = 2.8016 * 0.04688
+    = 0.13134; p1 = sin(asin(sqrt(.5)) + h / 2)^2 = sin(0.85107)^2 = 0.56564: an MDD of 0.0656 around 0.5."""
+    from scipy.stats import norm
+
+    from kinject.planning.power import mdd
+
+    h = (norm.ppf(0.975) + norm.ppf(0.8)) * math.sqrt(2 / 910)
+    assert h == pytest.approx(0.13134, abs=1e-5)
+    assert mdd(910, 0.05) == pytest.approx(math.sin(math.pi / 4 + h / 2) ** 2 - 0.5, rel=1e-4)
+    assert mdd(910, 0.05) == pytest.approx(0.0656, abs=5e-4)
+    assert mdd(455, 0.05) > mdd(910, 0.05) > mdd(910, 0.5)  # fewer units or a stricter level: a larger MDD
+
+
+def test_power_counts_the_grids_comparisons_per_family_and_warns_below_the_papers_effects(tmp_path):
+    """config.yaml: 5 MMLU tasks x 3 models x 2 shots x 2 formats = 12 settings each with 4 contrasts (RAG vs Base,
+    FT vs Base, RAG vs FT, FT+RAG vs RAG: set 0 only); current events 3 models x 1 shot x 2 formats = 6 settings
+    with those 4, FT-par10+RAG vs RAG, and FT-par{1..10} vs FT (10 each): 5 x 4 x 12 + 6 x 5 + 60 = 330."""
+    plan = paper_plan(tmp_path)
+    rows = {(r["task"], r["family"]): r for r in plan["power"]}
+    assert rows[("anatomy", "RAG vs Base")]["comparisons"] == 12
+    assert rows[("current_events", "FT-par vs FT")]["comparisons"] == 60
+    assert sum(r["comparisons"] for r in plan["power"]) == 330
+    ce = rows[("current_events", "FT-par vs FT")]
+    assert (ce["questions"], ce["clusters"]) == (910, 455)  # plan.corpus: 910 questions, 2 kept per chunk
+    assert ce["alpha"] == pytest.approx(0.05 / 330)
+    assert ce["mdd_lenient"] < ce["mdd_questions"] < ce["mdd_clusters"]
+    assert rows[("anatomy", "RAG vs Base")]["paper_effect"] is None  # the paper's Table 2 is current events'
+    assert ce["paper_effect"] == pytest.approx(0.055)  # Orca-2's FT-par vs FT, the smallest of three
+    warned = {w.split(":")[1].strip() for w in plan["power_warnings"]}
+    assert warned == {"FT vs Base", "FT-par+RAG vs RAG", "FT-par vs FT"}  # RAG's effects (.232+) are detectable
+    assert plan["warnings"] == []  # not resource warnings

@@ -23,6 +23,7 @@ from kinject.planning.dag import job_counts
 from kinject.planning.jobs import RESOURCE_KEY, TRAINING_RULES, Job, Planner, job_resources, processes
 from kinject.planning.llm_cost import llm_usage
 from kinject.planning.memory import GB, MIB
+from kinject.planning.power import power_rows
 
 HUB_BYTES = 2  # hub checkpoints of the 7B models are fp16/bf16 safetensors
 
@@ -118,6 +119,7 @@ def make_plan(config: dict, root: Path | str = ".", dag: list[dict] | None = Non
     if price is None and llm:
         planner.notes.append(f"LLM cost unknown: set plan.llm_prices.{model} (USD per 10^6 input and output tokens)")
     hub = [m for m, cfg in config["models"].items() if "pretrained" in cfg and not (root / cfg["pretrained"]).exists()]
+    power, power_warnings = power_rows(config, planner.corpora)
     shapes = planner.shapes
     return {
         "gpu_memory_gb": plan["gpu_memory_gb"],
@@ -152,6 +154,8 @@ def make_plan(config: dict, root: Path | str = ".", dag: list[dict] | None = Non
                 "output_tokens": total(r["output_tokens"] for r in llm), "usd": total(r["usd"] for r in llm),
                 "worst_output_tokens": total(r["worst_output_tokens"] for r in llm),
                 "worst_usd": total(r["worst_usd"] for r in llm)},
+        "power": power,
+        "power_warnings": power_warnings,  # the differences the grid may not detect (not resource warnings)
         "notes": planner.notes,
         "warnings": warnings,
     }

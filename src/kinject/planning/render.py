@@ -110,6 +110,18 @@ def format_plan(plan: dict, source: str = "") -> str:
                  left=2)
     out += ["  worst: every reply as long as its max_tokens (llm.max_tokens), every call asked 1 + "
             "llm.invalid_retries times", ""]
+    out.append("Power: the smallest accuracy difference each comparison family detects, 80% power, two-sided "
+               "(docs/statistics.md)")
+    rows = [[r["task"], r["family"], r["comparisons"], fmt(r["questions"], ".0f"), fmt(r["clusters"], ".0f"),
+             fmt(r["mdd_lenient"], ".3f"), fmt(r["alpha"], ".2g"), fmt(r["mdd_questions"], ".3f"),
+             fmt(r["mdd_clusters"], ".3f"), "-" if r["paper_effect"] is None else fmt(r["paper_effect"], ".3f")]
+            for r in plan["power"]]
+    out += table(["task", "family", "comparisons", "questions", "clusters", "MDD at q", "q/m", "MDD at q/m",
+                  "clustered", "paper"], rows, left=2)
+    out += ["  q = 0.05, the comparisons' BH level; q/m: BH's first step over the grid's m comparisons; MDD: questions "
+            "as independent units; clustered: a cluster (a chunk's questions) as the unit; paper: its smallest "
+            "difference of the family (resources/paper_effects.yaml)"]
+    out += [f"  UNDERPOWERED {w}" for w in plan["power_warnings"]] + [""]
     disk = plan["disk"]
     out += ["Disk", f"  fine-tuned checkpoints ({tr['save_dtype']}): {fmt(disk['checkpoints_gb'], '.0f')} GB; "
             f"FAISS indexes: {fmt(disk['indexes_gb'], '.1f')} GB; hub models (fp16 safetensors in results/hub/models): "
