@@ -9,7 +9,7 @@ from kinject.knowledge.sources import KNOWLEDGE_SOURCES
 from kinject.qa.sources import QUESTION_SOURCES
 from kinject.training.methods import METHODS
 from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
-from kinject.paths import RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
+from kinject.paths import QUESTION_CLUSTERS, RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
 from kinject.paths import ARTICLES, BASE_MODEL, CANDIDATES, CHUNKS, CLEAN_COUNTS, CONTROL_LMEVAL, CONTROL_QUESTIONS
 from kinject.paths import EMBEDDER_PACKAGE, FETCH_COUNTS, GENERATED_PARAPHRASES, INDEX, KB_REPORT, PAGES, PARAPHRASE_SET
 from kinject.paths import QUESTIONS, RETRIEVED, SCORES_TABLE, SELECTED, VALIDATION_PARAPHRASES
@@ -272,6 +272,13 @@ def questions_input(wildcards):
     its loader; none for a download."""
     spec = task_cfg(wildcards)["questions"]
     return QUESTION_SOURCES[spec["source"]].files(spec)
+
+
+def question_group_table(wildcards):
+    """The question table of a task that names a group column (questions.group_column: rule question_clusters
+    reads its groups); none otherwise."""
+    spec = task_cfg(wildcards)["questions"]
+    return spec["path"] if spec.get("group_column") else []
 
 
 def knowledge_base_input(wildcards):

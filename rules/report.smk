@@ -6,6 +6,7 @@ rule tables:
     input:
         scores=[res(cell.path) for cell in CELLS],
         records=[res(cell.records) for cell in CELLS],
+        clusters=[res(QUESTION_CLUSTERS.format(task=task)) for task in sorted({cell.task for cell in CELLS})],
     output:
         tables=[report(path, caption="../report/tables.rst", category="Tables") for path in table_outputs() if path.endswith(".csv")],
         other=[path for path in table_outputs() if not path.endswith(".csv")],
@@ -26,6 +27,28 @@ rule tables:
         "../envs/report.yaml"
     script:
         "../scripts/tables.py"
+
+
+# Each question's cluster (its source chunk, its table's group, or itself: kinject.reporting.clusters), the unit
+# the tables' intervals, bootstrap, tests and K halves resample or keep together; read by the tables from the
+# question file, so no evaluation job changes.
+rule question_clusters:
+    input:
+        questions=res(QUESTIONS),
+        table=question_group_table,
+    output:
+        res(QUESTION_CLUSTERS),
+    params:
+        group_column=lambda wc: task_cfg(wc)["questions"].get("group_column"),
+    log:
+        logpath("logs/question_clusters/{task}.log"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/question_clusters.py"
 
 
 rule figures:

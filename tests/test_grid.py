@@ -47,6 +47,7 @@ PAPER_JOBS = {
     "evaluate_ftrag": 2 * 3 * (5 * 2 * 1 + 2),
     "control_questions": 3, "control_lmeval_task": 3,
     "evaluate_controls_base": 3, "evaluate_controls_ft": 3 * (5 * 1 + 11),  # every base model and checkpoint
+    "question_clusters": 6,  # each task's question clusters, read by the tables
     "forgetting": 1, "tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
@@ -55,7 +56,7 @@ def test_paper_grid_dry_run_matches_hand_count():
     config = load_config(ROOT / "config.yaml")
     counts = dry_run_counts()
     assert counts == PAPER_JOBS
-    assert sum(counts.values()) == 633
+    assert sum(counts.values()) == 639
     # the paper's grid: 3 models x 2 scoring formats (options, letters)
     #   x (5 MMLU tasks x 2 shots x (base + 5 RAG + FT + 5 FT+RAG) + current events x (base + 5 RAG + 11 FT + 2 x 5 FT+RAG))
     assert len(cells(config)) == 3 * 2 * (5 * 2 * 12 + 27)
@@ -89,6 +90,7 @@ DEMO_JOBS = {
     "evaluate_base": 1 * 1 + 1 * 1,  # atlas 1 shot {0} x 1 format, current_events 1 x 1
     "evaluate_ft": 1 * 1 * 1 + 1 * 1 * 2,  # atlas 1 shot x 1 format x set {0}, current_events 1 x 1 x sets {0, 4}
     "evaluate_ftrag": 1 * 1 * 1 + 1 * 1 * 1,  # FT+RAG sets: atlas {0} (the default, its largest), current_events {4}
+    "question_clusters": 2,  # one per task
     "tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
@@ -120,6 +122,7 @@ EXTENDED_JOBS = {
     "evaluate_controls_base": 1,
     "evaluate_controls_ft": 1 + 3 + 1,  # every full checkpoint: atlas 1, current_events 3, handbook 1
     "evaluate_controls_lora": 3,  # every LoRA checkpoint: current_events 3
+    "question_clusters": 3,  # one per task
     "forgetting": 1, "tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
@@ -144,6 +147,7 @@ TINY_DEMO_JOBS = {
     "evaluate_base": 2 * 2 + 1 * 1,  # atlas 2 shots x 2 formats, current_events 1 x 1
     "evaluate_ft": 2 * 2 * 1 + 1 * 1 * 3,  # x sets: atlas {0}, current_events {0, 1, 10}
     "evaluate_ftrag": 2 * 2 * 1 + 1 * 1 * 2,  # x FT+RAG sets: atlas {0} (its largest), current_events {0, 10}
+    "question_clusters": 2,  # one per task
     "tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
@@ -151,7 +155,7 @@ TINY_DEMO_JOBS = {
 def test_demo_grid_dry_run_matches_hand_count():
     counts = dry_run_counts("all", "--configfile", "config/demo.yaml")
     assert counts == DEMO_JOBS
-    assert sum(counts.values()) == 42
+    assert sum(counts.values()) == 44
 
 
 def test_tiny_demo_grid_dry_run_matches_hand_count(tmp_path):
@@ -162,7 +166,7 @@ def test_tiny_demo_grid_dry_run_matches_hand_count(tmp_path):
     path.write_text(yaml.safe_dump(tiny_demo(ROOT), sort_keys=False))
     counts = dry_run_counts("all", "--configfile", str(path))
     assert counts == TINY_DEMO_JOBS
-    assert sum(counts.values()) == 69
+    assert sum(counts.values()) == 71
 
 
 def test_extended_demo_grid_dry_run_matches_hand_count():
@@ -170,7 +174,7 @@ def test_extended_demo_grid_dry_run_matches_hand_count():
     files = ["config/demo.yaml", "config/demo_extended.yaml"]
     counts = dry_run_counts("all", "--configfile", *files)
     assert counts == EXTENDED_JOBS
-    assert sum(counts.values()) == 104
+    assert sum(counts.values()) == 107
 
 
 def test_the_planners_dag_is_the_dry_runs():

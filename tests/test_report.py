@@ -4,11 +4,10 @@ import pandas as pd
 import pytest
 
 from kinject.errors import KinjectError
+from kinject.reporting.records import read_results, read_scores
 from kinject.reporting.report import (
     epoch_boundaries,
     group_table,
-    read_results,
-    read_scores,
     reported,
     write_figures,
     write_tables,
@@ -81,7 +80,7 @@ def test_fine_tuning_on_the_original_chunks_is_always_a_column(paths):
     has an FT+RAG model."""
     paths = [p for p in paths if not ("news" in str(p) and "ftrag-p0" in p.name)]
     news = _table(paths, "current_events")
-    assert [c for c in news.columns if not c.endswith((" K", " low", " high"))][3:] == \
+    assert [c for c in news.columns if not c.endswith((" K", " low", " high", " design_effect")) and not c.startswith("n_")][3:] == \
         ["Base", "FT", "FT-par2", "RAG", "FT-par2+RAG"]
     assert news.iloc[0]["FT"] == 0.25 and news.iloc[0]["FT-par2"] == pytest.approx(0.45)
 
@@ -134,7 +133,10 @@ def test_paired_comparisons(paths, tmp_path):
     ft = table.loc[("anat", "FT vs Base")]
     assert (ft["a_only"], ft["b_only"], ft["p_mcnemar"]) == (1, 0, 1.0)
     assert (table["p_bh"] >= table["p_mcnemar"] - 1e-12).all()
-    assert "| anat | options | 0 | m | RAG vs Base | 20 | +0.700 [" in (out / "comparisons.md").read_text()
+    # no question clusters written: each question its own, so the clustered test is the exact McNemar
+    assert (table["test"] == "McNemar exact").all() and (table["p_clustered"] == table["p_mcnemar"]).all()
+    assert (table["n_clusters"] == table["n"]).all() and (table["design_effect"].dropna() == 1.0).all()
+    assert "| anat | options | 0 | m | RAG vs Base | 20 (20) | +0.700 [" in (out / "comparisons.md").read_text()
     trend = pd.read_csv(out / "paraphrase_trend.csv").iloc[0]
     assert (trend["task"], trend["sets"], trend["n_questions"]) == ("news", "0 1 2", 20)
     assert trend["slope_low"] < trend["slope"] < trend["slope_high"] and trend["slope"] > 0
@@ -194,7 +196,7 @@ def test_lora_has_its_own_columns_and_comparisons_beside_full_fine_tuning(paths,
     lora = [score(tmp_path, "m", "news", f"lora-p{s}", 0, 0, 4 + s) for s in (0, 1, 2)]
     lora += [score(tmp_path, "m", "news", "lorarag-p2", k, 0, 11 + k) for k in (1, 2, 3)]
     news = _table(paths + lora, "current_events")
-    assert [c for c in news.columns if not c.endswith((" K", " low", " high"))][3:] == \
+    assert [c for c in news.columns if not c.endswith((" K", " low", " high", " design_effect")) and not c.startswith("n_")][3:] == \
         ["Base", "FT", "FT-par2", "LoRA", "LoRA-par2", "RAG", "FT+RAG", "FT-par2+RAG", "LoRA-par2+RAG"]
     assert (news.iloc[0]["LoRA"], news.iloc[0]["LoRA-par2"]) == (0.2, 0.3)
     out = tmp_path / "tables"

@@ -46,6 +46,8 @@ SCORES_TABLE = "results/tables/scores.csv"  # every score, one row per cell
 SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.json"
 # beside each score file, its per-question records (kinject.evaluation.evaluate.question_records), one row per question
 RECORDS_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.parquet"
+# each question's cluster (its source: kinject.reporting.clusters), which the tables read beside the records
+QUESTION_CLUSTERS = "results/{task}/question_clusters.parquet"
 LMEVAL_TASK_DIR = "results/{task}/lmeval/{format}/k{k}"
 # hub artifacts, each with <folder>.json beside it (repo, revision asked, commit resolved, file sha256s)
 HUB_MODEL_DIR = "results/hub/models/{model}"
@@ -69,6 +71,15 @@ def records_path(score_path):
     if not path.endswith(".json"):
         raise KinjectError(path, "not a score file (.json)")
     return path[: -len(".json")] + ".parquet"
+
+
+def clusters_path(score_path) -> str:
+    """The question clusters of a score file's task (QUESTION_CLUSTERS under the score file's results root:
+    <root>/scores/{model}/{task}/<cell>.json -> <root>/{task}/question_clusters.parquet)."""
+    parts = str(score_path).replace("\\", "/").split("/")
+    if len(parts) < 4 or parts[-4] != "scores":
+        raise KinjectError(score_path, "not a score file path (scores/{model}/{task}/<cell>.json)")
+    return "/".join(parts[:-4] + [parts[-2], "question_clusters.parquet"])
 
 
 def work_dir(path: str) -> str:

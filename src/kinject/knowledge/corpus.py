@@ -234,6 +234,26 @@ def _answer(value, choices: list[str], where, n: int) -> int:
     return index
 
 
+def _question_id(row: dict, path, n: int) -> str:
+    """A table question's id: its id column, else <file stem>-<row>."""
+    return str(row["id"]) if _value(row, "id") is not None else f"{Path(path).stem}-{n}"
+
+
+def table_question_groups(path, group_column: str) -> pd.Series:
+    """Each table question's group (questions.group_column: the questions sharing a value share a source,
+    kinject.reporting.clusters), indexed by its id as table_questions gives it. A missing column, or a row
+    that leaves it empty, is one line naming the file (and the row)."""
+    df = read_table(path)
+    _column(df, group_column, path, "questions.group_column")
+    groups = {}
+    for n, row in enumerate(df.to_dict("records")):
+        group = _value(row, group_column)
+        if group is None:
+            raise KinjectError(path, f"row {n}: the group column {group_column!r} is empty (questions.group_column)")
+        groups[_question_id(row, path, n)] = str(group)
+    return pd.Series(groups, name="cluster", dtype=str)
+
+
 def table_questions(path) -> pd.DataFrame:
     """Questions of source table: question, choices (a list, or A-D columns), answer (an index or a letter),
     optional id (default: <file stem>-<row>) and split (test or dev; default test)."""
@@ -248,8 +268,7 @@ def table_questions(path) -> pd.DataFrame:
         split = str(_value(row, "split") or "test")
         if split not in ("test", "dev"):
             raise KinjectError(path, f"row {n}: split {split!r} (expected test or dev)")
-        rows.append({"id": str(row["id"]) if _value(row, "id") is not None else f"{Path(path).stem}-{n}",
-                     "question": str(row["question"]), "choices": choices,
+        rows.append({"id": _question_id(row, path, n), "question": str(row["question"]), "choices": choices,
                      "answer": _answer(row["answer"], choices, path, n), "split": split, "chunk_id": None})
     return pd.DataFrame(rows)
 

@@ -23,6 +23,7 @@ class QuestionSource:
     hub: bool = False  # downloaded from the hub (rules download_dataset, download_control_dataset)
     few_shot: bool = True  # has a dev split to draw few-shot examples from
     control: bool = True  # may be a control (evaluation.controls): a question set outside every task
+    groups: bool = False  # may name a group column (questions.group_column: kinject.reporting.clusters)
     check: Callable[[dict, str, str], None] | None = None  # (spec, key, config file): its own checks
     # questions per cluster (a generated question's cluster: its chunk, of questions.keep; else the question)
     cluster_size: Callable[[dict], int] = lambda spec: 1
@@ -42,6 +43,9 @@ def question_source(spec: dict, key: str, config_file: str = "config", control: 
     for required in source.required:
         if required not in spec:
             raise KinjectError(config_file, f"{key}.{required} is required for source {source.name}")
+    if "group_column" in spec and not source.groups:
+        raise KinjectError(config_file, f"{key}.group_column: source {source.name} has no group column (only "
+                           f"{', '.join(n for n, s in QUESTION_SOURCES.items() if s.groups)} questions do)")
     if source.check:
         source.check(spec, key, config_file)
     return source
@@ -67,4 +71,5 @@ register(QuestionSource("mmlu", "load_mmlu_questions", required=("subject",), hu
 register(QuestionSource("mmlu_csv", "load_mmlu_questions", required=("subject", "path"), files=_mmlu_csv_files))
 register(QuestionSource("generated", "generate_questions", few_shot=False, control=False, check=_check_generated,
                         cluster_size=lambda spec: spec["keep"], paper_effects=True))
-register(QuestionSource("table", "load_table_questions", required=("path",), files=lambda spec: [spec["path"]]))
+register(QuestionSource("table", "load_table_questions", required=("path",), files=lambda spec: [spec["path"]],
+                        groups=True))

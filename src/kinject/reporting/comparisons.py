@@ -3,8 +3,11 @@
 Per task, model, scoring format and shots: RAG vs Base, FT vs Base, RAG vs FT, FT-par{k}+RAG vs RAG (every
 set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0); with another fine-tuning method
 (kinject.training.methods), the same for its columns and it vs FT at each paraphrase set. Each row: both
-accuracies, their difference with a seeded paired bootstrap 95% interval, the discordant counts, the exact McNemar p-value and
-the Benjamini-Hochberg adjusted p-value across every row of the grid. RAG and FT+RAG are at the K chosen by
+accuracies, their difference with a seeded cluster bootstrap 95% interval (whole clusters of questions resampled:
+kinject.reporting.clusters), its design effect and the clusters, the discordant counts, the exact McNemar p-value,
+the p-value of the test that counts clusters (kinject.reporting.stats.paired_test: the exact McNemar where each
+cluster holds one question, Durkalski's clustered McNemar otherwise) and its Benjamini-Hochberg adjusted
+p-value across every row of the grid. RAG and FT+RAG are at the K chosen by
 cross-fitting (kinject.reporting.report.reported), so the comparison carries no selection advantage.
 """
 
@@ -13,12 +16,21 @@ from __future__ import annotations
 import pandas as pd
 
 from kinject.errors import KinjectError
-from kinject.reporting.stats import bh_adjust, mcnemar_exact, paired_bootstrap, paraphrase_trend, setting_seed
+from kinject.reporting.clusters import clusters_of
+from kinject.reporting.stats import (
+    bh_adjust,
+    design_effect,
+    mcnemar_exact,
+    paired_bootstrap,
+    paired_test,
+    paraphrase_trend,
+    setting_seed,
+)
 from kinject.training.methods import METHODS
 
 SETTING = ["group", "model", "task", "format", "shots"]
-COLUMNS = SETTING + ["contrast", "a", "b", "n", "accuracy_a", "accuracy_b", "delta", "delta_low", "delta_high",
-                     "a_only", "b_only", "p_mcnemar", "p_bh"]
+COLUMNS = SETTING + ["contrast", "a", "b", "n", "n_clusters", "accuracy_a", "accuracy_b", "delta", "delta_low",
+                     "delta_high", "design_effect", "a_only", "b_only", "p_mcnemar", "test", "p_clustered", "p_bh"]
 
 
 def contrasts(columns) -> list[tuple[str, str]]:
@@ -38,7 +50,8 @@ def contrasts(columns) -> list[tuple[str, str]]:
 
 def comparisons(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
     """One row per contrast per setting from the reported per-question records (kinject.reporting.report.reported:
-    question_id, correct, column and the setting's columns); BH adjusts over all rows together."""
+    question_id, correct, column, the setting's columns and, where read, cluster); BH adjusts the p_clustered
+    of all rows together."""
     out = []
     for key, g in rows.groupby(SETTING, sort=True):
         at = dict(zip(SETTING, key, strict=True))
@@ -46,30 +59,35 @@ def comparisons(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
         if wide.isna().any().any():
             raise KinjectError(f"records of {at['model']}/{at['task']}", "the cells of one setting hold different "
                                f"questions ({', '.join(wide.columns[wide.isna().any()])} lack some)")
-        wide = wide.astype(bool)
+        wide, clusters = wide.astype(bool), clusters_of(g).reindex(wide.index.astype(str)).to_numpy()
         for a, b in contrasts(wide.columns):
-            low, high = paired_bootstrap(wide[a], wide[b], seed=setting_seed(seed, *key, a, b))
+            low, high = paired_bootstrap(wide[a], wide[b], seed=setting_seed(seed, *key, a, b), clusters=clusters)
             a_only, b_only, p = mcnemar_exact(wide[a], wide[b])
+            p_clustered, test = paired_test(wide[a], wide[b], clusters)
             out.append({**at, "contrast": f"{a} vs {b}", "a": a, "b": b, "n": len(wide),
-                        "accuracy_a": wide[a].mean(), "accuracy_b": wide[b].mean(),
+                        "n_clusters": len(set(clusters)), "accuracy_a": wide[a].mean(), "accuracy_b": wide[b].mean(),
                         "delta": wide[a].mean() - wide[b].mean(), "delta_low": low, "delta_high": high,
-                        "a_only": a_only, "b_only": b_only, "p_mcnemar": p})
+                        "design_effect": design_effect(wide[a].astype(float) - wide[b].astype(float), clusters),
+                        "a_only": a_only, "b_only": b_only, "p_mcnemar": p, "test": test, "p_clustered": p_clustered})
     table = pd.DataFrame(out, columns=COLUMNS)
-    table["p_bh"] = bh_adjust(table["p_mcnemar"])
+    table["p_bh"] = bh_adjust(table["p_clustered"])
     return table
 
 
 def comparisons_markdown(table: pd.DataFrame) -> str:
     lines = ["# Paired comparisons (the same questions)", "",
-             "Δ = accuracy of a − accuracy of b, with a paired bootstrap 95% interval over questions; "
-             "a only / b only: questions only a (only b) got right; exact McNemar p, and p adjusted by "
-             "Benjamini-Hochberg across every row. RAG and FT+RAG at the cross-fitted K. See docs/statistics.md.",
-             "", "| task | format | shots | model | contrast | n | Δ [95%] | a only | b only | p | p (BH) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Δ = accuracy of a − accuracy of b, with a paired bootstrap 95% interval resampling clusters of "
+             "questions (questions of one source chunk or group together; deff: the design effect of Δ); "
+             "a only / b only: questions only a (only b) got right; p: the exact McNemar test where every cluster "
+             "is one question, Durkalski's clustered McNemar (†) otherwise, and p adjusted by Benjamini-Hochberg "
+             "across every row. RAG and FT+RAG at the cross-fitted K. See docs/statistics.md.",
+             "", "| task | format | shots | model | contrast | n (clusters) | Δ [95%] | deff | a only | b only | p | "
+             "p (BH) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples(index=False):
-        lines.append(f"| {r.task} | {r.format} | {r.shots} | {r.model} | {r.contrast} | {r.n} | "
-                     f"{r.delta:+.3f} [{r.delta_low:+.2f}, {r.delta_high:+.2f}] | {r.a_only} | {r.b_only} | "
-                     f"{r.p_mcnemar:.3g} | {r.p_bh:.3g} |")
+        dagger = "" if r.test == "McNemar exact" else " †"
+        lines.append(f"| {r.task} | {r.format} | {r.shots} | {r.model} | {r.contrast} | {r.n} ({r.n_clusters}) | "
+                     f"{r.delta:+.3f} [{r.delta_low:+.2f}, {r.delta_high:+.2f}] | {r.design_effect:.2f} | {r.a_only} | "
+                     f"{r.b_only} | {r.p_clustered:.3g}{dagger} | {r.p_bh:.3g} |")
     return "\n".join(lines) + "\n"
 
 
@@ -89,4 +107,4 @@ def paraphrase_trends(records: pd.DataFrame) -> pd.DataFrame:
                     "accuracy_first": float(acc.loc[sets[0]]), "accuracy_last": float(acc.loc[sets[-1]]),
                     **paraphrase_trend(g.assign(paraphrase_set=g["paraphrase_set"].astype(int)))})
     return pd.DataFrame(out, columns=keys + ["sets", "accuracy_first", "accuracy_last", "n_sets", "n_questions",
-                                                "slope", "slope_low", "slope_high", "p_value", "note"])
+                                                "n_clusters", "slope", "slope_low", "slope_high", "p_value", "note"])

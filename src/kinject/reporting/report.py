@@ -1,9 +1,9 @@
 """Result tables and figures in the shape of the paper's: one accuracy per grid cell, with its interval,
-computed from the per-question records; the statistics are kinject.reporting.stats', the comparisons kinject.reporting.comparisons'."""
+computed from the per-question records (kinject.reporting.records); the statistics are
+kinject.reporting.stats', the comparisons kinject.reporting.comparisons'."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -11,16 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 from kinject.errors import KinjectError
-from kinject.io import atomic_path, read_parquet, write_csv, write_parquet, write_text
-from kinject.paths import records_path
-from kinject.reporting.stats import best_of, cross_fit, setting_seed, wilson
+from kinject.io import atomic_path, write_csv, write_parquet, write_text
+from kinject.reporting.clusters import clusters_of
+from kinject.reporting.records import read_results
+from kinject.reporting.stats import best_of, clustered_interval, cross_fit, setting_seed
 from kinject.training.methods import METHODS
 
 log = logging.getLogger(__name__)
-
-SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]+)_k(?P<k>\d+)_(?P<shots>\d+)shot"
-                      r"_(?P<format>[a-z]+)\.json$")
-
 
 SETTING = ["group", "model", "task", "format", "shots"]
 # the fine-tuned cells' methods (each fine-tuning method's prefix: kinject.training.methods), their FT+RAG
@@ -37,74 +34,6 @@ ORACLE = "oracle"
 CROSS_FIT = "cross-fit"
 
 
-def _cell_of(path: str) -> dict:
-    m = SCORE_RE.search(path)
-    if not m:
-        raise KinjectError(path, "not a score file path (scores/{model}/{task}/{method}_k{K}_{shots}shot_{format}.json)")
-    method = m["method"]
-    return {"model": m["model"], "task": m["task"], "format": m["format"], "method": method.split("-p")[0],
-            "paraphrase_set": int(method.split("-p")[1]) if "-p" in method else None, "k": int(m["k"]),
-            "shots": int(m["shots"])}
-
-
-def score_records(path) -> pd.DataFrame:
-    """A score file's per-question records (question_id, correct; kinject.paths.records_path), checked to give
-    the accuracy the score file states: a score file, its accuracy in [0, 1], no question twice."""
-    try:
-        acc = float(json.loads(Path(path).read_text())["accuracy"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise KinjectError(path, f"not a score file ({exc})") from None
-    if not 0.0 <= acc <= 1.0:
-        raise KinjectError(path, f"accuracy {acc} is outside [0, 1]")
-    records_file = records_path(path)
-    records = read_parquet(records_file, columns=["question_id", "correct"])
-    if records["question_id"].duplicated().any():
-        raise KinjectError(records_file, "a question id repeats")
-    n, n_correct = len(records), int(records["correct"].astype(bool).sum())
-    if abs(n_correct / n - acc) > 1e-9:
-        raise KinjectError(path, f"accuracy {acc} but its {n} records ({records_file}) give {n_correct / n}")
-    return pd.DataFrame({"question_id": records["question_id"].astype(str), "correct": records["correct"].astype(bool)})
-
-
-def ran_in(path) -> dict:
-    """The precision a score file's job ran in and on what (kinject.precision; "unrecorded" in older files)."""
-    scores = json.loads(Path(path).read_text())
-    return {"precision": scores.get("precision", "unrecorded"), "hardware": scores.get("hardware", "unrecorded")}
-
-
-def read_results(paths, groups: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(scores, records) of score files and the per-question records beside each (kinject.paths.records_path).
-
-    ``scores``: one row per score file (model, task, group, format, method, paraphrase set, K, shots, accuracy,
-    n_questions, n_correct and the Wilson 95% interval ci_low, ci_high), computed from its records, and the
-    precision it was scored in and the hardware (:func:`ran_in`); a score file whose accuracy its records do
-    not give is an error. ``records``: one row per question per cell.
-    """
-    rows, frames = [], []
-    for path in map(str, paths):
-        cell = _cell_of(path)
-        records = score_records(path)
-        n, n_correct = len(records), int(records["correct"].sum())
-        cell["group"] = groups[cell["task"]]
-        low, high = wilson(n_correct, n)
-        rows.append({**cell, "accuracy": n_correct / n, "n_questions": n, "n_correct": n_correct,
-                     "ci_low": low, "ci_high": high, **ran_in(path)})
-        frames.append(records.assign(**cell))
-    order = ["model", "task", "format", "shots", "method", "paraphrase_set", "k"]
-    scores = pd.DataFrame(rows)
-    scores["paraphrase_set"] = scores["paraphrase_set"].astype("Int64")
-    scores = scores[["model", "task", "group", "format", "method", "paraphrase_set", "k", "shots", "accuracy",
-                     "n_questions", "n_correct", "ci_low", "ci_high", "precision", "hardware"]]
-    records = pd.concat(frames, ignore_index=True)
-    records["paraphrase_set"] = records["paraphrase_set"].astype("Int64")
-    return scores.sort_values(order).reset_index(drop=True), records
-
-
-def read_scores(paths, groups: dict) -> pd.DataFrame:
-    """The ``scores`` of read_results."""
-    return read_results(paths, groups)[0]
-
-
 def column_label(method: str, p) -> str:
     """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, and each other method's as FT's."""
     if method in ("base", "rag"):
@@ -117,8 +46,8 @@ def column_label(method: str, p) -> str:
 def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The K of every retrieval setting (RAG, FT+RAG per paraphrase set) and the questions scored at it.
 
-    ``cross-fit``: the questions of a task are cut into two seeded halves (kinject.reporting.stats.halves, the same for
-    every model, format and method of the task); K is chosen on one half and reported on the other, both
+    ``cross-fit``: the questions of a task are cut into two seeded halves, whole clusters to a half
+    (kinject.reporting.stats.halves, the same for every model, format and method of the task); K is chosen on one half and reported on the other, both
     ways, so every question is reported at a K chosen without it. ``oracle``: the paper's, the best K on all
     the test questions it then reports. Returns (per-question records at the chosen K, one row per choice:
     the setting, selection, chosen_on, reported_on, best_k, n and accuracy on the reported questions).
@@ -132,7 +61,7 @@ def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
         if by_k.isna().any().any():
             raise KinjectError(f"records of {at['model']}/{at['task']}", f"the K = {list(by_k.columns)} cells of "
                                f"{column_label(at['method'], at['paraphrase_set'])} hold different questions")
-        by_k = by_k.astype(bool)
+        by_k, cluster_of = by_k.astype(bool), clusters_of(g)  # a cluster's questions fall in one half
         if selection == ORACLE:
             k = best_of(by_k)
             per_q = pd.DataFrame({"question_id": by_k.index, "k": k, "correct": by_k[k].to_numpy()})
@@ -140,13 +69,13 @@ def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
                       "n": len(by_k), "accuracy": float(by_k[k].mean())}]
         else:
             try:
-                per_q, picks = cross_fit(by_k, setting_seed(seed, at["task"]))
+                per_q, picks = cross_fit(by_k, setting_seed(seed, at["task"]), cluster_of.reindex(by_k.index.astype(str)).to_numpy())
             except KinjectError as err:
                 raise KinjectError(f"records of {at['model']}/{at['task']}", err.problem) from None
             for pick in picks:
                 pick["accuracy"] = float(per_q.loc[per_q["half"] == pick["reported_on"][-1], "correct"].mean())
             per_q = per_q.drop(columns="half")
-        chosen.append(per_q.assign(**at))
+        chosen.append(per_q.assign(**at, cluster=cluster_of.reindex(per_q["question_id"].astype(str)).to_numpy()))
         choices += [{**at, "selection": selection, **{("best_k" if c == "k" else c): v for c, v in pick.items()}}
                     for pick in picks]
     columns = keys + ["selection", "chosen_on", "reported_on", "best_k", "n", "accuracy"]
@@ -158,6 +87,8 @@ def reported(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
     """Per question, the correctness of every table column: Base and FT as scored, RAG and FT+RAG at the K
     that ``selection`` chose; each row labelled with its column (and, for retrieval, the K it was scored at).
     Returns (those records, the choices of choose_k)."""
+    if "cluster" not in records.columns:  # records read without their clusters: each question its own
+        records = records.assign(cluster="question:" + records["question_id"].astype(str))
     chosen, choices = choose_k(records, seed, selection)
     plain = records[~records["method"].isin(RETRIEVAL)]
     out = pd.concat([plain, chosen], ignore_index=True)
@@ -173,8 +104,10 @@ def _k_label(choices: pd.DataFrame) -> str:
 
 def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: int) -> pd.DataFrame:
     """The paper's table for a group of tasks: per task, scoring format and model, Base / FT / RAG / FT+RAG
-    accuracies (RAG at its chosen K), then their K columns, then each accuracy's Wilson 95% interval
-    (``<column> low`` / ``<column> high``)."""
+    accuracies (RAG at its chosen K), then their K columns, the questions and their clusters (n_questions,
+    n_clusters), then each accuracy's 95% interval (``<column> low`` / ``<column> high``: Wilson, widened by
+    the design effect, kinject.reporting.stats.clustered_interval) and its design effect
+    (``<column> design_effect``)."""
     sub = rows[(rows["group"] == group) & (rows["shots"] == shots)]
     # FT on the original chunks (set 0, the paper's FT-reg) and every set that also has an FT+RAG column (the
     # paper's FT-par), per fine-tuning method; the whole sweep over paraphrase sets is a figure
@@ -182,9 +115,9 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
         ft_sets = set(sub.loc[sub["method"] == with_rag, "paraphrase_set"].dropna()) | {0}
         sub = sub[(sub["method"] != tuned) | sub["paraphrase_set"].isin(ft_sets)]
     index = ["task", "format", "model"]
-    cells = sub.groupby(index + ["column"], sort=False)["correct"].agg(["sum", "size"]).reset_index()
-    cells["accuracy"] = cells["sum"] / cells["size"]
-    cells[["low", "high"]] = [wilson(x, n) for x, n in zip(cells["sum"], cells["size"])]
+    cells = pd.DataFrame([{**dict(zip(index + ["column"], key, strict=True)), **clustered_interval(g["correct"], g["cluster"])}
+                          for key, g in sub.groupby(index + ["column"], sort=False)]).rename(
+        columns={"ci_low": "low", "ci_high": "high"})
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
     tuned = [sorted({c for c in table.columns if c.split("-")[0] == name and "+" not in c}) for name in NAMES.values()]
     with_rag = [sorted({c for c in table.columns if c.split("-")[0].split("+")[0] == name and c.endswith("+RAG")})
@@ -197,22 +130,26 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
         picked = picked.assign(column=[column_label(m, p) + " K" for m, p in zip(picked["method"], picked["paraphrase_set"])])
         ks = picked.groupby(index + ["column"], sort=False)[["chosen_on", "best_k"]].apply(_k_label).unstack("column")
         table = table.join(ks[[f"{c} K" for c in columns if f"{c} K" in ks.columns]])
-    for bound in ("low", "high"):
-        ci = cells.pivot_table(index=index, columns="column", values=bound, sort=False)
-        table = table.join(ci[columns].rename(columns=lambda c: f"{c} {bound}"))
+    table = table.join(cells.groupby(index, sort=False)[["n_questions", "n_clusters"]].max())
+    for bound in ("low", "high", "design_effect"):
+        ci = cells.pivot_table(index=index, columns="column", values=bound, sort=False, dropna=False)
+        table = table.join(ci.reindex(columns=columns).rename(columns=lambda c: f"{c} {bound}"))
     return table.reset_index()
 
 
 def _markdown(df: pd.DataFrame) -> str:
-    """The table with each accuracy as ``0.897 [0.80, 0.95]`` (its interval columns folded in)."""
-    shown = [c for c in df.columns if not c.endswith((" low", " high"))]
+    """The table with each accuracy as ``0.897 [0.80, 0.95]``, ``deff 1.40`` after it where its design effect
+    is not 1 (its interval and design-effect columns folded in)."""
+    shown = [c for c in df.columns if not c.endswith((" low", " high", " design_effect"))]
 
     def fmt(row, column: str) -> str:
         value = row[column]
         if pd.isna(value):
             return ""
         if f"{column} low" in row.index:
-            return f"{value:.3f} [{row[f'{column} low']:.2f}, {row[f'{column} high']:.2f}]"
+            deff = row.get(f"{column} design_effect", float("nan"))
+            return f"{value:.3f} [{row[f'{column} low']:.2f}, {row[f'{column} high']:.2f}]" + (
+                f" deff {deff:.2f}" if pd.notna(deff) and abs(deff - 1) > 5e-3 else "")
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
@@ -249,7 +186,8 @@ def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, 
         stem = out_dir / f"{group}_{shots}shot"
         write_csv(f"{stem}.csv", table, float_format="%.4f")
         write_parquet(f"{stem}.parquet", table)
-        text = (f"# {group}, {shots}-shot: accuracy [Wilson 95% interval]\n\n"
+        text = (f"# {group}, {shots}-shot: accuracy [95% interval: Wilson, widened by the design effect (deff) "
+                "where questions share a source]\n\n"
                 "RAG and FT+RAG at the K chosen by cross-fitting (chosen on one half of the questions, reported "
                 "on the other; `a/b`: the K each half chose). See docs/statistics.md. "
                 + precision_line(scores[(scores["group"] == group) & (scores["shots"] == shots)])
@@ -314,7 +252,7 @@ def _trend_label(trends: pd.DataFrame, at: dict) -> str:
 
 
 def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
-    """(a) accuracy vs paraphrase set with Wilson 95% error bars and the trend estimate, (b) training loss
+    """(a) accuracy vs paraphrase set with 95% error bars (ci_low, ci_high) and the trend estimate, (b) training loss
     vs step, one panel per run, each with its own epoch boundaries, (c) accuracy vs K with error bars."""
     import matplotlib
 
@@ -336,7 +274,7 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
             trends, {"model": model, "task": task, "format": fmt, "shots": shots, "method": method})
         ax.errorbar(g["paraphrase_set"].astype(float) + _dodge(i, len(series)), g["accuracy"], yerr=_error_bars(g),
                     marker="o", capsize=3, label=label)
-    ax.set(xlabel="paraphrases per chunk in the FT data (set k)", ylabel="accuracy (Wilson 95% interval)",
+    ax.set(xlabel="paraphrases per chunk in the FT data (set k)", ylabel="accuracy (95% interval)",
            title="Fine-tuning: accuracy vs number of paraphrases")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=6) if len(ft) else None
@@ -376,7 +314,7 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
         model, task, fmt, shots, method, p = key
         ax.errorbar(g["k"] + _dodge(i, len(series)), g["accuracy"], yerr=_error_bars(g), marker=".", capsize=2,
                     label=f"{model}/{task}/{fmt}/{shots}-shot/{column_label(method, p)}")
-    ax.set(xlabel="retrieved chunks K", ylabel="accuracy (Wilson 95% interval)", title="Accuracy vs K")
+    ax.set(xlabel="retrieved chunks K", ylabel="accuracy (95% interval)", title="Accuracy vs K")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=5)
     _save_figure(fig, out["k_png"])
