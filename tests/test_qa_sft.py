@@ -206,3 +206,37 @@ def test_a_bad_qa_sft_config_is_one_line(tmp_path, edit, message):
     with pytest.raises(KinjectError, match=message) as err:
         load_config(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
+    """One task (current events), QA-SFT only (set 0: its pairs, its own search), K in {0, 1}: the pairs and their
+    counts, the trials on them with --answer-only, the adopted model, its cells, table columns and comparisons."""
+    import yaml
+    from conftest import copy_checkout, run_snakemake, small_demo_config
+
+    workdir = copy_checkout(tmp_path)
+    path = small_demo_config(workdir)
+    config = yaml.safe_load((workdir / path).read_text())
+    del config["tasks"]["atlas"]
+    config["tasks"]["current_events"].update(finetune_methods=["qa_sft"], paraphrase_sets=[0],
+                                             ft_rag_paraphrase_sets=[0])
+    config["finetune"]["qa_sft"] = {"search_lr": config["finetune"]["search"]["lr"]}
+    (workdir / path).write_text(yaml.safe_dump(config))
+    proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    news = workdir / "results" / "current_events"
+    counts = json.loads((news / "qa_sft" / "counts.json").read_text())
+    assert counts["pairs_in"] == counts["candidates"] - counts["selected"] > 0
+    assert counts["kept"] == counts["pairs_in"] - counts["removed_by_text"] - counts["removed_by_embedding"] > 0
+    assert len(pd.read_parquet(news / "qa_sft" / "train.parquet")) == counts["kept"]
+    trials = sorted((workdir / "logs" / "hparam_trial_qa_sft").glob("*.log"))
+    assert len(trials) == 2 and all("--answer-only" in log.read_text() for log in trials)
+    assert not (workdir / "logs" / "finetune").exists()  # no full fine-tuning asked for
+    scores = workdir / "results" / "scores" / "tiny-llama" / "current_events"
+    assert {p.name for p in scores.glob("qasft*.json")} == {"qasft-p0_k0_0shot_options.json",
+                                                             "qasftrag-p0_k1_0shot_options.json"}
+    table = pd.read_csv(workdir / "results" / "tables" / "current_events_0shot.csv")
+    assert {"QA-SFT", "QA-SFT+RAG"} <= set(table.columns)
+    compared = set(pd.read_csv(workdir / "results" / "tables" / "comparisons.csv")["contrast"])
+    assert {"QA-SFT vs Base", "RAG vs QA-SFT", "QA-SFT+RAG vs RAG"} <= compared

@@ -96,8 +96,8 @@ def build_pairs(candidates_path, selected_path, questions_path, embedder, out, c
               "removed_by_text": sum(by_text), "removed_by_embedding": sum(by_embedding), "kept": len(kept),
               "test_questions": len(test), "threshold": threshold}
     if kept.empty:
-        raise KinjectError(out, f"task {task}: no QA-SFT training pair left after the leakage check ({counts['pairs_in']}"
-                           f" unselected candidates, {counts['removed_by_text']} removed by text, "
+        raise KinjectError(out, f"task {task}: no QA-SFT training pair left after the leakage check "
+                           f"({counts['pairs_in']} unselected candidates, {counts['removed_by_text']} removed by text, "
                            f"{counts['removed_by_embedding']} by embedding)")
     kept["prompt"] = [prompt_of(template, q) for q in kept["question"]]
     write_parquet(out, kept[PAIR_COLUMNS])
