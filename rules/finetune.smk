@@ -7,7 +7,10 @@
 # Every fine-tuning method (kinject.training.methods.METHODS) gets these four rules, named
 # and pathed by its registry entry: hparam_trial{suffix}, choose_hparams{suffix}, validated_model (or
 # validated_adapter) and finetune{suffix}, its artifacts under its folder.
+from kinject.grid import ft_methods
+from kinject.paths import QA_SFT_COUNTS, QA_SFT_TRAIN
 from kinject.training.launch import check_launch, rule_settings
+from kinject.training.qa_sft import settings as qa_sft_settings
 
 # an accelerate config that contradicts `precision`, or a batch that does not split over the processes,
 # fails here, before any job runs
@@ -36,6 +39,33 @@ rule build_base_model:
         "../scripts/build_base_model.py"
 
 
+# QA-SFT's training pairs (method qa_sft, kinject.training.qa_sft): the generated candidate questions the selection
+# did not keep, less every test question and near-duplicate of one (kinject.qa.leakage), with their counts.
+rule qa_sft_pairs:
+    wildcard_constraints:
+        task=tasks_regex(lambda t: "qa_sft" in ft_methods(config, t)),
+    input:
+        candidates=res(CANDIDATES),
+        selected=res(SELECTED),
+        questions=res(QUESTIONS),
+        embedder=embedder_input,
+    output:
+        pairs=res(QA_SFT_TRAIN),
+        counts=res(QA_SFT_COUNTS),
+    params:
+        settings=canonical(qa_sft_settings(config)),
+        embedder=embedder_path(),
+    log:
+        logpath("logs/qa_sft_pairs/{task}.log"),
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/retrieval.yaml"
+    script:
+        "../scripts/qa_sft_pairs.py"
+
+
 # (The rules' directives sit two columns in, their values four, as at top level: Snakemake records a script
 # rule's `script:` line, indentation included, and re-runs every finished job whose recorded line differs.)
 for method in METHODS.values():
@@ -45,7 +75,7 @@ for method in METHODS.values():
         method.rule("hparam_trial")
       input:
         base=base_model_input,
-        train=res(PARAPHRASE_SET.format(task="{task}", k=0)),
+        train=res(method.train_file(0)),
         validation=res(VALIDATION_PARAPHRASES),
       output:
         trial=res(method.hparams("lr{lr}.json")),
@@ -114,7 +144,7 @@ for method in METHODS.values():
         method.rule("finetune")
       input:
         base=base_model_input,
-        train=res(PARAPHRASE_SET),
+        train=res(method.train_file()),
         hparams=hparams_input(method.name),
       output:
         checkpoint=expensive(directory(res(method.checkpoint))),

@@ -95,10 +95,11 @@ DEMO_JOBS = {
 }
 
 # The extended demo (config/demo.yaml, then config/demo_extended.yaml over it: dicts merge, lists replace).
-# atlas: + 5-shot, + letters, + validation (search lr 1e-4, 3e-4); current_events: methods full and lora, sets 0, 2, 10,
-# FT+RAG sets 0 and 10, + validation (full: 2 rates, LoRA: 3e-4, 1e-3, 3e-3); handbook: files, JSONL table,
-# shot 0, options, set 0, no search; one control (a table). Set 0 of a searched task is the chosen trial's model
-# (validated_model / validated_adapter), not a finetune job.
+# atlas: + 5-shot, + letters, + validation (search lr 1e-4, 3e-4); current_events: methods full, lora and qa_sft, sets
+# 0, 2, 10, FT+RAG sets 0 and 10, + validation (full: 2 rates, LoRA: 3e-4, 1e-3, 3e-3, QA-SFT: 1e-4, 3e-4); QA-SFT
+# trains set 0 only (its QA pairs), so its cells are QA-SFT and QA-SFT+RAG; handbook: files, JSONL table, shot 0,
+# options, set 0, no search; one control (a table). Set 0 of a searched task is the chosen trial's model
+# (validated_model / validated_adapter / validated_model_qa_sft), not a finetune job.
 EXTENDED_JOBS = {
     "fetch": 2, "clean_dump": 2, "load_corpus": 1,  # atlas, current_events are dumps; handbook a folder of files
     "make_chunks": 3, "knowledge_base_report": 3,
@@ -110,6 +111,8 @@ EXTENDED_JOBS = {
     "convert_gguf": 1,
     "hparam_trial": 2 * 2, "choose_hparams": 2, "validated_model": 2,  # 2 searched tasks x 2 rates
     "hparam_trial_lora": 1 * 3, "choose_hparams_lora": 1, "validated_adapter": 1,  # current_events x 3 rates
+    # QA-SFT on current_events: its pairs (1), its search (2 rates), set 0 adopted; no finetune_qa_sft (set 0 only)
+    "qa_sft_pairs": 1, "hparam_trial_qa_sft": 1 * 2, "choose_hparams_qa_sft": 1, "validated_model_qa_sft": 1,
     "finetune": (1 - 1) + (3 - 1) + 1,  # atlas, current_events without their set 0; handbook's set 0
     "finetune_lora": 3 - 1,  # current_events sets 2 and 10
     "extract_embedder": 1, "index_chunks": 3, "retrieve": 3,
@@ -118,10 +121,12 @@ EXTENDED_JOBS = {
     "evaluate_ft": 2 * 2 * 1 + 1 * 3 + 1 * 1,  # x sets: atlas {0}, current_events {0, 2, 10}, handbook {0}
     "evaluate_ftrag": 2 * 2 * 1 + 1 * 2 + 1 * 1,  # x FT+RAG sets: atlas {0}, current_events {0, 10}, handbook {0}
     "evaluate_lora": 1 * 3, "evaluate_lorarag": 1 * 2,  # current_events only: sets {0, 2, 10}, FT+RAG {0, 10}
+    "evaluate_qasft": 1, "evaluate_qasftrag": 1,  # current_events only: set {0}, QA-SFT+RAG {0}
     "control_questions": 1, "control_lmeval_task": 1,
     "evaluate_controls_base": 1,
     "evaluate_controls_ft": 1 + 3 + 1,  # every full checkpoint: atlas 1, current_events 3, handbook 1
     "evaluate_controls_lora": 3,  # every LoRA checkpoint: current_events 3
+    "evaluate_controls_qasft": 1,  # the QA-SFT checkpoint: current_events 1
     "question_clusters": 3,  # one per task
     "forgetting": 1, "tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
@@ -174,7 +179,8 @@ def test_extended_demo_grid_dry_run_matches_hand_count():
     files = ["config/demo.yaml", "config/demo_extended.yaml"]
     counts = dry_run_counts("all", "--configfile", *files)
     assert counts == EXTENDED_JOBS
-    assert sum(counts.values()) == 107
+    # 104 + 3 question_clusters + QA-SFT's 1 + 2 + 1 + 1 training and 1 + 1 + 1 evaluation jobs
+    assert sum(counts.values()) == 104 + 3 + 8
 
 
 def test_the_planners_dag_is_the_dry_runs():

@@ -176,7 +176,8 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
     methods = {(c.task, c.method.split("-p")[0]) for c in cells(config) if c.finetuned}
     assert methods == {("atlas", "ft"), ("current_events", "ft"), ("current_events", "lora"),
                        ("current_events", "ftrag"), ("current_events", "lorarag"), ("handbook", "ft"),
-                       ("handbook", "ftrag"), ("atlas", "ftrag")}
+                       ("handbook", "ftrag"), ("atlas", "ftrag"), ("current_events", "qasft"),
+                       ("current_events", "qasftrag")}  # and QA-SFT's (tests/test_qa_sft.py)
     counts = job_counts(dag_jobs(config))
     assert counts["hparam_trial_lora"] == 3 and counts["validated_adapter"] == 1 and counts["finetune_lora"] == 2
     assert counts["evaluate_lora"] == 3  # sets 0, 2, 10
@@ -193,9 +194,9 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
     (lambda c: c["evaluation"]["controls"].update(more={"source": "mmlu_csv", "path": "m"}),
      "evaluation.controls.more.subject is required for source mmlu_csv"),
     (lambda c: c["finetune"].update(methods=["full", "qlora"]),
-     r"/bad.yaml: finetune.methods: 'qlora' is not a fine-tuning method \(registered: full, lora\)$"),
+     r"/bad.yaml: finetune.methods: 'qlora' is not a fine-tuning method \(registered: full, lora, qa_sft\)$"),
     (lambda c: c["tasks"]["atlas"].update(finetune_methods=["ful"]),
-     r"tasks.atlas.finetune_methods: 'ful' is not a fine-tuning method \(registered: full, lora\)$"),
+     r"tasks.atlas.finetune_methods: 'ful' is not a fine-tuning method \(registered: full, lora, qa_sft\)$"),
 ])
 def test_a_bad_lora_or_controls_config_is_one_line(tmp_path, edit, message):
     import yaml

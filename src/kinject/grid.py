@@ -93,6 +93,8 @@ def check_config(config: dict, source: str = "config") -> None:
             if "validation" in task and not m.search_lrs(config):
                 raise KinjectError(source, f"{key} fine-tunes with {m.name} and has validation, but {m.search_key} "
                                    f"is missing ({m.label}'s learning rates to search)")
+            if m.check:
+                m.check(config, key, task, source)
     check_controls(config, source)
 
 
@@ -149,8 +151,9 @@ def cells(config: dict) -> list[Cell]:
                 out.append(Cell(method="base", k=0, **at))
                 out += [Cell(method="rag", k=k, **at) for k in ks]
                 for m in (METHODS[name] for name in ft_methods(config, task)):
-                    out += [Cell(method=m.cell(p), k=0, **at) for p in sorted(task["paraphrase_sets"])]
-                    out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in ft_rag_sets(task) for k in ks]
+                    out += [Cell(method=m.cell(p), k=0, **at) for p in m.trained_sets(task)]
+                    out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in m.trained_sets(task, rag=True)
+                            for k in ks]
     return out
 
 
@@ -158,7 +161,7 @@ def finetuned_checkpoints(config: dict) -> list[dict]:
     """Every fine-tuned model of the grid: {model, task, method (a finetune.methods name), p}."""
     return [{"model": model, "task": name, "method": method, "p": p}
             for model in config["models"] for name, task in config["tasks"].items()
-            for method in ft_methods(config, task) for p in sorted(task["paraphrase_sets"])]
+            for method in ft_methods(config, task) for p in METHODS[method].trained_sets(task)]
 
 
 def control_scores(config: dict) -> list[str]:
@@ -199,9 +202,9 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
                 at = {"model": model, "task": task_name, "shots": shots, "format": fmt}
                 jobs["evaluate_base"].append(at)
                 for m in (METHODS[name] for name in ft_methods(config, task)):
-                    jobs[m.rule("evaluate")] += [{**at, "p": p} for p in sorted(task["paraphrase_sets"])]
+                    jobs[m.rule("evaluate")] += [{**at, "p": p} for p in m.trained_sets(task)]
                     if rag:
-                        jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in ft_rag_sets(task)]
+                        jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in m.trained_sets(task, rag=True)]
     return jobs
 
 

@@ -136,7 +136,7 @@ class Planner:
         job = Job(rule, f"{model} {task} k{k}" if rule.startswith("finetune") else f"{model} {task}", model,
                   count=count, gpus=res.get("gpu", 0))
         shape = self.shape(model, job)
-        tokens = training_tokens(self.config, task, self.corpora[task], self.root, k)
+        tokens = (method.tokens or training_tokens)(self.config, task, self.corpora[task], self.root, k)
         if tokens is None:
             job.notes += missing(self.corpora[task], task, ("chunks", "tokens_per_chunk"))
         if shape is None:
@@ -167,7 +167,7 @@ class Planner:
         # checkpoint (Snakemake then deletes the trials' models: temp); make_plan counts that checkpoint
         job.kept_bytes = 0 if trial else final
         if trial:
-            job.adopted_bytes = final if 0 in task_cfg["paraphrase_sets"] else 0
+            job.adopted_bytes = final if 0 in method.trained_sets(task_cfg) else 0
         # the Trainer writes the next checkpoint before deleting the previous one (save_total_limit=1);
         # a trial's epoch models stay in its work directory until it ends
         job.work_bytes = 2 * TRAINER_CHECKPOINT * saved + (epochs * final if trial else 0)

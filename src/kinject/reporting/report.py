@@ -43,6 +43,11 @@ def column_label(method: str, p) -> str:
     return name if method == tuned else f"{name}+RAG"
 
 
+def _method_column(label: str, column: str) -> bool:
+    """Whether a column is a method's fine-tuned one, {label} or {label}-par{p} (a label may hold a hyphen: QA-SFT)."""
+    return re.fullmatch(re.escape(label) + r"(-par\d+)?", column) is not None
+
+
 def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The K of every retrieval setting (RAG, FT+RAG per paraphrase set) and the questions scored at it.
 
@@ -119,8 +124,8 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
                           for key, g in sub.groupby(index + ["column"], sort=False)]).rename(
         columns={"ci_low": "low", "ci_high": "high"})
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
-    tuned = [sorted({c for c in table.columns if c.split("-")[0] == name and "+" not in c}) for name in NAMES.values()]
-    with_rag = [sorted({c for c in table.columns if c.split("-")[0].split("+")[0] == name and c.endswith("+RAG")})
+    tuned = [sorted({c for c in table.columns if _method_column(name, c)}) for name in NAMES.values()]
+    with_rag = [sorted({c for c in table.columns if c.endswith("+RAG") and _method_column(name, c[:-len("+RAG")])})
                 for name in NAMES.values()]
     order = ["Base"] + sum(tuned, []) + ["RAG"] + sum(with_rag, [])
     columns = [c for c in order if c in table.columns]

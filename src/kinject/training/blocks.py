@@ -62,7 +62,8 @@ def tokenize_blocks(tokenizer, texts, block_size: int) -> list[list[int]]:
 
 
 class BlockDataset:
-    """Map-style dataset of equal-length blocks; labels are the inputs (the model shifts them)."""
+    """Map-style dataset of equal-length blocks; labels are the inputs (the model shifts them). A block that is a
+    dict (a method's example: input_ids, attention_mask, labels) is given as it is."""
 
     def __init__(self, blocks):
         self.blocks = blocks
@@ -73,6 +74,8 @@ class BlockDataset:
     def __getitem__(self, i):
         import torch
 
+        if isinstance(self.blocks[i], dict):
+            return {key: torch.tensor(value, dtype=torch.long) for key, value in self.blocks[i].items()}
         ids = torch.tensor(self.blocks[i], dtype=torch.long)
         return {"input_ids": ids, "labels": ids.clone()}
 

@@ -40,7 +40,7 @@ from kinject.training.callbacks import (
     loss_rows,
 )
 from kinject.training.checkpoints import EPOCHS_DIR, clear_work_dir, resume_checkpoint, save_final_model
-from kinject.training.methods import adapter_methods
+from kinject.training.methods import adapter_methods, data_methods
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,19 @@ def adapter_method(adapter: dict):
     return chosen[0] if chosen else None
 
 
+def data_method(options: dict):
+    """The method whose own examples a run trains on (its ``data_option`` set in ``options``), or None: packed text."""
+    chosen = [m for m in data_methods() if options.get(m.data_option)]
+    return chosen[0] if chosen else None
+
+
+def training_data(path, options: dict) -> list:
+    """What a run trains on: a data method's rows of its file (kinject.training.methods: read), else the file's
+    ``text`` column."""
+    method = data_method(options)
+    return method.read(path) if method else training_texts(path)
+
+
 def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr: float, epochs: int,
                     batch_size: int = 64, per_device_batch_size: int = 8, seed: int = 0, work_dir,
                     save_steps: int | None = None, warmup_ratio: float = 0.0, weight_decay: float = 0.0,
@@ -120,7 +133,9 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
                     threads: int | None = None, epoch_models=None, **adapter: dict | None) -> dict:
     """Continual pre-training of ``base`` (hub id or local dir) on ``texts``; save to ``out_dir``.
     With ``adapter``, ``{option: spec}`` of an adapter method (kinject.training.methods: its option), that
-    adapter over the frozen model is trained and saved instead.
+    adapter over the frozen model is trained and saved instead. With a data method's flag (``{data_option: True}``,
+    kinject.training.methods), ``texts`` are its rows (:func:`training_data`) and its examples, not packed blocks,
+    are trained on (QA-SFT: each question-answer pair one example, the loss on its answer's tokens).
 
     Master weights stay float32 (bf16 weights would round away updates at learning rates of 1e-5);
     ``precision`` bf16 computes in bf16 (autocast, on CPU too; under FSDP the library's bf16 policy); auto is
@@ -168,7 +183,8 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
                     batch_size, per_device_batch_size, world_size, accumulation, effective)
     saving = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {"save_strategy": "epoch"}
     tokenizer = load_tokenizer(base)
-    blocks = tokenize_blocks(tokenizer, texts, block_size)
+    reader = data_method({m.data_option: adapter.pop(m.data_option, False) for m in data_methods()})
+    blocks = reader.examples(tokenizer, texts, block_size) if reader else tokenize_blocks(tokenizer, texts, block_size)
     eval_data = BlockDataset(tokenize_blocks(tokenizer, eval_texts, block_size)) if eval_texts is not None else None
     warmup = round(warmup_ratio * math.ceil(len(blocks) / effective))
     args = TrainingArguments(
@@ -185,7 +201,8 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
            "seed": seed, "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "data": _digest(blocks),
            "precision": chosen.name, "fsdp": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true",
            "schedule": "constant_with_warmup", "epoch_models": epoch_models is not None,
-           **{m.option: adapter.get(m.option) for m in adapter_methods()}}
+           **{m.option: adapter.get(m.option) for m in adapter_methods()},
+           **({reader.data_option: True} if reader else {})}
     with args.main_process_first(local=False, desc="checkpoint selection"):
         checkpoint = resume_checkpoint(work_dir, run, main_process=args.process_index == 0)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
@@ -245,7 +262,8 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     losses = loss_rows(history)
     summary = {"steps": trainer.state.global_step, "epochs": epochs,
                "final_loss": losses[-1]["loss"] if losses else None,
-               "tokens": sum(map(len, blocks)), "blocks": len(blocks), "eval_loss_per_epoch": eval_losses}
+               "tokens": sum(sum(b["attention_mask"]) if isinstance(b, dict) else len(b) for b in blocks),
+               "blocks": len(blocks), "eval_loss_per_epoch": eval_losses}
     log.info("fine-tuned %s -> %s: %s", base, out_dir, summary)
     return summary
 
@@ -301,6 +319,9 @@ def training_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads of each process")
     for method in adapter_methods():
         p.add_argument(f"--{method.option}", type=json.loads, help=f"train a {method.label} adapter: its spec as JSON")
+    for method in data_methods():
+        p.add_argument(f"--{method.data_option.replace('_', '-')}", action="store_true",
+                       help=f"--train is {method.label}'s file: train on its examples")
     return p
 
 
@@ -309,7 +330,8 @@ def training_options(args) -> dict:
     return {key: getattr(args, key) for key in ("block_size", "batch_size", "per_device_batch_size", "seed",
                                                 "work_dir", "precision", "save_dtype", "gradient_checkpointing",
                                                 "gpus", "allow_cpu", "threads",
-                                                *(m.option for m in adapter_methods()))}
+                                                *(m.option for m in adapter_methods()),
+                                                *(m.data_option for m in data_methods()))}
 
 
 def run_entry_point(run, args) -> None:
@@ -342,7 +364,7 @@ def parse_args(argv=None):
 
 def _finetune(args) -> None:
     hp = read_hparams(args.hparams) if args.hparams else {"lr": args.lr, "epochs": args.epochs}
-    train_causal_lm(args.base, training_texts(args.train), args.out, args.loss_csv,
+    train_causal_lm(args.base, training_data(args.train, vars(args)), args.out, args.loss_csv,
                     save_steps=args.save_steps, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
                     **training_options(args), **hp)
 

