@@ -15,7 +15,7 @@ from kinject.io import atomic_path, write_csv, write_parquet, write_text
 from kinject.reporting.clusters import clusters_of
 from kinject.reporting.records import read_results
 from kinject.reporting.stats import best_of, clustered_interval, cross_fit, setting_seed
-from kinject.training.methods import METHODS
+from kinject.training.methods import METHODS, by_prefix
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,12 @@ CROSS_FIT = "cross-fit"
 
 
 def column_label(method: str, p) -> str:
-    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, and each other method's as FT's."""
+    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, each other method's as FT's, and a
+    control's FT-steps{p} (kinject.training.methods.Method.column)."""
     if method in ("base", "rag"):
         return {"base": "Base", "rag": "RAG"}[method]
     tuned = method.removesuffix("rag")
-    name = NAMES[tuned] if int(p) == 0 else f"{NAMES[tuned]}-par{int(p)}"
+    name = by_prefix(tuned).column(p)
     return name if method == tuned else f"{name}+RAG"
 
 
@@ -110,8 +111,11 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
     (``<column> design_effect``)."""
     sub = rows[(rows["group"] == group) & (rows["shots"] == shots)]
     # FT on the original chunks (set 0, the paper's FT-reg) and every set that also has an FT+RAG column (the
-    # paper's FT-par), per fine-tuning method; the whole sweep over paraphrase sets is a figure
+    # paper's FT-par), per fine-tuning method; the whole sweep over paraphrase sets is a figure. A control's
+    # (FT-steps{k}) beside its method's FT-par{k}
     for tuned, with_rag in FINETUNED.items():
+        shown = by_prefix(tuned).matches
+        with_rag = FINETUNED[METHODS[shown].prefix] if shown else with_rag
         ft_sets = set(sub.loc[sub["method"] == with_rag, "paraphrase_set"].dropna()) | {0}
         sub = sub[(sub["method"] != tuned) | sub["paraphrase_set"].isin(ft_sets)]
     index = ["task", "format", "model"]
