@@ -84,6 +84,15 @@ class Method:
         """Whether its models are also RAG's generator (FT+RAG cells) and scored on the controls: not a control's."""
         return self.matches is None
 
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages it has rules of (:meth:`rule`): a control trains and is scored, with no search of its own, no
+        FT+RAG and no forgetting controls."""
+        if self.matches:
+            return ("finetune", "evaluate")
+        return ("hparam_trial", "choose_hparams", "validated", "finetune", "evaluate", "evaluate_rag",
+                "evaluate_controls")
+
     def listed_sets(self, config: dict) -> list[int] | None:
         """The paraphrase sets at its config key ``sets`` (None: it has a model of every set of a task)."""
         if self.sets is None:
@@ -121,7 +130,8 @@ def register(method: Method) -> Method:
 def method(name: str, key: str = "finetune.methods", source: str = "config") -> Method:
     """The registered method ``name``; one line naming the key and the registered names otherwise."""
     if name not in METHODS:
-        raise KinjectError(source, f"{key}: {name!r} is not a fine-tuning method (registered: {', '.join(METHODS)})")
+        names = ", ".join(n for n, m in METHODS.items() if not m.matches)  # a control is not listed: its sets are
+        raise KinjectError(source, f"{key}: {name!r} is not a fine-tuning method (registered: {names})")
     if METHODS[name].matches:
         raise KinjectError(source, f"{key}: {name!r} is a control of {METHODS[name].matches}, not a method of its own: "
                                    f"list the paraphrase sets it matches in {METHODS[name].sets}")
