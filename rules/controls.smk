@@ -74,10 +74,11 @@ rule evaluate_controls_base:
         "../scripts/evaluate_controls.py"
 
 
-# Every fine-tuning method's checkpoints (kinject.training.methods), one job per checkpoint.
+# Every fine-tuning method's checkpoints (kinject.training.methods), one job per checkpoint (not a control's: the
+# steps-matched control is compared with FT-par{k}, not scored for forgetting).
 # (The rules' directives sit two columns in, their values four, as at top level: Snakemake records a script
 # rule's `script:` line, indentation included, and re-runs every finished job whose recorded line differs.)
-for method in METHODS.values():
+for method in (m for m in METHODS.values() if "evaluate_controls" in m.stages):
 
     rule:
       name:

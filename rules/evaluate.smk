@@ -55,10 +55,11 @@ rule evaluate_base:
 
 # Each fine-tuning method's checkpoints (kinject.training.methods): evaluate_{prefix} scores the fine-tuned
 # model (K = 0) and evaluate_{prefix}rag every FT+RAG K. A whole model is loaded as it is; an adapter is scored
-# over its base model, unmerged: lm-eval's HF model applies it (its peft argument).
+# over its base model, unmerged: lm-eval's HF model applies it (its peft argument). A control (the steps-matched
+# one) has no FT+RAG cells, so no evaluate_{prefix}rag.
 # (The rules' directives sit two columns in, their values four, as at top level: Snakemake records a script
 # rule's `script:` line, indentation included, and re-runs every finished job whose recorded line differs.)
-for method, rag in [(m, rag) for m in METHODS.values() for rag in (False, True) if RAG_KS or not rag]:
+for method, rag in [(m, rag) for m in METHODS.values() for rag in (False, True) if (RAG_KS and m.rag) or not rag]:
     rule_name = method.rule("evaluate_rag" if rag else "evaluate")
 
     rule:

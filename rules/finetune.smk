@@ -6,7 +6,8 @@
 #
 # Every fine-tuning method (kinject.training.methods.METHODS) gets these four rules, named
 # and pathed by its registry entry: hparam_trial{suffix}, choose_hparams{suffix}, validated_model (or
-# validated_adapter) and finetune{suffix}, its artifacts under its folder.
+# validated_adapter) and finetune{suffix}, its artifacts under its folder. A control of another method (the
+# steps-matched control) gets its finetune{suffix} rule only, at the end.
 from kinject.grid import ft_methods
 from kinject.paths import QA_SFT_COUNTS, QA_SFT_TRAIN
 from kinject.training.launch import check_launch, rule_settings
@@ -68,7 +69,7 @@ rule qa_sft_pairs:
 
 # (The rules' directives sit two columns in, their values four, as at top level: Snakemake records a script
 # rule's `script:` line, indentation included, and re-runs every finished job whose recorded line differs.)
-for method in METHODS.values():
+for method in (m for m in METHODS.values() if not m.matches):
 
     rule:
       name:
@@ -164,3 +165,35 @@ for method in METHODS.values():
         "../scripts/finetune.py"
 
     workflow.ruleorder(method.rule("validated"), method.rule("finetune"))  # what `ruleorder: a > b` does
+
+
+# A control of another method (kinject.training.methods: matches; kinject.training.matched): paraphrase set 0's
+# data for as many optimizer steps as that method's run on set {k}, whose data is an input (the steps are
+# counted from its blocks), at that method's learning rate and epochs (its search's chosen.json, where the task
+# has a search: no search of its own).
+for method in (m for m in METHODS.values() if m.matches):
+
+    rule:
+      name:
+        method.rule("finetune")
+      input:
+        base=base_model_input,
+        train=res(PARAPHRASE_SET.format(task="{task}", k=0)),
+        matched=res(PARAPHRASE_SET),
+        hparams=hparams_input(method.name),
+      output:
+        checkpoint=expensive(directory(res(method.checkpoint))),
+        loss=res(method.loss),
+      params:
+        settings=training_settings("finetune", method),
+        base=base_model_path,
+        work_dir=res(work_dir(method.run_dir())),
+      log:
+        logpath(f"logs/{method.rule('finetune')}/{{model}}_{{task}}_k{{k}}.log"),
+      threads: compute_threads("finetune")
+      resources:
+        **compute_resources("finetune"),
+      conda:
+        "../envs/train.yaml"
+      script:
+        "../scripts/finetune_matched.py"

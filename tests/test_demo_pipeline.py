@@ -101,6 +101,21 @@ def test_expensive_outputs_are_write_protected(small_demo_local):
     assert all(path.stat().st_mode & 0o200 for path in cheap)
 
 
+def test_the_steps_matched_control_ran_through_the_pipeline(small_demo_local):
+    """The small demo's control of set 1 (finetune.steps_matched [1]): trained on set 0's chunks for set 1's
+    steps (its loss file as long as set 1's, its training.json saying what it matched), scored, compared."""
+    import json
+
+    workdir, _ = small_demo_local
+    runs = workdir / "results" / "finetune" / "tiny-llama" / "current_events"
+    control, par = pd.read_csv(runs / "steps" / "k1" / "train_loss.csv"), pd.read_csv(runs / "k1" / "train_loss.csv")
+    assert control["step"].tolist() == par["step"].tolist()
+    matched = json.loads((runs / "steps" / "k1" / "checkpoint" / "training.json").read_text())["matched"]
+    assert matched["steps"] == len(par)
+    comparisons = pd.read_csv(workdir / "results" / "tables" / "comparisons.csv")
+    assert {"FT-par1 vs FT-steps1", "FT-steps1 vs FT"} <= set(comparisons["contrast"])
+
+
 def test_fetch_records_every_revision_it_kept(demo_run):
     """results/{task}/raw/revisions.json: a dump's every kept page, by title, with its page and revision ids."""
     import json
@@ -245,10 +260,11 @@ def test_editing_one_paraphrase_set_reruns_only_its_downstream(demo_copy):  # dr
         df.loc[df.index[-1], "text"] += " (edited)"
         df.to_parquet(target, index=False)
         # set 1 feeds one fine-tuning run, which feeds one score (FT+RAG uses sets 0 and 10 only), and the
-        # run's record, the manifest, is rebuilt after it. A bare `touch` re-runs nothing: Snakemake sees by
-        # checksum that a small file's content did not change.
-        assert planned_jobs(demo_copy) == {"finetune": 1, "evaluate_ft": 1, "tables": 1, "figures": 1,
-                                           "manifest": 1, "all": 1}
+        # steps-matched control of set 1, whose steps are counted from it, with its score; the run's record, the
+        # manifest, is rebuilt after them. A bare `touch` re-runs nothing: Snakemake sees by checksum that a small
+        # file's content did not change.
+        assert planned_jobs(demo_copy) == {"finetune": 1, "evaluate_ft": 1, "finetune_steps": 1, "evaluate_steps": 1,
+                                           "tables": 1, "figures": 1, "manifest": 1, "all": 1}
     finally:
         target.write_bytes(original)
     assert planned_jobs(demo_copy) == {}

@@ -29,7 +29,8 @@ def dry_run_counts(*args) -> dict[str, int]:
 # The paper's jobs (config.yaml) counted by hand, as docs/plan.md's table derives them: M = 3 models, 6 tasks
 # (5 MMLU tasks with shots {0, 5}, paraphrase set {0}, FT+RAG set {0}; current events with sets 0..10, FT+RAG
 # sets {0, 10}), every task searched (validation) over L = 5 learning rates, K = 0 and 5 RAG depths, F = 2
-# formats (options, letters), 3 controls (MMLU subjects), hub ids: 3 models, the embedder, 5 MMLU datasets.
+# formats (options, letters), 3 controls (MMLU subjects), hub ids: 3 models, the embedder, 5 MMLU datasets; the
+# steps-matched control of set 10 (finetune.steps_matched [10]: current events only, the one task with set 10).
 PAPER_JOBS = {
     "fetch": 6, "clean_dump": 6, "make_chunks": 6, "knowledge_base_report": 6,  # every task is a dump
     "load_mmlu_questions": 5,
@@ -39,12 +40,14 @@ PAPER_JOBS = {
     "hparam_trial": 3 * 6 * 5, "choose_hparams": 3 * 6,
     "validated_model": 3 * 6,  # set 0 of every searched task is the chosen trial's model
     "finetune": 3 * (5 * 1 + 11) - 3 * 6,  # so not a finetune job
+    "finetune_steps": 3 * 1,  # per model: current events' set 10 (no search of its own, no set 0)
     "index_chunks": 6, "retrieve": 6,
     "lmeval_task": 2 * 6 * 6,  # per task and format, K = 0 and the 5 RAG depths
     # one evaluation job per checkpoint, shot count and format: base (+ RAG), FT, FT (+ RAG) for its FT+RAG sets
     "evaluate_base": 2 * 3 * (5 * 2 + 1),
     "evaluate_ft": 2 * 3 * (5 * 2 * 1 + 11),
     "evaluate_ftrag": 2 * 3 * (5 * 2 * 1 + 2),
+    "evaluate_steps": 2 * 3 * 1,  # formats x models x current events' FT-steps10 (no FT+RAG, no controls)
     "control_questions": 3, "control_lmeval_task": 3,
     "evaluate_controls_base": 3, "evaluate_controls_ft": 3 * (5 * 1 + 11),  # every base model and checkpoint
     "question_clusters": 6,  # each task's question clusters, read by the tables
@@ -56,10 +59,11 @@ def test_paper_grid_dry_run_matches_hand_count():
     config = load_config(ROOT / "config.yaml")
     counts = dry_run_counts()
     assert counts == PAPER_JOBS
-    assert sum(counts.values()) == 639
+    assert sum(counts.values()) == 639 + 3 + 6
     # the paper's grid: 3 models x 2 scoring formats (options, letters)
-    #   x (5 MMLU tasks x 2 shots x (base + 5 RAG + FT + 5 FT+RAG) + current events x (base + 5 RAG + 11 FT + 2 x 5 FT+RAG))
-    assert len(cells(config)) == 3 * 2 * (5 * 2 * 12 + 27)
+    #   x (5 MMLU tasks x 2 shots x (base + 5 RAG + FT + 5 FT+RAG)
+    #      + current events x (base + 5 RAG + 11 FT + 2 x 5 FT+RAG + FT-steps10))
+    assert len(cells(config)) == 3 * 2 * (5 * 2 * 12 + 28)
 
 
 def test_paper_dry_run_shows_the_question_target_and_the_review_requirement():
@@ -75,7 +79,8 @@ def test_paper_dry_run_shows_the_question_target_and_the_review_requirement():
 # themselves call, so comparing the dry run with it alone cannot catch a grid function that is wrong in both).
 # One model (SmolLM2, from a GGUF wheel: convert_gguf, no download), no search (no task has validation), one
 # method (full); atlas: dump, MMLU CSV, shots 0 and 5, options, set 0; current_events: dump, generated, shot 0,
-# options, sets 0 and 4, FT+RAG sets 0 and 4; K = 0, 1, 2 (RAG K = 1, 2); no controls.
+# options, sets 0 and 4, FT+RAG sets 0 and 4; K = 0, 1, 2 (RAG K = 1, 2); no controls; the steps-matched
+# control of set 4 (finetune.steps_matched [4]: current events).
 DEMO_JOBS = {
     "fetch": 2, "clean_dump": 2, "make_chunks": 2, "knowledge_base_report": 2,  # both tasks are dumps
     "load_mmlu_questions": 1,  # atlas
@@ -84,12 +89,14 @@ DEMO_JOBS = {
     "paraphrase_set": 1 + 2,  # atlas {0}, current_events {0, 4}
     "convert_gguf": 1,
     "finetune": 1 + 2,  # one per (task, set): no search, so set 0 is trained too
+    "finetune_steps": 1,  # current_events' set 4
     "extract_embedder": 1, "index_chunks": 2, "retrieve": 2,
     "lmeval_task": 2 * 3 * 1,  # per (task, K, format), shots share the folder: 2 tasks x K {0, 1, 2} x options
     # one evaluation job per checkpoint x task x shots x format
     "evaluate_base": 1 * 1 + 1 * 1,  # atlas 1 shot {0} x 1 format, current_events 1 x 1
     "evaluate_ft": 1 * 1 * 1 + 1 * 1 * 2,  # atlas 1 shot x 1 format x set {0}, current_events 1 x 1 x sets {0, 4}
     "evaluate_ftrag": 1 * 1 * 1 + 1 * 1 * 1,  # FT+RAG sets: atlas {0} (the default, its largest), current_events {4}
+    "evaluate_steps": 1 * 1 * 1,  # current_events 1 shot x 1 format x FT-steps4
     "question_clusters": 2,  # one per task
     "tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
@@ -97,9 +104,10 @@ DEMO_JOBS = {
 # The extended demo (config/demo.yaml, then config/demo_extended.yaml over it: dicts merge, lists replace).
 # atlas: + 5-shot, + letters, + validation (search lr 1e-4, 3e-4); current_events: methods full, lora and qa_sft, sets
 # 0, 2, 10, FT+RAG sets 0 and 10, + validation (full: 2 rates, LoRA: 3e-4, 1e-3, 3e-3, QA-SFT: 1e-4, 3e-4); QA-SFT
-# trains set 0 only (its QA pairs), so its cells are QA-SFT and QA-SFT+RAG; handbook: files, JSONL table, shot 0,
-# options, set 0, no search; one control (a table). Set 0 of a searched task is the chosen trial's model
-# (validated_model / validated_adapter / validated_model_qa_sft), not a finetune job.
+# trains set 0 only (its QA pairs), so its cells are QA-SFT and QA-SFT+RAG; the steps-matched control of set 10
+# (current_events; demo.yaml's [4] replaced); handbook: files, JSONL table, shot 0, options, set 0, no search; one
+# control (a table). Set 0 of a searched task is the chosen trial's model (validated_model / validated_adapter /
+# validated_model_qa_sft), not a finetune job.
 EXTENDED_JOBS = {
     "fetch": 2, "clean_dump": 2, "load_corpus": 1,  # atlas, current_events are dumps; handbook a folder of files
     "make_chunks": 3, "knowledge_base_report": 3,
@@ -115,6 +123,7 @@ EXTENDED_JOBS = {
     "qa_sft_pairs": 1, "hparam_trial_qa_sft": 1 * 2, "choose_hparams_qa_sft": 1, "validated_model_qa_sft": 1,
     "finetune": (1 - 1) + (3 - 1) + 1,  # atlas, current_events without their set 0; handbook's set 0
     "finetune_lora": 3 - 1,  # current_events sets 2 and 10
+    "finetune_steps": 1,  # current_events' set 10, at full's chosen learning rate and epochs
     "extract_embedder": 1, "index_chunks": 3, "retrieve": 3,
     "lmeval_task": 3 * 2 + 3 * 1 + 3 * 1,  # K {0, 1, 2} x formats: atlas 2, current_events 1, handbook 1
     "evaluate_base": 2 * 2 + 1 + 1,  # atlas 2 shots x 2 formats; current_events, handbook 1 x 1
@@ -122,6 +131,7 @@ EXTENDED_JOBS = {
     "evaluate_ftrag": 2 * 2 * 1 + 1 * 2 + 1 * 1,  # x FT+RAG sets: atlas {0}, current_events {0, 10}, handbook {0}
     "evaluate_lora": 1 * 3, "evaluate_lorarag": 1 * 2,  # current_events only: sets {0, 2, 10}, FT+RAG {0, 10}
     "evaluate_qasft": 1, "evaluate_qasftrag": 1,  # current_events only: set {0}, QA-SFT+RAG {0}
+    "evaluate_steps": 1,  # current_events' FT-steps10 (not scored on the control: no forgetting row)
     "control_questions": 1, "control_lmeval_task": 1,
     "evaluate_controls_base": 1,
     "evaluate_controls_ft": 1 + 3 + 1,  # every full checkpoint: atlas 1, current_events 3, handbook 1
@@ -136,7 +146,8 @@ EXTENDED_JOBS = {
 # replaced whole), what demo_run runs. One model, built and pre-trained by the pipeline (build_base_model, no
 # GGUF); both tasks searched (validation: lr 3e-4 and 1e-3), so set 0 of each is the chosen trial's model; atlas:
 # shots 0 and 5, formats options and letters, set 0; current_events: shot 0, options, sets 0, 1, 10, FT+RAG sets
-# 0 and 10; K = 0..3 (RAG K = 1..3); no controls, full fine-tuning only.
+# 0 and 10; K = 0..3 (RAG K = 1..3); no controls, full fine-tuning only, and its steps-matched control of set 1
+# (finetune.steps_matched [1]: the cheapest, the code path).
 TINY_DEMO_JOBS = {
     "fetch": 2, "clean_dump": 2, "make_chunks": 2, "knowledge_base_report": 2,  # both tasks are dumps
     "load_mmlu_questions": 1,  # atlas
@@ -147,11 +158,13 @@ TINY_DEMO_JOBS = {
     "build_base_model": 1,
     "hparam_trial": 2 * 2, "choose_hparams": 2, "validated_model": 2,  # 2 searched tasks x 2 rates
     "finetune": (1 - 1) + (3 - 1),  # without each task's set 0: current_events sets 1 and 10
+    "finetune_steps": 1,  # current_events' set 1, at the chosen trial's learning rate and epochs
     "extract_embedder": 1, "index_chunks": 2, "retrieve": 2,
     "lmeval_task": 4 * 2 + 4 * 1,  # K {0, 1, 2, 3} x formats: atlas 2, current_events 1
     "evaluate_base": 2 * 2 + 1 * 1,  # atlas 2 shots x 2 formats, current_events 1 x 1
     "evaluate_ft": 2 * 2 * 1 + 1 * 1 * 3,  # x sets: atlas {0}, current_events {0, 1, 10}
     "evaluate_ftrag": 2 * 2 * 1 + 1 * 1 * 2,  # x FT+RAG sets: atlas {0} (its largest), current_events {0, 10}
+    "evaluate_steps": 1 * 1 * 1,  # current_events 1 shot x 1 format x FT-steps1
     "question_clusters": 2,  # one per task
     "tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
@@ -160,7 +173,7 @@ TINY_DEMO_JOBS = {
 def test_demo_grid_dry_run_matches_hand_count():
     counts = dry_run_counts("all", "--configfile", "config/demo.yaml")
     assert counts == DEMO_JOBS
-    assert sum(counts.values()) == 44
+    assert sum(counts.values()) == 44 + 2
 
 
 def test_tiny_demo_grid_dry_run_matches_hand_count(tmp_path):
@@ -171,7 +184,7 @@ def test_tiny_demo_grid_dry_run_matches_hand_count(tmp_path):
     path.write_text(yaml.safe_dump(tiny_demo(ROOT), sort_keys=False))
     counts = dry_run_counts("all", "--configfile", str(path))
     assert counts == TINY_DEMO_JOBS
-    assert sum(counts.values()) == 71
+    assert sum(counts.values()) == 71 + 2
 
 
 def test_extended_demo_grid_dry_run_matches_hand_count():
@@ -179,8 +192,9 @@ def test_extended_demo_grid_dry_run_matches_hand_count():
     files = ["config/demo.yaml", "config/demo_extended.yaml"]
     counts = dry_run_counts("all", "--configfile", *files)
     assert counts == EXTENDED_JOBS
-    # 104 + 3 question_clusters + QA-SFT's 1 + 2 + 1 + 1 training and 1 + 1 + 1 evaluation jobs
-    assert sum(counts.values()) == 104 + 3 + 8
+    # 104 + 3 question_clusters + QA-SFT's 1 + 2 + 1 + 1 training and 1 + 1 + 1 evaluation jobs + the steps-matched
+    # control's finetune_steps and evaluate_steps
+    assert sum(counts.values()) == 104 + 3 + 8 + 2
 
 
 def test_the_planners_dag_is_the_dry_runs():
@@ -264,6 +278,15 @@ def write_config(tmp_path, edit):
     (lambda c: c["retrieval"].update(retrievers=["bm25"]),
      r"retrieval.retrievers: 'bm25' is not a retriever \(registered: dense\)$"),
     (lambda c: c["retrieval"].update(retrievers=["dense", "dense"]), r"names 2 retrievers; a run uses one"),
+    # the steps-matched control (kinject.training.matched): a set > 0 that some task fine-tuned with full has
+    (lambda c: c["finetune"].update(steps_matched=[0, 4]),
+     r"finetune.steps_matched: set 0 is the original chunks, FT itself; list paraphrase sets > 0$"),
+    (lambda c: c["finetune"].update(steps_matched=[7]),
+     r"finetune.steps_matched: set 7 is in no paraphrase_sets of a task fine-tuned with full \(atlas, "
+     r"current_events\)$"),
+    (lambda c: c["finetune"].update(methods=["full", "steps"]),
+     r"finetune.methods: 'steps' is a control of full, not a method of its own: list the paraphrase sets it "
+     r"matches in finetune.steps_matched$"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, edit, message):
     path = write_config(tmp_path, edit)

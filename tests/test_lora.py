@@ -177,7 +177,8 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
     assert methods == {("atlas", "ft"), ("current_events", "ft"), ("current_events", "lora"),
                        ("current_events", "ftrag"), ("current_events", "lorarag"), ("handbook", "ft"),
                        ("handbook", "ftrag"), ("atlas", "ftrag"), ("current_events", "qasft"),
-                       ("current_events", "qasftrag")}  # and QA-SFT's (tests/test_qa_sft.py)
+                       ("current_events", "qasftrag"),  # and QA-SFT's (tests/test_qa_sft.py)
+                       ("current_events", "steps")}  # the steps-matched control of FT-par10 (finetune.steps_matched)
     counts = job_counts(dag_jobs(config))
     assert counts["hparam_trial_lora"] == 3 and counts["validated_adapter"] == 1 and counts["finetune_lora"] == 2
     assert counts["evaluate_lora"] == 3  # sets 0, 2, 10

@@ -325,8 +325,14 @@ def test_the_search_is_not_repeated_and_its_chosen_models_are_the_set_0_checkpoi
             compute_h = 8 * p * (455 * (1 + k) * 202 * 5) / 100e12 / 3600
             hours += 4 * (10 + (5 * 12 * p + 2 * p) / 1e9 / 60 + compute_h * 60 / 4) / 60
     assert plan["rules"]["finetune"]["gpu_hours"] == pytest.approx(hours) == pytest.approx(48.0, abs=0.05)
-    # checkpoints on disk: 10 fine-tuned + 6 chosen trial models per model, bf16 (2 B/parameter)
-    assert plan["disk"]["checkpoints_gb"] == pytest.approx(sum(16 * 2 * p for p in params.values()) / GB)
+    # checkpoints on disk: 10 fine-tuned + 6 chosen trial models + the steps-matched control of set 10 per model,
+    # bf16 (2 B/parameter)
+    assert plan["disk"]["checkpoints_gb"] == pytest.approx(sum(17 * 2 * p for p in params.values()) / GB)
+    # the control trains as many tokens as set 10's run, so it is priced as that run (kinject.training.matched)
+    assert plan["rules"]["finetune_steps"]["jobs"] == 3
+    set_10 = sum(4 * (10 + (5 * 12 * p + 2 * p) / 1e9 / 60 + 8 * p * (455 * 11 * 202 * 5) / 100e12 / 3600 * 60 / 4)
+                 / 60 for p in params.values())
+    assert plan["rules"]["finetune_steps"]["gpu_hours"] == pytest.approx(set_10)
 
 
 def test_resources_below_the_plan_are_warnings(tmp_path):
@@ -517,15 +523,18 @@ def test_the_minimum_detectable_difference_is_the_two_proportion_formula_worked_
 def test_power_counts_the_grids_comparisons_per_family_and_warns_below_the_papers_effects(tmp_path):
     """config.yaml: 5 MMLU tasks x 3 models x 2 shots x 2 formats = 12 settings each with 4 contrasts (RAG vs Base,
     FT vs Base, RAG vs FT, FT+RAG vs RAG: set 0 only); current events 3 models x 1 shot x 2 formats = 6 settings
-    with those 4, FT-par10+RAG vs RAG, and FT-par{1..10} vs FT (10 each): 5 x 4 x 12 + 6 x 5 + 60 = 330."""
+    with those 4, FT-par10+RAG vs RAG, FT-par{1..10} vs FT (10 each), and the steps-matched control's FT-par10 vs
+    FT-steps10 and FT-steps10 vs FT: 5 x 4 x 12 + 6 x 5 + 60 + 6 x 2 = 342."""
     plan = paper_plan(tmp_path)
     rows = {(r["task"], r["family"]): r for r in plan["power"]}
     assert rows[("anatomy", "RAG vs Base")]["comparisons"] == 12
     assert rows[("current_events", "FT-par vs FT")]["comparisons"] == 60
-    assert sum(r["comparisons"] for r in plan["power"]) == 330
+    assert rows[("current_events", "FT-par vs FT-steps")]["comparisons"] == 6
+    assert rows[("current_events", "FT-steps vs FT")]["comparisons"] == 6
+    assert sum(r["comparisons"] for r in plan["power"]) == 342
     ce = rows[("current_events", "FT-par vs FT")]
     assert (ce["questions"], ce["clusters"]) == (910, 455)  # plan.corpus: 910 questions, 2 kept per chunk
-    assert ce["alpha"] == pytest.approx(0.05 / 330)
+    assert ce["alpha"] == pytest.approx(0.05 / 342)
     assert ce["mdd_lenient"] < ce["mdd_questions"] < ce["mdd_clusters"]
     assert rows[("anatomy", "RAG vs Base")]["paper_effect"] is None  # the paper's Table 2 is current events'
     assert ce["paper_effect"] == pytest.approx(0.055)  # Orca-2's FT-par vs FT, the smallest of three

@@ -17,8 +17,8 @@ from slurm_cluster import scontrol_job, snakemake_flags
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 # hparam_trial: current events' search (the small demo drops atlas's); its set 0 is the chosen trial's model
-GPU_RULES = {"build_base_model", "hparam_trial", "finetune", "index_chunks", "retrieve", "evaluate_base",
-             "evaluate_ft", "evaluate_ftrag"}
+GPU_RULES = {"build_base_model", "hparam_trial", "finetune", "finetune_steps", "index_chunks", "retrieve",
+             "evaluate_base", "evaluate_ft", "evaluate_ftrag", "evaluate_steps"}
 GPUS_OVERLAY = {"resources": {"gpu_rules": {"gpu": 1}, "allow_cpu": True}}
 JOB_ENVIRONMENT = re.compile(r" job environment: (.*)$", re.MULTILINE)
 
@@ -46,10 +46,10 @@ def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local,
     job_logs = list(slurm_logs.rglob("*.log"))
     rules = [log.relative_to(slurm_logs).parts[0].removeprefix("rule_") for log in job_logs]
     assert set(rules) == GPU_RULES  # the light and network-bound rules stayed local
-    # 9 cells, one job per checkpoint: atlas base (+ RAG), FT p0, FT+RAG p0; news base (+ RAG), FT p0, FT p1,
-    # FT+RAG p1
+    # 10 cells, one job per checkpoint: atlas base (+ RAG), FT p0, FT+RAG p0; news base (+ RAG), FT p0, FT p1,
+    # FT+RAG p1, FT-steps1 (the steps-matched control of set 1)
     assert {r: rules.count(r) for r in GPU_RULES if r.startswith("evaluate")} == {
-        "evaluate_base": 2, "evaluate_ft": 3, "evaluate_ftrag": 2}
+        "evaluate_base": 2, "evaluate_ft": 3, "evaluate_ftrag": 2, "evaluate_steps": 1}
     jobs = {log.stem: scontrol_job(log.stem, slurm_cluster.env) for log in job_logs}
     for job in jobs.values():  # every SLURM job is a GPU rule's, asked for one GPU and was allocated it
         assert job["JobState"] == "COMPLETED" and job["Partition"] == slurm_cluster.partition, job
@@ -62,8 +62,8 @@ def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local,
     assert sorted(env["SLURM_JOB_ID"] for env in in_slurm.values()) == sorted(jobs)  # one log per job
     # the hub is switched off in every SLURM job (rules/common.smk sets it for the workflow and so its jobs)
     assert {(env["HF_HUB_OFFLINE"], env["HF_DATASETS_OFFLINE"]) for env in in_slurm.values()} == {("1", "1")}
-    assert {log.split("/")[0] for log in in_slurm} == {"build_base_model", "hparam_trial", "finetune", "index_chunks",
-                                                       "retrieve", "evaluate"}
+    assert {log.split("/")[0] for log in in_slurm} == {"build_base_model", "hparam_trial", "finetune", "finetune_steps",
+                                                       "index_chunks", "retrieve", "evaluate"}
     gpu_indices = {str(index) for index in range(slurm_cluster.gpus)}
     for log, env in in_slurm.items():
         assert env["CUDA_VISIBLE_DEVICES"] in gpu_indices, (log, env)

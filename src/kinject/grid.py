@@ -15,7 +15,7 @@ from kinject.evaluation.retrievers import run_retriever
 from kinject.knowledge.sources import KNOWLEDGE_SOURCES, knowledge_source
 from kinject.paths import CONTROL_SCORE, RECORDS_PATTERN, SCORE_PATTERN
 from kinject.qa.sources import question_source
-from kinject.training.methods import METHODS, cell_method, method
+from kinject.training.methods import METHODS, Method, cell_method, method
 
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
 @dataclass(frozen=True)
@@ -47,6 +47,23 @@ class Cell:
 def ft_methods(config: dict, task: dict) -> list[str]:
     """A task's fine-tuning methods: tasks.<t>.finetune_methods, else finetune.methods (default: full)."""
     return list(task.get("finetune_methods", config["finetune"]["methods"]))
+
+
+def task_methods(config: dict, task: dict) -> list[Method]:
+    """A task's fine-tuning methods (:func:`ft_methods`), then each control (kinject.training.methods: matches) of
+    one of them that has a model of some set of the task (:func:`method_sets`)."""
+    named = ft_methods(config, task)
+    controls = [m for m in METHODS.values() if m.matches in named and method_sets(config, task, m)]
+    return [METHODS[name] for name in named] + controls
+
+
+def method_sets(config: dict, task: dict, m: Method, rag: bool = False) -> list[int]:
+    """The paraphrase sets of a task that ``m`` has a model of (``rag``: a model that is also RAG's generator, the
+    FT+RAG cells): the sets it trains (Method.trained_sets), for a control those at its config key ``sets_key``."""
+    if rag and not m.rag:
+        return []
+    listed = m.listed_sets(config)
+    return [p for p in m.trained_sets(task, rag=rag) if listed is None or p in listed]
 
 
 def method_tasks(config: dict, method: str) -> list[str]:
@@ -96,6 +113,21 @@ def check_config(config: dict, source: str = "config") -> None:
             if m.check:
                 m.check(config, key, task, source)
     check_controls(config, source)
+    check_method_sets(config, source)
+
+
+def check_method_sets(config: dict, source: str) -> None:
+    """A control's sets (its config key ``sets_key``: finetune.steps_matched) are sets > 0 of some task fine-tuned with
+    the method it matches: one line naming the key otherwise."""
+    for m in (m for m in METHODS.values() if m.sets_key):
+        tasks = {name: task for name, task in config["tasks"].items() if m.matches in ft_methods(config, task)}
+        for p in m.listed_sets(config):
+            if p == 0:
+                raise KinjectError(source, f"{m.sets_key}: set 0 is the original chunks, {METHODS[m.matches].label} "
+                                   f"itself; list paraphrase sets > 0")
+            if not any(p in task["paraphrase_sets"] for task in tasks.values()):
+                raise KinjectError(source, f"{m.sets_key}: set {p} is in no paraphrase_sets of a task fine-tuned with "
+                                   f"{m.matches} ({', '.join(tasks) or 'none'})")
 
 
 def check_controls(config: dict, source: str) -> None:
@@ -150,25 +182,27 @@ def cells(config: dict) -> list[Cell]:
                 at = {"model": model, "task": name, "shots": shots, "format": fmt}
                 out.append(Cell(method="base", k=0, **at))
                 out += [Cell(method="rag", k=k, **at) for k in ks]
-                for m in (METHODS[name] for name in ft_methods(config, task)):
-                    out += [Cell(method=m.cell(p), k=0, **at) for p in m.trained_sets(task)]
-                    out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in m.trained_sets(task, rag=True)
+                for m in task_methods(config, task):
+                    out += [Cell(method=m.cell(p), k=0, **at) for p in method_sets(config, task, m)]
+                    out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in method_sets(config, task, m, rag=True)
                             for k in ks]
     return out
 
 
 def finetuned_checkpoints(config: dict) -> list[dict]:
-    """Every fine-tuned model of the grid: {model, task, method (a finetune.methods name), p}."""
-    return [{"model": model, "task": name, "method": method, "p": p}
+    """Every fine-tuned model of the grid: {model, task, method (a method's name: finetune.methods, or a control
+    of one), p}."""
+    return [{"model": model, "task": name, "method": m.name, "p": p}
             for model in config["models"] for name, task in config["tasks"].items()
-            for method in ft_methods(config, task) for p in METHODS[method].trained_sets(task)]
+            for m in task_methods(config, task) for p in method_sets(config, task, m)]
 
 
 def control_scores(config: dict) -> list[str]:
     """Every score file of the controls: each control on each base model and each fine-tuned checkpoint."""
     controls = list(config["evaluation"]["controls"])
     scored = [(model, "base") for model in config["models"]]
-    scored += [(c["model"], f"{c['task']}/{METHODS[c['method']].cell(c['p'])}") for c in finetuned_checkpoints(config)]
+    scored += [(c["model"], f"{c['task']}/{METHODS[c['method']].cell(c['p'])}") for c in finetuned_checkpoints(config)
+               if METHODS[c["method"]].rag]
     return [CONTROL_SCORE.format(model=model, method=at, control=c) for model, at in scored for c in controls]
 
 
@@ -187,7 +221,8 @@ def evaluation_cells(config: dict) -> dict[str, list[tuple[str, int]]]:
     cells = {"evaluate_base": [("base", 0)] + [("rag", k) for k in ks]}
     for m in METHODS.values():
         cells[m.rule("evaluate")] = [(m.cell("{p}"), 0)]
-        cells[m.rule("evaluate_rag")] = [(m.cell("{p}", rag=True), k) for k in ks]
+        if m.rag:
+            cells[m.rule("evaluate_rag")] = [(m.cell("{p}", rag=True), k) for k in ks]
     return cells
 
 
@@ -201,10 +236,10 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
             for shots, fmt in ((s, f) for s in sorted(task["shots"]) for f in formats(task)):
                 at = {"model": model, "task": task_name, "shots": shots, "format": fmt}
                 jobs["evaluate_base"].append(at)
-                for m in (METHODS[name] for name in ft_methods(config, task)):
-                    jobs[m.rule("evaluate")] += [{**at, "p": p} for p in m.trained_sets(task)]
-                    if rag:
-                        jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in m.trained_sets(task, rag=True)]
+                for m in task_methods(config, task):
+                    jobs[m.rule("evaluate")] += [{**at, "p": p} for p in method_sets(config, task, m)]
+                    if rag and m.rag:
+                        jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in method_sets(config, task, m, rag=True)]
     return jobs
 
 

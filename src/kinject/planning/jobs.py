@@ -35,9 +35,12 @@ RESOURCE_KEY = {"build_base_model": "gpu_rules", "index_chunks": "gpu_rules", "r
                 "evaluate_base": "evaluate", "evaluate_controls_base": "evaluate",
                 **{m.rule(stage): key for m in METHODS.values()
                    for stage, key in (("hparam_trial", "hparam_trial"), ("finetune", "finetune"), ("evaluate", "evaluate"),
-                                      ("evaluate_rag", "evaluate"), ("evaluate_controls", "evaluate"))}}
-CONTROL_RULES = {"base": "evaluate_controls_base", **{m.name: m.rule("evaluate_controls") for m in METHODS.values()}}
-TRAINING_RULES = {m.rule(stage): m for m in METHODS.values() for stage in ("hparam_trial", "finetune")}
+                                      ("evaluate_rag", "evaluate"), ("evaluate_controls", "evaluate"))
+                   if stage in m.stages}}
+CONTROL_RULES = {"base": "evaluate_controls_base",
+                 **{m.name: m.rule("evaluate_controls") for m in METHODS.values() if "evaluate_controls" in m.stages}}
+TRAINING_RULES = {m.rule(stage): m for m in METHODS.values() for stage in ("hparam_trial", "finetune")
+                  if stage in m.stages}
 EMBED_RULES = ("index_chunks", "retrieve")
 SAME_ESTIMATE = ("lr",)  # wildcards an estimate does not depend on: a search's trials are one Job with a count
 

@@ -35,6 +35,7 @@ from kinject.qa.sources import QUESTION_SOURCES
 from kinject.reporting.comparisons import contrasts
 from kinject.reporting.report import column_label
 from kinject.reporting.stats import LEVEL
+from kinject.training.methods import METHODS
 
 POWER = 0.80
 BH_Q = round(1 - LEVEL, 10)  # the comparisons table's Benjamini-Hochberg level
@@ -43,8 +44,10 @@ PAPER_EFFECTS = Path(__file__).resolve().parents[3] / "resources" / "paper_effec
 
 
 def family(contrast: str) -> str:
-    """A contrast with its paraphrase sets left out: "FT-par10+RAG vs RAG" -> "FT-par+RAG vs RAG"."""
-    return re.sub(r"-par\d+", "-par", contrast)
+    """A contrast with its paraphrase sets left out: "FT-par10+RAG vs RAG" -> "FT-par+RAG vs RAG", a control's
+    too: "FT-par10 vs FT-steps10" -> "FT-par vs FT-steps"."""
+    controls = "".join(f"|{re.escape(m.label)}" for m in METHODS.values() if m.matches)
+    return re.sub(rf"(-par{controls})\d+", r"\1", contrast)
 
 
 def mdd(n: float, alpha: float, power: float = POWER) -> float:

@@ -2,7 +2,9 @@
 
 Per task, model, scoring format and shots: RAG vs Base, FT vs Base, RAG vs FT, FT-par{k}+RAG vs RAG (every
 set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0); with another fine-tuning method
-(kinject.training.methods), the same for its columns and it vs FT at each paraphrase set. Each row: both
+(kinject.training.methods), the same for its columns and it vs FT at each paraphrase set; with the steps-matched
+control of set k (FT-steps{k}: the chunks alone, for set k's optimizer steps), FT-par{k} vs FT-steps{k} (the
+paraphrases net of training amount) and FT-steps{k} vs FT (the steps alone). Each row: both
 accuracies, their difference with a seeded cluster bootstrap 95% interval (whole clusters of questions resampled:
 kinject.reporting.clusters), its design effect and the clusters, the discordant counts, the exact McNemar p-value,
 the p-value of the test that counts clusters (kinject.reporting.stats.paired_test: the exact McNemar where each
@@ -36,7 +38,8 @@ COLUMNS = SETTING + ["contrast", "a", "b", "n", "n_clusters", "accuracy_a", "acc
 def contrasts(columns) -> list[tuple[str, str]]:
     """(a, b) pairs among a setting's table columns (labels as kinject.reporting.report._label writes them)."""
     have = set(columns)
-    labels = [m.label for m in METHODS.values()]  # the first, full fine-tuning (FT), is the others' reference
+    # the methods' labels (not a control's): the first, full fine-tuning (FT), is the others' reference
+    labels = [m.label for m in METHODS.values() if not m.matches]
     pairs = [("RAG", "Base")] + [pair for name in labels for pair in ((name, "Base"), ("RAG", name))]
     pairs += [(c, "RAG") for c in sorted(have) if c.endswith("+RAG")]
     for name in labels:
@@ -45,6 +48,11 @@ def contrasts(columns) -> list[tuple[str, str]]:
         pairs += [(c, name) for c in pars]
     for name in labels[1:]:
         pairs += [(c.replace(labels[0], name, 1), c) for c in sorted(have) if c.startswith(labels[0]) and "+" not in c]
+    for control in (m for m in METHODS.values() if m.matches):  # the steps-matched control of set k (FT-steps{k})
+        method = METHODS[control.matches]
+        sets = sorted(int(c.removeprefix(control.label)) for c in have if c.removeprefix(control.label).isdigit())
+        pairs += [pair for p in sets
+                  for pair in ((method.column(p), control.column(p)), (control.column(p), method.label))]
     return [(a, b) for a, b in pairs if a in have and b in have]
 
 
@@ -94,9 +102,13 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
 def paraphrase_trends(records: pd.DataFrame) -> pd.DataFrame:
     """Per setting and fine-tuning method (its cells' prefix) with models of two or more paraphrase sets: the
     logit slope of per-question correctness on the set k (kinject.reporting.stats.paraphrase_trend), with the sets
-    and the first and last set's accuracy."""
+    and the first and last set's accuracy. A steps-matched control's (method steps) is the slope of the same
+    training amount without the paraphrases: its sets k and, as its set 0, its method's set 0 model."""
     keys = SETTING + ["method"]
     ft = records[records["method"].isin([m.prefix for m in METHODS.values()]) & (records["k"] == 0)]
+    for control in (m for m in METHODS.values() if m.matches):  # a control's series starts at its method's set 0:
+        start = ft[(ft["method"] == METHODS[control.matches].prefix) & (ft["paraphrase_set"] == 0)]  # the same data
+        ft = pd.concat([ft, start.assign(method=control.prefix)], ignore_index=True)  # and steps: that very model
     out = []
     for key, g in ft.groupby(keys, sort=True):
         sets = sorted(int(p) for p in g["paraphrase_set"].unique())

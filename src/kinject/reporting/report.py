@@ -15,7 +15,7 @@ from kinject.io import atomic_path, write_csv, write_parquet, write_text
 from kinject.reporting.clusters import clusters_of
 from kinject.reporting.records import read_results
 from kinject.reporting.stats import best_of, clustered_interval, cross_fit, setting_seed
-from kinject.training.methods import METHODS
+from kinject.training.methods import METHODS, by_prefix
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,29 @@ CROSS_FIT = "cross-fit"
 
 
 def column_label(method: str, p) -> str:
-    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, and each other method's as FT's."""
+    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, each other method's as FT's, and a
+    control's FT-steps{p} (kinject.training.methods.Method.column)."""
     if method in ("base", "rag"):
         return {"base": "Base", "rag": "RAG"}[method]
     tuned = method.removesuffix("rag")
-    name = NAMES[tuned] if int(p) == 0 else f"{NAMES[tuned]}-par{int(p)}"
+    name = by_prefix(tuned).column(p)
     return name if method == tuned else f"{name}+RAG"
 
 
 def _method_column(label: str, column: str) -> bool:
     """Whether a column is a method's fine-tuned one, {label} or {label}-par{p} (a label may hold a hyphen: QA-SFT)."""
     return re.fullmatch(re.escape(label) + r"(-par\d+)?", column) is not None
+
+
+def _tuned_columns(columns, method) -> list[str]:
+    """A method's fine-tuned columns ({label}, {label}-par{p}), each control's of it (kinject.training.methods:
+    matches; FT-steps{p}) right after the column of the set it matches."""
+    out = []
+    for c in sorted(c for c in columns if _method_column(method.label, c)):
+        out.append(c)
+        p = c.removeprefix(f"{method.label}-par") if c != method.label else None
+        out += [m.column(p) for m in METHODS.values() if m.matches == method.name and p and m.column(p) in columns]
+    return out
 
 
 def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -115,8 +127,11 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
     (``<column> design_effect``)."""
     sub = rows[(rows["group"] == group) & (rows["shots"] == shots)]
     # FT on the original chunks (set 0, the paper's FT-reg) and every set that also has an FT+RAG column (the
-    # paper's FT-par), per fine-tuning method; the whole sweep over paraphrase sets is a figure
+    # paper's FT-par), per fine-tuning method; the whole sweep over paraphrase sets is a figure. A control's
+    # (FT-steps{k}) beside its method's FT-par{k}
     for tuned, with_rag in FINETUNED.items():
+        shown = by_prefix(tuned).matches
+        with_rag = FINETUNED[METHODS[shown].prefix] if shown else with_rag
         ft_sets = set(sub.loc[sub["method"] == with_rag, "paraphrase_set"].dropna()) | {0}
         sub = sub[(sub["method"] != tuned) | sub["paraphrase_set"].isin(ft_sets)]
     index = ["task", "format", "model"]
@@ -124,7 +139,7 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
                           for key, g in sub.groupby(index + ["column"], sort=False)]).rename(
         columns={"ci_low": "low", "ci_high": "high"})
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
-    tuned = [sorted({c for c in table.columns if _method_column(name, c)}) for name in NAMES.values()]
+    tuned = [_tuned_columns(table.columns, m) for m in METHODS.values() if not m.matches]
     with_rag = [sorted({c for c in table.columns if c.endswith("+RAG") and _method_column(name, c[:-len("+RAG")])})
                 for name in NAMES.values()]
     order = ["Base"] + sum(tuned, []) + ["RAG"] + sum(with_rag, [])

@@ -40,6 +40,7 @@ from kinject.training.callbacks import (
     loss_rows,
 )
 from kinject.training.checkpoints import EPOCHS_DIR, clear_work_dir, resume_checkpoint, save_final_model
+from kinject.training.matched import cycle_blocks, matched_record
 from kinject.training.methods import adapter_methods, data_methods
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
                     save_steps: int | None = None, warmup_ratio: float = 0.0, weight_decay: float = 0.0,
                     eval_texts=None, precision: str = "fp32", gradient_checkpointing: bool = False,
                     save_dtype: str | None = None, gpus: int = 0, allow_cpu: bool = False,
-                    threads: int | None = None, epoch_models=None, **adapter: dict | None) -> dict:
+                    threads: int | None = None, epoch_models=None, match_texts=None, **adapter: dict | None) -> dict:
     """Continual pre-training of ``base`` (hub id or local dir) on ``texts``; save to ``out_dir``.
     With ``adapter``, ``{option: spec}`` of an adapter method (kinject.training.methods: its option), that
     adapter over the frozen model is trained and saved instead. With a data method's flag (``{data_option: True}``,
@@ -152,8 +153,10 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
 
     The learning rate is constant after a linear warm-up of ``warmup_ratio`` of one epoch's steps: the
     first e epochs of a run do not depend on its total, so e epochs of training give the model that a
-    search trial validated after epoch e. Returns {steps, epochs, final_loss, tokens (per epoch), blocks,
-    eval_loss_per_epoch}.
+    search trial validated after epoch e. With ``match_texts`` (the steps-matched control,
+    kinject.training.matched) the blocks of ``texts`` are repeated to the number of blocks of ``match_texts``: as
+    many steps and tokens as a run on those, recorded as ``matched`` in the summary and training.json.
+    Returns {steps, epochs, final_loss, tokens (per epoch), blocks, eval_loss_per_epoch[, matched]}.
     """
     import torch
     from transformers import AutoModelForCausalLM, TrainingArguments, default_data_collator
@@ -185,6 +188,14 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     tokenizer = load_tokenizer(base)
     reader = data_method({m.data_option: adapter.pop(m.data_option, False) for m in data_methods()})
     blocks = reader.examples(tokenizer, texts, block_size) if reader else tokenize_blocks(tokenizer, texts, block_size)
+    matched = None
+    if match_texts is not None:
+        match = tokenize_blocks(tokenizer, match_texts, block_size)
+        matched = matched_record(match, epochs=epochs, per_device_batch_size=per_device_batch_size,
+                                 world_size=world_size, accumulation=accumulation)
+        log.info("steps-matched: %d blocks of the original chunks repeated to %d blocks, %d steps", len(blocks),
+                 len(match), matched["steps"])
+        blocks = cycle_blocks(blocks, len(match))
     eval_data = BlockDataset(tokenize_blocks(tokenizer, eval_texts, block_size)) if eval_texts is not None else None
     warmup = round(warmup_ratio * math.ceil(len(blocks) / effective))
     args = TrainingArguments(
@@ -202,7 +213,7 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
            "precision": chosen.name, "fsdp": os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true",
            "schedule": "constant_with_warmup", "epoch_models": epoch_models is not None,
            **{m.option: adapter.get(m.option) for m in adapter_methods()},
-           **({reader.data_option: True} if reader else {})}
+           **({reader.data_option: True} if reader else {}), **({"matched": matched} if matched else {})}
     with args.main_process_first(local=False, desc="checkpoint selection"):
         checkpoint = resume_checkpoint(work_dir, run, main_process=args.process_index == 0)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
@@ -251,7 +262,8 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
             shutil.copyfile(Path(epoch_models) / "train_loss.csv", loss_csv)
     if out_dir is not None:
         staging = work_dir / "final"
-        save_final_model(trainer, tokenizer, staging, save_dtype, chosen.record, method and method.saved_weight)
+        save_final_model(trainer, tokenizer, staging, save_dtype, {**chosen.record, **({"matched": matched} if matched
+                         else {})}, method and method.saved_weight)
         if trainer.is_world_process_zero():
             with atomic_path(out_dir, directory=True) as tmp:
                 for item in staging.iterdir():
@@ -263,7 +275,8 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     summary = {"steps": trainer.state.global_step, "epochs": epochs,
                "final_loss": losses[-1]["loss"] if losses else None,
                "tokens": sum(sum(b["attention_mask"]) if isinstance(b, dict) else len(b) for b in blocks),
-               "blocks": len(blocks), "eval_loss_per_epoch": eval_losses}
+               "blocks": len(blocks), "eval_loss_per_epoch": eval_losses,
+               **({"matched": matched} if matched else {})}
     log.info("fine-tuned %s -> %s: %s", base, out_dir, summary)
     return summary
 
@@ -356,6 +369,8 @@ def parse_args(argv=None):
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: every epoch)")
     p.add_argument("--warmup-ratio", type=float, default=0.0)
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--match-steps-of", help="a steps-matched control: train --train's blocks, repeated, for as many "
+                                            "steps as a run on this parquet's (kinject.training.matched)")
     args = p.parse_args(argv)
     if not args.hparams and (args.lr is None or args.epochs is None):
         p.error("--lr and --epochs are required without --hparams")
@@ -364,7 +379,8 @@ def parse_args(argv=None):
 
 def _finetune(args) -> None:
     hp = read_hparams(args.hparams) if args.hparams else {"lr": args.lr, "epochs": args.epochs}
-    train_causal_lm(args.base, training_data(args.train, vars(args)), args.out, args.loss_csv,
+    match = training_texts(args.match_steps_of) if args.match_steps_of else None
+    train_causal_lm(args.base, training_data(args.train, vars(args)), args.out, args.loss_csv, match_texts=match,
                     save_steps=args.save_steps, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
                     **training_options(args), **hp)
 

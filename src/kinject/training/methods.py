@@ -6,6 +6,10 @@ Adding a method is its module (what it trains: ``kinject.training.lora`` for LoR
 below. A method trains a whole model (``whole_model``: a checkpoint, scored as it is) or an adapter over the
 frozen base model (scored over the base model, unmerged). Every method gets the same search, adoption of the
 chosen trial and fine-tuning rules, with its own learning rates, artifacts and columns.
+
+A method may instead be a control of another (``matches``): it trains paraphrase set 0's data at that method's
+learning rate and epochs (its search's; none of its own) for as many optimizer steps as that method's run on set k
+(``kinject.training.matched``), for the sets listed at config key ``sets`` only, with no FT+RAG or forgetting cells.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 
 from kinject.errors import KinjectError
 from kinject.paths import CONTROL_SCORE, FINETUNE_RUN, HPARAMS_FILE, PARAPHRASE_SET
-from kinject.training import lora, qa_sft
+from kinject.training import lora, matched, qa_sft
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ class Method:
     examples: Callable | None = None
     check: Callable[[dict, str, dict, str], None] | None = None  # its own checks of a task: (config, key, task, source)
     tokens: Callable | None = None  # plan: its training tokens per epoch (config, task, corpus, root); None: set k's
+    # a control of another method (its name): set 0's data for as many steps as that method's set k, at its
+    # learning rate (its search's chosen.json); its models exist for the sets at config key ``sets`` only
+    matches: str | None = None
+    sets_key: str | None = None  # a dotted config key listing the paraphrase sets it has models of (None: every set)
 
     @property
     def artifact(self) -> str:
@@ -93,7 +101,31 @@ class Method:
 
     @property
     def chosen(self) -> str:
-        return self.hparams("chosen.json")
+        """Its search's choice; a control's is the search of the method it matches."""
+        return METHODS[self.matches].chosen if self.matches else self.hparams("chosen.json")
+
+    @property
+    def rag(self) -> bool:
+        """Whether its models are also RAG's generator (FT+RAG cells) and scored on the controls: not a control's."""
+        return self.matches is None
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages it has rules of (:meth:`rule`): a control trains and is scored, with no search of its own, no
+        FT+RAG and no forgetting controls."""
+        if self.matches:
+            return ("finetune", "evaluate")
+        return ("hparam_trial", "choose_hparams", "validated", "finetune", "evaluate", "evaluate_rag",
+                "evaluate_controls")
+
+    def listed_sets(self, config: dict) -> list[int] | None:
+        """The paraphrase sets at its config key ``sets_key`` (None: it has a model of every set of a task)."""
+        if self.sets_key is None:
+            return None
+        value = config
+        for key in self.sets_key.split("."):
+            value = value.get(key, {})
+        return sorted(set(value or []))
 
     @property
     def control_score(self) -> str:
@@ -102,6 +134,12 @@ class Method:
 
     def cell(self, p, rag: bool = False) -> str:
         return f"{self.prefix}{'rag' if rag else ''}-p{p}"
+
+    def column(self, p) -> str:
+        """Its table column of paraphrase set p: {label} (set 0), {label}-par{p}; a control's {label}{p} (FT-steps4)."""
+        if int(p) == 0:
+            return self.label
+        return f"{self.label}{int(p)}" if self.matches else f"{self.label}-par{int(p)}"
 
 
 METHODS: dict[str, Method] = {}
@@ -117,7 +155,11 @@ def register(method: Method) -> Method:
 def method(name: str, key: str = "finetune.methods", source: str = "config") -> Method:
     """The registered method ``name``; one line naming the key and the registered names otherwise."""
     if name not in METHODS:
-        raise KinjectError(source, f"{key}: {name!r} is not a fine-tuning method (registered: {', '.join(METHODS)})")
+        names = ", ".join(n for n, m in METHODS.items() if not m.matches)  # a control is not listed: its sets are
+        raise KinjectError(source, f"{key}: {name!r} is not a fine-tuning method (registered: {names})")
+    if METHODS[name].matches:
+        raise KinjectError(source, f"{key}: {name!r} is a control of {METHODS[name].matches}, not a method of its own: "
+                                   f"list the paraphrase sets it matches in {METHODS[name].sets_key}")
     return METHODS[name]
 
 
@@ -169,3 +211,9 @@ register(Method(
     search_key="finetune.qa_sft.search_lr", options=qa_sft.options, train=qa_sft.TRAIN, sets=qa_sft.sets,
     data_option=qa_sft.OPTION, read=qa_sft.read_pairs, examples=qa_sft.answer_only_examples, check=qa_sft.check,
     tokens=qa_sft.training_tokens))
+
+
+register(Method(
+    name="steps", label="FT-steps", prefix="steps", whole_model=True, folder="steps/", suffix="_steps",
+    lr=lambda config: METHODS["full"].lr(config), search_lrs=lambda config: [], search_key=matched.SETS_KEY,
+    options=lambda config: {}, matches="full", sets_key=matched.SETS_KEY))
