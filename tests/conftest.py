@@ -257,6 +257,25 @@ def run_snakemake(workdir: Path, *args, env=None, timeout=1800):
 TINY_DEMO = "config/tiny_demo.yaml"
 
 
+def bad_extended_config(tmp_path: Path, edit) -> str:
+    """The one-line error load_config gives for config/demo.yaml + config/demo_extended.yaml after ``edit``
+    (fails the test if it loads, or if the error spans lines)."""
+    import yaml
+
+    from kinject.errors import KinjectError
+    from kinject.settings import deep_update, load_config
+
+    config = deep_update(yaml.safe_load((REPO / "config" / "demo.yaml").read_text()),
+                         yaml.safe_load((REPO / "config" / "demo_extended.yaml").read_text()))
+    edit(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(KinjectError) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
 def tiny_demo(root: Path = REPO) -> dict:
     """The demo with the tiny Llama: .test/config/tiny_llama.yaml over config/demo.yaml, `models` replaced
     whole (not yet validated: load_config / Snakemake fill the schema's defaults)."""

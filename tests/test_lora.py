@@ -4,11 +4,13 @@ rules' settings and command carry the adapter's spec; the grid gets LoRA's cells
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from conftest import bad_extended_config
 from transformers import AutoModelForCausalLM
 
 from kinject.errors import KinjectError
@@ -200,18 +202,7 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
      r"tasks.atlas.finetune_methods: 'ful' is not a fine-tuning method \(registered: full, lora, qa_sft\)$"),
 ])
 def test_a_bad_lora_or_controls_config_is_one_line(tmp_path, edit, message):
-    import yaml
-
-    from kinject.settings import deep_update
-
-    config = deep_update(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()),
-                         yaml.safe_load((ROOT / "config" / "demo_extended.yaml").read_text()))
-    edit(config)
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(config))
-    with pytest.raises(KinjectError, match=message) as err:
-        load_config(path)
-    assert "\n" not in str(err.value)
+    assert re.search(message, bad_extended_config(tmp_path, edit))
 
 
 def test_the_adapters_random_init_is_the_runs_seed(base, tmp_path):

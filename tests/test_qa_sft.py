@@ -4,10 +4,12 @@ settings and command carry --answer-only; the grid, the planner and the comparis
 line each; and the pipeline runs it end to end on the tiny Llama."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import bad_extended_config
 
 from kinject.errors import KinjectError
 from kinject.evaluation.retrieval import extract_embedder, load_embedder
@@ -194,18 +196,7 @@ def test_the_planner_prices_qa_sft_below_full_fine_tuning(tmp_path):
      r"tasks\.current_events fine-tunes with qa_sft and has validation, but finetune\.qa_sft\.search_lr is missing"),
 ])
 def test_a_bad_qa_sft_config_is_one_line(tmp_path, edit, message):
-    import yaml
-
-    from kinject.settings import deep_update
-
-    config = deep_update(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()),
-                         yaml.safe_load((ROOT / "config" / "demo_extended.yaml").read_text()))
-    edit(config)
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(config))
-    with pytest.raises(KinjectError, match=message) as err:
-        load_config(path)
-    assert "\n" not in str(err.value)
+    assert re.search(message, bad_extended_config(tmp_path, edit))
 
 
 @pytest.mark.slow

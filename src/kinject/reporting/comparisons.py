@@ -20,7 +20,7 @@ import pandas as pd
 from kinject.errors import KinjectError
 from kinject.reporting.clusters import clusters_of
 from kinject.reporting.stats import (
-    bh_adjust,
+    bh_table,
     design_effect,
     mcnemar_exact,
     paired_bootstrap,
@@ -77,9 +77,7 @@ def comparisons(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
                         "delta": wide[a].mean() - wide[b].mean(), "delta_low": low, "delta_high": high,
                         "design_effect": design_effect(wide[a].astype(float) - wide[b].astype(float), clusters),
                         "a_only": a_only, "b_only": b_only, "p_mcnemar": p, "test": test, "p_clustered": p_clustered})
-    table = pd.DataFrame(out, columns=COLUMNS)
-    table["p_bh"] = bh_adjust(table["p_clustered"])
-    return table
+    return bh_table(out, COLUMNS, "p_clustered")
 
 
 def comparisons_markdown(table: pd.DataFrame) -> str:

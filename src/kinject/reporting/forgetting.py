@@ -16,7 +16,7 @@ from kinject.errors import KinjectError
 from kinject.io import write_csv, write_text
 from kinject.reporting.records import score_records
 from kinject.reporting.report import column_label
-from kinject.reporting.stats import bh_adjust, mcnemar_exact, paired_bootstrap, setting_seed, wilson
+from kinject.reporting.stats import bh_table, mcnemar_exact, paired_bootstrap, setting_seed, wilson
 from kinject.training.methods import METHODS
 
 PREFIXES = "|".join(m.prefix for m in METHODS.values())  # the fine-tuned cells' prefixes (kinject.training.methods)
@@ -69,9 +69,7 @@ def forgetting_table(records: pd.DataFrame, seed: int) -> pd.DataFrame:
                         "accuracy_ft": ft.mean(), **dict(zip(("ft_low", "ft_high"), wilson(int(ft.sum()), n))),
                         "delta": ft.mean() - base.mean(), "delta_low": low, "delta_high": high,
                         "ft_only": ft_only, "base_only": base_only, "p_mcnemar": p_value})
-    table = pd.DataFrame(out, columns=COLUMNS)
-    table["p_bh"] = bh_adjust(table["p_mcnemar"]) if len(table) else []
-    return table
+    return bh_table(out, COLUMNS, "p_mcnemar")
 
 
 def forgetting_markdown(table: pd.DataFrame) -> str:

@@ -168,6 +168,14 @@ def bh_adjust(pvalues) -> np.ndarray:
     return out
 
 
+def bh_table(rows: list[dict], columns: list[str], p_column: str) -> pd.DataFrame:
+    """A table of paired comparisons (``rows``, in ``columns``) with ``p_bh``: its ``p_column`` adjusted by
+    Benjamini-Hochberg across every row."""
+    table = pd.DataFrame(rows, columns=columns)
+    table["p_bh"] = bh_adjust(table[p_column]) if len(table) else []
+    return table
+
+
 # -- K chosen off the reported questions ------------------------------------------------------------------
 
 def halves(question_ids, seed: int, clusters=None) -> pd.Series:
