@@ -94,3 +94,23 @@ def test_index_of_other_chunks_is_refused(embedder, corpus, tmp_path):
     pd.read_parquet(chunks).head(4).to_parquet(fewer)
     with pytest.raises(KinjectError, match="faiss.index: has 6 vectors but .*fewer.parquet has 4"):
         retrieve(index, fewer, questions, embedder, tmp_path / "out.parquet", k_max=2)
+
+
+def test_the_rules_scripts_run_the_retriever_their_index_file_names(tmp_path, monkeypatch):
+    """scripts/index_chunks.py and retrieve.py call kinject.evaluation.retrievers' build_index / retrieve, which run
+    the registered entry whose index file the rule's path names; an unregistered file name is one line."""
+    from kinject.evaluation import retrievers
+
+    calls = []
+    fake = retrievers.Retriever("fake", index="fake.idx", build=lambda *a, **kw: calls.append(("build", a, kw)) or "b",
+                                search=lambda *a, **kw: calls.append(("search", a, kw)) or "s")
+    monkeypatch.setitem(retrievers.RETRIEVERS, "fake", fake)
+    index = tmp_path / "index" / "fake.idx"
+    assert retrievers.build_index("chunks.parquet", "emb", index, batch_size=4) == "b"
+    assert retrievers.retrieve(index, "chunks.parquet", "questions.parquet", "emb", "out.parquet", k_max=2) == "s"
+    assert calls == [("build", ("chunks.parquet", "emb", index), {"batch_size": 4}),
+                     ("search", (index, "chunks.parquet", "questions.parquet", "emb", "out.parquet"), {"k_max": 2})]
+    assert retrievers.index_retriever(tmp_path / "faiss.index") is retrievers.RETRIEVERS["dense"]
+    with pytest.raises(KinjectError, match=r"other\.bin: no registered retriever's index file \(registered: dense: "
+                                           r"faiss\.index, fake: fake\.idx\)"):
+        retrievers.build_index("chunks.parquet", "emb", tmp_path / "other.bin")

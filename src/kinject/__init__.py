@@ -24,7 +24,7 @@ MOVED = {
     "data": "knowledge.data", "corpus": "knowledge.corpus",
     "questions": "qa.sets", "paraphrases": "qa.paraphrases", "llm": "qa.llm",
     "hparams": "training.hparams", "launch": "training.launch", "models": "training.models",
-    "evaluate": "evaluation.evaluate", "retrieval": "evaluation.retrieval",
+    "evaluate": "evaluation.evaluate", "retrieval": "evaluation.retrievers",
     "report": "reporting.report", "forgetting": "reporting.forgetting",
 }
 
