@@ -119,8 +119,8 @@ def test_two_cpu_processes_under_fsdp_follow_the_one_process_loss_curve(job):
     assert "FSDP2 on CPU: 2 gloo process(es), parameters sharded" in log_two
     assert "FSDP2 on CPU: 1 gloo process(es)" in log_one
     assert f"2 process(es), 1 torch thread(s) each, precision {here()} (auto) on cpu" in log_two  # 2 CPUs, shared
-    blocks = len(blocks.tokenize_blocks(blocks.load_tokenizer(job[0] / "base"), TEXTS, 32))
-    assert two["step"].tolist() == one["step"].tolist() == list(range(1, 3 * math.ceil(blocks / 8) + 1))
+    n_blocks = len(blocks.tokenize_blocks(blocks.load_tokenizer(job[0] / "base"), TEXTS, 32))
+    assert two["step"].tolist() == one["step"].tolist() == list(range(1, 3 * math.ceil(n_blocks / 8) + 1))
     assert two["loss"].iloc[-1] < two["loss"].iloc[0] - 1.0
     rel = ((two["loss"] - one["loss"]).abs() / one["loss"]).max()
     assert rel <= BF16_STEP, f"largest relative difference {rel:.4f} exceeds one bf16 step {BF16_STEP:.4f}"

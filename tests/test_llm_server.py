@@ -112,6 +112,7 @@ def live_config(workdir: Path, url: str) -> Path:
                               "questions": {"source": "generated", "per_chunk": 2, "keep": 1, "review": "skip"},
                               "shots": [0], "paraphrase_sets": [0, 1]}}
     config.pop("ft_rag_paraphrase_sets", None)
+    config["finetune"]["steps_matched"] = []  # the demo's control matches current events' set 4
     # llama-cpp-python's server answers one request at a time: one in flight, and a timeout above its slowest
     config["llm"] = {"backend": "openai", "mode": "live", "model": "smollm2", "base_url": url, "json_mode": True,
                      "cache": "llm_cache", "temperature": 0.7, "max_concurrency": 1, "timeout_s": 900,

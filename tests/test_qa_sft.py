@@ -213,6 +213,7 @@ def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
     config["tasks"]["current_events"].update(finetune_methods=["qa_sft"], paraphrase_sets=[0],
                                              ft_rag_paraphrase_sets=[0])
     config["finetune"]["qa_sft"] = {"search_lr": config["finetune"]["search"]["lr"]}
+    config["finetune"]["steps_matched"] = []  # set 0 only: no paraphrase set for a control to match
     (workdir / path).write_text(yaml.safe_dump(config))
     proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
