@@ -80,6 +80,7 @@ localrules:
     review_sheet,
     extract_embedder,
     lmeval_task,
+    question_clusters,
     tables,
     figures,
 
