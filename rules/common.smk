@@ -12,7 +12,7 @@ from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_E
 from kinject.paths import QUESTION_CLUSTERS, RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
 from kinject.paths import ARTICLES, BASE_MODEL, CANDIDATES, CHUNKS, CLEAN_COUNTS, CONTROL_LMEVAL, CONTROL_QUESTIONS
 from kinject.paths import EMBEDDER_PACKAGE, FETCH_COUNTS, GENERATED_PARAPHRASES, INDEX, KB_REPORT, PAGES, PARAPHRASE_SET
-from kinject.paths import QUESTIONS, RETRIEVED, SCORES_TABLE, SELECTED, VALIDATION_PARAPHRASES
+from kinject.paths import FIGURE, QUESTIONS, RETRIEVED, SCORES_TABLE, TABLE, SELECTED, VALIDATION_PARAPHRASES
 from kinject.evaluation.retrievers import run_retriever
 from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts
 from kinject.provenance.lock import check_hub_lock, check_local_files, local_sources, read_lock
@@ -223,7 +223,7 @@ def groups():
 
 def table_outputs():
     return [
-        res(f"results/tables/{group}_{shots}shot.{ext}")
+        res(TABLE.format(name=f"{group}_{shots}shot.{ext}"))
         for group, shots_set in groups().items()
         for shots in sorted(shots_set)
         for ext in ("csv", "parquet", "md")
@@ -237,16 +237,16 @@ def forgetting_outputs():
     """The forgetting table, where controls are scored on some fine-tuned checkpoint."""
     if not (CONTROLS and finetuned_checkpoints(config)):
         return []
-    return [res("results/tables/forgetting.csv"), res("results/tables/forgetting.md")]
+    return [res(TABLE.format(name="forgetting.csv")), res(TABLE.format(name="forgetting.md"))]
 
 
 def all_outputs():
     return (
         table_outputs()
         + forgetting_outputs()
-        + [res(SCORES_TABLE), res("results/tables/best_k.csv")]
-        + [res("results/tables/comparisons.csv"), res("results/tables/comparisons.md"), res("results/tables/paraphrase_trend.csv")]
-        + [res(f"results/figures/{name}.{ext}") for name in FIGURES for ext in ("png", "csv")]
+        + [res(SCORES_TABLE), res(TABLE.format(name="best_k.csv"))]
+        + [res(TABLE.format(name="comparisons.csv")), res(TABLE.format(name="comparisons.md")), res(TABLE.format(name="paraphrase_trend.csv"))]
+        + [res(FIGURE.format(name=f"{name}.{ext}")) for name in FIGURES for ext in ("png", "csv")]
         + expand(res(KB_REPORT), task=TASKS)
         + [res(MANIFEST)]
     )
@@ -265,7 +265,7 @@ def manifest_inputs():
 
 def hub_folders_used():
     """The hub folders some job reads (the embedder only where RAG runs)."""
-    return [f for f in HUB if not f.startswith(res("results/hub/embedder/")) or RAG_KS]
+    return [f for f in HUB if not f.startswith(res(HUB_EMBEDDER_DIR.format(embedder=""))) or RAG_KS]
 
 
 def questions_input(wildcards):

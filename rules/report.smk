@@ -11,10 +11,10 @@ rule tables:
         tables=[report(path, caption="../report/tables.rst", category="Tables") for path in table_outputs() if path.endswith(".csv")],
         other=[path for path in table_outputs() if not path.endswith(".csv")],
         scores=res(SCORES_TABLE),
-        best_k=report(res("results/tables/best_k.csv"), caption="../report/best_k.rst", category="Tables"),
-        comparisons=report(res("results/tables/comparisons.csv"), caption="../report/comparisons.rst", category="Tables"),
-        comparisons_md=res("results/tables/comparisons.md"),
-        trend=report(res("results/tables/paraphrase_trend.csv"), caption="../report/paraphrase_trend.rst", category="Tables"),
+        best_k=report(res(TABLE.format(name="best_k.csv")), caption="../report/best_k.rst", category="Tables"),
+        comparisons=report(res(TABLE.format(name="comparisons.csv")), caption="../report/comparisons.rst", category="Tables"),
+        comparisons_md=res(TABLE.format(name="comparisons.md")),
+        trend=report(res(TABLE.format(name="paraphrase_trend.csv")), caption="../report/paraphrase_trend.rst", category="Tables"),
     params:
         groups=canonical({name: task["group"] for name, task in config["tasks"].items()}),
         seed=config["seed"],  # the question halves of cross-fitting and the bootstrap resamples
@@ -54,15 +54,15 @@ rule question_clusters:
 rule figures:
     input:
         scores=res(SCORES_TABLE),
-        trend=res("results/tables/paraphrase_trend.csv"),
+        trend=res(TABLE.format(name="paraphrase_trend.csv")),
         losses=loss_files(),
     output:
-        paraphrases_png=report(res("results/figures/paraphrases_vs_accuracy.png"), caption="../report/paraphrases_vs_accuracy.rst", category="Figures"),
-        paraphrases_csv=res("results/figures/paraphrases_vs_accuracy.csv"),
-        loss_png=report(res("results/figures/train_loss.png"), caption="../report/train_loss.rst", category="Figures"),
-        loss_csv=res("results/figures/train_loss.csv"),
-        k_png=report(res("results/figures/accuracy_vs_k.png"), caption="../report/accuracy_vs_k.rst", category="Figures"),
-        k_csv=res("results/figures/accuracy_vs_k.csv"),
+        paraphrases_png=report(res(FIGURE.format(name="paraphrases_vs_accuracy.png")), caption="../report/paraphrases_vs_accuracy.rst", category="Figures"),
+        paraphrases_csv=res(FIGURE.format(name="paraphrases_vs_accuracy.csv")),
+        loss_png=report(res(FIGURE.format(name="train_loss.png")), caption="../report/train_loss.rst", category="Figures"),
+        loss_csv=res(FIGURE.format(name="train_loss.csv")),
+        k_png=report(res(FIGURE.format(name="accuracy_vs_k.png")), caption="../report/accuracy_vs_k.rst", category="Figures"),
+        k_csv=res(FIGURE.format(name="accuracy_vs_k.csv")),
     log:
         logpath("logs/figures/figures.log"),
     resources:
@@ -81,8 +81,8 @@ rule forgetting:
         scores=[res(path) for path in control_scores(config)],
         records=[res(records_path(path)) for path in control_scores(config)],
     output:
-        csv=report(res("results/tables/forgetting.csv"), caption="../report/forgetting.rst", category="Tables"),
-        md=res("results/tables/forgetting.md"),
+        csv=report(res(TABLE.format(name="forgetting.csv")), caption="../report/forgetting.rst", category="Tables"),
+        md=res(TABLE.format(name="forgetting.md")),
     params:
         seed=config["seed"],  # the bootstrap resamples
     log:

@@ -44,7 +44,9 @@ BASE_MODEL = "results/models/{model}/base"  # a model built, converted from GGUF
 EMBEDDER_PACKAGE = "results/embedder"  # embedder.package extracted
 CONTROL_QUESTIONS = "results/controls/{control}/questions.parquet"
 CONTROL_LMEVAL = "results/controls/{control}/lmeval"
-SCORES_TABLE = "results/tables/scores.csv"  # every score, one row per cell
+TABLE = "results/tables/{name}"  # the report's tables (rule tables; rule forgetting's forgetting.csv/.md)
+FIGURE = "results/figures/{name}"  # the report's figures, each PNG with the CSV behind it (rule figures)
+SCORES_TABLE = TABLE.format(name="scores.csv")  # every score, one row per cell
 SCORE_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.json"
 # beside each score file, its per-question records (kinject.evaluation.evaluate.question_records), one row per question
 RECORDS_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{format}.parquet"
