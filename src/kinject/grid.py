@@ -15,7 +15,7 @@ from kinject.evaluation.retrievers import run_retriever
 from kinject.knowledge.sources import KNOWLEDGE_SOURCES, knowledge_source
 from kinject.paths import CONTROL_SCORE, RECORDS_PATTERN, SCORE_PATTERN
 from kinject.qa.sources import question_source
-from kinject.training.methods import METHODS, Method, cell_method, method
+from kinject.training.methods import METHODS, Method, cell_method, ft_rag_sets, method
 
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
 @dataclass(frozen=True)
@@ -74,11 +74,6 @@ def method_tasks(config: dict, method: str) -> list[str]:
 def search_lrs(config: dict, name: str = "full") -> list[float]:
     """The learning rates a task with validation searches with fine-tuning method ``name`` (its search_key)."""
     return method(name).search_lrs(config)
-
-
-def ft_rag_sets(task: dict) -> list[int]:
-    """Paraphrase sets whose fine-tuned model is also RAG's generator (default: the largest set)."""
-    return list(task.get("ft_rag_paraphrase_sets", [max(task["paraphrase_sets"])]))
 
 
 def check_config(config: dict, source: str = "config") -> None:

@@ -9,7 +9,7 @@ chosen trial and fine-tuning rules, with its own learning rates, artifacts and c
 
 A method may instead be a control of another (``matches``): it trains paraphrase set 0's data at that method's
 learning rate and epochs (its search's; none of its own) for as many optimizer steps as that method's run on set k
-(``kinject.training.matched``), for the sets listed at config key ``sets`` only, with no FT+RAG or forgetting cells.
+(``kinject.training.matched``), for the sets listed at config key ``sets_key`` only, with no FT+RAG or forgetting cells.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from kinject.errors import KinjectError
 from kinject.paths import CONTROL_SCORE, FINETUNE_RUN, HPARAMS_FILE, PARAPHRASE_SET
+from kinject.registry import Registry
 from kinject.training import lora, matched, qa_sft
 
 
@@ -83,9 +84,7 @@ class Method:
         """The paraphrase sets of a task it trains (``rag``: whose model is also RAG's generator)."""
         if self.sets:
             return list(self.sets(task))
-        if rag:
-            return list(task.get("ft_rag_paraphrase_sets", [max(task["paraphrase_sets"])]))
-        return sorted(task["paraphrase_sets"])
+        return ft_rag_sets(task) if rag else sorted(task["paraphrase_sets"])
 
     @property
     def checkpoint(self) -> str:
@@ -142,25 +141,28 @@ class Method:
         return f"{self.label}{int(p)}" if self.matches else f"{self.label}-par{int(p)}"
 
 
-METHODS: dict[str, Method] = {}
+def ft_rag_sets(task: dict) -> list[int]:
+    """Paraphrase sets whose fine-tuned model is also RAG's generator (default: the largest set)."""
+    return list(task.get("ft_rag_paraphrase_sets", [max(task["paraphrase_sets"])]))
+
+
+METHODS = Registry("fine-tuning method")
 
 
 def register(method: Method) -> Method:
-    if method.name in METHODS or any(m.prefix == method.prefix for m in METHODS.values()):
-        raise ValueError(f"fine-tuning method {method.name} (prefix {method.prefix}) is registered twice")
-    METHODS[method.name] = method
-    return method
+    """One entry per name (kinject.registry), and one per cell prefix: a prefix names its cells and rules."""
+    if any(m.prefix == method.prefix for m in METHODS.values()):
+        raise ValueError(f"fine-tuning method {method.name}: prefix {method.prefix} is registered twice")
+    return METHODS.register(method)
 
 
 def method(name: str, key: str = "finetune.methods", source: str = "config") -> Method:
-    """The registered method ``name``; one line naming the key and the registered names otherwise."""
-    if name not in METHODS:
-        names = ", ".join(n for n, m in METHODS.items() if not m.matches)  # a control is not listed: its sets are
-        raise KinjectError(source, f"{key}: {name!r} is not a fine-tuning method (registered: {names})")
-    if METHODS[name].matches:
+    """The registered method ``name``; one line naming the key and the registered names otherwise (a control is
+    not listed: its sets are)."""
+    if name in METHODS and METHODS[name].matches:
         raise KinjectError(source, f"{key}: {name!r} is a control of {METHODS[name].matches}, not a method of its own: "
                                    f"list the paraphrase sets it matches in {METHODS[name].sets_key}")
-    return METHODS[name]
+    return METHODS.lookup(name, key, source, among=[n for n, m in METHODS.items() if not m.matches])
 
 
 def by_prefix(prefix: str) -> Method:
