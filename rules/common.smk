@@ -114,10 +114,19 @@ def job_settings(rule_name="gpu_rules"):
 
 def compute_resources(rule_name="gpu_rules"):
     """The resources of a compute job, from the config: gpu (0 in the demo: nothing asks SLURM for a GPU),
-    gpu_model, mem_mb, runtime, and allow_cpu (0/1: may a job that asked for a GPU run on the CPU).
+    gpu_model, mem_mb, runtime (per attempt: runtime_per_attempt), and allow_cpu (0/1: may a job that asked for a
+    GPU run on the CPU).
     Its CPUs are its threads."""
     settings = {k: v for k, v in job_settings(rule_name).items() if k != "cpus_per_task"}
-    return {**settings, "allow_cpu": int(config["resources"]["allow_cpu"])}
+    return {**settings, "runtime": runtime_per_attempt(settings["runtime"]),
+            "allow_cpu": int(config["resources"]["allow_cpu"])}
+
+
+def runtime_per_attempt(minutes):
+    """A compute job's runtime: the config's minutes on its first attempt, twice them on the retry the SLURM
+    profile allows (`retries: 1`). A job SLURM stops at its time limit gets SIGTERM: a training job saves a
+    checkpoint first (kinject.training.callbacks), and its retry resumes from it with time to finish."""
+    return lambda wildcards, attempt: minutes * attempt
 
 
 def compute_threads(rule_name="gpu_rules"):
