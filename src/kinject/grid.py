@@ -72,10 +72,10 @@ def method_sets(config: dict, task: dict, m: Method, rag: bool = False) -> list[
     return [p for p in m.trained_sets(task, rag=rag) if listed is None or p in listed]
 
 
-def method_runs(config: dict, task: dict, m: Method, rag: bool = False) -> list[str]:
-    """The models of :func:`method_sets` as wildcard values (p): each set, then each seeded set under every extra
-    training seed (kinject.training.seeds: "10_s7")."""
-    return seeds.seeded_runs(config, m.name, method_sets(config, task, m, rag=rag))
+def method_runs(config: dict, name: str, m: Method, rag: bool = False) -> list[str]:
+    """The models of :func:`method_sets` of task ``name`` as wildcard values (p): each set, then each seeded set
+    under every extra training seed (kinject.training.seeds: "10_s7")."""
+    return seeds.seeded_runs(config, name, m.name, method_sets(config, config["tasks"][name], m, rag=rag))
 
 
 def method_tasks(config: dict, method: str) -> list[str]:
@@ -192,8 +192,8 @@ def cells(config: dict) -> list[Cell]:
                 out.append(Cell(method="base", k=0, **at))
                 out += [Cell(method="rag", k=k, **at) for k in ks]
                 for m in task_methods(config, task):
-                    out += [Cell(method=m.cell(p), k=0, **at) for p in method_runs(config, task, m)]
-                    out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in method_runs(config, task, m, rag=True)
+                    out += [Cell(method=m.cell(p), k=0, **at) for p in method_runs(config, name, m)]
+                    out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in method_runs(config, name, m, rag=True)
                             for k in ks]
     return out
 
@@ -247,9 +247,9 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
                 at = {"model": model, "task": task_name, "shots": shots, "format": fmt}
                 jobs["evaluate_base"].append(at)
                 for m in task_methods(config, task):
-                    jobs[m.rule("evaluate")] += [{**at, "p": p} for p in method_runs(config, task, m)]
+                    jobs[m.rule("evaluate")] += [{**at, "p": p} for p in method_runs(config, task_name, m)]
                     if rag and m.rag:
-                        jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in method_runs(config, task, m, rag=True)]
+                        jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in method_runs(config, task_name, m, rag=True)]
     return jobs
 
 

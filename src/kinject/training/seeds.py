@@ -9,9 +9,10 @@ ftrag-p10_s7). An extra seed re-trains with the learning rate and epochs the sea
 (the search is not repeated per seed); its model is scored like the run seed's (FT, and FT+RAG where its set is
 one of RAG's generators), not on the forgetting controls.
 
-Which models get the extra seeds: ``finetune.seed_methods`` (method names, a control such as ``steps``
-included; default every method) and ``finetune.seed_sets`` (paraphrase sets; default every set), so a grid can
-spend its seeds on the cells its headline comparisons rest on.
+Which models get the extra seeds: ``finetune.seed_tasks`` (default every task), ``finetune.seed_methods``
+(method names, a control such as ``steps`` included; default every method) and ``finetune.seed_sets``
+(paraphrase sets; default every set), all three at once, so a grid can spend its seeds on the cells its headline
+comparisons rest on.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ def extra_seeds(config: dict) -> list[int]:
     return [s for s in run_seeds(config) if s != config["seed"]]
 
 
-def is_seeded(config: dict, method: str, p: int) -> bool:
-    """Whether ``method``'s (its name) model of paraphrase set p is trained under the extra seeds too."""
+def is_seeded(config: dict, task: str, method: str, p: int) -> bool:
+    """Whether ``method``'s (its name) model of paraphrase set p of ``task`` is trained under the extra seeds too."""
     ft = config["finetune"]
-    return method in ft.get("seed_methods", [method]) and int(p) in ft.get("seed_sets", [int(p)])
+    return (task in ft.get("seed_tasks", [task]) and method in ft.get("seed_methods", [method])
+            and int(p) in ft.get("seed_sets", [int(p)]))
 
 
 def tag(p, seed: int | None = None) -> str:
@@ -55,20 +57,20 @@ def untag(value) -> tuple[int, int | None]:
     return int(m["p"]), None if m["seed"] is None else int(m["seed"])
 
 
-def seeded_runs(config: dict, method: str, sets) -> list[str]:
-    """The wildcard values of ``method``'s models of ``sets``: each set as today, then each seeded set under every
-    extra seed (tagged)."""
+def seeded_runs(config: dict, task: str, method: str, sets) -> list[str]:
+    """The wildcard values of ``method``'s models of ``sets`` of ``task``: each set as today, then each seeded set
+    under every extra seed (tagged)."""
     sets = list(sets)
     return [tag(p) for p in sets] + [tag(p, s) for s in extra_seeds(config) for p in sets
-                                     if is_seeded(config, method, p)]
+                                     if is_seeded(config, task, method, p)]
 
 
 def check(config: dict, source: str, methods, sets) -> None:
-    """finetune.seeds, seed_methods, seed_sets: one line naming the key where a list is empty or repeats, the run's
-    seed is left out, or a name or set is in no task's grid (``methods``: the grid's method names, ``sets``: every
-    task's paraphrase sets)."""
+    """finetune.seeds, seed_tasks, seed_methods, seed_sets: one line naming the key where a list is empty or repeats,
+    the run's seed is left out, or a name or set is in no task's grid (``methods``: the grid's method names,
+    ``sets``: every task's paraphrase sets)."""
     ft = config["finetune"]
-    for key in ("seeds", "seed_methods", "seed_sets"):
+    for key in ("seeds", "seed_tasks", "seed_methods", "seed_sets"):
         if key not in ft:
             continue
         values = list(ft[key])
@@ -80,6 +82,9 @@ def check(config: dict, source: str, methods, sets) -> None:
     if config["seed"] not in run_seeds(config):
         raise KinjectError(source, f"{SEEDS_KEY} leaves out the run's seed ({config['seed']}), whose models are the "
                            "grid's own: list it (the other seeds are re-trainings beside it)")
+    unknown = sorted(set(ft.get("seed_tasks", [])) - set(config["tasks"]))
+    if unknown:
+        raise KinjectError(source, f"finetune.seed_tasks: {unknown[0]!r} is not a task ({', '.join(config['tasks'])})")
     unknown = sorted(set(ft.get("seed_methods", [])) - set(methods))
     if unknown:
         raise KinjectError(source, f"finetune.seed_methods: {unknown[0]!r} trains no model of this grid "
