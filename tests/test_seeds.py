@@ -216,3 +216,25 @@ def test_two_seeds_run_end_to_end_on_the_tiny_llama(tmp_path):
     assert compared.loc["FT vs Base", "n_seeds"] == 2 and compared.loc["FT vs Base", "test"] == "two-level bootstrap"
     assert compared.loc["RAG vs Base", "n_seeds"] == 1
     assert "2 seeds" in (workdir / "results" / "tables" / "current_events_0shot.md").read_text()
+
+
+def test_k_0_is_a_candidate_for_rag_and_ft_rag():
+    """RAG at K = 1 worse than Base on every question: K = 0 (no retrieval, the Base cell) is chosen on both halves
+    and the RAG column is Base's; FT+RAG's K = 0 is the same seed's FT cell."""
+    records = _setting(seeds=(1234, 7))
+    records.loc[records["method"] == "base", "correct"] = True
+    records.loc[records["method"] == "rag", "correct"] = False
+    ft = records[(records["method"] == "ft") & (records["paraphrase_set"] == 4)]
+    records = pd.concat([records, ft.assign(method="ftrag", k=1, correct=False)],
+                        ignore_index=True)
+    rows, choices = reported(records, seed=0)
+    rag = choices[choices["method"] == "rag"]
+    assert set(rag["best_k"]) == {0}
+    assert rows[rows["column"] == "RAG"]["correct"].all()
+    # FT-par4+RAG at K = 1 wrong on every question: K = 0 on every half and seed, each seed's column its own
+    # FT-par4 model's answers
+    assert set(choices.loc[choices["method"] == "ftrag", "best_k"]) == {0}
+    for seed in (1234, 7):
+        mine = rows[(rows["column"] == "FT-par4+RAG") & (rows["seed"] == seed)].set_index("question_id")["correct"]
+        own = ft[ft["seed"] == seed].set_index("question_id")["correct"]
+        assert mine.sort_index().tolist() == own.sort_index().tolist()

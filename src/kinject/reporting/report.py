@@ -60,8 +60,20 @@ def _tuned_columns(columns, method) -> list[str]:
     return out
 
 
+def with_k0(retrieval: pd.DataFrame, records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The retrieval records with K = 0 among each setting's candidates, as the paper's K ranges 0..5: no
+    retrieval, RAG's K = 0 being the Base cell and FT+RAG's the FT cell of the same model (its records relabelled),
+    for every retrieval setting that has records at K > 0 (none is made for a model without FT+RAG cells)."""
+    anchors = pd.concat([records[records["method"] == "base"].assign(method="rag")]
+                        + [records[records["method"] == tuned].assign(method=with_rag)
+                           for tuned, with_rag in FINETUNED.items()], ignore_index=True)
+    anchors = anchors[anchors["k"] == 0].merge(retrieval[keys].drop_duplicates(), on=keys)  # NA keys match NA
+    return pd.concat([anchors, retrieval], ignore_index=True) if len(anchors) else retrieval
+
+
 def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The K of every retrieval setting (RAG, FT+RAG per paraphrase set) and the questions scored at it.
+    """The K of every retrieval setting (RAG, FT+RAG per paraphrase set) and the questions scored at it; the
+    candidates are K = 0 (no retrieval: :func:`with_k0`) and every K > 0 scored.
 
     ``cross-fit``: the questions of a task are cut into two seeded halves, whole clusters to a half
     (kinject.reporting.stats.halves, the same for every model, format and method of the task); K is chosen on one half and reported on the other, both
@@ -71,7 +83,7 @@ def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
     """
     keys = SETTING + ["method", "paraphrase_set", "seed", "extra_seed"]  # each training seed's model its own K
     chosen, choices = [], []
-    retrieval = records[records["method"].isin(RETRIEVAL)]
+    retrieval = with_k0(records[records["method"].isin(RETRIEVAL)], records, keys)
     for key, g in retrieval.groupby(keys, dropna=False, sort=False):
         at = dict(zip(keys, key, strict=True))
         by_k = g.pivot(index="question_id", columns="k", values="correct")
