@@ -2,7 +2,6 @@
 unchanged ones, the two-level bootstrap of seeds and question clusters against its closed-form variance, the
 comparisons paired within seed, the config checks, and the pipeline end to end on the tiny Llama."""
 
-import json
 import re
 from pathlib import Path
 
@@ -200,9 +199,10 @@ def test_two_seeds_run_end_to_end_on_the_tiny_llama(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = workdir / "results" / "finetune" / "tiny-llama" / "current_events"
     assert sorted(p.name for p in runs.iterdir()) == ["k0", "k0_s7"]
-    trained = {name: json.loads((runs / name / "checkpoint" / "training.json").read_text())["seed"]
-               for name in ("k0", "k0_s7")}
-    assert trained == {"k0": config["seed"], "k0_s7": 7}
+    logs = {p.name: p.read_text() for p in (workdir / "logs" / "finetune").glob("*.log")}
+    trained = {name: re.findall(r"--seed (\d+)", text) for name, text in logs.items()}
+    assert trained == {"tiny-llama_current_events_k0.log": [str(config["seed"])],
+                       "tiny-llama_current_events_k0_s7.log": ["7"]}
     scores = workdir / "results" / "scores" / "tiny-llama" / "current_events"
     assert {p.name for p in scores.glob("ft*.json")} == {
         "ft-p0_k0_0shot_options.json", "ft-p0_s7_k0_0shot_options.json", "ftrag-p0_k1_0shot_options.json",
