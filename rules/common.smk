@@ -8,6 +8,7 @@ from kinject.grid import search_lrs as method_lrs
 from kinject.knowledge.sources import KNOWLEDGE_SOURCES
 from kinject.qa.sources import QUESTION_SOURCES
 from kinject.training.methods import METHODS
+from kinject.training import seeds as training_seeds
 from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
 from kinject.paths import QUESTION_CLUSTERS, RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
 from kinject.paths import ARTICLES, BASE_MODEL, CANDIDATES, CHUNKS, CLEAN_COUNTS, CONTROL_LMEVAL, CONTROL_QUESTIONS
@@ -89,7 +90,7 @@ wildcard_constraints:
     task="|".join(TASKS),
     model="|".join(MODELS),
     group="[a-z0-9_]+",
-    p=r"\d+",
+    p=training_seeds.PATTERN,  # a paraphrase set, tagged with an extra training seed's (10_s7: kinject.training.seeds)
     k=r"\d+",
     shots=r"\d+",
     format="|".join(FORMATS),
@@ -408,10 +409,23 @@ def control_outputs(method, suffix="json"):
 # A fine-tuning method's rules (rules/finetune.smk, evaluate.smk, controls.smk make them in a loop over
 # kinject.training.methods.METHODS): what differs between methods comes from its registry entry.
 def training_settings(rule_name, method):
-    """A training rule's settings param (kinject.training.launch.rule_settings): finetune's depend on the task."""
+    """A training rule's settings param (kinject.training.launch.rule_settings): finetune's depend on the task, and
+    an extra training seed's run (k: 10_s7, kinject.training.seeds) trains with that seed."""
     if rule_name == "finetune":
-        return lambda wc: canonical(rule_settings(config, rule_name, task_cfg(wc), method=method.name))
+        return lambda wc: canonical(seeded_settings(rule_settings(config, rule_name, task_cfg(wc), method=method.name),
+                                                    wc.k))
     return lambda wc: canonical(rule_settings(config, rule_name, method=method.name))
+
+
+def seeded_settings(settings, k):
+    """A run's settings under the seed its k carries (kinject.training.seeds.untag); the run's seed's as they are."""
+    seed = training_seeds.untag(k)[1]
+    return settings if seed is None else {**settings, "seed": seed}
+
+
+def paraphrase_set_input(pattern):
+    """A training input whose {k} is the paraphrase set: an extra seed's run (k: 10_s7) reads set 10's."""
+    return lambda wc: res(pattern.format(task=wc.task, k=training_seeds.untag(wc.k)[0]))
 
 
 def work_dir_of(path):
