@@ -9,7 +9,7 @@
 # validated_adapter) and finetune{suffix}, its artifacts under its folder. A control of another method (the
 # steps-matched control) gets its finetune{suffix} rule only, at the end.
 from kinject.grid import ft_methods
-from kinject.paths import QA_SFT_COUNTS, QA_SFT_TRAIN
+from kinject.paths import PIT_TRAIN, QA_SFT_COUNTS, QA_SFT_TRAIN
 from kinject.training.launch import check_launch, rule_settings
 from kinject.training.qa_sft import settings as qa_sft_settings
 
@@ -40,11 +40,11 @@ rule build_base_model:
         "../scripts/build_base_model.py"
 
 
-# QA-SFT's training pairs (method qa_sft, kinject.training.qa_sft): the generated candidate questions the selection
-# did not keep, less every test question and near-duplicate of one (kinject.qa.leakage), with their counts.
+# QA-SFT's training pairs (method qa_sft, kinject.training.qa_sft; PIT's too): the generated candidate questions the
+# selection did not keep, less every test question and near-duplicate of one (kinject.qa.leakage), with their counts.
 rule qa_sft_pairs:
     wildcard_constraints:
-        task=tasks_regex(lambda t: "qa_sft" in ft_methods(config, t)),
+        task=tasks_regex(lambda t: any(METHODS[m].qa_pairs for m in ft_methods(config, t))),
     input:
         candidates=res(CANDIDATES),
         selected=res(SELECTED),
@@ -65,6 +65,27 @@ rule qa_sft_pairs:
         "../envs/retrieval.yaml"
     script:
         "../scripts/qa_sft_pairs.py"
+
+
+# PIT's training data of paraphrase set k (methods pit and pit_mixed, kinject.training.pit): QA-SFT's pairs, then
+# set k's texts, one file that its training rules read as their `train` input.
+rule pit_train:
+    wildcard_constraints:
+        task=tasks_regex(lambda t: any(METHODS[m].train == PIT_TRAIN for m in ft_methods(config, t))),
+    input:
+        pairs=res(QA_SFT_TRAIN),
+        texts=res(PARAPHRASE_SET),
+    output:
+        res(PIT_TRAIN),
+    log:
+        logpath("logs/pit_train/{task}_k{k}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/pit_train.py"
 
 
 # (The rules' directives sit two columns in, their values four, as at top level: Snakemake records a script

@@ -38,6 +38,7 @@ PARAPHRASE_SET = "results/{task}/paraphrases/paraphrases_k{k}.parquet"  # set k:
 VALIDATION_PARAPHRASES = "results/{task}/validation/paraphrases.parquet"
 QA_SFT_TRAIN = "results/{task}/qa_sft/train.parquet"  # QA-SFT's training pairs, after the leakage check
 QA_SFT_COUNTS = "results/{task}/qa_sft/counts.json"  # pairs in, removed by text, removed by embedding, kept
+PIT_TRAIN = "results/{task}/pit/train_k{k}.parquet"  # PIT's data of set k: QA-SFT's pairs, then set k's texts
 INDEX = "results/{task}/index/{file}"  # a retriever's index ({file}: kinject.evaluation.retrievers)
 RETRIEVED = "results/{task}/retrieval/retrieved.parquet"  # the top-K chunks of every question
 BASE_MODEL = "results/models/{model}/base"  # a model built, converted from GGUF, or downloaded

@@ -42,15 +42,16 @@ def sets(task: dict) -> list[int]:
     return [0]
 
 
-def check(config: dict, key: str, task: dict, source: str) -> None:
-    """Only a task whose questions are generated has candidates to train on; the template must be one."""
+def check(config: dict, key: str, task: dict, source: str, name: str = "qa_sft") -> None:
+    """Only a task whose questions are generated has candidates to train on; the template must be one. ``name``: the
+    method trained on the pairs (qa_sft, or PIT's, kinject.training.pit)."""
     from kinject.qa.leakage import check_template
     from kinject.qa.sources import QUESTION_SOURCES
 
     q = task["questions"]
     if QUESTION_SOURCES[q["source"]].rule != "generate_questions":
         where = f"{key}.finetune_methods" if "finetune_methods" in task else "finetune.methods"
-        raise KinjectError(source, f"{where}: qa_sft trains on the generated candidate questions, but "
+        raise KinjectError(source, f"{where}: {name} trains on the generated candidate questions, but "
                            f"{key}.questions.source is {q['source']}")
     check_template(config["finetune"]["qa_sft"]["template"], "finetune.qa_sft.template", source)
 
