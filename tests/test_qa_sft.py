@@ -201,8 +201,10 @@ def test_a_bad_qa_sft_config_is_one_line(tmp_path, edit, message):
 
 @pytest.mark.slow
 def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
-    """One task (current events), QA-SFT only (set 0: its pairs, its own search), K in {0, 1}: the pairs and their
-    counts, the trials on them with --answer-only, the adopted model, its cells, table columns and comparisons."""
+    """One task (current events), QA-SFT (set 0: its pairs, its own search) and, on the same pairs, PIT and its mixed
+    variant (kinject.training.pit; set 0: the pairs and the chunks, a search of one rate each to keep the run short),
+    K in {0, 1}: the pairs and their counts, the trials on them with --answer-only (PIT's: its flags and both
+    phases), the adopted models, their cells, table columns and comparisons."""
     import yaml
     from conftest import copy_checkout, run_snakemake, small_demo_config
 
@@ -210,9 +212,10 @@ def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
     path = small_demo_config(workdir)
     config = yaml.safe_load((workdir / path).read_text())
     del config["tasks"]["atlas"]
-    config["tasks"]["current_events"].update(finetune_methods=["qa_sft"], paraphrase_sets=[0],
+    config["tasks"]["current_events"].update(finetune_methods=["qa_sft", "pit", "pit_mixed"], paraphrase_sets=[0],
                                              ft_rag_paraphrase_sets=[0])
     config["finetune"]["qa_sft"] = {"search_lr": config["finetune"]["search"]["lr"]}
+    config["finetune"]["pit"] = config["finetune"]["pit_mixed"] = {"search_lr": config["finetune"]["search"]["lr"][-1:]}
     config["finetune"]["steps_matched"] = []  # set 0 only: no paraphrase set for a control to match
     (workdir / path).write_text(yaml.safe_dump(config))
     proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", path)
@@ -232,3 +235,18 @@ def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
     assert {"QA-SFT", "QA-SFT+RAG"} <= set(table.columns)
     compared = set(pd.read_csv(workdir / "results" / "tables" / "comparisons.csv")["contrast"])
     assert {"QA-SFT vs Base", "RAG vs QA-SFT", "QA-SFT+RAG vs RAG"} <= compared
+    # PIT: one file of the pairs then the chunks; its trials read it in two phases (the mixed one: together)
+    data = pd.read_parquet(news / "pit" / "train_k0.parquet")
+    assert (data["phase"] == 1).sum() == counts["kept"] and (data["phase"] == 2).sum() == len(
+        pd.read_parquet(news / "paraphrases" / "paraphrases_k0.parquet"))
+    for rule, flag, order in (("hparam_trial_pit", "--qa-then-text", "before"),
+                              ("hparam_trial_pit_mixed", "--qa-with-text", "shuffled together with")):
+        (trial,) = (workdir / "logs" / rule).glob("*.log")
+        text = trial.read_text()
+        assert flag in text and re.search(rf"{counts['kept']} QA examples {order} \d+ text blocks", text)
+    assert {p.name for p in scores.glob("pit*.json")} == {"pit-p0_k0_0shot_options.json",
+                                                          "pitrag-p0_k1_0shot_options.json",
+                                                          "pitmix-p0_k0_0shot_options.json",
+                                                          "pitmixrag-p0_k1_0shot_options.json"}
+    assert {"PIT", "PIT+RAG", "PIT-mix", "PIT-mix+RAG"} <= set(table.columns)
+    assert {"PIT vs Base", "RAG vs PIT", "PIT+RAG vs RAG", "PIT-mix vs Base", "PIT-mix+RAG vs RAG"} <= compared
