@@ -152,6 +152,20 @@ def test_the_extended_demo_has_pit_arms_on_current_events_with_their_comparisons
             ("PIT-mix", "FT"), ("RAG", "PIT-mix"), ("PIT-mix-par2", "PIT-mix")} <= pairs
 
 
+def test_a_task_with_pit_and_no_qa_sft_gets_its_pairs_and_one_data_file_per_set():
+    """qa_sft_pairs runs for any method that reads the pairs (Method.qa_pairs), not for qa_sft alone; pit_train once a
+    set, read by both arms' trials (set 0) and runs (sets 2, 10)."""
+    from kinject.planning.dag import dag_jobs
+
+    config = extended()
+    config["tasks"]["current_events"]["finetune_methods"] = ["full", "pit", "pit_mixed"]
+    jobs = dag_jobs(config)
+    by_rule = {rule: sorted(tuple(sorted(j["wildcards"].items())) for j in jobs if j["rule"] == rule)
+               for rule in ("qa_sft_pairs", "pit_train", "hparam_trial_qa_sft")}
+    assert by_rule["qa_sft_pairs"] == [(("task", "current_events"),)] and not by_rule["hparam_trial_qa_sft"]
+    assert by_rule["pit_train"] == [(("k", k), ("task", "current_events")) for k in ("0", "10", "2")]
+
+
 def test_the_plans_training_tokens_are_the_qa_pairs_and_the_set_hand_worked(tmp_path):
     """100 chunks of 200 tokens, 4 candidates a chunk, 2 kept for the test: 2 pairs a chunk of 20 + 5 tokens, the
     template's 4 and BOS/EOS (100 x 2 x 31 = 6200), and set 2's 3 texts a chunk with BOS/EOS (100 x 3 x 202 = 60600)."""
