@@ -152,6 +152,35 @@ def test_the_extended_demo_has_pit_arms_on_current_events_with_their_comparisons
             ("PIT-mix", "FT"), ("RAG", "PIT-mix"), ("PIT-mix-par2", "PIT-mix")} <= pairs
 
 
+def test_the_report_compares_pit_with_ft_and_rag_and_gives_its_trend_rows():
+    """Hand-built per-question records of one setting (Base, RAG, FT, PIT and PIT-mix at sets 0 and 2, PIT+RAG):
+    each PIT column is compared with FT at the same set, with RAG and with its own set 0, each delta the difference
+    of the two columns' accuracies on the same questions; PIT and PIT-mix each get a trend row over sets 0 and 2."""
+    import numpy as np
+
+    from kinject.reporting.comparisons import comparisons, paraphrase_trends
+    from kinject.reporting.report import reported
+
+    rng, rows = np.random.default_rng(5), []
+    accuracy = {("base", 0, 0): 0.3, ("rag", 0, 1): 0.6, ("ft", 0, 0): 0.4, ("ft", 2, 0): 0.5, ("pit", 0, 0): 0.6,
+                ("pit", 2, 0): 0.7, ("pitmix", 0, 0): 0.5, ("pitmix", 2, 0): 0.55, ("pitrag", 2, 1): 0.8}
+    for (method, p, k), acc in accuracy.items():
+        rows += [{"group": "g", "model": "m", "task": "t", "format": "options", "shots": 0, "method": method,
+                  "paraphrase_set": None if method in ("base", "rag") else p, "k": k, "question_id": f"q{q}",
+                  "correct": bool(rng.random() < acc), "cluster": f"chunk{q // 2}"} for q in range(40)]
+    records = pd.DataFrame(rows)
+    records["paraphrase_set"] = records["paraphrase_set"].astype("Int64")
+    reported_rows, _ = reported(records, seed=0)
+    table = comparisons(reported_rows, seed=0).set_index("contrast")
+    wide = reported_rows.pivot(index="question_id", columns="column", values="correct").astype(bool)
+    for a, b in (("PIT", "FT"), ("PIT-par2", "FT-par2"), ("RAG", "PIT"), ("PIT-par2+RAG", "RAG"), ("PIT-par2", "PIT"),
+                 ("PIT-mix", "FT"), ("PIT-mix-par2", "FT-par2"), ("RAG", "PIT-mix"), ("PIT-mix-par2", "PIT-mix")):
+        assert table.loc[f"{a} vs {b}", "delta"] == pytest.approx(wide[a].mean() - wide[b].mean())
+    trends = paraphrase_trends(records).set_index("method")
+    assert trends.loc["pit", "sets"] == trends.loc["pitmix", "sets"] == "0 2"
+    assert trends.loc["pit", "accuracy_last"] == pytest.approx(wide["PIT-par2"].mean())
+
+
 def test_a_task_with_pit_and_no_qa_sft_gets_its_pairs_and_one_data_file_per_set():
     """qa_sft_pairs runs for any method that reads the pairs (Method.qa_pairs), not for qa_sft alone; pit_train once a
     set, read by both arms' trials (set 0) and runs (sets 2, 10)."""
