@@ -8,9 +8,10 @@
 # and pathed by its registry entry: hparam_trial{suffix}, choose_hparams{suffix}, validated_model (or
 # validated_adapter) and finetune{suffix}, its artifacts under its folder. A control of another method (the
 # steps-matched control) gets its finetune{suffix} rule only, at the end.
-from kinject.grid import ft_methods
-from kinject.paths import PIT_TRAIN, QA_SFT_COUNTS, QA_SFT_TRAIN
+from kinject.grid import ft_methods, trains_on_pairs
+from kinject.paths import PIT_TRAIN, QA_SFT_CANDIDATES, QA_SFT_COUNTS, QA_SFT_EXTRA, QA_SFT_TRAIN
 from kinject.training.launch import check_launch, rule_settings
+from kinject.training.qa_sft import EXTRA_SEED, extra_per_chunk
 from kinject.training.qa_sft import settings as qa_sft_settings
 
 # an accelerate config that contradicts `precision`, or a batch that does not split over the processes,
@@ -40,13 +41,58 @@ rule build_base_model:
         "../scripts/build_base_model.py"
 
 
-# QA-SFT's training pairs (method qa_sft, kinject.training.qa_sft; PIT's too): the generated candidate questions the
-# selection did not keep, less every test question and near-duplicate of one (kinject.qa.leakage), with their counts.
-rule qa_sft_pairs:
+# finetune.qa_sft.qa_per_chunk > 0: that many more candidate questions per chunk, one more call of the question
+# prompt (seed + EXTRA_SEED: other requests than the test set's), joined to the candidates for the pairs
+rule qa_sft_extra:
     wildcard_constraints:
-        task=tasks_regex(lambda t: any(METHODS[m].qa_pairs for m in ft_methods(config, t))),
+        task=tasks_regex(lambda t: trains_on_pairs(config, t) and extra_per_chunk(config) > 0),
+    input:
+        res(CHUNKS),
+    output:
+        extra=res(QA_SFT_EXTRA),
+        quarantine=res("results/{task}/qa_sft/extra_quarantine.jsonl"),
+    params:
+        llm=canonical(reply_settings(config["llm"], "questions")),
+        per_chunk=extra_per_chunk(config),
+        seed=config["seed"] + EXTRA_SEED,
+    log:
+        logpath("logs/qa_sft_extra/{task}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=1440,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/qa_sft_extra.py"
+
+
+rule qa_sft_candidates:
+    wildcard_constraints:
+        task=tasks_regex(lambda t: trains_on_pairs(config, t) and extra_per_chunk(config) > 0),
     input:
         candidates=res(CANDIDATES),
+        extra=res(QA_SFT_EXTRA),
+    output:
+        res(QA_SFT_CANDIDATES),
+    log:
+        logpath("logs/qa_sft_candidates/{task}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/qa_sft_candidates.py"
+
+
+# QA-SFT's training pairs (method qa_sft, kinject.training.qa_sft; PIT's too): the generated candidate questions the
+# selection did not keep (and the extra ones), less every test question and near-duplicate of one
+# (kinject.qa.leakage), with their counts.
+rule qa_sft_pairs:
+    wildcard_constraints:
+        task=tasks_regex(lambda t: trains_on_pairs(config, t)),
+    input:
+        candidates=res(QA_SFT_CANDIDATES if extra_per_chunk(config) > 0 else CANDIDATES),
         selected=res(SELECTED),
         questions=res(QUESTIONS),
         embedder=embedder_input,
