@@ -10,9 +10,10 @@
 # steps-matched control) gets its finetune{suffix} rule only, at the end. A finetune rule's {k} may carry an
 # extra training seed's tag (10_s7: set 10 trained with seed 7, kinject.training.seeds), read by its inputs and
 # settings; the run's own seed's runs are untagged, as they always were.
-from kinject.grid import ft_methods
-from kinject.paths import QA_SFT_COUNTS, QA_SFT_TRAIN
+from kinject.grid import ft_methods, trains_on_pairs
+from kinject.paths import PIT_TRAIN, QA_SFT_CANDIDATES, QA_SFT_COUNTS, QA_SFT_EXTRA, QA_SFT_TRAIN
 from kinject.training.launch import check_launch, rule_settings
+from kinject.training.qa_sft import EXTRA_SEED, extra_per_chunk
 from kinject.training.qa_sft import settings as qa_sft_settings
 
 # an accelerate config that contradicts `precision`, or a batch that does not split over the processes,
@@ -42,13 +43,58 @@ rule build_base_model:
         "../scripts/build_base_model.py"
 
 
-# QA-SFT's training pairs (method qa_sft, kinject.training.qa_sft): the generated candidate questions the selection
-# did not keep, less every test question and near-duplicate of one (kinject.qa.leakage), with their counts.
-rule qa_sft_pairs:
+# finetune.qa_sft.qa_per_chunk > 0: that many more candidate questions per chunk, one more call of the question
+# prompt (seed + EXTRA_SEED: other requests than the test set's), joined to the candidates for the pairs
+rule qa_sft_extra:
     wildcard_constraints:
-        task=tasks_regex(lambda t: "qa_sft" in ft_methods(config, t)),
+        task=tasks_regex(lambda t: trains_on_pairs(config, t) and extra_per_chunk(config) > 0),
+    input:
+        res(CHUNKS),
+    output:
+        extra=res(QA_SFT_EXTRA),
+        quarantine=res("results/{task}/qa_sft/extra_quarantine.jsonl"),
+    params:
+        llm=canonical(reply_settings(config["llm"], "questions")),
+        per_chunk=extra_per_chunk(config),
+        seed=config["seed"] + EXTRA_SEED,
+    log:
+        logpath("logs/qa_sft_extra/{task}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=1440,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/qa_sft_extra.py"
+
+
+rule qa_sft_candidates:
+    wildcard_constraints:
+        task=tasks_regex(lambda t: trains_on_pairs(config, t) and extra_per_chunk(config) > 0),
     input:
         candidates=res(CANDIDATES),
+        extra=res(QA_SFT_EXTRA),
+    output:
+        res(QA_SFT_CANDIDATES),
+    log:
+        logpath("logs/qa_sft_candidates/{task}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/llm.yaml"
+    script:
+        "../scripts/qa_sft_candidates.py"
+
+
+# QA-SFT's training pairs (method qa_sft, kinject.training.qa_sft; PIT's too): the generated candidate questions the
+# selection did not keep (and the extra ones), less every test question and near-duplicate of one
+# (kinject.qa.leakage), with their counts.
+rule qa_sft_pairs:
+    wildcard_constraints:
+        task=tasks_regex(lambda t: trains_on_pairs(config, t)),
+    input:
+        candidates=res(QA_SFT_CANDIDATES if extra_per_chunk(config) > 0 else CANDIDATES),
         selected=res(SELECTED),
         questions=res(QUESTIONS),
         embedder=embedder_input,
@@ -67,6 +113,27 @@ rule qa_sft_pairs:
         "../envs/retrieval.yaml"
     script:
         "../scripts/qa_sft_pairs.py"
+
+
+# PIT's training data of paraphrase set k (methods pit and pit_mixed, kinject.training.pit): QA-SFT's pairs, then
+# set k's texts, one file that its training rules read as their `train` input.
+rule pit_train:
+    wildcard_constraints:
+        task=tasks_regex(lambda t: any(METHODS[m].train == PIT_TRAIN for m in ft_methods(config, t))),
+    input:
+        pairs=res(QA_SFT_TRAIN),
+        texts=res(PARAPHRASE_SET),
+    output:
+        res(PIT_TRAIN),
+    log:
+        logpath("logs/pit_train/{task}_k{k}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/pit_train.py"
 
 
 # (The rules' directives sit two columns in, their values four, as at top level: Snakemake records a script

@@ -179,7 +179,9 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
     assert methods == {("atlas", "ft"), ("current_events", "ft"), ("current_events", "lora"),
                        ("current_events", "ftrag"), ("current_events", "lorarag"), ("handbook", "ft"),
                        ("handbook", "ftrag"), ("atlas", "ftrag"), ("current_events", "qasft"),
-                       ("current_events", "qasftrag"),  # and QA-SFT's (tests/test_qa_sft.py)
+                       ("current_events", "qasftrag"),  # and QA-SFT's (tests/test_qa_sft.py), PIT's (test_pit.py)
+                       ("current_events", "pit"), ("current_events", "pitrag"), ("current_events", "pitmix"),
+                       ("current_events", "pitmixrag"),
                        ("current_events", "steps")}  # the steps-matched control of FT-par10 (finetune.steps_matched)
     counts = job_counts(dag_jobs(config))
     assert counts["hparam_trial_lora"] == 3 and counts["validated_adapter"] == 1 and counts["finetune_lora"] == 2
@@ -197,9 +199,9 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
     (lambda c: c["evaluation"]["controls"].update(more={"source": "mmlu_csv", "path": "m"}),
      "evaluation.controls.more.subject is required for source mmlu_csv"),
     (lambda c: c["finetune"].update(methods=["full", "qlora"]),
-     r"/bad.yaml: finetune.methods: 'qlora' is not a fine-tuning method \(registered: full, lora, qa_sft\)$"),
+     r"/bad.yaml: finetune.methods: 'qlora' is not a fine-tuning method \(registered: full, lora, qa_sft, pit, pit_mixed\)$"),
     (lambda c: c["tasks"]["atlas"].update(finetune_methods=["ful"]),
-     r"tasks.atlas.finetune_methods: 'ful' is not a fine-tuning method \(registered: full, lora, qa_sft\)$"),
+     r"tasks.atlas.finetune_methods: 'ful' is not a fine-tuning method \(registered: full, lora, qa_sft, pit, pit_mixed\)$"),
 ])
 def test_a_bad_lora_or_controls_config_is_one_line(tmp_path, edit, message):
     assert re.search(message, bad_extended_config(tmp_path, edit))

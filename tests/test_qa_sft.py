@@ -15,7 +15,7 @@ from kinject.errors import KinjectError
 from kinject.evaluation.retrieval import extract_embedder, load_embedder
 from kinject.grid import cells
 from kinject.io import write_parquet
-from kinject.qa.leakage import build_pairs, leaked, normalise
+from kinject.qa.leakage import build_pairs, leaked, merge_extra, normalise
 from kinject.reporting.comparisons import contrasts
 from kinject.settings import load_config
 from kinject.training.blocks import load_tokenizer
@@ -94,6 +94,54 @@ def test_no_pair_left_is_one_line_naming_the_task_and_file(embedder, inputs, tmp
         build_pairs(candidates, selected, test, embedder, out, tmp_path / "c.json", template=TEMPLATE,
                     threshold=0.0, task="news")
     assert not out.exists()
+
+
+def test_extra_candidates_join_the_candidates_less_repeats_before_the_leakage_check(embedder, inputs, tmp_path):
+    """finetune.qa_sft.qa_per_chunk's extra candidates (rule qa_sft_extra, then qa_sft_candidates): a repeat of a
+    candidate (case and marks aside) is left out, a new question is numbered after the candidates and becomes a pair."""
+    candidates, selected, test = inputs
+    extra = tmp_path / "extra.parquet"
+    write_parquet(extra, pd.DataFrame([{"chunk_id": c, "candidate": n, "question": q, "choices": ["wrong", f"new {c}"],
+                                        "answer": 1} for c, n, q in [
+        ("c0", 0, "which city built the VARRO canal"),  # candidate c0-2 again
+        ("c0", 1, "Who dredged the Varro canal in its first year?"),
+        ("c1", 0, "How long is the Varro canal?")]]))  # candidate c1-1 again
+    merged = tmp_path / "candidates.parquet"
+    assert merge_extra(candidates, extra, merged) == "7 candidates and 1 extra ones (2 repeated questions left out)"
+    summary = build_pairs(merged, selected, test, embedder, tmp_path / "train.parquet", tmp_path / "counts.json",
+                          template=TEMPLATE, threshold=0.9, task="news")
+    assert summary.startswith("3 QA-SFT pairs of 5 unselected candidates (1 removed by text, 1 by embedding")
+    pairs = pd.read_parquet(tmp_path / "train.parquet")
+    assert pairs["id"].tolist() == ["c1-c1", "c1-c2", "c0-c5"] and pairs["answer"].tolist()[-1] == "new c0"
+
+
+def test_the_plan_prices_the_extra_calls_and_their_pairs(tmp_path):
+    """qa_per_chunk 3 on current events: one more question call per chunk asking 3 (its prompt and the chunk in, 3
+    questions out), and 2 + 3 training pairs per chunk; none where it is 0."""
+    import math
+
+    from kinject.planning.plan import make_plan
+    from kinject.qa import prompts
+    from kinject.training.qa_sft import training_tokens
+
+    config = load_config(ROOT / "config.yaml")
+    config["tasks"]["current_events"]["finetune_methods"] = ["full", "qa_sft"]
+    config["finetune"]["qa_sft"].update(search_lr=[1e-5], qa_per_chunk=3)
+    (tmp_path / "profiles/slurm").mkdir(parents=True)
+    (tmp_path / "profiles/slurm/accelerate_fsdp.yaml").write_text((ROOT / "profiles/slurm/accelerate_fsdp.yaml")
+                                                                   .read_text())
+    plan = make_plan(config, tmp_path)
+    figures = plan["corpus"]["current_events"]["figures"]
+    (row,) = [r for r in plan["llm"]["rules"] if r["rule"] == "qa_sft_extra"]
+    template = math.ceil(len(prompts.QUESTIONS.format(n=3, options=4, text="")) / config["plan"]["chars_per_token"])
+    assert row["task"] == "current_events" and row["calls"] == figures["chunks"]
+    assert row["input_tokens"] == figures["chunks"] * (template + figures["tokens_per_chunk"])
+    assert row["output_tokens"] == figures["chunks"] * 3 * config["plan"]["llm_reply_tokens"]["question"]
+    assert row["usd"] > 0
+    corpus = {"chunks": 100, "tokens_per_chunk": 200, "question_tokens": 20, "answer_tokens": 5}
+    assert training_tokens(config, "current_events", corpus, tmp_path) == 100 * (2 + 3) * (20 + 5 + 4 + 2)
+    config["finetune"]["qa_sft"]["qa_per_chunk"] = 0
+    assert not [r for r in make_plan(config, tmp_path)["llm"]["rules"] if r["rule"] == "qa_sft_extra"]
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +249,10 @@ def test_a_bad_qa_sft_config_is_one_line(tmp_path, edit, message):
 
 @pytest.mark.slow
 def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
-    """One task (current events), QA-SFT only (set 0: its pairs, its own search), K in {0, 1}: the pairs and their
-    counts, the trials on them with --answer-only, the adopted model, its cells, table columns and comparisons."""
+    """One task (current events), QA-SFT (set 0: its pairs, its own search) and, on the same pairs, PIT and its mixed
+    variant (kinject.training.pit; set 0: the pairs and the chunks, a search of one rate each to keep the run short),
+    K in {0, 1}: the pairs and their counts, the trials on them with --answer-only (PIT's: its flags and both
+    phases), the adopted models, their cells, table columns and comparisons."""
     import yaml
     from conftest import copy_checkout, run_snakemake, small_demo_config
 
@@ -210,15 +260,25 @@ def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
     path = small_demo_config(workdir)
     config = yaml.safe_load((workdir / path).read_text())
     del config["tasks"]["atlas"]
-    config["tasks"]["current_events"].update(finetune_methods=["qa_sft"], paraphrase_sets=[0],
+    config["tasks"]["current_events"].update(finetune_methods=["qa_sft", "pit", "pit_mixed"], paraphrase_sets=[0],
                                              ft_rag_paraphrase_sets=[0])
     config["finetune"]["qa_sft"] = {"search_lr": config["finetune"]["search"]["lr"]}
+    config["finetune"]["pit"] = config["finetune"]["pit_mixed"] = {"search_lr": config["finetune"]["search"]["lr"][-1:]}
+    # one extra candidate per chunk (qa_sft_extra): a call the recorded cache lacks, so the demo's offline author
+    # answers misses (config/demo_author.yaml's live mode; every recorded reply is its own, so the rest is unchanged)
+    config["finetune"]["qa_sft"]["qa_per_chunk"] = 1
+    config["llm"].update(mode="live", backend="demo_author", author_world="resources/demo/world.json")
     config["finetune"]["steps_matched"] = []  # set 0 only: no paraphrase set for a control to match
     (workdir / path).write_text(yaml.safe_dump(config))
     proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     news = workdir / "results" / "current_events"
     counts = json.loads((news / "qa_sft" / "counts.json").read_text())
+    extra = pd.read_parquet(news / "qa_sft" / "extra.parquet")
+    assert len(extra) == len(pd.read_parquet(news / "chunks.parquet"))  # one per chunk
+    candidates = pd.read_parquet(news / "questions" / "candidates.parquet")["question"]
+    new = {normalise(q) for q in extra["question"]} - {normalise(q) for q in candidates}  # repeating no candidate
+    assert counts["candidates"] == len(candidates) + len(new)
     assert counts["pairs_in"] == counts["candidates"] - counts["selected"] > 0
     assert counts["kept"] == counts["pairs_in"] - counts["removed_by_text"] - counts["removed_by_embedding"] > 0
     assert len(pd.read_parquet(news / "qa_sft" / "train.parquet")) == counts["kept"]
@@ -232,3 +292,18 @@ def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
     assert {"QA-SFT", "QA-SFT+RAG"} <= set(table.columns)
     compared = set(pd.read_csv(workdir / "results" / "tables" / "comparisons.csv")["contrast"])
     assert {"QA-SFT vs Base", "RAG vs QA-SFT", "QA-SFT+RAG vs RAG"} <= compared
+    # PIT: one file of the pairs then the chunks; its trials read it in two phases (the mixed one: together)
+    data = pd.read_parquet(news / "pit" / "train_k0.parquet")
+    assert (data["phase"] == 1).sum() == counts["kept"] and (data["phase"] == 2).sum() == len(
+        pd.read_parquet(news / "paraphrases" / "paraphrases_k0.parquet"))
+    for rule, flag, order in (("hparam_trial_pit", "--qa-then-text", "before"),
+                              ("hparam_trial_pit_mixed", "--qa-with-text", "shuffled together with")):
+        (trial,) = (workdir / "logs" / rule).glob("*.log")
+        text = trial.read_text()
+        assert flag in text and re.search(rf"{counts['kept']} QA examples {order} \d+ text blocks", text)
+    assert {p.name for p in scores.glob("pit*.json")} == {"pit-p0_k0_0shot_options.json",
+                                                          "pitrag-p0_k1_0shot_options.json",
+                                                          "pitmix-p0_k0_0shot_options.json",
+                                                          "pitmixrag-p0_k1_0shot_options.json"}
+    assert {"PIT", "PIT+RAG", "PIT-mix", "PIT-mix+RAG"} <= set(table.columns)
+    assert {"PIT vs Base", "RAG vs PIT", "PIT+RAG vs RAG", "PIT-mix vs Base", "PIT-mix+RAG vs RAG"} <= compared

@@ -55,6 +55,11 @@ def ft_methods(config: dict, task: dict) -> list[str]:
     return list(task.get("finetune_methods", config["finetune"]["methods"]))
 
 
+def trains_on_pairs(config: dict, task: dict) -> bool:
+    """Whether a task trains a method on QA-SFT's pairs (Method.qa_pairs: qa_sft, pit, pit_mixed)."""
+    return any(METHODS[name].qa_pairs for name in ft_methods(config, task))
+
+
 def task_methods(config: dict, task: dict) -> list[Method]:
     """A task's fine-tuning methods (:func:`ft_methods`), then each control (kinject.training.methods: matches) of
     one of them that has a model of some set of the task (:func:`method_sets`)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 
+from kinject.grid import trains_on_pairs
 from kinject.planning.corpus import Corpus, missing
 from kinject.qa import prompts
 from kinject.qa.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
+from kinject.training.qa_sft import extra_per_chunk
 
 
 def template_tokens(messages: list[dict], chars_per_token: float) -> int:
@@ -16,7 +18,8 @@ def template_tokens(messages: list[dict], chars_per_token: float) -> int:
 
 def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
     """Calls, prompt and reply tokens of each LLM rule, following the code's call structure: per chunk one
-    question call and one selection call (kinject.qa.sets), ceil(count / per_call) paraphrase calls
+    question call and one selection call (kinject.qa.sets), one more question call where QA-SFT's pairs ask
+    finetune.qa_sft.qa_per_chunk extra ones (rule qa_sft_extra), ceil(count / per_call) paraphrase calls
     (kinject.qa.paraphrases), one call per validation chunk. A prompt is its template's characters /
     plan.chars_per_token plus the chunk's tokens; a paraphrase is about as long as its chunk; a question
     reply and a selection reply are plan.llm_reply_tokens.
@@ -39,6 +42,10 @@ def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
             planned.append(("generate_questions", 1, template_tokens(prompts.questions_messages("", per_chunk), cpt),
                             True, per_chunk * reply["question"], 0,
                             lambda chars, n=per_chunk: questions_max_tokens(bound, n)))
+            extra = extra_per_chunk(config)
+            if extra and trains_on_pairs(config, cfg):
+                planned.append(("qa_sft_extra", 1, template_tokens(prompts.questions_messages("", extra), cpt), True,
+                                extra * reply["question"], 0, lambda chars, n=extra: questions_max_tokens(bound, n)))
             if per_chunk > keep:  # the listing of the candidates is in the prompt
                 planned.append(("select_questions", 1, template_tokens(prompts.select_messages([], keep), cpt)
                                 + per_chunk * reply["question"], False, reply["selection"], 0,

@@ -63,6 +63,23 @@ def candidate_pairs(candidates: pd.DataFrame, selected: pd.DataFrame) -> pd.Data
     return pd.DataFrame(rows, columns=["id", "chunk_id", "question", "answer"])
 
 
+def merge_extra(candidates_path, extra_path, out) -> str:
+    """Rule qa_sft_candidates: the candidates and the extra ones (finetune.qa_sft.qa_per_chunk, rule qa_sft_extra),
+    one file, less every extra question that is, normalised (:func:`normalise`), a candidate's or an earlier extra
+    one's (an LLM asked the same prompt again repeats itself). An extra candidate's number follows the candidates'
+    highest, so every pair's id stays unique."""
+    columns = ["chunk_id", "candidate", "question", "choices", "answer"]
+    candidates, extra = read_parquet(candidates_path, columns=columns), read_parquet(extra_path, columns=columns)
+    seen, keep = {normalise(q) for q in candidates["question"]}, []
+    for question in extra["question"]:
+        keep.append(normalise(question) not in seen)
+        seen.add(normalise(question))
+    new = extra[keep].assign(candidate=extra["candidate"][keep] + int(candidates["candidate"].max()) + 1)
+    write_parquet(out, pd.concat([candidates, new], ignore_index=True))
+    return (f"{len(candidates)} candidates and {len(new)} extra ones ({len(extra) - len(new)} repeated questions "
+            "left out)")
+
+
 def leaked(questions: list[str], test_questions: list[str], embedder, threshold: float) -> tuple[list, list]:
     """(by text, by embedding): for each of ``questions``, whether its normalised text is a test question's, and
     (where not) whether its embedding's cosine similarity to some test question's is >= ``threshold``.

@@ -42,6 +42,7 @@ from kinject.training.callbacks import (
 from kinject.training.checkpoints import EPOCHS_DIR, clear_work_dir, resume_checkpoint, save_final_model
 from kinject.training.matched import cycle_blocks, matched_record
 from kinject.training.methods import adapter_methods, data_methods
+from kinject.training.trainer import trainer_class
 
 log = logging.getLogger(__name__)
 
@@ -59,46 +60,6 @@ def check_device(precision: str = "fp32", *, gpus: int = 0, allow_cpu: bool = Fa
     device = check_gpu(gpus, allow_cpu, "resources")
     precisions.resolve(precision, device)
     return device
-
-
-def shard_on_cpu(accelerator) -> bool:
-    """Keep an accelerate FSDP launch config on CPU processes: FSDP2 (``fully_shard``) over gloo.
-
-    accelerate (1.15) applies an FSDP config only on accelerator devices: on CPU processes its state
-    says MULTI_CPU and the model would be wrapped in plain DDP, unsharded, without a word. torch's FSDP2
-    runs on CPU over gloo, so a MULTI_CPU state under an FSDP launch becomes FSDP with the plugin
-    accelerate builds from the same config file (the launcher's ``FSDP_*`` variables). Returns whether it did.
-    """
-    from accelerate.state import PartialState
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-
-    state = accelerator.state
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or \
-            state.distributed_type != DistributedType.MULTI_CPU:
-        return False
-    plugin = FullyShardedDataParallelPlugin()
-    if plugin.fsdp_version != 2:
-        raise KinjectError("finetune.accelerate_config", "FSDP on CPU processes needs fsdp_version: 2 (FSDP2)")
-    if state.mixed_precision != "no":
-        plugin.set_mixed_precision(state.mixed_precision)
-    state.fsdp_plugin = plugin
-    state.distributed_type = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
-    log.info("FSDP2 on CPU: %d gloo process(es), parameters sharded (accelerate would run DDP)", state.num_processes)
-    return True
-
-
-def _trainer_class():
-    from transformers import Trainer
-
-    class KinjectTrainer(Trainer):
-        """transformers' Trainer, with an FSDP launch config honoured on CPU processes too (:func:`shard_on_cpu`)."""
-
-        def create_accelerator_and_postprocess(self):
-            super().create_accelerator_and_postprocess()
-            if shard_on_cpu(self.accelerator):
-                self.is_fsdp_enabled = True
-
-    return KinjectTrainer
 
 
 def adapter_method(adapter: dict):
@@ -136,7 +97,8 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     With ``adapter``, ``{option: spec}`` of an adapter method (kinject.training.methods: its option), that
     adapter over the frozen model is trained and saved instead. With a data method's flag (``{data_option: True}``,
     kinject.training.methods), ``texts`` are its rows (:func:`training_data`) and its examples, not packed blocks,
-    are trained on (QA-SFT: each question-answer pair one example, the loss on its answer's tokens).
+    are trained on (QA-SFT: each question-answer pair one example, the loss on its answer's tokens), in its own order
+    where it has one (PIT: the QA pairs before the texts' blocks, kinject.training.pit).
 
     Master weights stay float32 (bf16 weights would round away updates at learning rates of 1e-5);
     ``precision`` bf16 computes in bf16 (autocast, on CPU too; under FSDP the library's bf16 policy); auto is
@@ -188,6 +150,10 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     tokenizer = load_tokenizer(base)
     reader = data_method({m.data_option: adapter.pop(m.data_option, False) for m in data_methods()})
     blocks = reader.examples(tokenizer, texts, block_size) if reader else tokenize_blocks(tokenizer, texts, block_size)
+    sampler, collate = None, default_data_collator
+    if reader and reader.batching:  # its own order (PIT's phases) and batches of unequal examples
+        sampler, collate = reader.batching(blocks, seed=seed, group=per_device_batch_size,
+                                           pad_id=tokenizer.pad_token_id)
     matched = None
     if match_texts is not None:
         match = tokenize_blocks(tokenizer, match_texts, block_size)
@@ -230,9 +196,9 @@ def train_causal_lm(base, texts, out_dir, loss_csv, *, block_size: int = 256, lr
     if epoch_models is not None:
         callbacks.append(_epoch_models_callback(tokenizer, epochs_root, save_dtype, chosen.record,
                                                 method and method.saved_weight))
-    trainer = _trainer_class()(
+    trainer = trainer_class()(
         model=model, args=args, train_dataset=BlockDataset(blocks), eval_dataset=eval_data,
-        data_collator=default_data_collator, processing_class=tokenizer, callbacks=callbacks)
+        data_collator=collate, processing_class=tokenizer, callbacks=callbacks, sampler=sampler)
     for callback in callbacks[2:]:
         callback.trainer = trainer
     if checkpoint:

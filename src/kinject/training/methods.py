@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from kinject.errors import KinjectError
 from kinject.paths import CONTROL_SCORE, FINETUNE_RUN, HPARAMS_FILE, PARAPHRASE_SET
 from kinject.registry import Registry
-from kinject.training import lora, matched, qa_sft
+from kinject.training import lora, matched, pit, qa_sft
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,15 @@ class Method:
     train: str = PARAPHRASE_SET
     sets: Callable[[dict], list] | None = None
     # a method trained on its own examples, not packed text: the training process's flag (--{data_option}, put on
-    # its command line by ``options``), how it reads its `train` file (path -> rows) and makes equal-length
-    # examples of them ((tokenizer, rows, block_size) -> [{input_ids, attention_mask, labels}])
+    # its command line by ``options``), how it reads its `train` file (path -> rows) and makes examples of them, of
+    # equal length unless its ``batching`` pads ((tokenizer, rows, block_size) -> [{input_ids, attention_mask, labels}])
     data_option: str | None = None
     read: Callable | None = None
     examples: Callable | None = None
+    # its own training order and batches: (examples, *, seed, group (per-device batch size), pad_id) -> (a sampler
+    # with set_epoch, a collator padding a batch); None: the Trainer's shuffle, equal-length examples stacked
+    batching: Callable | None = None
+    qa_pairs: bool = False  # it reads QA-SFT's pairs (rule qa_sft_pairs makes them for its tasks)
     check: Callable[[dict, str, dict, str], None] | None = None  # its own checks of a task: (config, key, task, source)
     tokens: Callable | None = None  # plan: its training tokens per epoch (config, task, corpus, root); None: set k's
     # a control of another method (its name): set 0's data for as many steps as that method's set k, at its
@@ -212,7 +217,27 @@ register(Method(
     search_lrs=lambda config: list(config["finetune"]["qa_sft"].get("search_lr", [])),
     search_key="finetune.qa_sft.search_lr", options=qa_sft.options, train=qa_sft.TRAIN, sets=qa_sft.sets,
     data_option=qa_sft.OPTION, read=qa_sft.read_pairs, examples=qa_sft.answer_only_examples, check=qa_sft.check,
-    tokens=qa_sft.training_tokens))
+    tokens=qa_sft.training_tokens, qa_pairs=True))
+
+
+# PIT (kinject.training.pit): QA-SFT's pairs, then paraphrase set k's texts, in one run; and both shuffled together
+register(Method(
+    name="pit", label="PIT", prefix="pit", whole_model=True, folder="pit/", suffix="_pit",
+    lr=lambda config: config["finetune"]["pit"]["lr"],
+    search_lrs=lambda config: list(config["finetune"]["pit"].get("search_lr", [])), search_key="finetune.pit.search_lr",
+    options=partial(pit.options, "pit"), train=pit.TRAIN, data_option=pit.OPTIONS["pit"], read=pit.read_rows,
+    examples=pit.examples, batching=partial(pit.batching, False), check=partial(pit.check, "pit"),
+    tokens=pit.training_tokens, qa_pairs=True))
+
+
+register(Method(
+    name="pit_mixed", label="PIT-mix", prefix="pitmix", whole_model=True, folder="pit_mixed/", suffix="_pit_mixed",
+    lr=lambda config: config["finetune"]["pit_mixed"]["lr"],
+    search_lrs=lambda config: list(config["finetune"]["pit_mixed"].get("search_lr", [])),
+    search_key="finetune.pit_mixed.search_lr", options=partial(pit.options, "pit_mixed"), train=pit.TRAIN,
+    data_option=pit.OPTIONS["pit_mixed"], read=pit.read_rows, examples=pit.examples,
+    batching=partial(pit.batching, True), check=partial(pit.check, "pit_mixed"), tokens=pit.training_tokens,
+    qa_pairs=True))
 
 
 register(Method(

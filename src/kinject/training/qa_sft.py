@@ -6,7 +6,9 @@ Its pairs are the generated candidate questions that were not selected for the t
 kinject.qa.leakage: after a check that no test question or near-duplicate of one enters), each written in a neutral
 template, ``finetune.qa_sft.template`` (default ``"Question: {question}\\nAnswer: {answer}"``). Only a task whose
 questions are generated has candidates. It trains one model per task: paraphrase set 0 means "the QA pairs" (its
-cells QA-SFT and QA-SFT+RAG); the paraphrase sets are the documents', which it does not read.
+cells QA-SFT and QA-SFT+RAG); the paraphrase sets are the documents', which it does not read. With
+``finetune.qa_sft.qa_per_chunk`` N > 0, one more call of the question prompt per chunk asks N more candidates (rule
+qa_sft_extra, seed + :data:`EXTRA_SEED`), which join the unselected ones before the leakage check.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ IGNORE = -100  # the label the loss skips (torch's cross_entropy ignore_index)
 TEMPLATE_TOKENS = 4  # plan: the template's own tokens per pair ("Question:", "Answer:")
 
 
+EXTRA_SEED = 1  # the extra pairs' calls (qa_per_chunk) use the run's seed + this: other requests than the test's
+
+
+def extra_per_chunk(config: dict) -> int:
+    """finetune.qa_sft.qa_per_chunk: extra pairs asked per chunk (0: none; rule qa_sft_extra)."""
+    return int(config["finetune"]["qa_sft"].get("qa_per_chunk", 0))
+
+
 def settings(config: dict) -> dict:
     """The pairs rule's params: the template and the leakage check's cosine threshold."""
     qa = config["finetune"]["qa_sft"]
@@ -42,15 +52,16 @@ def sets(task: dict) -> list[int]:
     return [0]
 
 
-def check(config: dict, key: str, task: dict, source: str) -> None:
-    """Only a task whose questions are generated has candidates to train on; the template must be one."""
+def check(config: dict, key: str, task: dict, source: str, name: str = "qa_sft") -> None:
+    """Only a task whose questions are generated has candidates to train on; the template must be one. ``name``: the
+    method trained on the pairs (qa_sft, or PIT's, kinject.training.pit)."""
     from kinject.qa.leakage import check_template
     from kinject.qa.sources import QUESTION_SOURCES
 
     q = task["questions"]
     if QUESTION_SOURCES[q["source"]].rule != "generate_questions":
         where = f"{key}.finetune_methods" if "finetune_methods" in task else "finetune.methods"
-        raise KinjectError(source, f"{where}: qa_sft trains on the generated candidate questions, but "
+        raise KinjectError(source, f"{where}: {name} trains on the generated candidate questions, but "
                            f"{key}.questions.source is {q['source']}")
     check_template(config["finetune"]["qa_sft"]["template"], "finetune.qa_sft.template", source)
 
@@ -100,7 +111,8 @@ def answer_only_examples(tokenizer, pairs, block_size: int) -> list[dict]:
 
 def training_tokens(config: dict, task: str, corpus, root: Path, k: int = 0) -> float | None:
     """Plan: tokens of one epoch over a task's pairs (padding aside): the pairs' file once built, else every
-    unselected candidate, chunks x (per_chunk - keep), as long as a question and its answer and the template."""
+    unselected candidate and extra one, chunks x (per_chunk - keep + qa_per_chunk), as long as a question and its
+    answer and the template."""
     from kinject.planning.corpus import read_column, text_tokens
 
     path = root / rooted(TRAIN.format(task=task), results_root(config))
@@ -111,5 +123,5 @@ def training_tokens(config: dict, task: str, corpus, root: Path, k: int = 0) -> 
     if any(corpus[key] is None for key in ("chunks", "question_tokens", "answer_tokens")):
         return None
     q = config["tasks"][task]["questions"]
-    pairs = corpus["chunks"] * max(0, q["per_chunk"] - q["keep"])
+    pairs = corpus["chunks"] * (max(0, q["per_chunk"] - q["keep"]) + extra_per_chunk(config))
     return pairs * (corpus["question_tokens"] + corpus["answer_tokens"] + TEMPLATE_TOKENS + 2)
