@@ -13,7 +13,7 @@ from kinject.paths import QUESTION_CLUSTERS, RECORDS_PATTERN, REVISIONS, SCORE_P
 from kinject.paths import ARTICLES, BASE_MODEL, CANDIDATES, CHUNKS, CLEAN_COUNTS, CONTROL_LMEVAL, CONTROL_QUESTIONS
 from kinject.paths import EMBEDDER_PACKAGE, FETCH_COUNTS, GENERATED_PARAPHRASES, INDEX, KB_REPORT, PAGES, PARAPHRASE_SET
 from kinject.paths import FIGURE, QUESTIONS, RETRIEVED, SCORES_TABLE, TABLE, SELECTED, VALIDATION_PARAPHRASES
-from kinject.evaluation.retrievers import run_retriever
+from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, retrieved_file, run_retrievers
 from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts
 from kinject.provenance.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
@@ -37,7 +37,8 @@ MODELS = list(config["models"])
 CONTROLS = list(config["evaluation"]["controls"])
 CELLS = cells(config)
 RAG_KS = rag_ks(config)
-RETRIEVER = run_retriever(config)  # the run's retriever (kinject.evaluation.retrievers): its index file
+RUN_RETRIEVERS = run_retrievers(config)  # the retrievers listed (kinject.evaluation.retrievers), checked
+RETRIEVER = RETRIEVERS[RAG_RETRIEVER]  # the RAG cells' retriever: its index file
 EVALUATION_CELLS = evaluation_cells(config)
 HUB = hub_artifacts(config)
 # config `lock`: hub downloads at its commits; a local file whose sha256 differs from it stops here, one line
@@ -79,6 +80,7 @@ localrules:
     forgetting,
     review_sheet,
     extract_embedder,
+    retrieval_tables,
     lmeval_task,
     question_clusters,
     tables,
@@ -247,9 +249,29 @@ def all_outputs():
         + [res(SCORES_TABLE), res(TABLE.format(name="best_k.csv"))]
         + [res(TABLE.format(name="comparisons.csv")), res(TABLE.format(name="comparisons.md")), res(TABLE.format(name="paraphrase_trend.csv"))]
         + [res(FIGURE.format(name=f"{name}.{ext}")) for name in FIGURES for ext in ("png", "csv")]
+        + retrieval_table_outputs()
         + expand(res(KB_REPORT), task=TASKS)
         + [res(MANIFEST)]
     )
+
+
+RETRIEVAL_TABLES = {
+    "ranks": "retrieval_ranks.parquet",
+    "recall_csv": "retrieval.csv",
+    "recall_md": "retrieval.md",
+    "split_csv": "retrieval_split.csv",
+    "split_md": "retrieval_split.md",
+}
+
+
+def retrieval_table_outputs():
+    """The retrieval diagnostics (kinject.reporting.retrieval), where RAG runs."""
+    return [res(TABLE.format(name=name)) for name in RETRIEVAL_TABLES.values()] if RAG_KS else []
+
+
+def retrieved_of(name, task="{task}"):
+    """A retriever's retrieved file for a task (kinject.evaluation.retrievers.retrieved_file)."""
+    return res(retrieved_file(name).format(task=task))
 
 
 def manifest_inputs():

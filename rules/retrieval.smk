@@ -60,3 +60,79 @@ rule retrieve:
         "../envs/retrieval.yaml"
     script:
         "../scripts/retrieve.py"
+
+
+# The other retrievers listed in retrieval.retrievers (kinject.evaluation.retrievers: bm25, hybrid): each its own
+# index (where it has one) and retrieved file, read by the retrieval diagnostics (rule retrieval_tables); the RAG
+# cells stay dense's, so dense's rules above and their jobs are the same whatever else is listed. Their
+# settings (retrieval.bm25, retrieval.hybrid: the schema fills the defaults) are params: editing them re-runs them.
+for retriever in [r for r in RUN_RETRIEVERS if r.name != RAG_RETRIEVER and RAG_KS]:
+    if retriever.index:
+
+        rule:
+          name:
+            f"index_chunks_{retriever.name}"
+          input:
+            chunks=res(CHUNKS),
+            embedder=embedder_input if retriever.embedder else [],
+          output:
+            directory(res(INDEX.format(task="{task}", file=retriever.index))),
+          params:
+            embedder=embedder_path() if retriever.embedder else None,
+            settings=canonical(config["retrieval"].get(retriever.settings, {})),
+          log:
+            logpath(f"logs/index_chunks_{retriever.name}/{{task}}.log"),
+          resources:
+            mem_mb=4000,
+            runtime=30,
+          conda:
+            "../envs/retrieval_lexical.yaml"
+          script:
+            "../scripts/index_retriever.py"
+
+        rule:
+          name:
+            f"retrieve_{retriever.name}"
+          input:
+            index=res(INDEX.format(task="{task}", file=retriever.index)),
+            chunks=res(CHUNKS),
+            questions=res(QUESTIONS),
+            embedder=embedder_input if retriever.embedder else [],
+          output:
+            res(retrieved_file(retriever.name)),
+          params:
+            embedder=embedder_path() if retriever.embedder else None,
+            k_max=max(config["retrieval"]["k"]),
+          log:
+            logpath(f"logs/retrieve_{retriever.name}/{{task}}.log"),
+          resources:
+            mem_mb=4000,
+            runtime=30,
+          conda:
+            "../envs/retrieval_lexical.yaml"
+          script:
+            "../scripts/retrieve_retriever.py"
+
+    else:
+
+        rule:
+          name:
+            f"retrieve_{retriever.name}"
+          input:
+            parts=[retrieved_of(part) for part in retriever.parts],
+            questions=res(QUESTIONS),
+          output:
+            res(retrieved_file(retriever.name)),
+          params:
+            parts=list(retriever.parts),
+            k_max=max(config["retrieval"]["k"]),
+            settings=canonical(config["retrieval"].get(retriever.settings, {})),
+          log:
+            logpath(f"logs/retrieve_{retriever.name}/{{task}}.log"),
+          resources:
+            mem_mb=2000,
+            runtime=10,
+          conda:
+            "../envs/retrieval_lexical.yaml"
+          script:
+            "../scripts/fuse_retrieved.py"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from kinject.errors import KinjectError
-from kinject.evaluation.retrievers import run_retriever
+from kinject.evaluation.retrievers import run_retrievers
 from kinject.knowledge.sources import KNOWLEDGE_SOURCES, knowledge_source
 from kinject.paths import CONTROL_SCORE, RECORDS_PATTERN, SCORE_PATTERN
 from kinject.qa.sources import question_source
@@ -83,7 +83,7 @@ def check_config(config: dict, source: str = "config") -> None:
         raise KinjectError(source, "chunking.min_words is larger than chunking.max_words")
     if config["finetune"]["batch_size"] % config["finetune"]["per_device_batch_size"]:
         raise KinjectError(source, "finetune.batch_size must be a multiple of finetune.per_device_batch_size")
-    run_retriever(config, source)
+    run_retrievers(config, source)
     for name, task in config["tasks"].items():
         key = f"tasks.{name}"
         q, kb = task["questions"], task["knowledge_base"]

@@ -1,13 +1,17 @@
-"""Retrievers as data: a retriever is one ``Retriever`` entry naming its index file (under
+"""Retrievers as data: a retriever is one ``Retriever`` entry naming its index (a file or folder under
 ``results/{task}/index/``) and the functions that build that index from a task's chunks and search it for
-every question's top-K chunks. ``retrieval.retrievers`` names the ones a run uses; the config checks
-(kinject.grid) and the retrieval rules (rules/retrieval.smk: the index file's name) read the entry, and the
-rules' scripts call :func:`build_index` and :func:`retrieve` here, which run the entry whose index file the rule
-names (scripts/index_chunks.py and retrieve.py import them by this module's old name: kinject.MOVED).
+every question's top-K chunks, or, for a fusion, the retrievers whose lists it fuses. ``retrieval.retrievers``
+names the ones a run uses; the config checks (kinject.grid) and the retrieval rules (rules/retrieval.smk: the
+index's name, the retrieved file's: :func:`retrieved_file`) read the entry, and the rules' scripts call
+:func:`build_index` and :func:`retrieve` here, which run the entry whose index the rule names
+(scripts/index_chunks.py and retrieve.py import them by this module's old name: kinject.MOVED).
 
-Today one is registered: ``dense`` (the paper's: sentence-transformers embeddings in a FAISS index,
-kinject.evaluation.retrieval). A run uses one retriever: its cells (RAG, FT+RAG) carry no retriever name yet, so
-two retrievers would write the same cells.
+Registered: ``dense`` (the paper's: sentence-transformers embeddings in a FAISS index,
+kinject.evaluation.retrieval), ``bm25`` (bm25s, kinject.evaluation.lexical; settings ``retrieval.bm25``) and
+``hybrid`` (reciprocal-rank fusion of dense and BM25, kinject.evaluation.fusion; ``retrieval.hybrid.rrf_k``).
+The RAG and FT+RAG cells are dense's (their names carry no retriever, as before); every retriever listed,
+dense included, is measured by the retrieval diagnostics (recall@K of each question's source chunk:
+kinject.reporting.retrieval).
 """
 
 from __future__ import annotations
@@ -23,49 +27,76 @@ from kinject.registry import Registry
 @dataclass(frozen=True)
 class Retriever:
     name: str  # its value in retrieval.retrievers
-    index: str  # its index file under results/{task}/index/ (rule index_chunks writes it, rule retrieve reads it)
-    build: Callable  # (chunks_parquet, embedder, index_path, *, batch_size, exact_max) -> summary
-    search: Callable  # (index_path, chunks_parquet, questions_parquet, embedder, out_parquet, *, k_max, ...) -> summary
+    index: str | None  # its index under results/{task}/index/ (rule index_chunks[_<name>] writes it); None: a fusion
+    build: Callable | None  # (chunks_parquet, embedder, index_path, **settings) -> summary
+    search: Callable | None  # (index_path, chunks_parquet, questions_parquet, embedder, out_parquet, *, k_max, ...)
+    parts: tuple[str, ...] = ()  # a fusion: the retrievers whose retrieved lists it fuses
+    embedder: bool = True  # reads the embedder (embedder.*): its rules take it as an input
+    settings: str | None = None  # its settings' key under retrieval (retrieval.<settings>), passed to its rules
 
 
-def _dense(name: str) -> Callable:
-    """kinject.evaluation.retrieval's function ``name``, imported when called: the config checks import this
-    module, and must not load torch, FAISS and sentence-transformers."""
+def _lazy(module: str, name: str) -> Callable:
+    """kinject.evaluation.<module>'s function ``name``, imported when called: the config checks import this
+    module, and must not load torch, FAISS, bm25s and sentence-transformers."""
     def call(*args, **kwargs):
-        from kinject.evaluation import retrieval
+        from importlib import import_module
 
-        return getattr(retrieval, name)(*args, **kwargs)
+        return getattr(import_module(f"kinject.evaluation.{module}"), name)(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = name
     return call
 
 
 # scripts/extract_embedder.py imports the embedder package's unpacking from here too (by the old name)
+def _dense(name: str) -> Callable:
+    return _lazy("retrieval", name)
+
+
 extract_embedder = _dense("extract_embedder")
 
 RETRIEVERS = Registry("retriever")
 register = RETRIEVERS.register
 
 
-def run_retriever(config: dict, config_file: str = "config") -> Retriever:
-    """The retriever a run uses (retrieval.retrievers), checked: one line naming the key, the value and the
-    registered retrievers for a name no entry registers; one line for more than one."""
-    names = config["retrieval"]["retrievers"]
-    for name in names:
-        RETRIEVERS.lookup(name, "retrieval.retrievers", config_file)
-    if len(names) != 1:
-        raise KinjectError(config_file, f"retrieval.retrievers: {names} names {len(names)} retrievers; a run uses "
-                           "one (its RAG cells carry no retriever name)")
-    return RETRIEVERS[names[0]]
+RAG_RETRIEVER = "dense"  # the retriever of the RAG and FT+RAG cells (their names carry none)
+
+
+def run_retrievers(config: dict, config_file: str = "config") -> list[Retriever]:
+    """The retrievers a run uses (retrieval.retrievers), checked, each one line naming the key: a name no entry
+    registers (with the registered ones), a name listed twice, no dense (the RAG cells' retriever), a fusion
+    whose parts are not all listed."""
+    names = list(config["retrieval"]["retrievers"])
+    key = "retrieval.retrievers"
+    found = [RETRIEVERS.lookup(name, key, config_file) for name in names]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise KinjectError(config_file, f"{key}: {twice[0]} is listed twice")
+    if RAG_RETRIEVER not in names:
+        raise KinjectError(config_file, f"{key}: {names} lacks {RAG_RETRIEVER}, the retriever of the RAG cells; "
+                           "the others are measured beside it")
+    for r in found:
+        missing = [p for p in r.parts if p not in names]
+        if missing:
+            raise KinjectError(config_file, f"{key}: {r.name} fuses {' and '.join(r.parts)}; list "
+                               f"{' and '.join(missing)} too")
+    return found
+
+
+def retrieved_file(name: str) -> str:
+    """A retriever's retrieved file (kinject.paths): dense's where it always was (RETRIEVED), another's under
+    its name (RETRIEVED_BY)."""
+    from kinject.paths import RETRIEVED, RETRIEVED_BY
+
+    return RETRIEVED if name == RAG_RETRIEVER else RETRIEVED_BY.format(task="{task}", retriever=name)
 
 
 def index_retriever(index_path) -> Retriever:
     """The retriever whose index file ``index_path`` is (its name: the entry's ``index``)."""
     for retriever in RETRIEVERS.values():
-        if Path(index_path).name == retriever.index:
+        if retriever.index and Path(index_path).name == retriever.index:
             return retriever
     raise KinjectError(index_path, f"no registered retriever's index file (registered: "
-                       f"{', '.join(f'{r.name}: {r.index}' for r in RETRIEVERS.values())})")
+                       f"{', '.join(f'{r.name}: {r.index}' for r in RETRIEVERS.values() if r.index)})")
 
 
 def build_index(chunks_parquet, embedder, index_path, **settings) -> str:
@@ -79,6 +110,15 @@ def retrieve(index_path, chunks_parquet, questions_parquet, embedder, out_parque
                                               **settings)
 
 
+def fuse(parts: dict, questions_parquet, out_parquet, **settings) -> str:
+    """Rule retrieve_<fusion>: the fused top K of its parts' retrieved files (``parts``: name -> file)."""
+    return _lazy("fusion", "fuse")(parts, questions_parquet, out_parquet, **settings)
+
+
 # The registered retrievers ------------------------------------------------------------------------------------
 
 register(Retriever("dense", index="faiss.index", build=_dense("build_index"), search=_dense("retrieve")))
+register(Retriever("bm25", index="bm25", build=_lazy("lexical", "build_index"), search=_lazy("lexical", "retrieve"),
+                   embedder=False, settings="bm25"))
+register(Retriever("hybrid", index=None, build=None, search=None, parts=("dense", "bm25"), embedder=False,
+                   settings="hybrid"))
