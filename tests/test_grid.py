@@ -275,9 +275,14 @@ def write_config(tmp_path, edit):
     (lambda c: c["evaluation"].update(controls={"more": {"source": "generated"}}),
      r"evaluation.controls.more.source: 'generated' is not a question source for a control \(registered: mmlu, "
      r"mmlu_csv, table\)$"),
+    (lambda c: c["retrieval"].update(retrievers=["dense", "splade"]),
+     r"retrieval.retrievers: 'splade' is not a retriever \(registered: dense, bm25, hybrid\)$"),
+    (lambda c: c["retrieval"].update(retrievers=["dense", "dense"]), r"retrieval.retrievers: dense is listed twice$"),
     (lambda c: c["retrieval"].update(retrievers=["bm25"]),
-     r"retrieval.retrievers: 'bm25' is not a retriever \(registered: dense\)$"),
-    (lambda c: c["retrieval"].update(retrievers=["dense", "dense"]), r"names 2 retrievers; a run uses one"),
+     r"retrieval.retrievers: \['bm25'\] lacks dense, the retriever of the RAG cells; the others are measured "
+     r"beside it$"),
+    (lambda c: c["retrieval"].update(retrievers=["dense", "hybrid"]),
+     r"retrieval.retrievers: hybrid fuses dense and bm25; list bm25 too$"),
     # the steps-matched control (kinject.training.matched): a set > 0 that some task fine-tuned with full has
     (lambda c: c["finetune"].update(steps_matched=[0, 4]),
      r"finetune.steps_matched: set 0 is the original chunks, FT itself; list paraphrase sets > 0$"),

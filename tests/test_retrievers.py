@@ -1,0 +1,161 @@
+"""The bm25 and hybrid retrievers (kinject.evaluation.lexical, fusion) and the retrieval diagnostics
+(kinject.reporting.retrieval): hand-worked cases and the libraries' own answers."""
+
+import bm25s
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+from kinject.errors import KinjectError
+from kinject.evaluation import lexical, retrievers
+from kinject.evaluation.fusion import fuse, rrf
+from kinject.reporting.retrieval import recall_rows, source_ranks, split_row, write_retrieval_tables
+
+TEXTS = [
+    "The Amazon rainforest is home to jaguars, sloths and river dolphins.",
+    "Bread is made by mixing flour, water, salt and yeast, then baking the dough.",
+    "The violin is a string instrument; Stradivari built the most famous violins.",
+    "Jupiter is the largest planet in the solar system, a gas giant with many moons.",
+]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    chunks = tmp_path / "chunks.parquet"
+    pd.DataFrame({"chunk_id": [f"c{i}" for i in range(4)], "text": TEXTS}).to_parquet(chunks)
+    questions = tmp_path / "questions.parquet"
+    pd.DataFrame({"id": ["q-planet", "q-bread", "q-mmlu"],
+                  "question": ["Which gas giant is the largest planet?", "What goes into bread dough besides flour?",
+                               "Who built famous violins?"],
+                  "choices": [["a", "b"]] * 3, "answer": [0, 0, 0], "split": "test",
+                  "chunk_id": ["c3", "c1", None]}).to_parquet(questions)
+    return chunks, questions
+
+
+def test_bm25_ranks_as_bm25s_does_and_puts_the_matching_chunk_first(tmp_path, corpus):
+    chunks, questions = corpus
+    index, out = tmp_path / "bm25", tmp_path / "retrieved.parquet"
+    retrievers.build_index(chunks, None, index, k1=1.2, b=0.75, method="lucene", lower=True, stopwords="english")
+    assert retrievers.index_retriever(index) is retrievers.RETRIEVERS["bm25"]
+    retrievers.retrieve(index, chunks, questions, None, out, k_max=2)
+    hits = pd.read_parquet(out)
+    assert list(hits.columns) == ["question_id", "rank", "chunk_id", "score"] and len(hits) == 6
+    top = hits[hits["rank"] == 0].set_index("question_id")["chunk_id"]
+    assert top.to_dict() == {"q-planet": "c3", "q-bread": "c1", "q-mmlu": "c2"}
+    # the same scores as bm25s indexing and querying directly with those settings
+    model = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    model.index(bm25s.tokenize(TEXTS, stopwords="en", show_progress=False), show_progress=False)
+    _, scores = model.retrieve(bm25s.tokenize(["Which gas giant is the largest planet?"], stopwords="en",
+                                              return_ids=False, show_progress=False), k=2, show_progress=False)
+    np.testing.assert_allclose(hits[hits["question_id"] == "q-planet"]["score"], scores[0], rtol=1e-6)
+
+
+def test_bm25_index_of_other_chunks_is_one_line(tmp_path, corpus):
+    chunks, questions = corpus
+    index = tmp_path / "bm25"
+    lexical.build_index(chunks, None, index)
+    fewer = tmp_path / "fewer.parquet"
+    pd.read_parquet(chunks).head(3).to_parquet(fewer)
+    with pytest.raises(KinjectError, match=r"indexes 4 chunks but .*fewer.parquet has 3; rebuild the index"):
+        lexical.retrieve(index, fewer, questions, None, tmp_path / "out.parquet", k_max=2)
+    with pytest.raises(KinjectError, match="not a BM25 index folder"):
+        lexical.retrieve(tmp_path, chunks, questions, None, tmp_path / "out.parquet", k_max=2)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_rrf_by_hand():
+    dense = pd.DataFrame({"question_id": "q", "rank": [0, 1, 2], "chunk_id": ["a", "b", "c"]})
+    bm25 = pd.DataFrame({"question_id": "q", "rank": [0, 1, 2], "chunk_id": ["c", "d", "a"]})
+    fused = rrf([dense, bm25], k_max=3, rrf_k=60)
+    # a: 1/61 + 1/63, c: 1/63 + 1/61 (a tie: both best at rank 0, then by id), b: 1/62, d: 1/62 (tie: b first)
+    assert fused["chunk_id"].tolist() == ["a", "c", "b"]
+    assert fused["rank"].tolist() == [0, 1, 2]
+    assert fused["score"].iloc[0] == pytest.approx(1 / 61 + 1 / 63)
+    assert fused["score"].iloc[2] == pytest.approx(1 / 62)
+
+
+def test_fuse_needs_every_question_in_every_part(tmp_path, corpus):
+    _, questions = corpus
+    part = tmp_path / "dense.parquet"
+    pd.DataFrame({"question_id": ["q-planet", "q-bread"], "rank": 0, "chunk_id": ["c3", "c1"], "score": 1.0}
+                 ).to_parquet(part)
+    with pytest.raises(KinjectError, match=r"dense.parquet: has no dense hits for question 'q-mmlu'"):
+        fuse({"dense": part, "bm25": part}, questions, tmp_path / "out.parquet", k_max=2)
+    with pytest.raises(KinjectError, match="fusion needs two retrieved lists or more"):
+        fuse({"dense": part}, questions, tmp_path / "out.parquet", k_max=2)
+
+
+def questions_frame():
+    return pd.DataFrame({"id": ["q1", "q2", "q3", "q4", "m1"], "chunk_id": ["c1", "c2", "c3", "c3", None]})
+
+
+def retrieved_frame():
+    rows = {"q1": ["c1", "c9"], "q2": ["c9", "c2"], "q3": ["c8", "c9"], "q4": ["c3", "c8"], "m1": ["c1", "c2"]}
+    return pd.DataFrame([{"question_id": q, "rank": r, "chunk_id": c} for q, cs in rows.items()
+                         for r, c in enumerate(cs)])
+
+
+def test_source_rank_is_the_source_chunks_1_based_rank_and_sourceless_questions_are_left_out():
+    ranks = source_ranks(questions_frame(), retrieved_frame())
+    assert ranks["question_id"].tolist() == ["q1", "q2", "q3", "q4"]
+    assert ranks["source_rank"].tolist() == [1, 2, pd.NA, 1]
+    assert ranks["depth"].tolist() == [2, 2, 2, 2]
+    with pytest.raises(KinjectError, match=r"ret.parquet: has no retrieved chunks for question 'q4'"):
+        source_ranks(questions_frame(), retrieved_frame().query("question_id != 'q4'"), "ret.parquet")
+
+
+def test_recall_at_k_with_its_clustered_interval():
+    ranks = source_ranks(questions_frame(), retrieved_frame())
+    singletons = pd.Series({q: f"question:{q}" for q in ranks["question_id"]})
+    rows = recall_rows(ranks, singletons, [1, 2], n_without_source=1)
+    assert [(r["k"], r["n_found"], r["n_questions"], r["n_without_source"]) for r in rows] == [(1, 2, 4, 1), (2, 3, 4, 1)]
+    # one question per cluster: exactly Wilson on the 4 questions (statsmodels)
+    assert (rows[1]["ci_low"], rows[1]["ci_high"]) == pytest.approx(proportion_confint(3, 4, method="wilson"))
+    # q3 and q4 share source c3: one cluster, the interval is never narrower than Wilson
+    shared = pd.Series({"q1": "chunk:c1", "q2": "chunk:c2", "q3": "chunk:c3", "q4": "chunk:c3"})
+    clustered = recall_rows(ranks, shared, [1], n_without_source=1)[0]
+    assert clustered["n_clusters"] == 3
+    assert clustered["ci_high"] - clustered["ci_low"] >= rows[0]["ci_high"] - rows[0]["ci_low"] - 1e-12
+
+
+def test_split_of_a_rag_cell_into_retrieval_misses_and_reading_errors():
+    ranks = source_ranks(questions_frame(), retrieved_frame())
+    records = pd.DataFrame({"question_id": ["q1", "q2", "q3", "q4", "m1"], "correct": [True, False, False, True, True]})
+    # K=1: retrieved q1 (right), q4 (right); missed q2 (wrong), q3 (wrong)
+    row = split_row(records, ranks, 1)
+    assert {k: row[k] for k in ("retrieved_right", "retrieved_wrong", "missed_right", "missed_wrong")} == \
+        {"retrieved_right": 2, "retrieved_wrong": 0, "missed_right": 0, "missed_wrong": 2}
+    assert row["miss_share_of_errors"] == 1.0 and row["n_questions"] == 4
+    # K=2: q2 retrieved too, and wrong: a reading error
+    row = split_row(records, ranks, 2)
+    assert (row["retrieved_wrong"], row["missed_wrong"], row["miss_share_of_errors"]) == (1, 1, 0.5)
+    assert row["accuracy_retrieved"] == pytest.approx(2 / 3) and row["accuracy_missed"] == 0.0
+    with pytest.raises(KinjectError, match=r"cell.parquet: has no record of question 'q3'"):
+        split_row(records[records["question_id"] != "q3"], ranks, 1, "cell.parquet")
+
+
+def test_retrieval_tables_from_files(tmp_path):
+    questions = tmp_path / "t" / "questions.parquet"
+    questions.parent.mkdir()
+    qs = questions_frame().assign(question="?", choices=[["a", "b"]] * 5, answer=0, split="test")
+    qs.to_parquet(questions)
+    clusters = tmp_path / "t" / "question_clusters.parquet"
+    pd.DataFrame({"question_id": qs["id"], "cluster": ["chunk:c1", "chunk:c2", "chunk:c3", "chunk:c3", "question:m1"]}
+                 ).to_parquet(clusters)
+    dense = tmp_path / "dense.parquet"
+    retrieved_frame().assign(score=1.0).to_parquet(dense)
+    score = tmp_path / "scores" / "m" / "t" / "rag_k1_0shot_options.json"
+    score.parent.mkdir(parents=True)
+    score.write_text('{"accuracy": 0.6}')
+    pd.DataFrame({"question_id": ["q1", "q2", "q3", "q4", "m1"], "correct": [True, False, False, True, True]}
+                 ).to_parquet(score.with_suffix(".parquet"))
+    out = {k: tmp_path / name for k, name in [("ranks", "r.parquet"), ("recall_csv", "r.csv"), ("recall_md", "r.md"),
+                                              ("split_csv", "s.csv"), ("split_md", "s.md")]}
+    write_retrieval_tables({"t": questions}, {("t", "dense"): dense}, {"t": clusters}, [score], [1, 2], out)
+    recall = pd.read_csv(out["recall_csv"])
+    assert recall[["retriever", "k", "n_found", "n_questions", "n_without_source", "n_clusters"]].values.tolist() == \
+        [["dense", 1, 2, 4, 1, 3], ["dense", 2, 3, 4, 1, 3]]
+    split = pd.read_csv(out["split_csv"])
+    assert split[["method", "k", "retrieved_right", "missed_wrong"]].values.tolist() == [["rag", 1, 2, 2]]
+    assert "| t | dense | 1 | 0.500 [" in out["recall_md"].read_text()
