@@ -3,17 +3,18 @@
 from kinject.qa.llm import reply_settings
 from kinject.qa.sets import control_settings, mmlu_settings
 from kinject.settings import canonical, job_resources
-from kinject.grid import FORMATS, cells, control_scores, evaluation_cells, finetuned_checkpoints, rag_ks
+from kinject.grid import FORMATS, cells, control_scores, evaluation_cells, extra_retrievers, finetuned_checkpoints, rag_ks, retriever_rule
 from kinject.grid import search_lrs as method_lrs
 from kinject.knowledge.sources import KNOWLEDGE_SOURCES
 from kinject.qa.sources import QUESTION_SOURCES
 from kinject.training.methods import METHODS
 from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
 from kinject.paths import QUESTION_CLUSTERS, RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
+from kinject.paths import LMEVAL_TASK_BY
 from kinject.paths import ARTICLES, BASE_MODEL, CANDIDATES, CHUNKS, CLEAN_COUNTS, CONTROL_LMEVAL, CONTROL_QUESTIONS
 from kinject.paths import EMBEDDER_PACKAGE, FETCH_COUNTS, GENERATED_PARAPHRASES, INDEX, KB_REPORT, PAGES, PARAPHRASE_SET
 from kinject.paths import FIGURE, QUESTIONS, RETRIEVED, SCORES_TABLE, TABLE, SELECTED, VALIDATION_PARAPHRASES
-from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, retrieved_file, run_retrievers
+from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, cell_retriever, rag_cell, retrieved_file, run_retrievers
 from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts
 from kinject.provenance.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
@@ -206,8 +207,15 @@ def eval_record_outputs(rule_name):
 
 
 def eval_task_inputs(rule_name):
-    """The lm-eval task folders of those cells, in the same order."""
-    return [res(LMEVAL_TASK_DIR.format(task="{task}", format="{format}", k=k)) for _, k in EVALUATION_CELLS[rule_name]]
+    """The lm-eval task folders of those cells, in the same order: dense's (the paper's) LMEVAL_TASK_DIR, another
+    retriever's LMEVAL_TASK_BY."""
+    return [res(lmeval_task_dir(cell_retriever(method.partition("-p")[0])[1], k)) for method, k in EVALUATION_CELLS[rule_name]]
+
+
+def lmeval_task_dir(retriever, k="{k}"):
+    if retriever == RAG_RETRIEVER:
+        return LMEVAL_TASK_DIR.format(task="{task}", format="{format}", k=k)
+    return LMEVAL_TASK_BY.format(task="{task}", format="{format}", retriever=retriever, k=k)
 
 
 def eval_runs(rule_name):

@@ -103,14 +103,14 @@ rule retrieval_tables:
     input:
         questions=expand(res(QUESTIONS), task=TASKS),
         clusters=expand(res(QUESTION_CLUSTERS), task=TASKS),
-        retrieved=[retrieved_of(r.name, task) for task in TASKS for r in RUN_RETRIEVERS],
+        retrieved=[retrieved_of(r.name, task) for task in TASKS for r in RUN_RETRIEVERS if not r.oracle],
         scores=[res(cell.path) for cell in CELLS if cell.k > 0],
         records=[res(cell.records) for cell in CELLS if cell.k > 0],
     output:
         **{key: res(TABLE.format(name=name)) for key, name in RETRIEVAL_TABLES.items()},
     params:
         tasks=TASKS,
-        retrievers=[r.name for r in RUN_RETRIEVERS],
+        retrievers=[r.name for r in RUN_RETRIEVERS if not r.oracle],
         ks=RAG_KS,
     log:
         logpath("logs/retrieval_tables/retrieval_tables.log"),

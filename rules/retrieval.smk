@@ -62,11 +62,11 @@ rule retrieve:
         "../scripts/retrieve.py"
 
 
-# The other retrievers listed in retrieval.retrievers (kinject.evaluation.retrievers: bm25, hybrid): each its own
-# index (where it has one) and retrieved file, read by the retrieval diagnostics (rule retrieval_tables); the RAG
-# cells stay dense's, so dense's rules above and their jobs are the same whatever else is listed. Their
-# settings (retrieval.bm25, retrieval.hybrid: the schema fills the defaults) are params: editing them re-runs them.
-for retriever in [r for r in RUN_RETRIEVERS if r.name != RAG_RETRIEVER and RAG_KS]:
+# The other retrievers listed in retrieval.retrievers (kinject.evaluation.retrievers: bm25, hybrid, oracle): each
+# its own index (where it has one) and retrieved file, read by its own lm-eval tasks (rules/evaluate.smk) and the
+# retrieval diagnostics (rule retrieval_tables); dense's rules above and their jobs are the same whatever else is
+# listed. Their settings (retrieval.bm25, retrieval.hybrid: the schema fills the defaults) are params.
+for retriever in extra_retrievers(config):
     if retriever.index:
 
         rule:
@@ -112,6 +112,25 @@ for retriever in [r for r in RUN_RETRIEVERS if r.name != RAG_RETRIEVER and RAG_K
             "../envs/retrieval_lexical.yaml"
           script:
             "../scripts/retrieve_retriever.py"
+
+    elif retriever.oracle:
+
+        rule:
+          name:
+            f"retrieve_{retriever.name}"
+          input:
+            questions=res(QUESTIONS),
+          output:
+            res(retrieved_file(retriever.name)),
+          log:
+            logpath(f"logs/retrieve_{retriever.name}/{{task}}.log"),
+          resources:
+            mem_mb=1000,
+            runtime=5,
+          conda:
+            "../envs/data.yaml"
+          script:
+            "../scripts/oracle_context.py"
 
     else:
 

@@ -159,3 +159,33 @@ def test_retrieval_tables_from_files(tmp_path):
     split = pd.read_csv(out["split_csv"])
     assert split[["method", "k", "retrieved_right", "missed_wrong"]].values.tolist() == [["rag", 1, 2, 2]]
     assert "| t | dense | 1 | 0.500 [" in out["recall_md"].read_text()
+
+
+def test_demo_measures_dense_bm25_and_hybrid_retrieval(demo_run):
+    """The tiny demo (retrieval.retrievers: dense, bm25, hybrid) end to end: each retriever's retrieved file, their
+    recall@K of the generated questions' source chunks (MMLU's left out and counted), and the 2x2 split of every
+    RAG cell of the task with sources, consistent with the retrieved files and the cells' records."""
+    tables = demo_run / "results" / "tables"
+    recall = pd.read_csv(tables / "retrieval.csv")
+    assert set(map(tuple, recall[["retriever", "k"]].values)) == {(r, k) for r in ("dense", "bm25", "hybrid")
+                                                                  for k in (1, 2, 3)}
+    atlas = recall[recall["task"] == "atlas"]  # MMLU-style questions: no source chunk
+    n_atlas = len(pd.read_parquet(demo_run / "results" / "atlas" / "questions.parquet"))
+    assert (atlas["n_questions"] == 0).all() and (atlas["n_without_source"] == n_atlas).all()
+    news = recall[recall["task"] == "current_events"].set_index(["retriever", "k"])
+    questions = pd.read_parquet(demo_run / "results" / "current_events" / "questions.parquet")
+    assert (news["n_questions"] == questions["chunk_id"].notna().sum()).all()
+    for name, file in [("dense", "retrieved.parquet"), ("bm25", "bm25/retrieved.parquet"),
+                       ("hybrid", "hybrid/retrieved.parquet")]:
+        hits = pd.read_parquet(demo_run / "results" / "current_events" / "retrieval" / file)
+        source = hits.merge(questions[["id", "chunk_id"]], left_on=["question_id", "chunk_id"],
+                            right_on=["id", "chunk_id"])
+        for k in (1, 2, 3):  # recall@K: the questions whose source is within the list's first K
+            assert news.loc[(name, k), "n_found"] == (source["rank"] < k).sum(), (name, k)
+        assert news.loc[(name, 1), "recall"] <= news.loc[(name, 3), "recall"]
+    split = pd.read_csv(tables / "retrieval_split.csv")
+    rag_cells = [p for p in (demo_run / "results" / "scores").glob("*/current_events/*.json") if "_k0_" not in p.name]
+    assert len(split) == len(rag_cells) > 0 and (split["task"] == "current_events").all()
+    counts = split[["retrieved_right", "retrieved_wrong", "missed_right", "missed_wrong"]].sum(axis=1)
+    assert (counts == split["n_questions"]).all()
+    assert "retrieval misses" in (tables / "retrieval_split.md").read_text()

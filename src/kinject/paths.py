@@ -54,6 +54,7 @@ RECORDS_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{form
 # each question's cluster (its source: kinject.reporting.clusters), which the tables read beside the records
 QUESTION_CLUSTERS = "results/{task}/question_clusters.parquet"
 LMEVAL_TASK_DIR = "results/{task}/lmeval/{format}/k{k}"
+LMEVAL_TASK_BY = "results/{task}/lmeval/{format}/{retriever}/k{k}"  # another retriever's (bm25, hybrid, oracle)
 # hub artifacts, each with <folder>.json beside it (repo, revision asked, commit resolved, file sha256s)
 HUB_MODEL_DIR = "results/hub/models/{model}"
 HUB_EMBEDDER_DIR = "results/hub/embedder/{embedder}"

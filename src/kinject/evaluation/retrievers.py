@@ -33,6 +33,8 @@ class Retriever:
     parts: tuple[str, ...] = ()  # a fusion: the retrievers whose retrieved lists it fuses
     embedder: bool = True  # reads the embedder (embedder.*): its rules take it as an input
     settings: str | None = None  # its settings' key under retrieval (retrieval.<settings>), passed to its rules
+    oracle: bool = False  # the question's own source chunk as the context (K = 1; tasks whose questions name one)
+    label: str = ""  # its table columns: RAG{label}, FT+RAG{label} (dense: none, as before)
 
 
 def _lazy(module: str, name: str) -> Callable:
@@ -58,7 +60,28 @@ RETRIEVERS = Registry("retriever")
 register = RETRIEVERS.register
 
 
-RAG_RETRIEVER = "dense"  # the retriever of the RAG and FT+RAG cells (their names carry none)
+RAG_RETRIEVER = "dense"  # the paper's retriever: its RAG and FT+RAG cells' names carry none, as before
+
+
+def rag_cell(stem: str, retriever: str) -> str:
+    """A retrieval cell's method name: ``stem`` (rag, or a fine-tuning method's {prefix}rag-p{p}) for dense, with
+    the retriever's name after its stem for another (rag-bm25, ftrag-bm25-p1, rag-oracle)."""
+    if retriever == RAG_RETRIEVER:
+        return stem
+    head, sep, p = stem.partition("-p")
+    return f"{head}-{retriever}{sep}{p}"
+
+
+def cell_retriever(method: str) -> tuple[str, str]:
+    """(stem, retriever) of a cell's method name without its paraphrase set: ftrag-bm25 -> (ftrag, bm25); a name
+    without a registered retriever after its stem is dense's."""
+    head, _, tail = method.partition("-")
+    return (head, tail) if tail in RETRIEVERS else (method, RAG_RETRIEVER)
+
+
+def retriever_ks(retriever: Retriever, ks: list[int]) -> list[int]:
+    """The K of a retriever's cells: the run's (retrieval.k, K > 0), the oracle's K = 1 (one source chunk)."""
+    return ([1] if retriever.oracle else list(ks)) if ks else []
 
 
 def run_retrievers(config: dict, config_file: str = "config") -> list[Retriever]:
@@ -72,8 +95,8 @@ def run_retrievers(config: dict, config_file: str = "config") -> list[Retriever]
     if twice:
         raise KinjectError(config_file, f"{key}: {twice[0]} is listed twice")
     if RAG_RETRIEVER not in names:
-        raise KinjectError(config_file, f"{key}: {names} lacks {RAG_RETRIEVER}, the retriever of the RAG cells; "
-                           "the others are measured beside it")
+        raise KinjectError(config_file, f"{key}: {names} lacks {RAG_RETRIEVER}, the paper's retriever; the others "
+                           "are measured beside it")
     for r in found:
         missing = [p for p in r.parts if p not in names]
         if missing:
@@ -110,6 +133,22 @@ def retrieve(index_path, chunks_parquet, questions_parquet, embedder, out_parque
                                               **settings)
 
 
+def source_context(questions_parquet, out_parquet) -> str:
+    """Rule retrieve_oracle: each question's own source chunk (its chunk_id) as its only retrieved chunk (rank 0);
+    a question without one is one line naming the file (the oracle runs on tasks whose questions name theirs)."""
+    from kinject.io import read_parquet, write_parquet
+
+    questions = read_parquet(questions_parquet, columns=["id", "chunk_id"])
+    missing = questions["id"][questions["chunk_id"].isna()]
+    if len(missing):
+        raise KinjectError(questions_parquet, f"question {missing.iloc[0]!r} names no source chunk: no oracle context")
+    import pandas as pd
+
+    write_parquet(out_parquet, pd.DataFrame({"question_id": questions["id"], "rank": 0,
+                                             "chunk_id": questions["chunk_id"], "score": 1.0}))
+    return f"the source chunk of each of {len(questions)} questions"
+
+
 def fuse(parts: dict, questions_parquet, out_parquet, **settings) -> str:
     """Rule retrieve_<fusion>: the fused top K of its parts' retrieved files (``parts``: name -> file)."""
     return _lazy("fusion", "fuse")(parts, questions_parquet, out_parquet, **settings)
@@ -119,6 +158,8 @@ def fuse(parts: dict, questions_parquet, out_parquet, **settings) -> str:
 
 register(Retriever("dense", index="faiss.index", build=_dense("build_index"), search=_dense("retrieve")))
 register(Retriever("bm25", index="bm25", build=_lazy("lexical", "build_index"), search=_lazy("lexical", "retrieve"),
-                   embedder=False, settings="bm25"))
+                   embedder=False, settings="bm25", label=" (bm25)"))
 register(Retriever("hybrid", index=None, build=None, search=None, parts=("dense", "bm25"), embedder=False,
-                   settings="hybrid"))
+                   settings="hybrid", label=" (hybrid)"))
+# the ceiling of RAG: the source chunk given as the context (columns Oracle, FT+Oracle: kinject.reporting.report)
+register(Retriever("oracle", index=None, build=None, search=None, embedder=False, oracle=True))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from kinject.errors import KinjectError
+from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, cell_retriever
 from kinject.io import atomic_path, write_csv, write_parquet, write_text
 from kinject.reporting.clusters import clusters_of
 from kinject.reporting.records import read_results
@@ -24,7 +25,7 @@ SETTING = ["group", "model", "task", "format", "shots"]
 # methods and their columns' names
 FINETUNED = {m.prefix: f"{m.prefix}rag" for m in METHODS.values()}
 NAMES = {m.prefix: m.label for m in METHODS.values()}
-RETRIEVAL = ("rag", *FINETUNED.values())
+RETRIEVAL = ("rag", *FINETUNED.values())  # the paper's retrieval cells (dense); another retriever's: retrieval()
 # a run's loss: results/finetune/{model}/{task}/{method's folder}k{k}/train_loss.csv
 FOLDERS = "|".join(re.escape(m.folder) for m in METHODS.values() if m.folder)
 LOSS_RE = re.compile(r"finetune/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<folder>" + FOLDERS
@@ -34,9 +35,22 @@ ORACLE = "oracle"
 CROSS_FIT = "cross-fit"
 
 
+def retrieval_of(methods: pd.Series) -> pd.Series:
+    """Which cells' methods retrieve (RAG, FT+RAG of every retriever: rag, ftrag, rag-bm25, ftrag-oracle): the ones
+    whose K is chosen (kinject.evaluation.retrievers.cell_retriever splits off the retriever)."""
+    return methods.map(lambda m: cell_retriever(m)[0] in RETRIEVAL).astype(bool)
+
+
 def column_label(method: str, p) -> str:
-    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, each other method's as FT's, and a
-    control's FT-steps{p} (kinject.training.methods.Method.column)."""
+    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, each other method's as FT's, a
+    control's FT-steps{p} (kinject.training.methods.Method.column); another retriever's RAG (bm25), FT+RAG (bm25),
+    and the oracle's (the source chunk as the context) Oracle, FT+Oracle."""
+    stem, retriever = cell_retriever(method)
+    if retriever != RAG_RETRIEVER:
+        plain = column_label(stem, p)
+        if RETRIEVERS[retriever].oracle:
+            return plain.removesuffix("RAG") + "Oracle"
+        return plain + RETRIEVERS[retriever].label
     if method in ("base", "rag"):
         return {"base": "Base", "rag": "RAG"}[method]
     tuned = method.removesuffix("rag")
@@ -71,7 +85,7 @@ def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
     """
     keys = SETTING + ["method", "paraphrase_set"]
     chosen, choices = [], []
-    retrieval = records[records["method"].isin(RETRIEVAL)]
+    retrieval = records[retrieval_of(records["method"])]
     for key, g in retrieval.groupby(keys, dropna=False, sort=False):
         at = dict(zip(keys, key, strict=True))
         by_k = g.pivot(index="question_id", columns="k", values="correct")
@@ -107,7 +121,7 @@ def reported(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
     if "cluster" not in records.columns:  # records read without their clusters: each question its own
         records = records.assign(cluster="question:" + records["question_id"].astype(str))
     chosen, choices = choose_k(records, seed, selection)
-    plain = records[~records["method"].isin(RETRIEVAL)]
+    plain = records[~retrieval_of(records["method"])]
     out = pd.concat([plain, chosen], ignore_index=True)
     out["paraphrase_set"] = out["paraphrase_set"].astype("Int64")
     return out.assign(column=[column_label(m, p) for m, p in zip(out["method"], out["paraphrase_set"])]), choices
@@ -144,6 +158,7 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
                 for name in NAMES.values()]
     order = ["Base"] + sum(tuned, []) + ["RAG"] + sum(with_rag, [])
     columns = [c for c in order if c in table.columns]
+    columns += sorted(c for c in table.columns if c not in columns)  # other retrievers' and the oracle's
     table = table[columns]
     picked = choices[(choices["group"] == group) & (choices["shots"] == shots)]
     if len(picked):

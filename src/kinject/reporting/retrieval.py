@@ -10,8 +10,8 @@ clusters and the RAG cells' per-question records (so no evaluation job changes):
 - ``retrieval.csv`` / ``.md``: recall@K per task, retriever and K, with its 95% interval (Wilson widened by the
   design effect of the questions' clusters: kinject.reporting.stats.clustered_interval), and the count of
   questions left out for having no source (MMLU and table questions);
-- ``retrieval_split.csv`` / ``.md``: per RAG cell (K > 0: RAG and FT+RAG, dense retrieval) the 2x2 of source
-  retrieved within K or not x answered right or wrong, over the questions with a source.
+- ``retrieval_split.csv`` / ``.md``: per RAG cell (K > 0: RAG and FT+RAG of every retriever but the oracle) the
+  2x2 of source retrieved within K or not x answered right or wrong, over the questions with a source.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import pandas as pd
 
 from kinject.errors import KinjectError
+from kinject.evaluation.retrievers import RETRIEVERS, cell_retriever
 from kinject.io import read_parquet, write_csv, write_parquet, write_text
 from kinject.qa.question_file import read_questions
 from kinject.reporting.clusters import with_clusters
@@ -117,7 +118,7 @@ def recall_markdown(table: pd.DataFrame) -> str:
 
 def split_markdown(table: pd.DataFrame) -> str:
     return ("# RAG errors: retrieval misses and reading errors\n\n"
-            "Per RAG cell (dense retrieval) and the questions with a source chunk: source retrieved within K or "
+            "Per RAG cell (each retriever's RAG and FT+RAG) and the questions with a source chunk: source retrieved within K or "
             "not x answered right or wrong. retrieved_wrong: reading errors (the answer was in the prompt); "
             "missed_wrong: retrieval misses. miss_share_of_errors: the wrong answers that are retrieval misses. "
             "See docs/retrieval.md.\n\n" + _md_table(table))
@@ -146,16 +147,16 @@ def write_retrieval_tables(questions: dict, retrieved: dict, clusters: dict, sco
     ranks = pd.concat(frames, ignore_index=True)[RANK_COLUMNS] if frames else pd.DataFrame(columns=RANK_COLUMNS)
     recall = pd.DataFrame(recall)
     split = []
-    dense = ranks[ranks["retriever"] == "dense"]
     for path in map(str, score_paths):
         cell = _cell_of(path)
-        if cell["k"] == 0:
-            continue
-        task_ranks = dense[dense["task"] == cell["task"]]
+        retriever = cell_retriever(cell["method"])[1]
+        if cell["k"] == 0 or RETRIEVERS[retriever].oracle:
+            continue  # the oracle's context is the source: nothing to split
+        task_ranks = ranks[(ranks["task"] == cell["task"]) & (ranks["retriever"] == retriever)]
         if task_ranks.empty:
             continue  # a task without sourced questions (MMLU): no split
-        split.append({**cell, **split_row(score_records(path), task_ranks, cell["k"], path)})
-    split = pd.DataFrame(split, columns=["model", "task", "format", "method", "paraphrase_set", "k", "shots",
+        split.append({**cell, "retriever": retriever, **split_row(score_records(path), task_ranks, cell["k"], path)})
+    split = pd.DataFrame(split, columns=["model", "task", "format", "method", "retriever", "paraphrase_set", "k", "shots",
                                          "n_questions", *SPLIT, "accuracy_retrieved", "accuracy_missed",
                                          "miss_share_of_errors"])
     split["paraphrase_set"] = split["paraphrase_set"].astype("Int64")
