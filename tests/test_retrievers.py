@@ -161,31 +161,77 @@ def test_retrieval_tables_from_files(tmp_path):
     assert "| t | dense | 1 | 0.500 [" in out["recall_md"].read_text()
 
 
-def test_demo_measures_dense_bm25_and_hybrid_retrieval(demo_run):
-    """The tiny demo (retrieval.retrievers: dense, bm25, hybrid) end to end: each retriever's retrieved file, their
-    recall@K of the generated questions' source chunks (MMLU's left out and counted), and the 2x2 split of every
-    RAG cell of the task with sources, consistent with the retrieved files and the cells' records."""
-    tables = demo_run / "results" / "tables"
-    recall = pd.read_csv(tables / "retrieval.csv")
-    assert set(map(tuple, recall[["retriever", "k"]].values)) == {(r, k) for r in ("dense", "bm25", "hybrid")
-                                                                  for k in (1, 2, 3)}
-    atlas = recall[recall["task"] == "atlas"]  # MMLU-style questions: no source chunk
-    n_atlas = len(pd.read_parquet(demo_run / "results" / "atlas" / "questions.parquet"))
-    assert (atlas["n_questions"] == 0).all() and (atlas["n_without_source"] == n_atlas).all()
-    news = recall[recall["task"] == "current_events"].set_index(["retriever", "k"])
-    questions = pd.read_parquet(demo_run / "results" / "current_events" / "questions.parquet")
-    assert (news["n_questions"] == questions["chunk_id"].notna().sum()).all()
-    for name, file in [("dense", "retrieved.parquet"), ("bm25", "bm25/retrieved.parquet"),
-                       ("hybrid", "hybrid/retrieved.parquet")]:
-        hits = pd.read_parquet(demo_run / "results" / "current_events" / "retrieval" / file)
-        source = hits.merge(questions[["id", "chunk_id"]], left_on=["question_id", "chunk_id"],
-                            right_on=["id", "chunk_id"])
+NEW = ("_bm25", "_hybrid", "_oracle")  # the other retrievers' rules: index_chunks_bm25, evaluate_ftrag_oracle, ...
+REPORTING = {"tables", "figures", "retrieval_tables", "manifest", "all"}  # the rules that read every cell
+
+
+@pytest.mark.slow
+def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_copy):
+    """The tiny demo finished with dense retrieval; listing bm25, hybrid and the oracle too adds their own jobs and
+    re-runs nothing else but the reporting. A few of their cells (current_events: the base model's and one FT+RAG
+    model's) then run through Snakemake, and the tables and diagnostics read them beside dense's."""
+    import yaml
+    from conftest import TINY_DEMO, run_snakemake
+
+    from kinject.grid import dry_run_jobs
+    from kinject.reporting.comparisons import comparisons
+    from kinject.reporting.records import read_results
+    from kinject.reporting.report import group_table, reported
+
+    config_file = demo_copy / TINY_DEMO
+    config = yaml.safe_load(config_file.read_text())
+    config["retrieval"]["retrievers"] = ["dense", "bm25", "hybrid", "oracle"]
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    dry = run_snakemake(demo_copy, "all", "-n", "--cores", "2", "--configfile", TINY_DEMO)
+    jobs = dry_run_jobs(dry.stdout)
+    assert jobs and all(rule.endswith(NEW) or rule in REPORTING for rule in jobs), jobs
+    assert jobs["retrieve_oracle"] == 1 and jobs["index_chunks_bm25"] == 2  # the oracle: current_events only
+
+    scores = demo_copy / "results" / "scores" / "tiny-llama" / "current_events"
+    targets = [scores / f"{m}_k1_0shot_options.json" for m in ("rag-bm25", "rag-hybrid", "rag-oracle", "ftrag-oracle-p10")]
+    proc = run_snakemake(demo_copy, *map(str, targets), "--cores", "2", "--configfile", TINY_DEMO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    task = demo_copy / "results" / "current_events"
+    retrieved = {name: pd.read_parquet(task / "retrieval" / f"{name}" / "retrieved.parquet") for name in ("bm25", "hybrid")}
+    dense = pd.read_parquet(task / "retrieval" / "retrieved.parquet")
+    # hybrid: the RRF of dense's and bm25's lists, as kinject.evaluation.fusion computes it by hand
+    expected = rrf([dense, retrieved["bm25"]], k_max=3, rrf_k=60)
+    pd.testing.assert_frame_equal(retrieved["hybrid"].sort_values(["question_id", "rank"]).reset_index(drop=True),
+                                  expected.sort_values(["question_id", "rank"]).reset_index(drop=True),
+                                  check_dtype=False)
+    # the oracle's lm-eval task: each question's context is its own source chunk's text
+    questions = pd.read_parquet(task / "questions.parquet")
+    chunks = pd.read_parquet(task / "chunks.parquet").set_index("chunk_id")["text"]
+    docs = pd.read_json(task / "lmeval" / "options" / "oracle" / "k1" / "test.jsonl", lines=True)
+    source = questions.set_index("id")["chunk_id"]
+    assert (docs["context"] == docs["id"].astype(str).map(source).map(chunks)).all()
+
+    cells = sorted(scores.glob("*_0shot_options.json"))
+    new = [c for c in cells if any(f"-{r}" in c.name for r in ("bm25", "hybrid", "oracle"))]
+    assert len(new) == 3 + 3 + 1 + 1  # bm25 and hybrid: K 1..3 from one job each; the oracle's K = 1
+    _, records = read_results(cells, {"current_events": "current_events"})
+    rows, choices = reported(records, seed=0)
+    table = group_table(rows.assign(group="current_events"), choices.assign(group="current_events"), "current_events", 0)
+    for column in ("RAG (bm25)", "RAG (hybrid)", "Oracle", "FT-par10+Oracle", "RAG (bm25) K"):
+        assert column in table.columns, column
+    contrasts = set(comparisons(rows, seed=0)["contrast"])
+    assert {"RAG vs Oracle", "RAG (bm25) vs RAG", "RAG (hybrid) vs Oracle", "FT-par10+RAG vs FT-par10+Oracle"} <= contrasts
+
+    out = {k: demo_copy / name for k, name in [("ranks", "r.parquet"), ("recall_csv", "r.csv"), ("recall_md", "r.md"),
+                                               ("split_csv", "s.csv"), ("split_md", "s.md")]}
+    write_retrieval_tables({"current_events": task / "questions.parquet"},
+                           {("current_events", "dense"): task / "retrieval" / "retrieved.parquet",
+                            **{("current_events", n): task / "retrieval" / n / "retrieved.parquet" for n in retrieved}},
+                           {"current_events": task / "question_clusters.parquet"},
+                           [c for c in cells if "_k0_" not in c.name], [1, 2, 3], out)
+    recall = pd.read_csv(out["recall_csv"]).set_index(["retriever", "k"])
+    for name, hits in {"dense": dense, **retrieved}.items():
+        found = hits.merge(questions[["id", "chunk_id"]], left_on=["question_id", "chunk_id"], right_on=["id", "chunk_id"])
         for k in (1, 2, 3):  # recall@K: the questions whose source is within the list's first K
-            assert news.loc[(name, k), "n_found"] == (source["rank"] < k).sum(), (name, k)
-        assert news.loc[(name, 1), "recall"] <= news.loc[(name, 3), "recall"]
-    split = pd.read_csv(tables / "retrieval_split.csv")
-    rag_cells = [p for p in (demo_run / "results" / "scores").glob("*/current_events/*.json") if "_k0_" not in p.name]
-    assert len(split) == len(rag_cells) > 0 and (split["task"] == "current_events").all()
-    counts = split[["retrieved_right", "retrieved_wrong", "missed_right", "missed_wrong"]].sum(axis=1)
-    assert (counts == split["n_questions"]).all()
-    assert "retrieval misses" in (tables / "retrieval_split.md").read_text()
+            assert recall.loc[(name, k), "n_found"] == (found["rank"] < k).sum(), (name, k)
+            assert recall.loc[(name, k), "n_questions"] == questions["chunk_id"].notna().sum()
+    split = pd.read_csv(out["split_csv"])
+    assert set(split["retriever"]) == {"dense", "bm25", "hybrid"}  # the oracle's context is the source: no split
+    assert (split[["retrieved_right", "retrieved_wrong", "missed_right", "missed_wrong"]].sum(axis=1)
+            == split["n_questions"]).all()
