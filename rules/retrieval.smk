@@ -113,6 +113,37 @@ for retriever in extra_retrievers(config):
           script:
             "../scripts/retrieve_retriever.py"
 
+    elif retriever.reranks:
+
+        rule:
+          name:
+            f"retrieve_{retriever.name}"
+          input:
+            indexes=[res(INDEX.format(task="{task}", file=RETRIEVERS[n].index)) for n in index_chain(RERANK["base"])],
+            chunks=res(CHUNKS),
+            questions=res(QUESTIONS),
+            embedder=embedder_input if RAG_RETRIEVER in index_chain(RERANK["base"]) else [],
+            model=[RERANKER_DIR] if RERANKER_DIR in HUB else [],
+          output:
+            res(retrieved_file(retriever.name)),
+          params:
+            base=RERANK["base"],
+            index_names=index_chain(RERANK["base"]),
+            embedder=embedder_path() if RAG_RETRIEVER in index_chain(RERANK["base"]) else None,
+            model=reranker_path(),
+            k_max=max(config["retrieval"]["k"]),
+            top_n=RERANK["top_n"],
+            settings=canonical(rerank_settings()),
+          log:
+            logpath(f"logs/retrieve_{retriever.name}/{{task}}.log"),
+          threads: compute_threads()
+          resources:
+            **compute_resources(),
+          conda:
+            "../envs/rerank.yaml"
+          script:
+            "../scripts/rerank_retrieved.py"
+
     elif retriever.oracle:
 
         rule:
@@ -155,3 +186,23 @@ for retriever in extra_retrievers(config):
             "../envs/retrieval_lexical.yaml"
           script:
             "../scripts/fuse_retrieved.py"
+
+
+# retrieval.rerank.model by hub id: downloaded once, as the embedder (rules/hub.smk), where rerank is listed
+if RERANKER_DIR in HUB:
+
+    rule download_reranker:
+        output:
+            folder=directory(RERANKER_DIR),
+            meta=f"{RERANKER_DIR}.json",
+        params:
+            source=lambda wc: hub_source(RERANKER_DIR),
+        log:
+            logpath("logs/download_reranker/reranker.log"),
+        resources:
+            mem_mb=2000,
+            runtime=60,
+        conda:
+            "../envs/rerank.yaml"
+        script:
+            "../scripts/download_hub.py"

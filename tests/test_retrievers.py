@@ -235,3 +235,83 @@ def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_cop
     assert set(split["retriever"]) == {"dense", "bm25", "hybrid"}  # the oracle's context is the source: no split
     assert (split[["retrieved_right", "retrieved_wrong", "missed_right", "missed_wrong"]].sum(axis=1)
             == split["n_questions"]).all()
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(tmp_path_factory):
+    """A tiny BERT cross-encoder (one label) with its own word-piece vocabulary, built here: no cross-encoder
+    ships offline. Its weights are random (a wide init, so the pairs' scores differ): the mechanics, not a ranking."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("cross_encoder")
+    words = sorted({w.strip(".,;?").lower() for t in TEXTS for w in t.split()} | {"which", "what", "who", "goes"})
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128, num_labels=1, initializer_range=1.0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    return folder
+
+
+def test_rerank_orders_the_base_lists_by_the_cross_encoders_scores(tmp_path, corpus, cross_encoder):
+    from sentence_transformers import CrossEncoder
+
+    from kinject.evaluation.rerank import rerank
+
+    chunks, questions = corpus
+    lexical.build_index(chunks, None, tmp_path / "bm25")
+    out = tmp_path / "reranked.parquet"
+    rerank("bm25", {"bm25": tmp_path / "bm25"}, chunks, questions, None, cross_encoder, out, k_max=2, top_n=4)
+    got = pd.read_parquet(out)
+    assert got.groupby("question_id").size().tolist() == [2, 2, 2]
+    # the top 2 of all 4 chunks by the cross-encoder's own score of (question, chunk)
+    model = CrossEncoder(str(cross_encoder))
+    qs = pd.read_parquet(questions).set_index("id")["question"]
+    for qid, hits in got.groupby("question_id"):
+        scores = model.predict([(qs[qid], t) for t in TEXTS], show_progress_bar=False)
+        assert hits.sort_values("rank")["chunk_id"].tolist() == [f"c{i}" for i in np.argsort(-scores)[:2]]
+        np.testing.assert_allclose(hits.sort_values("rank")["score"], np.sort(scores)[::-1][:2], rtol=1e-5)
+
+
+def test_rerank_bad_input_is_one_line(tmp_path, corpus, cross_encoder):
+    import shutil
+
+    from kinject.evaluation.rerank import rerank
+
+    chunks, questions = corpus
+    lexical.build_index(chunks, None, tmp_path / "bm25")
+    args = ("bm25", {"bm25": tmp_path / "bm25"}, chunks, questions, None)
+    with pytest.raises(KinjectError, match=r"empty: retrieval.rerank.model: no cross-encoder here \(config.json missing\)"):
+        rerank(*args, tmp_path / "empty", tmp_path / "out.parquet", k_max=2, top_n=4)
+    shutil.copytree(cross_encoder, tmp_path / "no_weights", ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(KinjectError, match=r"retrieval.rerank.model: no weights"):
+        rerank(*args, tmp_path / "no_weights", tmp_path / "out.parquet", k_max=2, top_n=4)
+    with pytest.raises(KinjectError, match=r"retrieval.rerank.top_n \(1\) is below max\(retrieval.k\) \(2\)"):
+        rerank(*args, cross_encoder, tmp_path / "out.parquet", k_max=2, top_n=1)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+@pytest.mark.parametrize("listed, rerank, message", [
+    (["dense", "rerank"], {}, r"retrieval.rerank.model: required where rerank is listed"),
+    (["dense", "rerank"], {"model": "m/x", "base": "bm25"}, r"retrieval.rerank.base: bm25 is not listed"),
+    (["dense", "oracle", "rerank"], {"model": "m/x", "base": "oracle"}, r"retrieval.rerank.base: oracle has no ranked"),
+])
+def test_rerank_config_is_checked_in_one_line(listed, rerank, message):
+    config = {"retrieval": {"retrievers": listed, "rerank": rerank}}
+    with pytest.raises(KinjectError, match=message) as err:
+        retrievers.run_retrievers(config, "my.yaml")
+    assert str(err.value).startswith("my.yaml: ") and "\n" not in str(err.value)
+
+
+def test_a_hub_reranker_is_a_hub_artifact_the_lock_pins():
+    from kinject.provenance.hub import hub_artifacts
+
+    config = {"models": {}, "embedder": {"name": "e", "package": "p"}, "tasks": {}, "evaluation": {},
+              "retrieval": {"retrievers": ["dense", "rerank"], "rerank": {"model": "org/ce", "revision": "v1"}}}
+    assert hub_artifacts(config) == {"results/hub/reranker/org--ce": {
+        "key": "retrieval.rerank.model", "repo": "org/ce", "repo_type": "model", "revision": "v1",
+        "allow_patterns": None}}
+    config["retrieval"]["retrievers"] = ["dense"]
+    assert hub_artifacts(config) == {}

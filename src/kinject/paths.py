@@ -58,6 +58,7 @@ LMEVAL_TASK_BY = "results/{task}/lmeval/{format}/{retriever}/k{k}"  # another re
 # hub artifacts, each with <folder>.json beside it (repo, revision asked, commit resolved, file sha256s)
 HUB_MODEL_DIR = "results/hub/models/{model}"
 HUB_EMBEDDER_DIR = "results/hub/embedder/{embedder}"
+HUB_RERANKER_DIR = "results/hub/reranker/{reranker}"  # retrieval.rerank.model's cross-encoder ('/' as '--')
 HUB_DATASET_DIR = "results/hub/datasets/{task}"
 HUB_CONTROL_DIR = "results/hub/datasets/controls/{control}"  # an MMLU control (evaluation.controls)
 # a fine-tuning method's runs and searches (kinject.training.methods: {folder} is the method's sub-folder);

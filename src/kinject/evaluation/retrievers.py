@@ -8,10 +8,12 @@ index's name, the retrieved file's: :func:`retrieved_file`) read the entry, and 
 
 Registered: ``dense`` (the paper's: sentence-transformers embeddings in a FAISS index,
 kinject.evaluation.retrieval), ``bm25`` (bm25s, kinject.evaluation.lexical; settings ``retrieval.bm25``) and
-``hybrid`` (reciprocal-rank fusion of dense and BM25, kinject.evaluation.fusion; ``retrieval.hybrid.rrf_k``).
-The RAG and FT+RAG cells are dense's (their names carry no retriever, as before); every retriever listed,
-dense included, is measured by the retrieval diagnostics (recall@K of each question's source chunk:
-kinject.reporting.retrieval).
+``hybrid`` (reciprocal-rank fusion of dense and BM25, kinject.evaluation.fusion; ``retrieval.hybrid.rrf_k``),
+``rerank`` (another one's top N re-scored by a cross-encoder, kinject.evaluation.rerank; ``retrieval.rerank``)
+and ``oracle`` (each question's own source chunk as its context). Dense's RAG and FT+RAG cells keep their
+names (rag, ftrag-p1); another retriever's carry its name after the stem (:func:`rag_cell`: rag-bm25,
+ftrag-bm25-p1). Every retriever listed but the oracle is measured by the retrieval diagnostics (recall@K of
+each question's source chunk: kinject.reporting.retrieval).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Retriever:
     settings: str | None = None  # its settings' key under retrieval (retrieval.<settings>), passed to its rules
     oracle: bool = False  # the question's own source chunk as the context (K = 1; tasks whose questions name one)
     label: str = ""  # its table columns: RAG{label}, FT+RAG{label} (dense: none, as before)
+    reranks: bool = False  # re-scores another retriever's (retrieval.rerank.base) deeper list
+    check: Callable | None = None  # (config, names listed, config file): its own checks, one line each
 
 
 def _lazy(module: str, name: str) -> Callable:
@@ -102,7 +106,29 @@ def run_retrievers(config: dict, config_file: str = "config") -> list[Retriever]
         if missing:
             raise KinjectError(config_file, f"{key}: {r.name} fuses {' and '.join(r.parts)}; list "
                                f"{' and '.join(missing)} too")
+        if r.check:
+            r.check(config, names, config_file)
     return found
+
+
+def index_chain(name: str) -> list[str]:
+    """The retrievers with an index that ``name``'s list is made from: itself, or a fusion's parts'."""
+    entry = RETRIEVERS[name]
+    return [name] if entry.index else [n for part in entry.parts for n in index_chain(part)]
+
+
+def _check_rerank(config: dict, names: list, config_file: str) -> None:
+    spec = config["retrieval"].get("rerank", {})
+    if "model" not in spec:
+        raise KinjectError(config_file, "retrieval.rerank.model: required where rerank is listed (a cross-encoder: "
+                           "a hub id or a local folder)")
+    base = spec.get("base", RAG_RETRIEVER)
+    if base not in names:
+        raise KinjectError(config_file, f"retrieval.rerank.base: {base} is not listed in retrieval.retrievers")
+    entry = RETRIEVERS.lookup(base, "retrieval.rerank.base", config_file)
+    if entry.reranks or entry.oracle:
+        raise KinjectError(config_file, f"retrieval.rerank.base: {base} has no ranked list to rerank (dense, bm25 "
+                           "or hybrid)")
 
 
 def retrieved_file(name: str) -> str:
@@ -161,5 +187,7 @@ register(Retriever("bm25", index="bm25", build=_lazy("lexical", "build_index"), 
                    embedder=False, settings="bm25", label=" (bm25)"))
 register(Retriever("hybrid", index=None, build=None, search=None, parts=("dense", "bm25"), embedder=False,
                    settings="hybrid", label=" (hybrid)"))
+register(Retriever("rerank", index=None, build=None, search=None, embedder=False, settings="rerank",
+                   label=" (rerank)", reranks=True, check=_check_rerank))
 # the ceiling of RAG: the source chunk given as the context (columns Oracle, FT+Oracle: kinject.reporting.report)
 register(Retriever("oracle", index=None, build=None, search=None, embedder=False, oracle=True))

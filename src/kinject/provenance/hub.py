@@ -18,7 +18,15 @@ from pathlib import Path
 
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
-from kinject.paths import HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, results_root, rooted
+from kinject.paths import (
+    HUB_CONTROL_DIR,
+    HUB_DATASET_DIR,
+    HUB_EMBEDDER_DIR,
+    HUB_MODEL_DIR,
+    HUB_RERANKER_DIR,
+    results_root,
+    rooted,
+)
 from kinject.qa.sources import QUESTION_SOURCES
 from kinject.weights import shard_problem
 
@@ -89,6 +97,11 @@ def hub_artifacts(config: dict, root=".") -> dict[str, dict]:
         out[rooted(HUB_EMBEDDER_DIR.format(embedder=emb["name"]), study)] = {
             "key": "embedder", "repo": emb["pretrained"], "repo_type": "model",
             "revision": emb.get("revision", "main"), "allow_patterns": None}
+    rerank = config.get("retrieval", {}).get("rerank", {})
+    if "rerank" in config.get("retrieval", {}).get("retrievers", []) and is_hub_id(rerank.get("model", ""), root):
+        out[rooted(HUB_RERANKER_DIR.format(reranker=rerank["model"].replace("/", "--")), study)] = {
+            "key": "retrieval.rerank.model", "repo": rerank["model"], "repo_type": "model",
+            "revision": rerank.get("revision", "main"), "allow_patterns": None}
     for name, task in config["tasks"].items():
         q = task["questions"]
         if QUESTION_SOURCES[q["source"]].hub:
