@@ -286,7 +286,7 @@ def write_config(tmp_path, edit):
      r"evaluation.controls.more.source: 'generated' is not a question source for a control \(registered: mmlu, "
      r"mmlu_csv, table\)$"),
     (lambda c: c["retrieval"].update(retrievers=["dense", "splade"]),
-     r"retrieval.retrievers: 'splade' is not a retriever \(registered: dense, bm25, hybrid, oracle\)$"),
+     r"retrieval.retrievers: 'splade' is not a retriever \(registered: dense, bm25, hybrid, rerank, oracle\)$"),
     (lambda c: c["retrieval"].update(retrievers=["dense", "dense"]), r"retrieval.retrievers: dense is listed twice$"),
     (lambda c: c["retrieval"].update(retrievers=["bm25"]),
      r"retrieval.retrievers: \['bm25'\] lacks dense, the paper's retriever; the others are measured beside it$"),
