@@ -183,7 +183,8 @@ def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_cop
     config["retrieval"]["retrievers"] = ["dense", "bm25", "hybrid", "oracle"]
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     dry = run_snakemake(demo_copy, "all", "-n", "--cores", "2", "--configfile", TINY_DEMO)
-    jobs = dry_run_jobs(dry.stdout)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = dry_run_jobs(dry.stdout + dry.stderr)
     assert jobs and all(rule.endswith(NEW) or rule in REPORTING for rule in jobs), jobs
     assert jobs["retrieve_oracle"] == 1 and jobs["index_chunks_bm25"] == 2  # the oracle: current_events only
 
