@@ -10,12 +10,12 @@ from kinject.qa.sources import QUESTION_SOURCES
 from kinject.training.methods import METHODS
 from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
 from kinject.paths import QUESTION_CLUSTERS, RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
-from kinject.paths import HUB_RERANKER_DIR, LMEVAL_TASK_BY
+from kinject.paths import LMEVAL_TASK_BY
 from kinject.paths import ARTICLES, BASE_MODEL, CANDIDATES, CHUNKS, CLEAN_COUNTS, CONTROL_LMEVAL, CONTROL_QUESTIONS
 from kinject.paths import EMBEDDER_PACKAGE, FETCH_COUNTS, GENERATED_PARAPHRASES, INDEX, KB_REPORT, PAGES, PARAPHRASE_SET
 from kinject.paths import FIGURE, QUESTIONS, RETRIEVED, SCORES_TABLE, TABLE, SELECTED, VALIDATION_PARAPHRASES
 from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, cell_retriever, index_chain, rag_cell, retrieved_file, run_retrievers
-from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts
+from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts, reranker_dir
 from kinject.provenance.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
 # Every artifact lives under the study's results root (config `study`: results/<study>; unset: results/), so
@@ -164,7 +164,7 @@ def hub_source(folder):
 
 EMBEDDER_DIR = res(HUB_EMBEDDER_DIR.format(embedder=config["embedder"]["name"]))
 RERANK = config["retrieval"]["rerank"]  # the rerank retriever's settings (the schema fills the defaults)
-RERANKER_DIR = res(HUB_RERANKER_DIR.format(reranker=RERANK.get("model", "none").replace("/", "--")))
+RERANKER_DIR = res(reranker_dir(RERANK.get("model", "none")))
 
 
 def reranker_path():

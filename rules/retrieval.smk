@@ -188,21 +188,20 @@ for retriever in extra_retrievers(config):
             "../scripts/fuse_retrieved.py"
 
 
-# retrieval.rerank.model by hub id: downloaded once, as the embedder (rules/hub.smk), where rerank is listed
-if RERANKER_DIR in HUB:
-
-    rule download_reranker:
-        output:
-            folder=directory(RERANKER_DIR),
-            meta=f"{RERANKER_DIR}.json",
-        params:
-            source=lambda wc: hub_source(RERANKER_DIR),
-        log:
-            logpath("logs/download_reranker/reranker.log"),
-        resources:
-            mem_mb=2000,
-            runtime=60,
-        conda:
-            "../envs/rerank.yaml"
-        script:
-            "../scripts/download_hub.py"
+# retrieval.rerank.model by hub id: downloaded once, as the embedder (rules/hub.smk); requested only where rerank is
+# listed with a hub id (RERANKER_DIR in HUB)
+rule download_reranker:
+    output:
+        folder=directory(RERANKER_DIR),
+        meta=f"{RERANKER_DIR}.json",
+    params:
+        source=lambda wc: hub_source(RERANKER_DIR),
+    log:
+        logpath("logs/download_reranker/reranker.log"),
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../envs/rerank.yaml"
+    script:
+        "../scripts/download_hub.py"

@@ -80,6 +80,11 @@ def check_local_models(config: dict, root=".") -> None:
             raise KinjectError(path, f"{problem} (models.{name}.pretrained)")
 
 
+def reranker_dir(model: str) -> str:
+    """The folder of a cross-encoder (retrieval.rerank.model) by hub id: HUB_RERANKER_DIR, '/' as '--'."""
+    return HUB_RERANKER_DIR.format(reranker=model.replace("/", "--"))
+
+
 def hub_artifacts(config: dict, root=".") -> dict[str, dict]:
     """Every hub artifact of a config, by its folder: {folder: {key, repo, repo_type, revision, allow_patterns}}.
 
@@ -99,7 +104,7 @@ def hub_artifacts(config: dict, root=".") -> dict[str, dict]:
             "revision": emb.get("revision", "main"), "allow_patterns": None}
     rerank = config.get("retrieval", {}).get("rerank", {})
     if "rerank" in config.get("retrieval", {}).get("retrievers", []) and is_hub_id(rerank.get("model", ""), root):
-        out[rooted(HUB_RERANKER_DIR.format(reranker=rerank["model"].replace("/", "--")), study)] = {
+        out[rooted(reranker_dir(rerank["model"]), study)] = {
             "key": "retrieval.rerank.model", "repo": rerank["model"], "repo_type": "model",
             "revision": rerank.get("revision", "main"), "allow_patterns": None}
     for name, task in config["tasks"].items():
