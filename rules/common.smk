@@ -173,10 +173,9 @@ def reranker_path():
 
 
 def rerank_settings():
-    """The searches and fusions the reranker's candidates are made with, each as its own rules make them."""
-    return {"dense": {"batch_size": config["retrieval"]["batch_size"],
-                      "query_prefix": config["embedder"].get("query_prefix", "")},
-            "hybrid": config["retrieval"]["hybrid"]}
+    """The searches and fusions the reranker's candidates are made with, each as its own rules make them (the
+    batch sizes, speed only, are read by the job)."""
+    return {"dense": {"query_prefix": config["embedder"].get("query_prefix", "")}, "hybrid": config["retrieval"]["hybrid"]}
 HUB_MODELS = "|".join(m for m in MODELS if res(HUB_MODEL_DIR.format(model=m)) in HUB) or "(?!)"
 
 
