@@ -166,10 +166,11 @@ REPORTING = {"tables", "figures", "retrieval_tables", "manifest", "all"}  # the 
 
 
 @pytest.mark.slow
-def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_copy):
-    """The tiny demo finished with dense retrieval; listing bm25, hybrid and the oracle too adds their own jobs and
-    re-runs nothing else but the reporting. A few of their cells (current_events: the base model's and one FT+RAG
-    model's) then run through Snakemake, and the tables and diagnostics read them beside dense's."""
+def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_copy, cross_encoder):
+    """The tiny demo finished with dense retrieval; listing bm25, hybrid, rerank (hybrid's top 20 re-scored by the
+    tiny cross-encoder, a local folder) and the oracle too adds their own jobs and re-runs nothing else but the
+    reporting. A few of their cells (current_events: the base model's and one FT+RAG model's) then run through
+    Snakemake, and the tables and diagnostics read them beside dense's."""
     import yaml
     from conftest import TINY_DEMO, run_snakemake
 
@@ -180,27 +181,35 @@ def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_cop
 
     config_file = demo_copy / TINY_DEMO
     config = yaml.safe_load(config_file.read_text())
-    config["retrieval"]["retrievers"] = ["dense", "bm25", "hybrid", "oracle"]
+    config["retrieval"]["retrievers"] = ["dense", "bm25", "hybrid", "rerank", "oracle"]
+    config["retrieval"]["rerank"] = {"model": str(cross_encoder), "base": "hybrid"}
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     dry = run_snakemake(demo_copy, "all", "-n", "--cores", "2", "--configfile", TINY_DEMO)
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = dry_run_jobs(dry.stdout + dry.stderr)
     assert jobs and all(rule.endswith(NEW) or rule in REPORTING for rule in jobs), jobs
-    assert jobs["retrieve_oracle"] == 1 and jobs["index_chunks_bm25"] == 2  # the oracle: current_events only
+    assert jobs["retrieve_oracle"] == 1 and jobs["index_chunks_bm25"] == jobs["retrieve_rerank"] == 2  # the oracle:
+    assert "download_reranker" not in jobs  # current_events only; a local cross-encoder folder: no download
 
     scores = demo_copy / "results" / "scores" / "tiny-llama" / "current_events"
-    targets = [scores / f"{m}_k1_0shot_options.json" for m in ("rag-bm25", "rag-hybrid", "rag-oracle", "ftrag-oracle-p10")]
+    targets = [scores / f"{m}_k1_0shot_options.json"
+               for m in ("rag-bm25", "rag-hybrid", "rag-rerank", "rag-oracle", "ftrag-oracle-p10")]
     proc = run_snakemake(demo_copy, *map(str, targets), "--cores", "2", "--configfile", TINY_DEMO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     task = demo_copy / "results" / "current_events"
-    retrieved = {name: pd.read_parquet(task / "retrieval" / f"{name}" / "retrieved.parquet") for name in ("bm25", "hybrid")}
+    retrieved = {name: pd.read_parquet(task / "retrieval" / f"{name}" / "retrieved.parquet")
+                 for name in ("bm25", "hybrid", "rerank")}
     dense = pd.read_parquet(task / "retrieval" / "retrieved.parquet")
     # hybrid: the RRF of dense's and bm25's lists, as kinject.evaluation.fusion computes it by hand
     expected = rrf([dense, retrieved["bm25"]], k_max=3, rrf_k=60)
     pd.testing.assert_frame_equal(retrieved["hybrid"].sort_values(["question_id", "rank"]).reset_index(drop=True),
                                   expected.sort_values(["question_id", "rank"]).reset_index(drop=True),
                                   check_dtype=False)
+    # rerank: 3 chunks per question, best first by the cross-encoder's score
+    reranked = retrieved["rerank"].sort_values(["question_id", "rank"])
+    assert (reranked.groupby("question_id").size() == 3).all()
+    assert (reranked.groupby("question_id")["score"].diff().dropna() <= 0).all()
     # the oracle's lm-eval task: each question's context is its own source chunk's text
     questions = pd.read_parquet(task / "questions.parquet")
     chunks = pd.read_parquet(task / "chunks.parquet").set_index("chunk_id")["text"]
@@ -209,12 +218,12 @@ def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_cop
     assert (docs["context"] == docs["id"].astype(str).map(source).map(chunks)).all()
 
     cells = sorted(scores.glob("*_0shot_options.json"))
-    new = [c for c in cells if any(f"-{r}" in c.name for r in ("bm25", "hybrid", "oracle"))]
-    assert len(new) == 3 + 3 + 1 + 1  # bm25 and hybrid: K 1..3 from one job each; the oracle's K = 1
+    new = [c for c in cells if any(f"-{r}" in c.name for r in ("bm25", "hybrid", "rerank", "oracle"))]
+    assert len(new) == 3 + 3 + 3 + 1 + 1  # bm25, hybrid, rerank: K 1..3 from one job each; the oracle's K = 1
     _, records = read_results(cells, {"current_events": "current_events"})
     rows, choices = reported(records, seed=0)
     table = group_table(rows.assign(group="current_events"), choices.assign(group="current_events"), "current_events", 0)
-    for column in ("RAG (bm25)", "RAG (hybrid)", "Oracle", "FT-par10+Oracle", "RAG (bm25) K"):
+    for column in ("RAG (bm25)", "RAG (hybrid)", "RAG (rerank)", "Oracle", "FT-par10+Oracle", "RAG (bm25) K"):
         assert column in table.columns, column
     contrasts = set(comparisons(rows, seed=0)["contrast"])
     assert {"RAG vs Oracle", "RAG (bm25) vs RAG", "RAG (hybrid) vs Oracle", "FT-par10+RAG vs FT-par10+Oracle"} <= contrasts
@@ -233,7 +242,7 @@ def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_cop
             assert recall.loc[(name, k), "n_found"] == (found["rank"] < k).sum(), (name, k)
             assert recall.loc[(name, k), "n_questions"] == questions["chunk_id"].notna().sum()
     split = pd.read_csv(out["split_csv"])
-    assert set(split["retriever"]) == {"dense", "bm25", "hybrid"}  # the oracle's context is the source: no split
+    assert set(split["retriever"]) == {"dense", "bm25", "hybrid", "rerank"}  # the oracle's context is its source
     assert (split[["retrieved_right", "retrieved_wrong", "missed_right", "missed_wrong"]].sum(axis=1)
             == split["n_questions"]).all()
 
@@ -250,9 +259,9 @@ def cross_encoder(tmp_path_factory):
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     torch.manual_seed(0)
     config = BertConfig(vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=128, num_labels=1, initializer_range=1.0)
+                        intermediate_size=32, max_position_embeddings=512, num_labels=1, initializer_range=1.0)
     BertForSequenceClassification(config).save_pretrained(folder)
-    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    BertTokenizer(str(folder / "vocab.txt"), model_max_length=512).save_pretrained(folder)
     return folder
 
 
