@@ -192,6 +192,14 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def retrievers_line(columns) -> str:
+    """What the other retrievers' and the oracle's columns are, where a table has them (docs/retrieval.md)."""
+    if not any(c.endswith(")") or "Oracle" in c for c in columns):
+        return ""
+    return (" RAG (bm25), (hybrid), (rerank): those retrievers' chunks instead of dense's; Oracle, FT+Oracle: each "
+            "question's own source chunk as the context (not the Oracle K below). See docs/retrieval.md.")
+
+
 def precision_line(scores: pd.DataFrame) -> str:
     """What a table's cells were scored in: ``Scored in fp32 (AVX2, no native bf16); ...``, or, where its cells
     differ, each (precision, hardware) with its count of cells (logged: they should not mix)."""
@@ -226,7 +234,7 @@ def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, 
                 "RAG and FT+RAG at the K chosen by cross-fitting (chosen on one half of the questions, reported "
                 "on the other; `a/b`: the K each half chose). See docs/statistics.md. "
                 + precision_line(scores[(scores["group"] == group) & (scores["shots"] == shots)])
-                + "\n\n" + _markdown(table))
+                + retrievers_line(table.columns) + "\n\n" + _markdown(table))
         oracle = group_table(oracle_rows, oracle_choices, group, shots)
         text += ("\n## Oracle K (the paper's: the best K on the very questions reported; optimistic)\n\n"
                  + _markdown(oracle))
