@@ -1,6 +1,8 @@
 """The bm25 and hybrid retrievers (kinject.evaluation.lexical, fusion) and the retrieval diagnostics
 (kinject.reporting.retrieval): hand-worked cases and the libraries' own answers."""
 
+from pathlib import Path
+
 import bm25s
 import numpy as np
 import pandas as pd
@@ -325,3 +327,35 @@ def test_a_hub_reranker_is_a_hub_artifact_the_lock_pins():
         "allow_patterns": None}}
     config["retrieval"]["retrievers"] = ["dense"]
     assert hub_artifacts(config) == {}
+
+
+def test_other_retrievers_cells_are_named_labelled_and_compared():
+    from kinject.grid import cells
+    from kinject.reporting.comparisons import contrasts
+    from kinject.reporting.report import column_label
+    from kinject.settings import load_config
+
+    assert retrievers.rag_cell("rag", "dense") == "rag" and retrievers.rag_cell("ftrag-p1", "dense") == "ftrag-p1"
+    assert retrievers.rag_cell("ftrag-p10", "bm25") == "ftrag-bm25-p10" and retrievers.rag_cell("rag", "oracle") == "rag-oracle"
+    assert retrievers.cell_retriever("lorarag-hybrid") == ("lorarag", "hybrid")
+    assert retrievers.cell_retriever("ftrag") == ("ftrag", "dense")
+    labels = {m: column_label(m, p) for m, p in [("rag-bm25", None), ("ftrag-hybrid", 10), ("rag-oracle", None),
+                                                 ("ftrag-oracle", 0), ("lorarag-rerank", 2)]}
+    assert labels == {"rag-bm25": "RAG (bm25)", "ftrag-hybrid": "FT-par10+RAG (hybrid)", "rag-oracle": "Oracle",
+                      "ftrag-oracle": "FT+Oracle", "lorarag-rerank": "LoRA-par2+RAG (rerank)"}
+    pairs = contrasts(["Base", "RAG", "FT", "FT+RAG", "RAG (bm25)", "FT+RAG (bm25)", "Oracle", "FT+Oracle"])
+    assert {("RAG (bm25)", "RAG"), ("RAG (bm25)", "Base"), ("FT+RAG (bm25)", "FT+RAG"), ("RAG", "Oracle"),
+            ("RAG (bm25)", "Oracle"), ("Oracle", "Base"), ("FT+RAG", "FT+Oracle")} <= set(pairs)
+    # the demo's grid with every retriever but rerank: bm25's and hybrid's cells at each K on every task, the
+    # oracle's at K = 1 on current_events only (its questions name their source chunk; atlas's are MMLU)
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "config" / "demo.yaml")
+    config["retrieval"]["retrievers"] = ["dense", "bm25", "hybrid", "oracle"]
+    by_method = {}
+    for cell in cells(config):
+        by_method.setdefault((cell.task, cell.method), []).append(cell.k)
+    assert by_method[("atlas", "rag-bm25")] == by_method[("atlas", "rag")] == [1, 2]
+    assert by_method[("current_events", "ftrag-hybrid-p4")] == [1, 2]
+    assert by_method[("current_events", "rag-oracle")] == [1]
+    assert by_method[("current_events", "ftrag-oracle-p4")] == [1]
+    assert not [m for t, m in by_method if t == "atlas" and "oracle" in m]
