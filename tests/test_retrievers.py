@@ -193,10 +193,10 @@ def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_cop
     assert jobs["retrieve_oracle"] == 1 and jobs["index_chunks_bm25"] == jobs["retrieve_rerank"] == 2  # the oracle:
     assert "download_reranker" not in jobs  # current_events only; a local cross-encoder folder: no download
 
-    scores = demo_copy / "results" / "scores" / "tiny-llama" / "current_events"
-    targets = [scores / f"{m}_k1_0shot_options.json"
+    scores = "results/scores/tiny-llama/current_events"
+    targets = [f"{scores}/{m}_k1_0shot_options.json"
                for m in ("rag-bm25", "rag-hybrid", "rag-rerank", "rag-oracle", "ftrag-oracle-p10")]
-    proc = run_snakemake(demo_copy, *map(str, targets), "--cores", "2", "--configfile", TINY_DEMO)
+    proc = run_snakemake(demo_copy, *targets, "--cores", "2", "--configfile", TINY_DEMO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     task = demo_copy / "results" / "current_events"
@@ -219,7 +219,7 @@ def test_other_retrievers_and_the_oracle_run_beside_dense_with_no_rerun(demo_cop
     source = questions.set_index("id")["chunk_id"]
     assert (docs["context"] == docs["id"].astype(str).map(source).map(chunks)).all()
 
-    cells = sorted(scores.glob("*_0shot_options.json"))
+    cells = sorted((demo_copy / scores).glob("*_0shot_options.json"))
     new = [c for c in cells if any(f"-{r}" in c.name for r in ("bm25", "hybrid", "rerank", "oracle"))]
     assert len(new) == 3 + 3 + 3 + 1 + 1  # bm25, hybrid, rerank: K 1..3 from one job each; the oracle's K = 1
     _, records = read_results(cells, {"current_events": "current_events"})
