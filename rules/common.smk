@@ -8,6 +8,7 @@ from kinject.grid import search_lrs as method_lrs
 from kinject.knowledge.sources import KNOWLEDGE_SOURCES
 from kinject.qa.sources import QUESTION_SOURCES
 from kinject.training.methods import METHODS
+from kinject.training import seeds as training_seeds
 from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
 from kinject.paths import QUESTION_CLUSTERS, RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
 from kinject.paths import LMEVAL_TASK_BY
@@ -93,7 +94,7 @@ wildcard_constraints:
     task="|".join(TASKS),
     model="|".join(MODELS),
     group="[a-z0-9_]+",
-    p=r"\d+",
+    p=training_seeds.PATTERN,  # a paraphrase set, tagged with an extra training seed's (10_s7: kinject.training.seeds)
     k=r"\d+",
     shots=r"\d+",
     format="|".join(FORMATS),
@@ -118,10 +119,19 @@ def job_settings(rule_name="gpu_rules"):
 
 def compute_resources(rule_name="gpu_rules"):
     """The resources of a compute job, from the config: gpu (0 in the demo: nothing asks SLURM for a GPU),
-    gpu_model, mem_mb, runtime, and allow_cpu (0/1: may a job that asked for a GPU run on the CPU).
+    gpu_model, mem_mb, runtime (per attempt: runtime_per_attempt), and allow_cpu (0/1: may a job that asked for a
+    GPU run on the CPU).
     Its CPUs are its threads."""
     settings = {k: v for k, v in job_settings(rule_name).items() if k != "cpus_per_task"}
-    return {**settings, "allow_cpu": int(config["resources"]["allow_cpu"])}
+    return {**settings, "runtime": runtime_per_attempt(settings["runtime"]),
+            "allow_cpu": int(config["resources"]["allow_cpu"])}
+
+
+def runtime_per_attempt(minutes):
+    """A compute job's runtime: the config's minutes on its first attempt, twice them on the retry the SLURM
+    profile allows (`retries: 1`). A job SLURM stops at its time limit gets SIGTERM: a training job saves a
+    checkpoint first (kinject.training.callbacks), and its retry resumes from it with time to finish."""
+    return lambda wildcards, attempt: minutes * attempt
 
 
 def compute_threads(rule_name="gpu_rules"):
@@ -443,10 +453,23 @@ def control_outputs(method, suffix="json"):
 # A fine-tuning method's rules (rules/finetune.smk, evaluate.smk, controls.smk make them in a loop over
 # kinject.training.methods.METHODS): what differs between methods comes from its registry entry.
 def training_settings(rule_name, method):
-    """A training rule's settings param (kinject.training.launch.rule_settings): finetune's depend on the task."""
+    """A training rule's settings param (kinject.training.launch.rule_settings): finetune's depend on the task, and
+    an extra training seed's run (k: 10_s7, kinject.training.seeds) trains with that seed."""
     if rule_name == "finetune":
-        return lambda wc: canonical(rule_settings(config, rule_name, task_cfg(wc), method=method.name))
+        return lambda wc: canonical(seeded_settings(rule_settings(config, rule_name, task_cfg(wc), method=method.name),
+                                                    wc.k))
     return lambda wc: canonical(rule_settings(config, rule_name, method=method.name))
+
+
+def seeded_settings(settings, k):
+    """A run's settings under the seed its k carries (kinject.training.seeds.untag); the run's seed's as they are."""
+    seed = training_seeds.untag(k)[1]
+    return settings if seed is None else {**settings, "seed": seed}
+
+
+def paraphrase_set_input(pattern):
+    """A training input whose {k} is the paraphrase set: an extra seed's run (k: 10_s7) reads set 10's."""
+    return lambda wc: res(pattern.format(task=wc.task, k=training_seeds.untag(wc.k)[0]))
 
 
 def work_dir_of(path):

@@ -7,7 +7,9 @@
 # Every fine-tuning method (kinject.training.methods.METHODS) gets these four rules, named
 # and pathed by its registry entry: hparam_trial{suffix}, choose_hparams{suffix}, validated_model (or
 # validated_adapter) and finetune{suffix}, its artifacts under its folder. A control of another method (the
-# steps-matched control) gets its finetune{suffix} rule only, at the end.
+# steps-matched control) gets its finetune{suffix} rule only, at the end. A finetune rule's {k} may carry an
+# extra training seed's tag (10_s7: set 10 trained with seed 7, kinject.training.seeds), read by its inputs and
+# settings; the run's own seed's runs are untagged, as they always were.
 from kinject.grid import ft_methods
 from kinject.paths import QA_SFT_COUNTS, QA_SFT_TRAIN
 from kinject.training.launch import check_launch, rule_settings
@@ -143,9 +145,11 @@ for method in (m for m in METHODS.values() if not m.matches):
     rule:
       name:
         method.rule("finetune")
+      wildcard_constraints:
+        k=training_seeds.PATTERN,
       input:
         base=base_model_input,
-        train=res(method.train_file()),
+        train=paraphrase_set_input(method.train),
         hparams=hparams_input(method.name),
       output:
         checkpoint=expensive(directory(res(method.checkpoint))),
@@ -176,10 +180,12 @@ for method in (m for m in METHODS.values() if m.matches):
     rule:
       name:
         method.rule("finetune")
+      wildcard_constraints:
+        k=training_seeds.PATTERN,
       input:
         base=base_model_input,
         train=res(PARAPHRASE_SET.format(task="{task}", k=0)),
-        matched=res(PARAPHRASE_SET),
+        matched=paraphrase_set_input(PARAPHRASE_SET),
         hparams=hparams_input(method.name),
       output:
         checkpoint=expensive(directory(res(method.checkpoint))),

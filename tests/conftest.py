@@ -22,7 +22,7 @@ import pytest
 from slurm_cluster import SlurmUnavailable, local_slurm_cluster
 
 # Session fixtures that run the pipeline (or a heavy part of it) before their tests can start.
-PIPELINE_FIXTURES = frozenset({"demo_run", "small_demo_local", "smollm2", "demo_tasks", "slurm_cluster"})
+PIPELINE_FIXTURES = frozenset({"demo_run", "smollm2", "demo_tasks", "slurm_cluster"})
 REQUIRE_ALL = "KINJECT_REQUIRE_ALL"
 # The slow tier's per-test timeout: above run_snakemake's own 1,800 s, so a hung Snakemake is reported by it.
 SLOW_TIMEOUT_S = 2400
@@ -319,14 +319,14 @@ def demo_copy(demo_run, tmp_path):
 
     return shutil.copytree(demo_run, tmp_path / "demo", symlinks=True)
 
+
 def small_demo_config(workdir: Path) -> str:
     """The tiny demo's grid scaled down (two paraphrase sets, K in {0, 1}, atlas 0-shot in one format without
-    the search, a shorter base-model pre-training, one-core jobs, protect: true) for tests that run the pipeline
-    more than once."""
+    the search, a shorter base-model pre-training, one-core jobs) for a test that runs a pipeline of its own
+    (QA-SFT's, which the shared run does not have)."""
     import yaml
 
     config = tiny_demo_config(workdir)
-    config["protect"] = True  # the paper's setting: tests check what it write-protects
     config["models"]["tiny-llama"]["build"]["pretrain_epochs"] = 1
     atlas, news = config["tasks"]["atlas"], config["tasks"]["current_events"]
     atlas["shots"], atlas["formats"] = [0], ["options"]
@@ -336,21 +336,6 @@ def small_demo_config(workdir: Path) -> str:
     config["resources"]["gpu_rules"]["cpus_per_task"] = config["resources"]["evaluate"]["cpus_per_task"] = 1
     (workdir / "config" / "small_demo.yaml").write_text(yaml.safe_dump(config))
     return "config/small_demo.yaml"
-
-
-@pytest.fixture(scope="session")
-def small_demo_local(tmp_path_factory):
-    """The scaled-down demo run locally in a fresh copy: (workdir, config path)."""
-    workdir = copy_checkout(tmp_path_factory.mktemp("small_demo"))
-    config = small_demo_config(workdir)
-    proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", config)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir, config
-
-
-def result_tables(workdir: Path) -> dict[str, str]:
-    """Every result table's text, by file name."""
-    return {p.name: p.read_text() for p in sorted((workdir / "results" / "tables").glob("*.csv"))}
 
 
 @pytest.fixture(scope="session")

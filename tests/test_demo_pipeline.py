@@ -1,5 +1,7 @@
 """The embedded demo, end to end: result tables, targeted rebuilds and what a touched file re-runs."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import pytest
 import yaml
@@ -88,25 +90,12 @@ def test_both_scoring_formats_for_atlas(demo_run):
     assert sorted(table["format"]) == ["letters", "options"]
 
 
-def test_expensive_outputs_are_write_protected(small_demo_local):
-    """protect: true (the small demo's setting, config.yaml's default): Snakemake makes them read-only."""
-    workdir, _ = small_demo_local
-    expensive = [workdir / "results" / "models" / "tiny-llama" / "base" / "config.json",
-                 workdir / "results" / "finetune" / "tiny-llama" / "current_events" / "k1" / "checkpoint" / "config.json",
-                 # set 0: the search's chosen trial's model, hard-linked (rule validated_model)
-                 workdir / "results" / "finetune" / "tiny-llama" / "current_events" / "k0" / "checkpoint" / "config.json",
-                 workdir / "results" / "atlas" / "raw" / "pages.xml"]
-    cheap = [workdir / "results" / "atlas" / "chunks.parquet", workdir / "results" / "tables" / "scores.csv"]
-    assert all(path.stat().st_mode & 0o222 == 0 for path in expensive)
-    assert all(path.stat().st_mode & 0o200 for path in cheap)
-
-
-def test_the_steps_matched_control_ran_through_the_pipeline(small_demo_local):
-    """The small demo's control of set 1 (finetune.steps_matched [1]): trained on set 0's chunks for set 1's
+def test_the_steps_matched_control_ran_through_the_pipeline(demo_run):
+    """The tiny demo's control of set 1 (finetune.steps_matched [1]): trained on set 0's chunks for set 1's
     steps (its loss file as long as set 1's, its training.json saying what it matched), scored, compared."""
     import json
 
-    workdir, _ = small_demo_local
+    workdir = demo_run
     runs = workdir / "results" / "finetune" / "tiny-llama" / "current_events"
     control, par = pd.read_csv(runs / "steps" / "k1" / "train_loss.csv"), pd.read_csv(runs / "k1" / "train_loss.csv")
     assert control["step"].tolist() == par["step"].tolist()
@@ -221,10 +210,12 @@ def test_editing_a_config_key_reruns_only_the_rules_that_read_it(demo_run, tmp_p
     changed = edited(yaml.safe_load((demo_run / TINY_DEMO).read_text()), key, value)
     # safe_dump sorts the keys: the run's config had them in another order, which must re-run nothing
     (tmp_path / "edited.yaml").write_text(yaml.safe_dump(changed))
-    after_edit = run_snakemake(demo_run, "-n", "--configfile", str(tmp_path / "edited.yaml"))
+    with ThreadPoolExecutor(2) as pool:  # the two dry runs side by side, one a core
+        after_edit = pool.submit(run_snakemake, demo_run, "-n", "--configfile", str(tmp_path / "edited.yaml"))
+        # the manifest records the config files (edited.yaml now), so it is rebuilt after every edit
+        expected = pool.submit(planned_jobs, demo_run, "--forcerun", *readers) if readers else None
+        after_edit, expected = after_edit.result(), expected.result() if expected else {"manifest": 1, "all": 1}
     assert after_edit.returncode == 0, after_edit.stderr[-2000:]
-    # the manifest records the config files (edited.yaml now), so it is rebuilt after every edit
-    expected = planned_jobs(demo_run, "--forcerun", *readers) if readers else {"manifest": 1, "all": 1}
     assert dry_run_jobs(after_edit.stdout) == expected
 
 

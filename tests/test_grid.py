@@ -107,7 +107,9 @@ DEMO_JOBS = {
 # trains set 0 only (its QA pairs), so its cells are QA-SFT and QA-SFT+RAG; the steps-matched control of set 10
 # (current_events; demo.yaml's [4] replaced); handbook: files, JSONL table, shot 0, options, set 0, no search; one
 # control (a table). Set 0 of a searched task is the chosen trial's model (validated_model / validated_adapter /
-# validated_model_qa_sft), not a finetune job.
+# validated_model_qa_sft), not a finetune job. Training seeds 1234 (the run's), 1 and 2 for current_events' full
+# sets 0 and 10 and the control of set 10: each extra seed (2) trains those 3 models again (set 0 too, at the
+# search's choice: finetune, not adopted), scored as FT and, for sets 0 and 10, FT+RAG; no control scores.
 EXTENDED_JOBS = {
     "fetch": 2, "clean_dump": 2, "load_corpus": 1,  # atlas, current_events are dumps; handbook a folder of files
     "make_chunks": 3, "knowledge_base_report": 3,
@@ -121,17 +123,17 @@ EXTENDED_JOBS = {
     "hparam_trial_lora": 1 * 3, "choose_hparams_lora": 1, "validated_adapter": 1,  # current_events x 3 rates
     # QA-SFT on current_events: its pairs (1), its search (2 rates), set 0 adopted; no finetune_qa_sft (set 0 only)
     "qa_sft_pairs": 1, "hparam_trial_qa_sft": 1 * 2, "choose_hparams_qa_sft": 1, "validated_model_qa_sft": 1,
-    "finetune": (1 - 1) + (3 - 1) + 1,  # atlas, current_events without their set 0; handbook's set 0
+    "finetune": (1 - 1) + (3 - 1) + 1 + 2 * 2,  # atlas, current_events without their set 0; handbook's set 0; seeds
     "finetune_lora": 3 - 1,  # current_events sets 2 and 10
-    "finetune_steps": 1,  # current_events' set 10, at full's chosen learning rate and epochs
+    "finetune_steps": 1 + 2,  # current_events' set 10, at full's chosen learning rate and epochs; 2 extra seeds
     "extract_embedder": 1, "index_chunks": 3, "retrieve": 3,
     "lmeval_task": 3 * 2 + 3 * 1 + 3 * 1,  # K {0, 1, 2} x formats: atlas 2, current_events 1, handbook 1
     "evaluate_base": 2 * 2 + 1 + 1,  # atlas 2 shots x 2 formats; current_events, handbook 1 x 1
-    "evaluate_ft": 2 * 2 * 1 + 1 * 3 + 1 * 1,  # x sets: atlas {0}, current_events {0, 2, 10}, handbook {0}
-    "evaluate_ftrag": 2 * 2 * 1 + 1 * 2 + 1 * 1,  # x FT+RAG sets: atlas {0}, current_events {0, 10}, handbook {0}
+    "evaluate_ft": 2 * 2 * 1 + 1 * 3 + 1 * 1 + 2 * 2,  # x sets: atlas {0}, current_events {0, 2, 10}, handbook {0}
+    "evaluate_ftrag": 2 * 2 * 1 + 1 * 2 + 1 * 1 + 2 * 2,  # x FT+RAG sets: atlas {0}, current_events {0, 10}, handbook {0}
     "evaluate_lora": 1 * 3, "evaluate_lorarag": 1 * 2,  # current_events only: sets {0, 2, 10}, FT+RAG {0, 10}
     "evaluate_qasft": 1, "evaluate_qasftrag": 1,  # current_events only: set {0}, QA-SFT+RAG {0}
-    "evaluate_steps": 1,  # current_events' FT-steps10 (not scored on the control: no forgetting row)
+    "evaluate_steps": 1 + 2,  # current_events' FT-steps10 per seed (not scored on the control: no forgetting row)
     "control_questions": 1, "control_lmeval_task": 1,
     "evaluate_controls_base": 1,
     "evaluate_controls_ft": 1 + 3 + 1,  # every full checkpoint: atlas 1, current_events 3, handbook 1
@@ -202,8 +204,9 @@ def test_extended_demo_grid_dry_run_matches_hand_count():
     counts = dry_run_counts("all", "--configfile", *files)
     assert counts == EXTENDED_JOBS
     # 104 + 3 question_clusters + QA-SFT's 1 + 2 + 1 + 1 training and 1 + 1 + 1 evaluation jobs + the steps-matched
-    # control's finetune_steps and evaluate_steps
-    assert sum(counts.values()) == 104 + 3 + 8 + 2 + 66  # + the other retrievers' 65 jobs and retrieval_tables
+    # control's finetune_steps and evaluate_steps + the extra seeds' 6 trainings and 10 evaluations + the other
+    # retrievers' 65 jobs and retrieval_tables
+    assert sum(counts.values()) == 104 + 3 + 8 + 2 + 16 + 66
 
 
 def test_the_planners_dag_is_the_dry_runs():

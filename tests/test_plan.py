@@ -543,3 +543,27 @@ def test_power_counts_the_grids_comparisons_per_family_and_warns_below_the_paper
     warned = {w.split(":")[1].strip() for w in plan["power_warnings"]}
     assert warned == {"FT vs Base", "FT-par+RAG vs RAG", "FT-par vs FT"}  # RAG's effects (.232+) are detectable
     assert plan["warnings"] == []  # not resource warnings
+
+
+def test_training_seeds_multiply_the_seeded_runs_jobs_and_gpu_hours(tmp_path):
+    """finetune.seeds [1234, 1, 2] on current events' FT set 0 and 10 and the control of set 10: two more runs of
+    each per model, each priced as the run it repeats (set 0 now trained, not adopted: the search's epochs)."""
+    def seeded(config):
+        config["finetune"].update(seeds=[config["seed"], 1, 2], seed_tasks=["current_events"],
+                                  seed_methods=["full", "steps"], seed_sets=[0, 10])
+
+    plan = paper_plan(tmp_path, seeded, same_jobs=False)
+    params = [plan["models"][m]["parameters"] for m in ("llama2-7b", "mistral-7b", "orca2-7b")]
+
+    def run_hours(p, k):  # 4 GPUs x wall minutes of set k's run (5 epochs: the search's), as the test above
+        return 4 * (10 + (5 * 12 * p + 2 * p) / 1e9 / 60 + 8 * p * (455 * (1 + k) * 202 * 5) / 100e12 / 3600 * 60 / 4) / 60
+
+    unseeded = sum(run_hours(p, k) for p in params for k in range(1, 11))
+    assert plan["rules"]["finetune"]["jobs"] == 30 + 3 * 2 * 2
+    assert plan["rules"]["finetune"]["gpu_hours"] == pytest.approx(
+        unseeded + 2 * sum(run_hours(p, 0) + run_hours(p, 10) for p in params))
+    assert plan["rules"]["finetune_steps"]["jobs"] == 3 * 3
+    assert plan["rules"]["finetune_steps"]["gpu_hours"] == pytest.approx(3 * sum(run_hours(p, 10) for p in params))
+    assert plan["rules"]["hparam_trial"]["jobs"] == 90  # the search is not repeated per seed
+    # each extra seed's model is scored as the run seed's (FT, K = 0): one shot count x 2 formats, per model
+    assert plan["rules"]["evaluate_ft"]["jobs"] == paper_plan(tmp_path)["rules"]["evaluate_ft"]["jobs"] + 3 * 2 * 2 * 2

@@ -1,55 +1,68 @@
-"""The demo pipeline through `snakemake --profile slurm all` on a live one-node SLURM cluster.
+"""The demo pipeline through `snakemake --profile slurm` on a live one-node SLURM cluster.
 
-The grid is the demo's scaled down (conftest.small_demo_config) so that the cluster's per-job
-overhead stays small; the same config run locally must give identical result tables: the suite's check that a
-second run from scratch reproduces every table (every random choice seeded from the config). Through SLURM the
-GPU rules ask for one of the cluster's emulated GPUs each (config/slurm_gpus.yaml on top of it), which
-SLURM must allocate; with no CUDA behind them they run on the CPU (resources.allow_cpu).
+The tiny demo's shared run (conftest.demo_run) is copied, and a slice of its cells is made again from scratch
+through SLURM (`--forceall` with those cells as targets: every job they need, the knowledge bases' fetch
+included; every GPU rule's jobs among them): their score files and per-question records must equal the local
+run's byte for byte, the suite's check that a second run from scratch reproduces every number (every random
+choice is seeded from the config; the tables are a function of these files). Through SLURM the GPU rules ask for
+one of the cluster's emulated GPUs each (config/slurm_gpus.yaml on top of it), which SLURM must allocate; with no
+CUDA behind them they run on the CPU (resources.allow_cpu). The slice runs under `protect: true`, config.yaml's
+setting, so that the test also checks what Snakemake write-protects.
 """
 
 import re
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-from conftest import copy_checkout, result_tables, run_snakemake, small_demo_config
+from conftest import TINY_DEMO, run_snakemake
 from slurm_cluster import scontrol_job, snakemake_flags
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-# hparam_trial: current events' search (the small demo drops atlas's); its set 0 is the chosen trial's model
+# hparam_trial: current events' search; its set 0 is the chosen trial's model (validated_model, local)
 GPU_RULES = {"build_base_model", "hparam_trial", "finetune", "finetune_steps", "index_chunks", "retrieve",
              "evaluate_base", "evaluate_ft", "evaluate_ftrag", "evaluate_steps"}
-GPUS_OVERLAY = {"resources": {"gpu_rules": {"gpu": 1}, "allow_cpu": True}}
+SLURM_OVERLAY = {"resources": {"gpu_rules": {"gpu": 1}, "allow_cpu": True}, "protect": True}
 JOB_ENVIRONMENT = re.compile(r" job environment: (.*)$", re.MULTILINE)
+# one cell of each evaluation rule: atlas's RAG K=1 on the base model; current events' FT on set 1, its
+# steps-matched control, and FT+RAG K=1 on set 0 (the search's chosen model)
+SLICE = ["results/scores/tiny-llama/atlas/rag_k1_0shot_options",
+         "results/scores/tiny-llama/current_events/ft-p1_k0_0shot_options",
+         "results/scores/tiny-llama/current_events/steps-p1_k0_0shot_options",
+         "results/scores/tiny-llama/current_events/ftrag-p0_k1_0shot_options"]
 
 
-def job_environments(log_dir: Path) -> dict[str, dict[str, str]]:
-    """The 'job environment' line every job writes to its log (kinject.cli.log_job_environment), parsed
-    into a NAME -> value dict, by log file; a file whose lines (one per process) disagree fails."""
+def job_environments(log_dir: Path, since: float) -> dict[str, dict[str, str]]:
+    """The 'job environment' line every job written to since `since` (a time.time()) wrote to its log
+    (kinject.cli.log_job_environment), parsed into a NAME -> value dict, by log file; a file whose lines (one per
+    process) disagree fails."""
     environments = {}
-    for log in sorted(log_dir.rglob("*.log")):
+    for log in sorted(log for log in log_dir.rglob("*.log") if log.stat().st_mtime >= since):
         lines = set(JOB_ENVIRONMENT.findall(log.read_text()))
         assert len(lines) == 1, f"{log}: {lines}"
         environments[str(log.relative_to(log_dir))] = dict(field.split("=", 1) for field in lines.pop().split(", "))
     return environments
 
 
-def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local, tmp_path):
-    cluster = copy_checkout(tmp_path)
-    config = small_demo_config(cluster)
-    (cluster / "config" / "slurm_gpus.yaml").write_text(yaml.safe_dump(GPUS_OVERLAY))
-    run = run_snakemake(cluster, "--profile", "slurm", "all", *snakemake_flags(),
-                        "--configfile", config, "config/slurm_gpus.yaml", env=slurm_cluster.env, timeout=1500)
+def test_a_slice_of_the_demo_through_slurm_matches_the_local_run(slurm_cluster, demo_run, demo_copy):
+    cluster = demo_copy
+    (cluster / "config" / "slurm.yaml").write_text(yaml.safe_dump(SLURM_OVERLAY))
+    targets = [f"{cell}.{ext}" for cell in SLICE for ext in ("json", "parquet")]
+    start = time.time()
+    run = run_snakemake(cluster, "--profile", "slurm", *targets, "--forceall", *snakemake_flags(),
+                        "--configfile", TINY_DEMO, "config/slurm.yaml", env=slurm_cluster.env, timeout=1500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     slurm_logs = cluster / ".snakemake" / "slurm_logs"  # rule_<name>/<wildcards>/<jobid>.log
     job_logs = list(slurm_logs.rglob("*.log"))
     rules = [log.relative_to(slurm_logs).parts[0].removeprefix("rule_") for log in job_logs]
     assert set(rules) == GPU_RULES  # the light and network-bound rules stayed local
-    # 10 cells, one job per checkpoint: atlas base (+ RAG), FT p0, FT+RAG p0; news base (+ RAG), FT p0, FT p1,
-    # FT+RAG p1, FT-steps1 (the steps-matched control of set 1)
-    assert {r: rules.count(r) for r in GPU_RULES if r.startswith("evaluate")} == {
-        "evaluate_base": 2, "evaluate_ft": 3, "evaluate_ftrag": 2, "evaluate_steps": 1}
+    # one job per slice cell, both tasks' index and top-K, the search's two trials
+    assert {r: rules.count(r) for r in GPU_RULES} == {
+        "build_base_model": 1, "hparam_trial": 2, "finetune": 1, "finetune_steps": 1, "index_chunks": 2,
+        "retrieve": 2, "evaluate_base": 1, "evaluate_ft": 1, "evaluate_ftrag": 1, "evaluate_steps": 1}
     jobs = {log.stem: scontrol_job(log.stem, slurm_cluster.env) for log in job_logs}
     for job in jobs.values():  # every SLURM job is a GPU rule's, asked for one GPU and was allocated it
         assert job["JobState"] == "COMPLETED" and job["Partition"] == slurm_cluster.partition, job
@@ -57,7 +70,7 @@ def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local,
 
     # Each job's own log: GPU rules ran inside their SLURM job and saw its GPU in CUDA_VISIBLE_DEVICES
     # (finetune's log holds its accelerate processes' output too, but one such line); local rules saw none.
-    environments = job_environments(cluster / "logs")
+    environments = job_environments(cluster / "logs", since=start)  # this run's jobs' (the copy has the others')
     in_slurm = {log: env for log, env in environments.items() if env["SLURM_JOB_ID"] != "unset"}
     assert sorted(env["SLURM_JOB_ID"] for env in in_slurm.values()) == sorted(jobs)  # one log per job
     # the hub is switched off in every SLURM job (rules/common.smk sets it for the workflow and so its jobs)
@@ -68,12 +81,62 @@ def test_demo_through_slurm_matches_a_local_run(slurm_cluster, small_demo_local,
     for log, env in in_slurm.items():
         assert env["CUDA_VISIBLE_DEVICES"] in gpu_indices, (log, env)
     local = {log: env for log, env in environments.items() if log not in in_slurm}
-    assert {log.split("/")[0] for log in local} >= {"clean_dump", "make_chunks", "lmeval_task", "tables"}
+    assert {log.split("/")[0] for log in local} >= {"clean_dump", "make_chunks", "lmeval_task", "validated_model"}
     for log, env in local.items():
         assert env["CUDA_VISIBLE_DEVICES"] == "unset", (log, env)
 
-    local_run, _ = small_demo_local
-    tables = result_tables(cluster)
-    assert sorted(tables) == ["best_k.csv", "comparisons.csv", "current_events_0shot.csv", "mmlu_0shot.csv",
-                              "paraphrase_trend.csv", "scores.csv"]
-    assert tables == result_tables(local_run)
+    for target in targets:  # made again from scratch, through SLURM: the local run's bytes
+        assert (cluster / target).read_bytes() == (demo_run / target).read_bytes(), target
+
+    # protect: true (config.yaml's default): Snakemake made the expensive outputs read-only, the cheap ones not
+    runs = cluster / "results" / "finetune" / "tiny-llama" / "current_events"
+    expensive = [cluster / "results" / "models" / "tiny-llama" / "base" / "config.json",
+                 runs / "k1" / "checkpoint" / "config.json",
+                 runs / "k0" / "checkpoint" / "config.json",  # the search's chosen trial's, hard-linked (local rule)
+                 cluster / "results" / "atlas" / "raw" / "pages.xml"]
+    cheap = [cluster / "results" / "atlas" / "chunks.parquet", cluster / Path(targets[0])]
+    assert all(path.stat().st_mode & 0o222 == 0 for path in expensive)
+    assert all(path.stat().st_mode & 0o200 for path in cheap)
+
+
+# The fine-tune the time-limit test stops: current events' set 10 (12 steps an epoch on the tiny demo) for 48
+# epochs instead of its search's 3 (576 steps, about 165 s on 2 cores with native bf16): longer than the 60-90 s
+# a one-minute limit gives it (slurmctld checks limits every 30 s), on a CPU twice as fast too.
+LONG_EPOCHS = 48
+
+
+def test_a_fine_tune_past_its_slurm_time_limit_saves_a_checkpoint_and_the_rerun_resumes(slurm_cluster, demo_copy):
+    """SLURM's time limit (resources.gpu_rules.runtime: 1 minute) stops a fine-tune through `--profile slurm`:
+    SIGTERM reaches every process of the job (launcher, accelerate, the training process) and the training saves
+    a checkpoint before SLURM's SIGKILL; the job ends TIMEOUT. The rerun with the run's own runtime resumes from
+    that checkpoint and finishes with one loss row per step."""
+    import json
+
+    from kinject.paths import work_dir
+
+    chosen = demo_copy / "results" / "hparams" / "tiny-llama" / "current_events" / "chosen.json"
+    chosen.write_text(json.dumps({**json.loads(chosen.read_text()), "epochs": LONG_EPOCHS}))  # k10 now outdated
+    run_dir = Path("results") / "finetune" / "tiny-llama" / "current_events" / "k10"
+    target = str(run_dir / "train_loss.csv")
+    (demo_copy / "config" / "one_minute.yaml").write_text(yaml.safe_dump({"resources": {"gpu_rules": {"runtime": 1}}}))
+    flags = ["--profile", "slurm", target, *snakemake_flags(), "--configfile", TINY_DEMO]
+
+    stopped = run_snakemake(demo_copy, *flags, "config/one_minute.yaml", "--retries", "0", env=slurm_cluster.env,
+                            timeout=600)
+    assert stopped.returncode != 0, stopped.stderr[-3000:]
+    (job_log,) = (demo_copy / ".snakemake" / "slurm_logs" / "rule_finetune").rglob("*.log")
+    job = scontrol_job(job_log.stem, slurm_cluster.env)
+    assert job["JobState"] == "TIMEOUT" and job["TimeLimit"] == "00:01:00", job
+    text = (demo_copy / "logs" / "finetune" / "tiny-llama_current_events_k10.log").read_text()
+    (checkpoint,) = (demo_copy / work_dir(str(run_dir))).glob("checkpoint-*")
+    step = int(checkpoint.name.rsplit("-", 1)[1])
+    assert f"saving a checkpoint at step {step}" in text and 0 < step < LONG_EPOCHS * 12, text[-3000:]
+    assert f"{checkpoint.relative_to(demo_copy)}: saved after SIGTERM at step {step}" in text, text[-3000:]
+    assert not (demo_copy / target).exists()
+
+    resumed = run_snakemake(demo_copy, *flags, env=slurm_cluster.env, timeout=1200)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {checkpoint.relative_to(demo_copy)}" in (
+        demo_copy / "logs" / "finetune" / "tiny-llama_current_events_k10.log").read_text()
+    steps = pd.read_csv(demo_copy / target)["step"].tolist()
+    assert steps == list(range(1, LONG_EPOCHS * 12 + 1))

@@ -15,6 +15,7 @@ from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, rag_cell, r
 from kinject.knowledge.sources import KNOWLEDGE_SOURCES, knowledge_source
 from kinject.paths import CONTROL_SCORE, RECORDS_PATTERN, SCORE_PATTERN
 from kinject.qa.sources import QUESTION_SOURCES, question_source
+from kinject.training import seeds
 from kinject.training.methods import METHODS, Method, cell_method, ft_rag_sets, method
 
 FORMATS = ("options", "letters")  # kinject/templates/formats.yaml: how a question and its options are scored
@@ -37,7 +38,12 @@ class Cell:
 
     @property
     def paraphrase_set(self) -> int | None:
-        return int(self.method.split("-p")[1]) if "-p" in self.method else None
+        return seeds.untag(self.method.split("-p")[1])[0] if "-p" in self.method else None
+
+    @property
+    def seed(self) -> int | None:
+        """The training seed of an extra seed's model (kinject.training.seeds: ft-p10_s7); None otherwise."""
+        return seeds.untag(self.method.split("-p")[1])[1] if "-p" in self.method else None
 
     @property
     def finetuned(self) -> bool:
@@ -64,6 +70,12 @@ def method_sets(config: dict, task: dict, m: Method, rag: bool = False) -> list[
         return []
     listed = m.listed_sets(config)
     return [p for p in m.trained_sets(task, rag=rag) if listed is None or p in listed]
+
+
+def method_runs(config: dict, name: str, m: Method, rag: bool = False) -> list[str]:
+    """The models of :func:`method_sets` of task ``name`` as wildcard values (p): each set, then each seeded set
+    under every extra training seed (kinject.training.seeds: "10_s7")."""
+    return seeds.seeded_runs(config, name, m.name, method_sets(config, config["tasks"][name], m, rag=rag))
 
 
 def method_tasks(config: dict, method: str) -> list[str]:
@@ -109,6 +121,8 @@ def check_config(config: dict, source: str = "config") -> None:
                 m.check(config, key, task, source)
     check_controls(config, source)
     check_method_sets(config, source)
+    seeds.check(config, source, {m.name for task in config["tasks"].values() for m in task_methods(config, task)},
+                {p for task in config["tasks"].values() for p in task["paraphrase_sets"]})
 
 
 def check_method_sets(config: dict, source: str) -> None:
@@ -168,7 +182,7 @@ def check_knowledge_base(config: dict, kb: dict, key: str, source: str) -> None:
 
 def cells(config: dict) -> list[Cell]:
     """Every cell of the grid: base, FT per paraphrase set, RAG per K, FT+RAG per set and K; per shots and
-    scoring format."""
+    scoring format; a seeded model's cells under each extra training seed (kinject.training.seeds)."""
     ks = rag_ks(config)
     out = []
     for model in config["models"]:
@@ -178,10 +192,10 @@ def cells(config: dict) -> list[Cell]:
                 out.append(Cell(method="base", k=0, **at))
                 out += [Cell(method="rag", k=k, **at) for k in ks]
                 for m in task_methods(config, task):
-                    out += [Cell(method=m.cell(p), k=0, **at) for p in method_sets(config, task, m)]
-                    out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in method_sets(config, task, m, rag=True)
+                    out += [Cell(method=m.cell(p), k=0, **at) for p in method_runs(config, name, m)]
+                    out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in method_runs(config, name, m, rag=True)
                             for k in ks]
-                for r in task_retrievers(config, task):  # each other retriever's cells after the paper's
+                for r in task_retrievers(config, task):  # each other retriever's cells (the run's seed's models)
                     out += [Cell(method=rag_cell("rag", r.name), k=k, **at) for k in retriever_ks(r, ks)]
                     out += [Cell(method=rag_cell(m.cell(p, rag=True), r.name), k=k, **at) for m in task_methods(config, task)
                             for p in method_sets(config, task, m, rag=True) for k in retriever_ks(r, ks)]
@@ -199,8 +213,9 @@ def task_retrievers(config: dict, task: dict) -> list:
 
 
 def finetuned_checkpoints(config: dict) -> list[dict]:
-    """Every fine-tuned model of the grid: {model, task, method (a method's name: finetune.methods, or a control
-    of one), p}."""
+    """Every fine-tuned model of the grid under the run's seed: {model, task, method (a method's name:
+    finetune.methods, or a control of one), p} (the forgetting controls and the loss figure read these; an extra
+    training seed's models are scored on the task only)."""
     return [{"model": model, "task": name, "method": m.name, "p": p}
             for model in config["models"] for name, task in config["tasks"].items()
             for m in task_methods(config, task) for p in method_sets(config, task, m)]
@@ -263,10 +278,10 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
                 at = {"model": model, "task": task_name, "shots": shots, "format": fmt}
                 jobs["evaluate_base"].append(at)
                 for m in task_methods(config, task):
-                    jobs[m.rule("evaluate")] += [{**at, "p": p} for p in method_sets(config, task, m)]
+                    jobs[m.rule("evaluate")] += [{**at, "p": p} for p in method_runs(config, task_name, m)]
                     if rag and m.rag:
-                        jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in method_sets(config, task, m, rag=True)]
-                for r in task_retrievers(config, task):
+                        jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in method_runs(config, task_name, m, rag=True)]
+                for r in task_retrievers(config, task):  # the run's seed's models only
                     jobs[retriever_rule("evaluate_rag", r.name)].append(at)
                     for m in (m for m in task_methods(config, task) if m.rag):
                         jobs[retriever_rule(m.rule("evaluate_rag"), r.name)] += [

@@ -1,5 +1,9 @@
 """Stating facts: every sentence that states a fact (the relation's clauses, bare and wrapped), each
-paragraph's chosen sentences, the Fact registry entries (paraphrases, questions) and the distractor pools."""
+paragraph's chosen sentences, the Fact registry entries (paraphrases, questions) and the distractor pools.
+
+A fact's paraphrases are made of its relation's paraphrase clauses (lexicon.yaml ``paraphrases``), never of the
+clauses its articles are written in, bare or inside a wrapper, both sharing no wording with the relation's
+questions (kinject.demo.wording): the paraphrase sets then add other wordings of a fact, not the questions' own."""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from dataclasses import dataclass
 from kinject.demo.author import Fact
 from kinject.demo.lexicon import RELATIONS, WRAPPERS
 from kinject.demo.model import KB, Article
+from kinject.demo.wording import shared_wording
 
 N_PARAPHRASES = 12
+MAX_LENGTH = 2.2  # a paraphrase's length at most this many times its sentence's
 
 
 def capfirst(text: str) -> str:
@@ -24,6 +30,19 @@ def renderings(kb: str, subject: str, relation: str, obj: str) -> list[str]:
     out = []
     for wrapper in WRAPPERS[kb]:
         for clause in RELATIONS[relation].clauses:
+            text = capfirst(wrapper.format(c=clause.format(s=subject, o=obj)))
+            if obj in text and text not in out:
+                out.append(text)
+    return out
+
+
+def paraphrase_renderings(kb: str, subject: str, relation: str, obj: str) -> list[str]:
+    """Every paraphrase of the fact: each paraphrase clause of its relation, bare then inside each wrapper of the
+    kb that shares no wording with the relation's questions (the object kept verbatim, as :func:`renderings`)."""
+    questions = RELATIONS[relation].questions
+    out = []
+    for wrapper in (w for w in WRAPPERS[kb] if not shared_wording(w, questions)):
+        for clause in RELATIONS[relation].paraphrases:
             text = capfirst(wrapper.format(c=clause.format(s=subject, o=obj)))
             if obj in text and text not in out:
                 out.append(text)
@@ -69,10 +88,15 @@ def is_wrapped(rendering: str) -> bool:
 
 
 def make_fact(fid: str, kb: str, title: str, triple: tuple[str, str, str], sentence: str, options: list[str],
-              rng: random.Random) -> Fact:
+              rng: random.Random, paraphrase_clauses: bool = True) -> Fact:
+    """A registry entry; its paraphrases from the relation's paraphrase clauses (``paraphrase_clauses``; else from
+    the other article renderings, ``options``, as the pre-training worlds' facts keep theirs)."""
     subject, relation, obj = triple
     others = [r for r in options if r != sentence]
-    rng.shuffle(others)
+    rng.shuffle(others)  # the world's one stream of draws, as it always took them (the articles stay as they were)
+    if paraphrase_clauses:  # at most MAX_LENGTH times the sentence's length (a short fact, a long wrapper)
+        others = [r for r in paraphrase_renderings(kb, subject, relation, obj) if len(r) < MAX_LENGTH * len(sentence)]
+        random.Random(fid).shuffle(others)
     closest = sorted(others, key=lambda r: abs(len(r) - len(sentence)))[:N_PARAPHRASES]
     bare = [r for r in closest if not is_wrapped(r)]
     wrapped = [r for r in closest if is_wrapped(r)]
@@ -89,8 +113,9 @@ class StatedArticle:
     paragraphs: list[tuple[str | None, list[Fact]]]  # (section heading, facts of one paragraph)
 
 
-def state_kb(kb: KB, rng: random.Random) -> list[StatedArticle]:
-    """Choose every paragraph's sentences and register each one as a Fact (ids in article order)."""
+def state_kb(kb: KB, rng: random.Random, paraphrase_clauses: bool = True) -> list[StatedArticle]:
+    """Choose every paragraph's sentences and register each one as a Fact (ids in article order); its paraphrases
+    as :func:`make_fact` makes them (a pre-training world: ``paraphrase_clauses`` False, its corpus unchanged)."""
     out, n = [], 0
     for article in kb.articles:
         paragraphs = []
@@ -101,7 +126,8 @@ def state_kb(kb: KB, rng: random.Random) -> list[StatedArticle]:
                 facts = []
                 for triple, sentence, opts in zip(para, sentences, options):
                     n += 1
-                    facts.append(make_fact(f"{kb.name}-{n:04d}", kb.name, article.title, triple, sentence, opts, rng))
+                    facts.append(make_fact(f"{kb.name}-{n:04d}", kb.name, article.title, triple, sentence, opts, rng,
+                                           paraphrase_clauses))
                 paragraphs.append((heading, facts))
         out.append(StatedArticle(article, paragraphs))
     return out

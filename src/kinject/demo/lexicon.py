@@ -22,6 +22,7 @@ class Relation:
     domain: str
     clauses: tuple[str, ...]
     questions: tuple[str, ...]
+    paraphrases: tuple[str, ...] = ()  # clauses for paraphrases only, sharing no wording with the questions
 
 
 def _fill(template: str, params: dict[str, str]) -> str:
@@ -30,20 +31,23 @@ def _fill(template: str, params: dict[str, str]) -> str:
     return template
 
 
-def relation(entry: dict, forms: dict[str, dict]) -> Relation:
-    """One relation of the data file: written out, or a form filled with the entry's other keys."""
+def relation(entry: dict, forms: dict[str, dict], paraphrases=()) -> Relation:
+    """One relation of the data file: written out, or a form filled with the entry's other keys; with its
+    paraphrase clauses (the data file's ``paraphrases``)."""
     if "form" not in entry:
-        return Relation(entry["domain"], tuple(entry["clauses"]), tuple(entry["questions"]))
+        return Relation(entry["domain"], tuple(entry["clauses"]), tuple(entry["questions"]), tuple(paraphrases))
     params = {k: v for k, v in entry.items() if k not in ("form", "domain")}
     form = forms[entry["form"]]
     return Relation(entry.get("domain", form.get("domain")), tuple(_fill(c, params) for c in form["clauses"]),
-                    tuple(_fill(q, params) for q in form["questions"]))
+                    tuple(_fill(q, params) for q in form["questions"]), tuple(paraphrases))
 
 
 def load(text: str | None = None) -> dict:
     """The data file (or ``text`` in its format), relations expanded: {relations, wrappers, words}."""
     data = yaml.safe_load(text if text is not None else resources.files(__package__).joinpath(DATA).read_text("utf-8"))
-    return {"relations": {name: relation(entry, data["forms"]) for name, entry in data["relations"].items()},
+    paraphrases = data.get("paraphrases", {})
+    return {"relations": {name: relation(entry, data["forms"], paraphrases.get(name, ()))
+                          for name, entry in data["relations"].items()},
             "wrappers": data["wrappers"], "words": data["words"]}
 
 

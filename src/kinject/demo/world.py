@@ -58,7 +58,7 @@ def build(seed: int = SEED) -> dict[str, str]:
     docs = []
     for _ in range(N_PRETRAIN_WORLDS):
         for kb in (build_atlas(rng, names), build_current_events(rng, names)):
-            docs += pretrain_docs(state_kb(kb, rng), rng)
+            docs += pretrain_docs(state_kb(kb, rng, paraphrase_clauses=False), rng)  # the tiny model's corpus
     rng.shuffle(docs)
     files["pretrain.jsonl"] = "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs)
     files["world.json"] = json.dumps({"seed": seed, "facts": [f.to_json() for f in facts], "domains": pools},

@@ -29,6 +29,7 @@ from kinject.planning.memory import (
 from kinject.planning.shapes import Shape, model_shape
 from kinject.precision import AUTO, save_dtype
 from kinject.training.methods import METHODS
+from kinject.training.seeds import untag
 
 # The resources entry each GPU rule reads (rules/*.smk: compute_resources(<key>); a test keeps them equal).
 # Each fine-tuning method's rules read the resources entry of their stage.
@@ -135,13 +136,14 @@ class Planner:
 
     # training ------------------------------------------------------------------------------------------
     def training_job(self, rule: str, at: dict, count: int) -> Job:
-        """A search's trial (its learning rate aside: ``count`` trials) or a fine-tuning run of paraphrase set k."""
-        model, task, k = at["model"], at["task"], int(at.get("k", 0))
+        """A search's trial (its learning rate aside: ``count`` trials) or a fine-tuning run of paraphrase set k (an
+        extra training seed's run, k tagged 10_s7: kinject.training.seeds, is set k's run again)."""
+        model, task, k = at["model"], at["task"], untag(at.get("k", 0))[0]
         res = job_resources(self.config, rule)
         n = processes(res)
         ft, plan = self.config["finetune"], self.plan
         method = TRAINING_RULES[rule]
-        job = Job(rule, f"{model} {task} k{k}" if rule.startswith("finetune") else f"{model} {task}", model,
+        job = Job(rule, f"{model} {task} k{at.get('k', 0)}" if rule.startswith("finetune") else f"{model} {task}", model,
                   count=count, gpus=res.get("gpu", 0))
         shape = self.shape(model, job)
         tokens = (method.tokens or training_tokens)(self.config, task, self.corpora[task], self.root, k)
@@ -297,6 +299,14 @@ class Planner:
         return out
 
 
+def _set_order(value) -> tuple[int, int]:
+    """A paraphrase set (or K) wildcard's sort key: the set, then an extra training seed's tag (none first)."""
+    if value == -1:
+        return (-1, -1)
+    p, seed = untag(value)
+    return (p, -1 if seed is None else seed)
+
+
 def config_order(config: dict, jobs: list[dict]) -> list[dict]:
     """The DAG's jobs, each rule's in the config's order: models and tasks as listed, then shots, the task's
     formats as listed, paraphrase sets, K and learning rates by value (a rule's largest job is its first of
@@ -312,7 +322,7 @@ def config_order(config: dict, jobs: list[dict]) -> list[dict]:
                 tasks.index(w["task"]) if task is not None else -1,
                 *(float(w.get(name, -1)) for name in ("shots",)),
                 formats(task).index(w["format"]) if task is not None and "format" in w else -1,
-                *(float(w.get(name, -1)) for name in ("p", "k", "lr")),
+                *(_set_order(w.get(name, -1)) for name in ("p", "k")), float(w.get("lr", -1)),
                 sorted(w.items()))
 
     return sorted(jobs, key=key)

@@ -14,8 +14,8 @@ of a paired difference of proportions is the unpaired one less twice the covaria
 
 Questions that share a source (two generated questions per chunk) are not independent: the MDD is given for
 the questions as independent units and for the clusters as the units (every question of a chunk answered
-alike: the design effect at its largest), the truth lying between. Training seeds (one run per cell today)
-add variance this figure does not count.
+alike: the design effect at its largest), the truth lying between. Training seeds (finetune.seeds) add variance
+this figure does not count: a mean over seeds is tested against both variances (docs/statistics.md).
 
 Where the paper reports a difference for a family (``resources/paper_effects.yaml``: its Table 2, current
 events), a task with generated questions (the paper's current-events design) is compared with the smallest of
@@ -64,7 +64,7 @@ def comparison_families(config: dict) -> dict[tuple[str, str], int]:
     """(task, family) -> the number of comparison rows of that family the grid will have (every model, shots
     and format of the task), from the grid's cells and the comparisons' own contrasts."""
     columns: dict[tuple, set] = {}
-    for c in cells(config):
+    for c in (c for c in cells(config) if c.seed is None):  # an extra training seed's cells: the same comparisons
         stem, _, p = c.method.partition("-p")
         columns.setdefault((c.model, c.task, c.shots, c.format), set()).add(column_label(stem, p or 0))
     out: dict[tuple[str, str], int] = {}

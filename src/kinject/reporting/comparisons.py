@@ -13,10 +13,18 @@ the p-value of the test that counts clusters (kinject.reporting.stats.paired_tes
 cluster holds one question, Durkalski's clustered McNemar otherwise) and its Benjamini-Hochberg adjusted
 p-value across every row of the grid. RAG and FT+RAG are at the K chosen by
 cross-fitting (kinject.reporting.report.reported), so the comparison carries no selection advantage.
+
+Where a fine-tuned column was trained under several seeds (kinject.training.seeds), its comparisons are paired
+within seed (:func:`seed_pairs`): two trained columns on the seeds both have, an untrained one (Base, RAG)
+against every seed of the other; Δ is the mean over those seeds of the per-seed difference, its interval and p
+the two-level bootstrap's (kinject.reporting.stats.seeds_paired: seeds, then clusters of questions), a only /
+b only summed over the seeds, and no McNemar p (test: two-level bootstrap). A comparison with one seed pair is
+the one-seed comparison above, unchanged.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from kinject.errors import KinjectError
@@ -28,12 +36,13 @@ from kinject.reporting.stats import (
     paired_bootstrap,
     paired_test,
     paraphrase_trend,
+    seeds_paired,
     setting_seed,
 )
 from kinject.training.methods import METHODS
 
 SETTING = ["group", "model", "task", "format", "shots"]
-COLUMNS = SETTING + ["contrast", "a", "b", "n", "n_clusters", "accuracy_a", "accuracy_b", "delta", "delta_low",
+COLUMNS = SETTING + ["contrast", "a", "b", "n", "n_clusters", "n_seeds", "accuracy_a", "accuracy_b", "delta", "delta_low",
                      "delta_high", "design_effect", "a_only", "b_only", "p_mcnemar", "test", "p_clustered", "p_bh"]
 
 
@@ -74,27 +83,60 @@ def retriever_contrasts(have: set) -> list[tuple[str, str]]:
     return pairs
 
 
+def seed_pairs(a_seeds, b_seeds) -> list[tuple]:
+    """The (seed of a, seed of b) pairs a comparison is paired within: an untrained column's one model (its seed
+    None: Base, RAG) with every seed of the other; two trained columns on the seeds both have, in order."""
+    a_seeds, b_seeds = list(a_seeds), list(b_seeds)
+    if a_seeds == [None]:
+        return [(None, s) for s in b_seeds]
+    if b_seeds == [None]:
+        return [(s, None) for s in a_seeds]
+    return [(s, s) for s in sorted(set(a_seeds) & set(b_seeds))]
+
+
+def _by_seed(g: pd.DataFrame, at: dict) -> tuple[dict, pd.Index, np.ndarray]:
+    """A setting's per-question correctness: {column: {seed (None: untrained): 0/1 Series}}, every series on the
+    same sorted question ids (an error naming the columns where a cell lacks some), and their clusters."""
+    ids = pd.Index(sorted(g["question_id"].unique()))
+    seed = g["seed"].astype(object).where(g["seed"].notna(), None) if "seed" in g.columns else pd.Series(None, g.index)
+    out, lacking = {}, []
+    for (column, s), cell in g.assign(_seed=seed.to_numpy()).groupby(["column", "_seed"], dropna=False, sort=True):
+        series = cell.set_index("question_id")["correct"].reindex(ids)
+        if series.isna().any():
+            lacking.append(column)
+        out.setdefault(column, {})[None if pd.isna(s) else int(s)] = series
+    if lacking:
+        raise KinjectError(f"records of {at['model']}/{at['task']}", "the cells of one setting hold different "
+                           f"questions ({', '.join(sorted(set(lacking)))} lack some)")
+    return out, ids, clusters_of(g).reindex(ids.astype(str)).to_numpy()
+
+
 def comparisons(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
     """One row per contrast per setting from the reported per-question records (kinject.reporting.report.reported:
-    question_id, correct, column, the setting's columns and, where read, cluster); BH adjusts the p_clustered
-    of all rows together."""
+    question_id, correct, column, the setting's columns and, where read, cluster and seed); BH adjusts the
+    p_clustered of all rows together."""
     out = []
     for key, g in rows.groupby(SETTING, sort=True):
         at = dict(zip(SETTING, key, strict=True))
-        wide = g.pivot(index="question_id", columns="column", values="correct")
-        if wide.isna().any().any():
-            raise KinjectError(f"records of {at['model']}/{at['task']}", "the cells of one setting hold different "
-                               f"questions ({', '.join(wide.columns[wide.isna().any()])} lack some)")
-        wide, clusters = wide.astype(bool), clusters_of(g).reindex(wide.index.astype(str)).to_numpy()
-        for a, b in contrasts(wide.columns):
-            low, high = paired_bootstrap(wide[a], wide[b], seed=setting_seed(seed, *key, a, b), clusters=clusters)
-            a_only, b_only, p = mcnemar_exact(wide[a], wide[b])
-            p_clustered, test = paired_test(wide[a], wide[b], clusters)
-            out.append({**at, "contrast": f"{a} vs {b}", "a": a, "b": b, "n": len(wide),
-                        "n_clusters": len(set(clusters)), "accuracy_a": wide[a].mean(), "accuracy_b": wide[b].mean(),
-                        "delta": wide[a].mean() - wide[b].mean(), "delta_low": low, "delta_high": high,
-                        "design_effect": design_effect(wide[a].astype(float) - wide[b].astype(float), clusters),
-                        "a_only": a_only, "b_only": b_only, "p_mcnemar": p, "test": test, "p_clustered": p_clustered})
+        cells, ids, clusters = _by_seed(g, at)
+        for a, b in contrasts(cells):
+            pairs = seed_pairs(cells[a], cells[b])
+            xa = np.stack([cells[a][sa].astype(bool).to_numpy() for sa, _ in pairs])
+            xb = np.stack([cells[b][sb].astype(bool).to_numpy() for _, sb in pairs])
+            diff = xa.astype(float) - xb.astype(float)
+            row = {**at, "contrast": f"{a} vs {b}", "a": a, "b": b, "n": len(ids), "n_clusters": len(set(clusters)),
+                   "n_seeds": len(pairs), "accuracy_a": xa.mean(), "accuracy_b": xb.mean(), "delta": diff.mean(),
+                   "design_effect": design_effect(diff.mean(axis=0), clusters),
+                   "a_only": int((xa & ~xb).sum()), "b_only": int((~xa & xb).sum())}
+            if len(pairs) == 1:
+                low, high = paired_bootstrap(xa[0], xb[0], seed=setting_seed(seed, *key, a, b), clusters=clusters)
+                p_clustered, test = paired_test(xa[0], xb[0], clusters)
+                p = mcnemar_exact(xa[0], xb[0])[2]
+            else:
+                low, high, p_clustered = seeds_paired(diff, clusters, seed=setting_seed(seed, *key, a, b))
+                p, test = float("nan"), "two-level bootstrap"
+            out.append({**row, "delta_low": low, "delta_high": high, "p_mcnemar": p, "test": test,
+                        "p_clustered": p_clustered})
     return bh_table(out, COLUMNS, "p_clustered")
 
 
@@ -103,13 +145,16 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
              "Δ = accuracy of a − accuracy of b, with a paired bootstrap 95% interval resampling clusters of "
              "questions (questions of one source chunk or group together; deff: the design effect of Δ); "
              "a only / b only: questions only a (only b) got right; p: the exact McNemar test where every cluster "
-             "is one question, Durkalski's clustered McNemar (†) otherwise, and p adjusted by Benjamini-Hochberg "
+             "is one question, Durkalski's clustered McNemar (†) otherwise, the two-level bootstrap of seeds and "
+             "clusters (‡) where a column was trained under several seeds (Δ then the mean over the seeds of the "
+             "within-seed difference; a only / b only summed over them), and p adjusted by Benjamini-Hochberg "
              "across every row. RAG and FT+RAG at the cross-fitted K. See docs/statistics.md.",
              "", "| task | format | shots | model | contrast | n (clusters) | Δ [95%] | deff | a only | b only | p | "
              "p (BH) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples(index=False):
-        dagger = "" if r.test == "McNemar exact" else " †"
-        lines.append(f"| {r.task} | {r.format} | {r.shots} | {r.model} | {r.contrast} | {r.n} ({r.n_clusters}) | "
+        dagger = {"McNemar exact": "", "two-level bootstrap": " ‡"}.get(r.test, " †")
+        seeds = f", {r.n_seeds} seeds" if r.n_seeds > 1 else ""
+        lines.append(f"| {r.task} | {r.format} | {r.shots} | {r.model} | {r.contrast} | {r.n} ({r.n_clusters}{seeds}) | "
                      f"{r.delta:+.3f} [{r.delta_low:+.2f}, {r.delta_high:+.2f}] | {r.design_effect:.2f} | {r.a_only} | "
                      f"{r.b_only} | {r.p_clustered:.3g}{dagger} | {r.p_bh:.3g} |")
     return "\n".join(lines) + "\n"
@@ -121,6 +166,8 @@ def paraphrase_trends(records: pd.DataFrame) -> pd.DataFrame:
     and the first and last set's accuracy. A steps-matched control's (method steps) is the slope of the same
     training amount without the paraphrases: its sets k and, as its set 0, its method's set 0 model."""
     keys = SETTING + ["method"]
+    if "extra_seed" in records.columns:  # the run seed's models: every set has one (kinject.training.seeds)
+        records = records[~records["extra_seed"].astype(bool)]
     ft = records[records["method"].isin([m.prefix for m in METHODS.values()]) & (records["k"] == 0)]
     for control in (m for m in METHODS.values() if m.matches):  # a control's series starts at its method's set 0:
         start = ft[(ft["method"] == METHODS[control.matches].prefix) & (ft["paraphrase_set"] == 0)]  # the same data

@@ -15,19 +15,24 @@ from kinject.io import read_parquet
 from kinject.paths import clusters_path, records_path
 from kinject.reporting.clusters import with_clusters
 from kinject.reporting.stats import clustered_interval
+from kinject.training.seeds import untag
 
-SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]+)_k(?P<k>\d+)_(?P<shots>\d+)shot"
-                      r"_(?P<format>[a-z]+)\.json$")
+# a cell's method: base, rag, {prefix}-p{k}, or an extra training seed's {prefix}-p{k}_s{seed} (kinject.training.seeds)
+SCORE_RE = re.compile(r"scores/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<method>[^/_]+(?:_s\d+)?)_k(?P<k>\d+)_"
+                      r"(?P<shots>\d+)shot_(?P<format>[a-z]+)\.json$")
 
 
-def _cell_of(path: str) -> dict:
+def _cell_of(path: str, run_seed: int | None = None) -> dict:
+    """A score file's cell from its path; ``seed``: its model's training seed (an extra seed's from its tag, the run's
+    seed ``run_seed`` for the other fine-tuned cells, None for base and RAG), ``extra_seed``: whether it is tagged."""
     m = SCORE_RE.search(path)
     if not m:
         raise KinjectError(path, "not a score file path (scores/{model}/{task}/{method}_k{K}_{shots}shot_{format}.json)")
     method = m["method"]
+    p, seed = untag(method.split("-p")[1]) if "-p" in method else (None, None)
     return {"model": m["model"], "task": m["task"], "format": m["format"], "method": method.split("-p")[0],
-            "paraphrase_set": int(method.split("-p")[1]) if "-p" in method else None, "k": int(m["k"]),
-            "shots": int(m["shots"])}
+            "paraphrase_set": p, "k": int(m["k"]), "shots": int(m["shots"]),
+            "seed": seed if seed is not None else (run_seed if p is not None else None), "extra_seed": seed is not None}
 
 
 def score_records(path) -> pd.DataFrame:
@@ -55,32 +60,34 @@ def ran_in(path) -> dict:
     return {"precision": scores.get("precision", "unrecorded"), "hardware": scores.get("hardware", "unrecorded")}
 
 
-def read_results(paths, groups: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_results(paths, groups: dict, run_seed: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores, records) of score files and the per-question records beside each (kinject.paths.records_path).
 
     ``scores``: one row per score file (model, task, group, format, method, paraphrase set, K, shots, accuracy,
     n_questions, n_correct, n_clusters, design_effect and the 95% interval ci_low, ci_high: Wilson, widened
     by the design effect where questions share a source), computed from its records, and the precision it
-    was scored in and the hardware (:func:`ran_in`); a score file whose accuracy its records do not give is
-    an error. ``records``: one row per question per cell, with the question's cluster (its task's
+    was scored in and the hardware (:func:`ran_in`), and its model's training seed (seed, extra_seed: a model of an
+    extra seed of finetune.seeds; ``run_seed``, the run's seed, for the other fine-tuned cells); a score file whose
+    accuracy its records do not give is an error. ``records``: one row per question per cell, with the question's cluster (its task's
     kinject.paths.QUESTION_CLUSTERS file; each question its own where there is none).
     """
     rows, frames, cache = [], [], {}
     for path in map(str, paths):
-        cell = _cell_of(path)
+        cell = _cell_of(path, run_seed)
         records = with_clusters(score_records(path), clusters_path(path), cache)
         cell["group"] = groups[cell["task"]]
         rows.append({**cell, **clustered_interval(records["correct"], records["cluster"]), **ran_in(path)})
         frames.append(records.assign(**cell))
     order = ["model", "task", "format", "shots", "method", "paraphrase_set", "k"]
     scores = pd.DataFrame(rows)
-    scores["paraphrase_set"] = scores["paraphrase_set"].astype("Int64")
-    scores = scores[["model", "task", "group", "format", "method", "paraphrase_set", "k", "shots", "accuracy",
-                     "n_questions", "n_correct", "n_clusters", "design_effect", "ci_low", "ci_high", "precision",
-                     "hardware"]]
     records = pd.concat(frames, ignore_index=True)
-    records["paraphrase_set"] = records["paraphrase_set"].astype("Int64")
-    return scores.sort_values(order).reset_index(drop=True), records
+    for frame in (scores, records):
+        frame["paraphrase_set"] = frame["paraphrase_set"].astype("Int64")
+        frame["seed"] = frame["seed"].astype("Int64")
+    scores = scores[["model", "task", "group", "format", "method", "paraphrase_set", "k", "shots", "seed", "extra_seed",
+                     "accuracy", "n_questions", "n_correct", "n_clusters", "design_effect", "ci_low", "ci_high",
+                     "precision", "hardware"]]
+    return scores.sort_values(order + ["seed"]).reset_index(drop=True), records
 
 
 def read_scores(paths, groups: dict) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, cell_retrie
 from kinject.io import atomic_path, write_csv, write_parquet, write_text
 from kinject.reporting.clusters import clusters_of
 from kinject.reporting.records import read_results
-from kinject.reporting.stats import best_of, clustered_interval, cross_fit, setting_seed
+from kinject.reporting.stats import best_of, clustered_interval, cross_fit, seeds_interval, setting_seed
 from kinject.training.methods import METHODS, by_prefix
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,25 @@ def _tuned_columns(columns, method) -> list[str]:
     return out
 
 
+def with_k0(retrieval: pd.DataFrame, records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The retrieval records with K = 0 among each setting's candidates, as the paper's K ranges 0..5: no
+    retrieval, RAG's K = 0 being the Base cell and FT+RAG's the FT cell of the same model (its records relabelled),
+    for every retrieval setting that has records at K > 0 (none is made for a model without FT+RAG cells); so for
+    every other retriever's (rag-bm25, ftrag-bm25), but the oracle's (its K = 1 is the source as the context)."""
+    sources = {}  # every retrieval method's K = 0 cell: rag's, rag-bm25's the Base; ftrag's, ftrag-bm25's the FT
+    for method in retrieval["method"].unique():
+        stem, retriever = cell_retriever(method)
+        if not RETRIEVERS[retriever].oracle:  # the oracle's context is the source itself: its K = 1 as scored
+            sources[method] = "base" if stem == "rag" else stem.removesuffix("rag")
+    anchors = pd.concat([records.iloc[:0]] + [records[records["method"] == source].assign(method=method)
+                                              for method, source in sources.items()], ignore_index=True)
+    anchors = anchors[anchors["k"] == 0].merge(retrieval[keys].drop_duplicates(), on=keys)  # NA keys match NA
+    return pd.concat([anchors, retrieval], ignore_index=True) if len(anchors) else retrieval
+
+
 def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The K of every retrieval setting (RAG, FT+RAG per paraphrase set) and the questions scored at it.
+    """The K of every retrieval setting (RAG, FT+RAG per paraphrase set) and the questions scored at it; the
+    candidates are K = 0 (no retrieval: :func:`with_k0`) and every K > 0 scored.
 
     ``cross-fit``: the questions of a task are cut into two seeded halves, whole clusters to a half
     (kinject.reporting.stats.halves, the same for every model, format and method of the task); K is chosen on one half and reported on the other, both
@@ -83,9 +100,9 @@ def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
     the test questions it then reports. Returns (per-question records at the chosen K, one row per choice:
     the setting, selection, chosen_on, reported_on, best_k, n and accuracy on the reported questions).
     """
-    keys = SETTING + ["method", "paraphrase_set"]
+    keys = SETTING + ["method", "paraphrase_set", "seed", "extra_seed"]  # each training seed's model its own K
     chosen, choices = [], []
-    retrieval = records[retrieval_of(records["method"])]
+    retrieval = with_k0(records[retrieval_of(records["method"])], records, keys)
     for key, g in retrieval.groupby(keys, dropna=False, sort=False):
         at = dict(zip(keys, key, strict=True))
         by_k = g.pivot(index="question_id", columns="k", values="correct")
@@ -120,6 +137,8 @@ def reported(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
     Returns (those records, the choices of choose_k)."""
     if "cluster" not in records.columns:  # records read without their clusters: each question its own
         records = records.assign(cluster="question:" + records["question_id"].astype(str))
+    if "seed" not in records.columns:  # records of one training seed
+        records = records.assign(seed=pd.NA, extra_seed=False)
     chosen, choices = choose_k(records, seed, selection)
     plain = records[~retrieval_of(records["method"])]
     out = pd.concat([plain, chosen], ignore_index=True)
@@ -133,12 +152,28 @@ def _k_label(choices: pd.DataFrame) -> str:
     return str(ks[0]) if len(set(ks)) == 1 else "/".join(map(str, ks))
 
 
-def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: int) -> pd.DataFrame:
+def cell_interval(g: pd.DataFrame, seed: int) -> dict:
+    """A column's accuracy and interval from its per-question rows: kinject.reporting.stats.clustered_interval
+    for one model; for a model trained under several seeds (kinject.training.seeds), the mean over the seeds with
+    the two-level bootstrap interval (stats.seeds_interval, its resamples seeded by ``seed``)."""
+    if g["seed"].nunique() < 2:
+        return {**clustered_interval(g["correct"], g["cluster"]), "n_seeds": 1}
+    wide = g.pivot(index="question_id", columns="seed", values="correct")
+    if wide.isna().any().any():
+        raise KinjectError(f"records of {g['model'].iloc[0]}/{g['task'].iloc[0]}", "the training seeds of one cell "
+                           "hold different questions")
+    clusters = g.drop_duplicates("question_id").set_index("question_id")["cluster"].reindex(wide.index)
+    return seeds_interval(wide.T.astype(float).to_numpy(), clusters.to_numpy(), seed=seed)
+
+
+def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: int, seed: int = 0) -> pd.DataFrame:
     """The paper's table for a group of tasks: per task, scoring format and model, Base / FT / RAG / FT+RAG
     accuracies (RAG at its chosen K), then their K columns, the questions and their clusters (n_questions,
     n_clusters), then each accuracy's 95% interval (``<column> low`` / ``<column> high``: Wilson, widened by
     the design effect, kinject.reporting.stats.clustered_interval) and its design effect
-    (``<column> design_effect``)."""
+    (``<column> design_effect``). A column trained under several seeds (kinject.training.seeds) is their mean,
+    with the two-level bootstrap interval (:func:`cell_interval`) and ``<column> n_seeds``; its K column is the
+    run seed's choice."""
     sub = rows[(rows["group"] == group) & (rows["shots"] == shots)]
     # FT on the original chunks (set 0, the paper's FT-reg) and every set that also has an FT+RAG column (the
     # paper's FT-par), per fine-tuning method; the whole sweep over paraphrase sets is a figure. A control's
@@ -149,7 +184,8 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
         ft_sets = set(sub.loc[sub["method"] == with_rag, "paraphrase_set"].dropna()) | {0}
         sub = sub[(sub["method"] != tuned) | sub["paraphrase_set"].isin(ft_sets)]
     index = ["task", "format", "model"]
-    cells = pd.DataFrame([{**dict(zip(index + ["column"], key, strict=True)), **clustered_interval(g["correct"], g["cluster"])}
+    cells = pd.DataFrame([{**dict(zip(index + ["column"], key, strict=True)),
+                           **cell_interval(g, setting_seed(seed, group, shots, *key))}
                           for key, g in sub.groupby(index + ["column"], sort=False)]).rename(
         columns={"ci_low": "low", "ci_high": "high"})
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
@@ -160,13 +196,14 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
     columns = [c for c in order if c in table.columns]
     columns += sorted(c for c in table.columns if c not in columns)  # other retrievers' and the oracle's
     table = table[columns]
-    picked = choices[(choices["group"] == group) & (choices["shots"] == shots)]
+    picked = choices[(choices["group"] == group) & (choices["shots"] == shots) & ~choices["extra_seed"].astype(bool)]
     if len(picked):
         picked = picked.assign(column=[column_label(m, p) + " K" for m, p in zip(picked["method"], picked["paraphrase_set"])])
         ks = picked.groupby(index + ["column"], sort=False)[["chosen_on", "best_k"]].apply(_k_label).unstack("column")
         table = table.join(ks[[f"{c} K" for c in columns if f"{c} K" in ks.columns]])
     table = table.join(cells.groupby(index, sort=False)[["n_questions", "n_clusters"]].max())
-    for bound in ("low", "high", "design_effect"):
+    bounds = ("low", "high", "design_effect") + (("n_seeds",) if (cells["n_seeds"] > 1).any() else ())
+    for bound in bounds:
         ci = cells.pivot_table(index=index, columns="column", values=bound, sort=False, dropna=False)
         table = table.join(ci.reindex(columns=columns).rename(columns=lambda c: f"{c} {bound}"))
     return table.reset_index()
@@ -174,8 +211,9 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
 
 def _markdown(df: pd.DataFrame) -> str:
     """The table with each accuracy as ``0.897 [0.80, 0.95]``, ``deff 1.40`` after it where its design effect
-    is not 1 (its interval and design-effect columns folded in)."""
-    shown = [c for c in df.columns if not c.endswith((" low", " high", " design_effect"))]
+    is not 1 and ``3 seeds`` where it is a mean over training seeds (its interval, design-effect and seed columns
+    folded in)."""
+    shown = [c for c in df.columns if not c.endswith((" low", " high", " design_effect", " n_seeds"))]
 
     def fmt(row, column: str) -> str:
         value = row[column]
@@ -183,8 +221,10 @@ def _markdown(df: pd.DataFrame) -> str:
             return ""
         if f"{column} low" in row.index:
             deff = row.get(f"{column} design_effect", float("nan"))
+            seeds = row.get(f"{column} n_seeds", 1)
             return f"{value:.3f} [{row[f'{column} low']:.2f}, {row[f'{column} high']:.2f}]" + (
-                f" deff {deff:.2f}" if pd.notna(deff) and abs(deff - 1) > 5e-3 else "")
+                f" deff {deff:.2f}" if pd.notna(deff) and abs(deff - 1) > 5e-3 else "") + (
+                f" {int(seeds)} seeds" if pd.notna(seeds) and seeds > 1 else "")
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
@@ -220,22 +260,23 @@ def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, 
     trend (kinject.reporting.comparisons)."""
     from kinject.reporting.comparisons import comparisons, comparisons_markdown, paraphrase_trends
 
-    scores, records = read_results(score_paths, groups)
+    scores, records = read_results(score_paths, groups, run_seed=seed)
     rows, choices = reported(records, seed)
     oracle_rows, oracle_choices = reported(records, seed, ORACLE)
     out_dir = Path(out_dir)
     for (group, shots), _ in scores.groupby(["group", "shots"]):
-        table = group_table(rows, choices, group, shots)
+        table = group_table(rows, choices, group, shots, seed)
         stem = out_dir / f"{group}_{shots}shot"
         write_csv(f"{stem}.csv", table, float_format="%.4f")
         write_parquet(f"{stem}.parquet", table)
         text = (f"# {group}, {shots}-shot: accuracy [95% interval: Wilson, widened by the design effect (deff) "
                 "where questions share a source]\n\n"
                 "RAG and FT+RAG at the K chosen by cross-fitting (chosen on one half of the questions, reported "
-                "on the other; `a/b`: the K each half chose). See docs/statistics.md. "
+                "on the other; `a/b`: the K each half chose). `n seeds`: the mean over n training seeds, its interval a "
+                "two-level bootstrap of seeds and question clusters. See docs/statistics.md. "
                 + precision_line(scores[(scores["group"] == group) & (scores["shots"] == shots)])
                 + retrievers_line(table.columns) + "\n\n" + _markdown(table))
-        oracle = group_table(oracle_rows, oracle_choices, group, shots)
+        oracle = group_table(oracle_rows, oracle_choices, group, shots, seed)
         text += ("\n## Oracle K (the paper's: the best K on the very questions reported; optimistic)\n\n"
                  + _markdown(oracle))
         write_text(f"{stem}.md", text)
@@ -304,6 +345,8 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     from matplotlib.ticker import MaxNLocator
 
     scores = pd.read_csv(scores_csv)
+    if "extra_seed" in scores.columns:  # the run seed's models: one point per cell (the tables average the seeds)
+        scores = scores[~scores["extra_seed"].astype(bool)]
     trends = pd.read_csv(trend_csv) if trend_csv is not None else None
     ft = scores[scores["method"].isin(list(FINETUNED)) & (scores["k"] == 0)]
     setting = ["model", "task", "format", "shots", "method"]

@@ -2,7 +2,8 @@
 per grid cell): a 95% interval per cell (Wilson, widened by the design effect where questions share a
 source: :func:`clustered_interval`), paired comparisons of two cells over the same questions (a seeded
 cluster bootstrap interval of the accuracy difference, an exact McNemar p-value and Durkalski's clustered
-McNemar, Benjamini-Hochberg adjusted across the grid), K chosen off the reported questions by cross-fitting
+McNemar, Benjamini-Hochberg adjusted across the grid; over several training seeds, a two-level bootstrap of seeds
+and clusters: :func:`two_level_replicates`), K chosen off the reported questions by cross-fitting
 (whole clusters to a half), and the paraphrase trend (a logistic regression of per-question correctness on
 the paraphrase set, clustered by the questions' source).
 
@@ -154,6 +155,57 @@ def paired_test(a, b, clusters=None) -> tuple[float, str]:
     if len(codes) == 0 or codes.max() + 1 == len(codes):
         return mcnemar_exact(a, b)[2], "McNemar exact"
     return clustered_mcnemar(a, b, codes), "Durkalski clustered McNemar"
+
+
+# -- training seeds: a cell trained once per seed (kinject.training.seeds) ---------------------------------
+
+def two_level_replicates(values, clusters=None, *, seed: int, n_resamples: int = N_RESAMPLES) -> np.ndarray:
+    """Bootstrap replicates of the mean of a seeds x questions array (``values``: one row per training seed, one
+    column per question; 0/1 correctness, or a paired difference): each replicate draws the seeds with
+    replacement and, independently, whole clusters of questions with replacement (``clusters``: each column's;
+    None: every question its own), and is the mean over the drawn seeds of the drawn clusters' summed values
+    over their questions. The two ways of the array resampled independently: Owen's pigeonhole bootstrap for
+    crossed factors (Owen 2007, "The pigeonhole bootstrap", Annals of Applied Statistics 1:246-262; McCullagh 2000,
+    Bernoulli 6:285-301), whose variance, for equal cluster sizes, is exactly var(seed means)/S + var(cluster
+    means)/G + var(interaction)/(S·G) (slightly conservative). With one seed it is the cluster bootstrap of
+    :func:`paired_bootstrap` (another random stream). Draws are multinomial counts from numpy's generator,
+    seeded by ``seed``."""
+    x = np.atleast_2d(np.asarray(values, dtype=float))
+    n_seeds, n = x.shape
+    codes = _codes(n, clusters)
+    n_clusters = int(codes.max()) + 1
+    sums = np.stack([np.bincount(codes, weights=row, minlength=n_clusters) for row in x])  # seeds x clusters
+    sizes = np.bincount(codes, minlength=n_clusters).astype(float)
+    rng = np.random.default_rng(seed)
+    seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_resamples)
+    cluster_counts = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), size=n_resamples)
+    drawn = np.einsum("bs,sg,bg->b", seed_counts, sums, cluster_counts)
+    return drawn / (n_seeds * (cluster_counts @ sizes))
+
+
+def seeds_interval(correct, clusters=None, *, seed: int, level: float = LEVEL) -> dict:
+    """A cell trained once per seed (``correct``: seeds x questions, 0/1): its accuracy, the mean over seeds, with
+    the percentile interval of :func:`two_level_replicates` (seed and question variance both); n_questions,
+    n_clusters, n_seeds, n_correct (per seed, on average) and design_effect (of each question's mean over the
+    seeds, :func:`design_effect`)."""
+    x = np.atleast_2d(np.asarray(correct, dtype=float))
+    codes = _codes(x.shape[1], clusters)
+    replicates = two_level_replicates(x, codes, seed=seed)
+    low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+    return {"accuracy": float(x.mean()), "n_questions": x.shape[1], "n_correct": float(x.sum(axis=1).mean()),
+            "n_clusters": int(codes.max()) + 1, "n_seeds": x.shape[0],
+            "design_effect": design_effect(x.mean(axis=0), codes), "ci_low": float(low), "ci_high": float(high)}
+
+
+def seeds_paired(differences, clusters=None, *, seed: int, level: float = LEVEL) -> tuple[float, float, float]:
+    """(low, high, p) of a paired comparison over several seeds (``differences``: seeds x questions, a − b within
+    each seed): the percentile interval of :func:`two_level_replicates` and its two-sided p, twice the smaller
+    share of replicates on either side of 0 ((count + 1) / (B + 1), so never 0), capped at 1."""
+    replicates = two_level_replicates(differences, clusters, seed=seed)
+    low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+    b = len(replicates)
+    p = 2 * min(((replicates <= 0).sum() + 1) / (b + 1), ((replicates >= 0).sum() + 1) / (b + 1))
+    return float(low), float(high), float(min(1.0, p))
 
 
 def bh_adjust(pvalues) -> np.ndarray:
