@@ -163,7 +163,7 @@ def test_retrieval_tables_from_files(tmp_path):
     assert "| t | dense | 1 | 0.500 [" in out["recall_md"].read_text()
 
 
-NEW = ("_bm25", "_hybrid", "_oracle")  # the other retrievers' rules: index_chunks_bm25, evaluate_ftrag_oracle, ...
+NEW = ("_bm25", "_hybrid", "_rerank", "_oracle")  # the other retrievers' rules: index_chunks_bm25, evaluate_ftrag_oracle
 REPORTING = {"tables", "figures", "retrieval_tables", "manifest", "all"}  # the rules that read every cell
 
 
