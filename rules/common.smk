@@ -3,7 +3,7 @@
 from kinject.qa.llm import reply_settings
 from kinject.qa.sets import control_settings, mmlu_settings
 from kinject.settings import canonical, job_resources
-from kinject.grid import FORMATS, cells, control_scores, evaluation_cells, finetuned_checkpoints, rag_ks
+from kinject.grid import FORMATS, cells, control_scores, evaluation_cells, extra_retrievers, finetuned_checkpoints, rag_ks, retriever_rule
 from kinject.grid import search_lrs as method_lrs
 from kinject.knowledge.sources import KNOWLEDGE_SOURCES
 from kinject.qa.sources import QUESTION_SOURCES
@@ -11,11 +11,12 @@ from kinject.training.methods import METHODS
 from kinject.training import seeds as training_seeds
 from kinject.paths import CONTROL_SCORE, HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, LMEVAL_TASK_DIR, MANIFEST
 from kinject.paths import QUESTION_CLUSTERS, RECORDS_PATTERN, REVISIONS, SCORE_PATTERN, records_path, results_root, rooted, work_dir
+from kinject.paths import LMEVAL_TASK_BY
 from kinject.paths import ARTICLES, BASE_MODEL, CANDIDATES, CHUNKS, CLEAN_COUNTS, CONTROL_LMEVAL, CONTROL_QUESTIONS
 from kinject.paths import EMBEDDER_PACKAGE, FETCH_COUNTS, GENERATED_PARAPHRASES, INDEX, KB_REPORT, PAGES, PARAPHRASE_SET
 from kinject.paths import FIGURE, QUESTIONS, RETRIEVED, SCORES_TABLE, TABLE, SELECTED, VALIDATION_PARAPHRASES
-from kinject.evaluation.retrievers import run_retriever
-from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts
+from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, cell_retriever, index_chain, rag_cell, retrieved_file, run_retrievers
+from kinject.provenance.hub import OFFLINE_ENV, check_local_models, hub_artifacts, reranker_dir
 from kinject.provenance.lock import check_hub_lock, check_local_files, local_sources, read_lock
 
 # Every artifact lives under the study's results root (config `study`: results/<study>; unset: results/), so
@@ -38,7 +39,8 @@ MODELS = list(config["models"])
 CONTROLS = list(config["evaluation"]["controls"])
 CELLS = cells(config)
 RAG_KS = rag_ks(config)
-RETRIEVER = run_retriever(config)  # the run's retriever (kinject.evaluation.retrievers): its index file
+RUN_RETRIEVERS = run_retrievers(config)  # the retrievers listed (kinject.evaluation.retrievers), checked
+RETRIEVER = RETRIEVERS[RAG_RETRIEVER]  # the RAG cells' retriever: its index file
 EVALUATION_CELLS = evaluation_cells(config)
 HUB = hub_artifacts(config)
 # config `lock`: hub downloads at its commits; a local file whose sha256 differs from it stops here, one line
@@ -59,6 +61,7 @@ localrules:
     all,
     download_model,
     download_embedder,
+    download_reranker,
     download_dataset,
     manifest,
     fetch,
@@ -80,6 +83,7 @@ localrules:
     forgetting,
     review_sheet,
     extract_embedder,
+    retrieval_tables,
     lmeval_task,
     question_clusters,
     tables,
@@ -169,6 +173,19 @@ def hub_source(folder):
 
 
 EMBEDDER_DIR = res(HUB_EMBEDDER_DIR.format(embedder=config["embedder"]["name"]))
+RERANK = config["retrieval"]["rerank"]  # the rerank retriever's settings (the schema fills the defaults)
+RERANKER_DIR = res(reranker_dir(RERANK.get("model", "none")))
+
+
+def reranker_path():
+    """The cross-encoder's folder: rule download_reranker's for a hub id, else the local folder given."""
+    return RERANKER_DIR if RERANKER_DIR in HUB else RERANK.get("model")
+
+
+def rerank_settings():
+    """The searches and fusions the reranker's candidates are made with, each as its own rules make them (the
+    batch sizes, speed only, are read by the job)."""
+    return {"dense": {"query_prefix": config["embedder"].get("query_prefix", "")}, "hybrid": config["retrieval"]["hybrid"]}
 HUB_MODELS = "|".join(m for m in MODELS if res(HUB_MODEL_DIR.format(model=m)) in HUB) or "(?!)"
 
 
@@ -214,8 +231,15 @@ def eval_record_outputs(rule_name):
 
 
 def eval_task_inputs(rule_name):
-    """The lm-eval task folders of those cells, in the same order."""
-    return [res(LMEVAL_TASK_DIR.format(task="{task}", format="{format}", k=k)) for _, k in EVALUATION_CELLS[rule_name]]
+    """The lm-eval task folders of those cells, in the same order: dense's (the paper's) LMEVAL_TASK_DIR, another
+    retriever's LMEVAL_TASK_BY."""
+    return [res(lmeval_task_dir(cell_retriever(method.partition("-p")[0])[1], k)) for method, k in EVALUATION_CELLS[rule_name]]
+
+
+def lmeval_task_dir(retriever, k="{k}"):
+    if retriever == RAG_RETRIEVER:
+        return LMEVAL_TASK_DIR.format(task="{task}", format="{format}", k=k)
+    return LMEVAL_TASK_BY.format(task="{task}", format="{format}", retriever=retriever, k=k)
 
 
 def eval_runs(rule_name):
@@ -257,9 +281,29 @@ def all_outputs():
         + [res(SCORES_TABLE), res(TABLE.format(name="best_k.csv"))]
         + [res(TABLE.format(name="comparisons.csv")), res(TABLE.format(name="comparisons.md")), res(TABLE.format(name="paraphrase_trend.csv"))]
         + [res(FIGURE.format(name=f"{name}.{ext}")) for name in FIGURES for ext in ("png", "csv")]
+        + retrieval_table_outputs()
         + expand(res(KB_REPORT), task=TASKS)
         + [res(MANIFEST)]
     )
+
+
+RETRIEVAL_TABLES = {
+    "ranks": "retrieval_ranks.parquet",
+    "recall_csv": "retrieval.csv",
+    "recall_md": "retrieval.md",
+    "split_csv": "retrieval_split.csv",
+    "split_md": "retrieval_split.md",
+}
+
+
+def retrieval_table_outputs():
+    """The retrieval diagnostics (kinject.reporting.retrieval), where RAG runs."""
+    return [res(TABLE.format(name=name)) for name in RETRIEVAL_TABLES.values()] if RAG_KS else []
+
+
+def retrieved_of(name, task="{task}"):
+    """A retriever's retrieved file for a task (kinject.evaluation.retrievers.retrieved_file)."""
+    return res(retrieved_file(name).format(task=task))
 
 
 def manifest_inputs():

@@ -86,3 +86,86 @@ for method, rag in [(m, rag) for m in METHODS.values() for rag in (False, True) 
         "../envs/evaluate.yaml"
       script:
         "../scripts/evaluate.py"
+
+
+# Each other retriever of retrieval.retrievers (bm25, hybrid, the oracle: kinject.evaluation.retrievers): its own
+# lm-eval tasks (over its retrieved file, LMEVAL_TASK_BY) and its own evaluation jobs, evaluate_rag_<name> on the
+# base model and evaluate_{prefix}rag_<name> on each FT+RAG checkpoint (kinject.grid.evaluation_cells), so dense's
+# jobs are the same whatever else is listed.
+for retriever in extra_retrievers(config):
+
+    rule:
+      name:
+        f"lmeval_task_{retriever.name}"
+      input:
+        retrieved=retrieved_of(retriever.name),
+        chunks=res(CHUNKS),
+        questions=res(QUESTIONS),
+      output:
+        directory(res(lmeval_task_dir(retriever.name))),
+      params:
+        task_name="kinject_{task}_{format}_k{k}",
+        subject=lambda wc: task_cfg(wc)["questions"].get("subject", wc.task) if wc.format == "letters" else "",
+        fewshot_context=fewshot_context,
+      log:
+        logpath(f"logs/lmeval_task_{retriever.name}/{{task}}_{{format}}_k{{k}}.log"),
+      resources:
+        mem_mb=2000,
+        runtime=10,
+      conda:
+        "../envs/evaluate.yaml"
+      script:
+        "../scripts/lmeval_task.py"
+
+    rule:
+      name:
+        retriever_rule("evaluate_rag", retriever.name)
+      input:
+        model=base_model_input,
+        tasks=eval_task_inputs(retriever_rule("evaluate_rag", retriever.name)),
+      output:
+        scores=eval_score_outputs(retriever_rule("evaluate_rag", retriever.name)),
+        records=eval_record_outputs(retriever_rule("evaluate_rag", retriever.name)),
+      params:
+        model=base_model_path,
+        runs=eval_runs(retriever_rule("evaluate_rag", retriever.name)),
+        shared_prefix=config["evaluation"]["shared_prefix"],
+        precision=config["precision"],
+        fewshot_seed=lambda wc: config["seed"] if int(wc.shots) else None,
+      log:
+        logpath(f"logs/evaluate/{{model}}_{{task}}_rag-{retriever.name}_{{shots}}shot_{{format}}.log"),
+      threads: compute_threads("evaluate")
+      resources:
+        **compute_resources("evaluate"),
+      conda:
+        "../envs/evaluate.yaml"
+      script:
+        "../scripts/evaluate.py"
+
+    for method in [m for m in METHODS.values() if m.rag]:
+        rule_name = retriever_rule(method.rule("evaluate_rag"), retriever.name)
+
+        rule:
+          name:
+            rule_name
+          input:
+            **checkpoint_input(method),
+            tasks=eval_task_inputs(rule_name),
+          output:
+            scores=eval_score_outputs(rule_name),
+            records=eval_record_outputs(rule_name),
+          params:
+            **checkpoint_params(method),
+            runs=eval_runs(rule_name),
+            shared_prefix=config["evaluation"]["shared_prefix"],
+            precision=config["precision"],
+            fewshot_seed=lambda wc: config["seed"] if int(wc.shots) else None,
+          log:
+            logpath(f"logs/evaluate/{{model}}_{{task}}_{rag_cell(method.cell('{p}', True), retriever.name)}_{{shots}}shot_{{format}}.log"),
+          threads: compute_threads("evaluate")
+          resources:
+            **compute_resources("evaluate"),
+          conda:
+            "../envs/evaluate.yaml"
+          script:
+            "../scripts/evaluate.py"

@@ -94,3 +94,30 @@ rule forgetting:
         "../envs/report.yaml"
     script:
         "../scripts/forgetting.py"
+
+
+# Retrieval diagnostics (kinject.reporting.retrieval): recall@K of each question's source chunk per retriever
+# listed, and per RAG cell the split of its answers by whether the source was retrieved. Read from the question
+# files, the retrieved files and the RAG cells' records, so no evaluation job changes.
+rule retrieval_tables:
+    input:
+        questions=expand(res(QUESTIONS), task=TASKS),
+        clusters=expand(res(QUESTION_CLUSTERS), task=TASKS),
+        retrieved=[retrieved_of(r.name, task) for task in TASKS for r in RUN_RETRIEVERS if not r.oracle],
+        scores=[res(cell.path) for cell in CELLS if cell.k > 0],
+        records=[res(cell.records) for cell in CELLS if cell.k > 0],
+    output:
+        **{key: res(TABLE.format(name=name)) for key, name in RETRIEVAL_TABLES.items()},
+    params:
+        tasks=TASKS,
+        retrievers=[r.name for r in RUN_RETRIEVERS if not r.oracle],
+        ks=RAG_KS,
+    log:
+        logpath("logs/retrieval_tables/retrieval_tables.log"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/retrieval_tables.py"

@@ -51,7 +51,7 @@ PAPER_JOBS = {
     "control_questions": 3, "control_lmeval_task": 3,
     "evaluate_controls_base": 3, "evaluate_controls_ft": 3 * (5 * 1 + 11),  # every base model and checkpoint
     "question_clusters": 6,  # each task's question clusters, read by the tables
-    "forgetting": 1, "tables": 1, "figures": 1, "manifest": 1, "all": 1,
+    "forgetting": 1, "tables": 1, "retrieval_tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
 
@@ -59,7 +59,7 @@ def test_paper_grid_dry_run_matches_hand_count():
     config = load_config(ROOT / "config.yaml")
     counts = dry_run_counts()
     assert counts == PAPER_JOBS
-    assert sum(counts.values()) == 639 + 3 + 6
+    assert sum(counts.values()) == 639 + 3 + 6 + 1  # + retrieval_tables
     # the paper's grid: 3 models x 2 scoring formats (options, letters)
     #   x (5 MMLU tasks x 2 shots x (base + 5 RAG + FT + 5 FT+RAG)
     #      + current events x (base + 5 RAG + 11 FT + 2 x 5 FT+RAG + FT-steps10))
@@ -98,7 +98,7 @@ DEMO_JOBS = {
     "evaluate_ftrag": 1 * 1 * 1 + 1 * 1 * 1,  # FT+RAG sets: atlas {0} (the default, its largest), current_events {4}
     "evaluate_steps": 1 * 1 * 1,  # current_events 1 shot x 1 format x FT-steps4
     "question_clusters": 2,  # one per task
-    "tables": 1, "figures": 1, "manifest": 1, "all": 1,
+    "tables": 1, "retrieval_tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
 # The extended demo (config/demo.yaml, then config/demo_extended.yaml over it: dicts merge, lists replace).
@@ -148,7 +148,18 @@ EXTENDED_JOBS = {
     "evaluate_controls_qasft": 1,  # the QA-SFT checkpoint: current_events 1
     "evaluate_controls_pit": 3, "evaluate_controls_pitmix": 3,  # every PIT checkpoint: current_events 3 each
     "question_clusters": 3,  # one per task
-    "forgetting": 1, "tables": 1, "figures": 1, "manifest": 1, "all": 1,
+    # retrieval.retrievers [dense, bm25, hybrid, oracle]: bm25's index and each one's retrieved file (the oracle's
+    # on current_events only, the one task whose questions name their source chunk); each one's lm-eval tasks
+    # (K {1, 2}; the oracle's K 1) and evaluation jobs as dense's RAG and FT+RAG ones
+    "index_chunks_bm25": 3, "retrieve_bm25": 3, "retrieve_hybrid": 3, "retrieve_oracle": 1,
+    "lmeval_task_bm25": 2 * 2 + 2 * 1 + 2 * 1, "lmeval_task_hybrid": 2 * 2 + 2 * 1 + 2 * 1, "lmeval_task_oracle": 1,
+    "evaluate_rag_bm25": 6, "evaluate_rag_hybrid": 6, "evaluate_rag_oracle": 1,  # as evaluate_base; oracle: current_events
+    "evaluate_ftrag_bm25": 7, "evaluate_ftrag_hybrid": 7, "evaluate_ftrag_oracle": 2,  # as evaluate_ftrag; oracle: {0, 10}
+    "evaluate_lorarag_bm25": 2, "evaluate_lorarag_hybrid": 2, "evaluate_lorarag_oracle": 2,
+    "evaluate_qasftrag_bm25": 1, "evaluate_qasftrag_hybrid": 1, "evaluate_qasftrag_oracle": 1,
+    "evaluate_pitrag_bm25": 2, "evaluate_pitrag_hybrid": 2, "evaluate_pitrag_oracle": 2,  # as evaluate_pitrag
+    "evaluate_pitmixrag_bm25": 2, "evaluate_pitmixrag_hybrid": 2, "evaluate_pitmixrag_oracle": 2,
+    "forgetting": 1, "tables": 1, "retrieval_tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
 
@@ -176,14 +187,14 @@ TINY_DEMO_JOBS = {
     "evaluate_ftrag": 2 * 2 * 1 + 1 * 1 * 2,  # x FT+RAG sets: atlas {0} (its largest), current_events {0, 10}
     "evaluate_steps": 1 * 1 * 1,  # current_events 1 shot x 1 format x FT-steps1
     "question_clusters": 2,  # one per task
-    "tables": 1, "figures": 1, "manifest": 1, "all": 1,
+    "tables": 1, "retrieval_tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
 
 def test_demo_grid_dry_run_matches_hand_count():
     counts = dry_run_counts("all", "--configfile", "config/demo.yaml")
     assert counts == DEMO_JOBS
-    assert sum(counts.values()) == 44 + 2
+    assert sum(counts.values()) == 44 + 2 + 1  # + retrieval_tables
 
 
 def test_tiny_demo_grid_dry_run_matches_hand_count(tmp_path):
@@ -194,7 +205,7 @@ def test_tiny_demo_grid_dry_run_matches_hand_count(tmp_path):
     path.write_text(yaml.safe_dump(tiny_demo(ROOT), sort_keys=False))
     counts = dry_run_counts("all", "--configfile", str(path))
     assert counts == TINY_DEMO_JOBS
-    assert sum(counts.values()) == 71 + 2
+    assert sum(counts.values()) == 71 + 2 + 1  # + retrieval_tables
 
 
 def test_extended_demo_grid_dry_run_matches_hand_count():
@@ -204,8 +215,9 @@ def test_extended_demo_grid_dry_run_matches_hand_count():
     assert counts == EXTENDED_JOBS
     # 104 + 3 question_clusters + QA-SFT's 1 + 2 + 1 + 1 training and 1 + 1 + 1 evaluation jobs + the steps-matched
     # control's finetune_steps and evaluate_steps + the extra seeds' 6 trainings and 10 evaluations + PIT's and
-    # PIT-mix's 3 + 2 x (2 + 1 + 1 + 2) data and training and 2 x (3 + 2 + 3) scoring jobs
-    assert sum(counts.values()) == 104 + 3 + 8 + 2 + 16 + 31
+    # PIT-mix's 3 + 2 x (2 + 1 + 1 + 2) data and training and 2 x (3 + 2 + 3) scoring jobs + the other retrievers'
+    # 65 jobs and retrieval_tables + their PIT+RAG and PIT-mix+RAG cells (2 x 3 retrievers x 2 sets)
+    assert sum(counts.values()) == 104 + 3 + 8 + 2 + 16 + 31 + 66 + 12
 
 
 def test_the_planners_dag_is_the_dry_runs():
@@ -240,8 +252,9 @@ def test_no_rag_k_means_no_rag_jobs(tmp_path):
     path = write_config(tmp_path, lambda c: c["retrieval"].update(k=[0]))
     config = load_config(path)
     assert evaluation_cells(config)["evaluate_base"] == [("base", 0)]
-    # the demo's jobs without the embedder, the index, retrieval and FT+RAG; one lm-eval task per task (K = 0)
-    rag = ("extract_embedder", "index_chunks", "retrieve", "evaluate_ftrag")
+    # the demo's jobs without the embedder, the index, retrieval, FT+RAG and the retrieval diagnostics; one lm-eval
+    # task per task (K = 0)
+    rag = ("extract_embedder", "index_chunks", "retrieve", "evaluate_ftrag", "retrieval_tables")
     expected = {**{rule: n for rule, n in DEMO_JOBS.items() if rule not in rag}, "lmeval_task": 2}
     assert dry_run_counts("--configfile", str(path)) == expected
 
@@ -286,9 +299,13 @@ def write_config(tmp_path, edit):
     (lambda c: c["evaluation"].update(controls={"more": {"source": "generated"}}),
      r"evaluation.controls.more.source: 'generated' is not a question source for a control \(registered: mmlu, "
      r"mmlu_csv, table\)$"),
+    (lambda c: c["retrieval"].update(retrievers=["dense", "splade"]),
+     r"retrieval.retrievers: 'splade' is not a retriever \(registered: dense, bm25, hybrid, rerank, oracle\)$"),
+    (lambda c: c["retrieval"].update(retrievers=["dense", "dense"]), r"retrieval.retrievers: dense is listed twice$"),
     (lambda c: c["retrieval"].update(retrievers=["bm25"]),
-     r"retrieval.retrievers: 'bm25' is not a retriever \(registered: dense\)$"),
-    (lambda c: c["retrieval"].update(retrievers=["dense", "dense"]), r"names 2 retrievers; a run uses one"),
+     r"retrieval.retrievers: \['bm25'\] lacks dense, the paper's retriever; the others are measured beside it$"),
+    (lambda c: c["retrieval"].update(retrievers=["dense", "hybrid"]),
+     r"retrieval.retrievers: hybrid fuses dense and bm25; list bm25 too$"),
     # the steps-matched control (kinject.training.matched): a set > 0 that some task fine-tuned with full has
     (lambda c: c["finetune"].update(steps_matched=[0, 4]),
      r"finetune.steps_matched: set 0 is the original chunks, FT itself; list paraphrase sets > 0$"),

@@ -358,14 +358,16 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
 def test_resource_keys_are_the_rules_own(tmp_path):
     """RESOURCE_KEY names the resources entry each GPU rule (a rule with a gpu resource) reads, as Snakemake
     parsed the rules: every entry gets its own mem_mb, and each rule's mem_mb says which entry it read (the
-    extended demo, with a LoRA arm and a control, has every GPU rule)."""
+    extended demo, with a LoRA arm and a control, and every registered retriever listed, has every GPU rule)."""
     import subprocess
     import sys
 
     import yaml
 
     marks = {"gpu_rules": 101_000, "hparam_trial": 102_000, "finetune": 103_000, "evaluate": 104_000}
-    edit = {"resources": {key: {"mem_mb": mb} for key, mb in marks.items()}}
+    edit = {"resources": {key: {"mem_mb": mb} for key, mb in marks.items()},
+            "retrieval": {"retrievers": ["dense", "bm25", "hybrid", "rerank", "oracle"],
+                          "rerank": {"model": "org/cross-encoder"}}}
     (tmp_path / "marks.yaml").write_text(yaml.safe_dump(edit))
     proc = subprocess.run([sys.executable, "-c", RULE_MEMORY, "config/demo.yaml", "config/demo_extended.yaml",
                            str(tmp_path / "marks.yaml")], cwd=ROOT, capture_output=True, text=True, timeout=300)

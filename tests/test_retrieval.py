@@ -112,5 +112,5 @@ def test_the_rules_scripts_run_the_retriever_their_index_file_names(tmp_path, mo
                      ("search", (index, "chunks.parquet", "questions.parquet", "emb", "out.parquet"), {"k_max": 2})]
     assert retrievers.index_retriever(tmp_path / "faiss.index") is retrievers.RETRIEVERS["dense"]
     with pytest.raises(KinjectError, match=r"other\.bin: no registered retriever's index file \(registered: dense: "
-                                           r"faiss\.index, fake: fake\.idx\)"):
+                                           r"faiss\.index, bm25: bm25, fake: fake\.idx\)"):
         retrievers.build_index("chunks.parquet", "emb", tmp_path / "other.bin")

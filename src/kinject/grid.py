@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from kinject.errors import KinjectError
-from kinject.evaluation.retrievers import run_retriever
+from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, rag_cell, retriever_ks, run_retrievers
 from kinject.knowledge.sources import KNOWLEDGE_SOURCES, knowledge_source
 from kinject.paths import CONTROL_SCORE, RECORDS_PATTERN, SCORE_PATTERN
-from kinject.qa.sources import question_source
+from kinject.qa.sources import QUESTION_SOURCES, question_source
 from kinject.training import seeds
 from kinject.training.methods import METHODS, Method, cell_method, ft_rag_sets, method
 
@@ -100,7 +100,7 @@ def check_config(config: dict, source: str = "config") -> None:
         raise KinjectError(source, "chunking.min_words is larger than chunking.max_words")
     if config["finetune"]["batch_size"] % config["finetune"]["per_device_batch_size"]:
         raise KinjectError(source, "finetune.batch_size must be a multiple of finetune.per_device_batch_size")
-    run_retriever(config, source)
+    run_retrievers(config, source)
     for name, task in config["tasks"].items():
         key = f"tasks.{name}"
         q, kb = task["questions"], task["knowledge_base"]
@@ -200,7 +200,21 @@ def cells(config: dict) -> list[Cell]:
                     out += [Cell(method=m.cell(p), k=0, **at) for p in method_runs(config, name, m)]
                     out += [Cell(method=m.cell(p, rag=True), k=k, **at) for p in method_runs(config, name, m, rag=True)
                             for k in ks]
+                for r in task_retrievers(config, task):  # each other retriever's cells (the run's seed's models)
+                    out += [Cell(method=rag_cell("rag", r.name), k=k, **at) for k in retriever_ks(r, ks)]
+                    out += [Cell(method=rag_cell(m.cell(p, rag=True), r.name), k=k, **at) for m in task_methods(config, task)
+                            for p in method_sets(config, task, m, rag=True) for k in retriever_ks(r, ks)]
     return out
+
+
+def task_retrievers(config: dict, task: dict) -> list:
+    """The retrievers with cells of their own on a task (retrieval.retrievers but dense, whose cells are the
+    paper's RAG and FT+RAG): every one, the oracle only where the task's questions name their source chunk."""
+    if not rag_ks(config):
+        return []
+    sourced = QUESTION_SOURCES[task["questions"]["source"]].sourced
+    return [RETRIEVERS[name] for name in config["retrieval"]["retrievers"]
+            if name != RAG_RETRIEVER and (sourced or not RETRIEVERS[name].oracle)]
 
 
 def finetuned_checkpoints(config: dict) -> list[dict]:
@@ -238,7 +252,24 @@ def evaluation_cells(config: dict) -> dict[str, list[tuple[str, int]]]:
         cells[m.rule("evaluate")] = [(m.cell("{p}"), 0)]
         if m.rag:
             cells[m.rule("evaluate_rag")] = [(m.cell("{p}", rag=True), k) for k in ks]
+    for r in extra_retrievers(config):  # another retriever's cells: jobs of their own, so dense's are unchanged
+        cells[retriever_rule("evaluate_rag", r.name)] = [(rag_cell("rag", r.name), k) for k in retriever_ks(r, ks)]
+        for m in (m for m in METHODS.values() if m.rag):
+            cells[retriever_rule(m.rule("evaluate_rag"), r.name)] = [(rag_cell(m.cell("{p}", rag=True), r.name), k)
+                                                                     for k in retriever_ks(r, ks)]
     return cells
+
+
+def extra_retrievers(config: dict) -> list:
+    """The listed retrievers but dense, where RAG runs (retrieval.k has K > 0)."""
+    if not rag_ks(config):
+        return []
+    return [RETRIEVERS[name] for name in config["retrieval"]["retrievers"] if name != RAG_RETRIEVER]
+
+
+def retriever_rule(rule: str, retriever: str) -> str:
+    """The evaluation rule of a retriever's cells: evaluate_rag_bm25 (the base model's), evaluate_ftrag_bm25."""
+    return f"{rule}_{retriever}"
 
 
 def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
@@ -255,6 +286,11 @@ def evaluation_jobs(config: dict) -> dict[str, list[dict]]:
                     jobs[m.rule("evaluate")] += [{**at, "p": p} for p in method_runs(config, task_name, m)]
                     if rag and m.rag:
                         jobs[m.rule("evaluate_rag")] += [{**at, "p": p} for p in method_runs(config, task_name, m, rag=True)]
+                for r in task_retrievers(config, task):  # the run's seed's models only
+                    jobs[retriever_rule("evaluate_rag", r.name)].append(at)
+                    for m in (m for m in task_methods(config, task) if m.rag):
+                        jobs[retriever_rule(m.rule("evaluate_rag"), r.name)] += [
+                            {**at, "p": p} for p in method_sets(config, task, m, rag=True)]
     return jobs
 
 

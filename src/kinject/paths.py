@@ -42,7 +42,8 @@ QA_SFT_EXTRA = "results/{task}/qa_sft/extra.parquet"  # finetune.qa_sft.qa_per_c
 QA_SFT_CANDIDATES = "results/{task}/qa_sft/candidates.parquet"  # the candidates and those extra ones
 PIT_TRAIN = "results/{task}/pit/train_k{k}.parquet"  # PIT's data of set k: QA-SFT's pairs, then set k's texts
 INDEX = "results/{task}/index/{file}"  # a retriever's index ({file}: kinject.evaluation.retrievers)
-RETRIEVED = "results/{task}/retrieval/retrieved.parquet"  # the top-K chunks of every question
+RETRIEVED = "results/{task}/retrieval/retrieved.parquet"  # the top-K chunks of every question (dense, the RAG cells')
+RETRIEVED_BY = "results/{task}/retrieval/{retriever}/retrieved.parquet"  # another retriever's (bm25, hybrid)
 BASE_MODEL = "results/models/{model}/base"  # a model built, converted from GGUF, or downloaded
 EMBEDDER_PACKAGE = "results/embedder"  # embedder.package extracted
 CONTROL_QUESTIONS = "results/controls/{control}/questions.parquet"
@@ -56,9 +57,11 @@ RECORDS_PATTERN = "results/scores/{model}/{task}/{method}_k{k}_{shots}shot_{form
 # each question's cluster (its source: kinject.reporting.clusters), which the tables read beside the records
 QUESTION_CLUSTERS = "results/{task}/question_clusters.parquet"
 LMEVAL_TASK_DIR = "results/{task}/lmeval/{format}/k{k}"
+LMEVAL_TASK_BY = "results/{task}/lmeval/{format}/{retriever}/k{k}"  # another retriever's (bm25, hybrid, oracle)
 # hub artifacts, each with <folder>.json beside it (repo, revision asked, commit resolved, file sha256s)
 HUB_MODEL_DIR = "results/hub/models/{model}"
 HUB_EMBEDDER_DIR = "results/hub/embedder/{embedder}"
+HUB_RERANKER_DIR = "results/hub/reranker/{reranker}"  # retrieval.rerank.model's cross-encoder ('/' as '--')
 HUB_DATASET_DIR = "results/hub/datasets/{task}"
 HUB_CONTROL_DIR = "results/hub/datasets/controls/{control}"  # an MMLU control (evaluation.controls)
 # a fine-tuning method's runs and searches (kinject.training.methods: {folder} is the method's sub-folder);

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kinject import settings
-from kinject.grid import evaluation_cells, formats
+from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS
+from kinject.grid import evaluation_cells, formats, retriever_rule
 from kinject.paths import results_root
 from kinject.planning.corpus import eval_requests, missing, task_corpus, training_tokens, validation_tokens
 from kinject.planning.dag import dag_jobs
@@ -37,7 +38,11 @@ RESOURCE_KEY = {"build_base_model": "gpu_rules", "index_chunks": "gpu_rules", "r
                 **{m.rule(stage): key for m in METHODS.values()
                    for stage, key in (("hparam_trial", "hparam_trial"), ("finetune", "finetune"), ("evaluate", "evaluate"),
                                       ("evaluate_rag", "evaluate"), ("evaluate_controls", "evaluate"))
-                   if stage in m.stages}}
+                   if stage in m.stages},
+                # another retriever's evaluation jobs (kinject.grid.evaluation_cells), and the reranker's
+                **{retriever_rule(rule, r): "evaluate" for r in RETRIEVERS if r != RAG_RETRIEVER
+                   for rule in ["evaluate_rag"] + [m.rule("evaluate_rag") for m in METHODS.values() if m.rag]},
+                **{f"retrieve_{r.name}": "gpu_rules" for r in RETRIEVERS.values() if r.reranks}}
 CONTROL_RULES = {"base": "evaluate_controls_base",
                  **{m.name: m.rule("evaluate_controls") for m in METHODS.values() if "evaluate_controls" in m.stages}}
 TRAINING_RULES = {m.rule(stage): m for m in METHODS.values() for stage in ("hparam_trial", "finetune")

@@ -18,7 +18,15 @@ from pathlib import Path
 
 from kinject.errors import KinjectError
 from kinject.io import atomic_path, write_json
-from kinject.paths import HUB_CONTROL_DIR, HUB_DATASET_DIR, HUB_EMBEDDER_DIR, HUB_MODEL_DIR, results_root, rooted
+from kinject.paths import (
+    HUB_CONTROL_DIR,
+    HUB_DATASET_DIR,
+    HUB_EMBEDDER_DIR,
+    HUB_MODEL_DIR,
+    HUB_RERANKER_DIR,
+    results_root,
+    rooted,
+)
 from kinject.qa.sources import QUESTION_SOURCES
 from kinject.weights import shard_problem
 
@@ -72,6 +80,11 @@ def check_local_models(config: dict, root=".") -> None:
             raise KinjectError(path, f"{problem} (models.{name}.pretrained)")
 
 
+def reranker_dir(model: str) -> str:
+    """The folder of a cross-encoder (retrieval.rerank.model) by hub id: HUB_RERANKER_DIR, '/' as '--'."""
+    return HUB_RERANKER_DIR.format(reranker=model.replace("/", "--"))
+
+
 def hub_artifacts(config: dict, root=".") -> dict[str, dict]:
     """Every hub artifact of a config, by its folder: {folder: {key, repo, repo_type, revision, allow_patterns}}.
 
@@ -89,6 +102,11 @@ def hub_artifacts(config: dict, root=".") -> dict[str, dict]:
         out[rooted(HUB_EMBEDDER_DIR.format(embedder=emb["name"]), study)] = {
             "key": "embedder", "repo": emb["pretrained"], "repo_type": "model",
             "revision": emb.get("revision", "main"), "allow_patterns": None}
+    rerank = config.get("retrieval", {}).get("rerank", {})
+    if "rerank" in config.get("retrieval", {}).get("retrievers", []) and is_hub_id(rerank.get("model", ""), root):
+        out[rooted(reranker_dir(rerank["model"]), study)] = {
+            "key": "retrieval.rerank.model", "repo": rerank["model"], "repo_type": "model",
+            "revision": rerank.get("revision", "main"), "allow_patterns": None}
     for name, task in config["tasks"].items():
         q = task["questions"]
         if QUESTION_SOURCES[q["source"]].hub:

@@ -28,6 +28,7 @@ class QuestionSource:
     # questions per cluster (a generated question's cluster: its chunk, of questions.keep; else the question)
     cluster_size: Callable[[dict], int] = lambda spec: 1
     paper_effects: bool = False  # the paper's reported differences (its Table 2: generated, current events) apply
+    sourced: bool = False  # every question names its source chunk (chunk_id): the oracle cells' context
 
 
 QUESTION_SOURCES = Registry("question source")
@@ -70,6 +71,6 @@ def _check_generated(spec: dict, key: str, config_file: str) -> None:
 register(QuestionSource("mmlu", "load_mmlu_questions", required=("subject",), hub=True))
 register(QuestionSource("mmlu_csv", "load_mmlu_questions", required=("subject", "path"), files=_mmlu_csv_files))
 register(QuestionSource("generated", "generate_questions", few_shot=False, control=False, check=_check_generated,
-                        cluster_size=lambda spec: spec["keep"], paper_effects=True))
+                        cluster_size=lambda spec: spec["keep"], paper_effects=True, sourced=True))
 register(QuestionSource("table", "load_table_questions", required=("path",), files=lambda spec: [spec["path"]],
                         groups=True))

@@ -1,7 +1,9 @@
 """The paper's contrasts as paired comparisons over the same questions, and the paraphrase-sweep trend.
 
 Per task, model, scoring format and shots: RAG vs Base, FT vs Base, RAG vs FT, FT-par{k}+RAG vs RAG (every
-set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0); with another fine-tuning method
+set with an FT+RAG model) and FT-par{k} vs FT (every paraphrase set k > 0); with other retrievers
+(retrieval.retrievers) each one's RAG and FT+RAG against dense's, and RAG against the oracle (the source chunk as
+the context: :func:`retriever_contrasts`); with another fine-tuning method
 (kinject.training.methods), the same for its columns and it vs FT at each paraphrase set; with the steps-matched
 control of set k (FT-steps{k}: the chunks alone, for set k's optimizer steps), FT-par{k} vs FT-steps{k} (the
 paraphrases net of training amount) and FT-steps{k} vs FT (the steps alone). Each row: both
@@ -62,7 +64,23 @@ def contrasts(columns) -> list[tuple[str, str]]:
         sets = sorted(int(c.removeprefix(control.label)) for c in have if c.removeprefix(control.label).isdigit())
         pairs += [pair for p in sets
                   for pair in ((method.column(p), control.column(p)), (control.column(p), method.label))]
+    pairs += retriever_contrasts(have)
     return [(a, b) for a, b in pairs if a in have and b in have]
+
+
+def retriever_contrasts(have: set) -> list[tuple[str, str]]:
+    """Another retriever's columns against the paper's dense ones (RAG (bm25) vs RAG, RAG (bm25) vs Base,
+    FT-par{k}+RAG (bm25) vs FT-par{k}+RAG), and RAG against its ceiling, the oracle (the source chunk as the
+    context): RAG vs Oracle (what retrieval costs), each other retriever's RAG vs Oracle, Oracle vs Base,
+    FT-par{k}+RAG vs FT-par{k}+Oracle."""
+    pairs = []
+    for c in sorted(have):
+        if c.endswith(")") and " (" in c:
+            plain = c.rsplit(" (", 1)[0]
+            pairs += [(c, plain)] + ([(c, "Base"), (c, "Oracle")] if plain == "RAG" else [])
+    pairs += [("RAG", "Oracle"), ("Oracle", "Base")]
+    pairs += [(c.removesuffix("Oracle") + "RAG", c) for c in sorted(have) if c.endswith("+Oracle")]
+    return pairs
 
 
 def seed_pairs(a_seeds, b_seeds) -> list[tuple]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from kinject.errors import KinjectError
+from kinject.evaluation.retrievers import RAG_RETRIEVER, RETRIEVERS, cell_retriever
 from kinject.io import atomic_path, write_csv, write_parquet, write_text
 from kinject.reporting.clusters import clusters_of
 from kinject.reporting.records import read_results
@@ -24,7 +25,7 @@ SETTING = ["group", "model", "task", "format", "shots"]
 # methods and their columns' names
 FINETUNED = {m.prefix: f"{m.prefix}rag" for m in METHODS.values()}
 NAMES = {m.prefix: m.label for m in METHODS.values()}
-RETRIEVAL = ("rag", *FINETUNED.values())
+RETRIEVAL = ("rag", *FINETUNED.values())  # the paper's retrieval cells (dense); another retriever's: retrieval()
 # a run's loss: results/finetune/{model}/{task}/{method's folder}k{k}/train_loss.csv
 FOLDERS = "|".join(re.escape(m.folder) for m in METHODS.values() if m.folder)
 LOSS_RE = re.compile(r"finetune/(?P<model>[^/]+)/(?P<task>[^/]+)/(?P<folder>" + FOLDERS
@@ -34,9 +35,22 @@ ORACLE = "oracle"
 CROSS_FIT = "cross-fit"
 
 
+def retrieval_of(methods: pd.Series) -> pd.Series:
+    """Which cells' methods retrieve (RAG, FT+RAG of every retriever: rag, ftrag, rag-bm25, ftrag-oracle): the ones
+    whose K is chosen (kinject.evaluation.retrievers.cell_retriever splits off the retriever)."""
+    return methods.map(lambda m: cell_retriever(m)[0] in RETRIEVAL).astype(bool)
+
+
 def column_label(method: str, p) -> str:
-    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, each other method's as FT's, and a
-    control's FT-steps{p} (kinject.training.methods.Method.column)."""
+    """A cell's table column: Base, RAG, FT, FT-par{p}, FT+RAG, FT-par{p}+RAG, each other method's as FT's, a
+    control's FT-steps{p} (kinject.training.methods.Method.column); another retriever's RAG (bm25), FT+RAG (bm25),
+    and the oracle's (the source chunk as the context) Oracle, FT+Oracle."""
+    stem, retriever = cell_retriever(method)
+    if retriever != RAG_RETRIEVER:
+        plain = column_label(stem, p)
+        if RETRIEVERS[retriever].oracle:
+            return plain.removesuffix("RAG") + "Oracle"
+        return plain + RETRIEVERS[retriever].label
     if method in ("base", "rag"):
         return {"base": "Base", "rag": "RAG"}[method]
     tuned = method.removesuffix("rag")
@@ -63,10 +77,15 @@ def _tuned_columns(columns, method) -> list[str]:
 def with_k0(retrieval: pd.DataFrame, records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The retrieval records with K = 0 among each setting's candidates, as the paper's K ranges 0..5: no
     retrieval, RAG's K = 0 being the Base cell and FT+RAG's the FT cell of the same model (its records relabelled),
-    for every retrieval setting that has records at K > 0 (none is made for a model without FT+RAG cells)."""
-    anchors = pd.concat([records[records["method"] == "base"].assign(method="rag")]
-                        + [records[records["method"] == tuned].assign(method=with_rag)
-                           for tuned, with_rag in FINETUNED.items()], ignore_index=True)
+    for every retrieval setting that has records at K > 0 (none is made for a model without FT+RAG cells); so for
+    every other retriever's (rag-bm25, ftrag-bm25), but the oracle's (its K = 1 is the source as the context)."""
+    sources = {}  # every retrieval method's K = 0 cell: rag's, rag-bm25's the Base; ftrag's, ftrag-bm25's the FT
+    for method in retrieval["method"].unique():
+        stem, retriever = cell_retriever(method)
+        if not RETRIEVERS[retriever].oracle:  # the oracle's context is the source itself: its K = 1 as scored
+            sources[method] = "base" if stem == "rag" else stem.removesuffix("rag")
+    anchors = pd.concat([records.iloc[:0]] + [records[records["method"] == source].assign(method=method)
+                                              for method, source in sources.items()], ignore_index=True)
     anchors = anchors[anchors["k"] == 0].merge(retrieval[keys].drop_duplicates(), on=keys)  # NA keys match NA
     return pd.concat([anchors, retrieval], ignore_index=True) if len(anchors) else retrieval
 
@@ -83,7 +102,7 @@ def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
     """
     keys = SETTING + ["method", "paraphrase_set", "seed", "extra_seed"]  # each training seed's model its own K
     chosen, choices = [], []
-    retrieval = with_k0(records[records["method"].isin(RETRIEVAL)], records, keys)
+    retrieval = with_k0(records[retrieval_of(records["method"])], records, keys)
     for key, g in retrieval.groupby(keys, dropna=False, sort=False):
         at = dict(zip(keys, key, strict=True))
         by_k = g.pivot(index="question_id", columns="k", values="correct")
@@ -121,7 +140,7 @@ def reported(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tu
     if "seed" not in records.columns:  # records of one training seed
         records = records.assign(seed=pd.NA, extra_seed=False)
     chosen, choices = choose_k(records, seed, selection)
-    plain = records[~records["method"].isin(RETRIEVAL)]
+    plain = records[~retrieval_of(records["method"])]
     out = pd.concat([plain, chosen], ignore_index=True)
     out["paraphrase_set"] = out["paraphrase_set"].astype("Int64")
     return out.assign(column=[column_label(m, p) for m, p in zip(out["method"], out["paraphrase_set"])]), choices
@@ -175,6 +194,7 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
                 for name in NAMES.values()]
     order = ["Base"] + sum(tuned, []) + ["RAG"] + sum(with_rag, [])
     columns = [c for c in order if c in table.columns]
+    columns += sorted(c for c in table.columns if c not in columns)  # other retrievers' and the oracle's
     table = table[columns]
     picked = choices[(choices["group"] == group) & (choices["shots"] == shots) & ~choices["extra_seed"].astype(bool)]
     if len(picked):
@@ -212,6 +232,14 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def retrievers_line(columns) -> str:
+    """What the other retrievers' and the oracle's columns are, where a table has them (docs/retrieval.md)."""
+    if not any(c.endswith(")") or "Oracle" in c for c in columns):
+        return ""
+    return (" RAG (bm25), (hybrid), (rerank): those retrievers' chunks instead of dense's; Oracle, FT+Oracle: each "
+            "question's own source chunk as the context (not the Oracle K below). See docs/retrieval.md.")
+
+
 def precision_line(scores: pd.DataFrame) -> str:
     """What a table's cells were scored in: ``Scored in fp32 (AVX2, no native bf16); ...``, or, where its cells
     differ, each (precision, hardware) with its count of cells (logged: they should not mix)."""
@@ -247,7 +275,7 @@ def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, 
                 "on the other; `a/b`: the K each half chose). `n seeds`: the mean over n training seeds, its interval a "
                 "two-level bootstrap of seeds and question clusters. See docs/statistics.md. "
                 + precision_line(scores[(scores["group"] == group) & (scores["shots"] == shots)])
-                + "\n\n" + _markdown(table))
+                + retrievers_line(table.columns) + "\n\n" + _markdown(table))
         oracle = group_table(oracle_rows, oracle_choices, group, shots, seed)
         text += ("\n## Oracle K (the paper's: the best K on the very questions reported; optimistic)\n\n"
                  + _markdown(oracle))

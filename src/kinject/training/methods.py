@@ -186,8 +186,9 @@ def data_methods() -> list[Method]:
 
 
 def cell_method(cell: str) -> tuple[Method, bool] | None:
-    """(method, with RAG) of a fine-tuned cell's method name (ft-p4, lorarag-p2); None for base and rag."""
-    stem = cell.split("-p")[0]
+    """(method, with RAG) of a fine-tuned cell's method name (ft-p4, lorarag-p2, ftrag-bm25-p1: another retriever's
+    name after the stem); None for base and rag."""
+    stem = cell.split("-p")[0].split("-")[0]
     for m in METHODS.values():
         if stem in (m.prefix, f"{m.prefix}rag"):
             return m, stem.endswith("rag") and stem != m.prefix
