@@ -141,7 +141,8 @@ def test_retrieval_tables_from_files(tmp_path):
     questions = tmp_path / "t" / "questions.parquet"
     questions.parent.mkdir()
     qs = questions_frame().assign(question="?", choices=[["a", "b"]] * 5, answer=0, split="test")
-    qs.to_parquet(questions)
+    dev = qs.tail(1).assign(id="d1", split="dev")  # a few-shot example (an MMLU task's dev split): not reported
+    pd.concat([qs, dev], ignore_index=True).to_parquet(questions)
     clusters = tmp_path / "t" / "question_clusters.parquet"
     pd.DataFrame({"question_id": qs["id"], "cluster": ["chunk:c1", "chunk:c2", "chunk:c3", "chunk:c3", "question:m1"]}
                  ).to_parquet(clusters)

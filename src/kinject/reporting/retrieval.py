@@ -132,6 +132,7 @@ def write_retrieval_tables(questions: dict, retrieved: dict, clusters: dict, sco
     frames, recall, cluster_of = [], [], {}
     for task, path in questions.items():
         qs = read_questions(path)
+        qs = qs[qs["split"] == "test"]  # the reported questions (an MMLU task's dev split holds its few-shot examples)
         left_out = int(qs["chunk_id"].isna().sum())
         if left_out:
             log.info("%s: %d of %d questions have no source chunk: left out of recall", task, left_out, len(qs))
