@@ -4,14 +4,9 @@ import pandas as pd
 import pytest
 
 from kinject.errors import KinjectError
+from kinject.reporting.figures import epoch_boundaries, write_figures
 from kinject.reporting.records import read_results, read_scores
-from kinject.reporting.report import (
-    epoch_boundaries,
-    group_table,
-    reported,
-    write_figures,
-    write_tables,
-)
+from kinject.reporting.report import group_table, reported, write_tables
 
 TASKS = {"anat": "mmlu", "news": "current_events"}  # task -> its table group
 N = 20  # questions per task

@@ -332,8 +332,8 @@ def test_a_hub_reranker_is_a_hub_artifact_the_lock_pins():
 
 def test_other_retrievers_cells_are_named_labelled_and_compared():
     from kinject.grid import cells
+    from kinject.reporting.columns import column_label
     from kinject.reporting.comparisons import contrasts
-    from kinject.reporting.report import column_label
     from kinject.settings import load_config
 
     assert retrievers.rag_cell("rag", "dense") == "rag" and retrievers.rag_cell("ftrag-p1", "dense") == "ftrag-p1"

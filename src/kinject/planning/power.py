@@ -32,8 +32,8 @@ import yaml
 
 from kinject.grid import cells
 from kinject.qa.sources import QUESTION_SOURCES
+from kinject.reporting.columns import column_label
 from kinject.reporting.comparisons import contrasts
-from kinject.reporting.report import column_label
 from kinject.reporting.stats import LEVEL
 from kinject.training.methods import METHODS
 

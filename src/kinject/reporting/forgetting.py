@@ -14,8 +14,8 @@ import pandas as pd
 
 from kinject.errors import KinjectError
 from kinject.io import write_csv, write_text
+from kinject.reporting.columns import column_label
 from kinject.reporting.records import score_records
-from kinject.reporting.report import column_label
 from kinject.reporting.stats import bh_table, mcnemar_exact, paired_bootstrap, setting_seed, wilson
 from kinject.training.methods import METHODS
 
