@@ -11,7 +11,7 @@ import pytest
 
 from kinject.grid import cells
 from kinject.reporting.comparisons import comparisons, seed_pairs
-from kinject.reporting.report import _markdown, group_table, reported
+from kinject.reporting.report import group_table, markdown_table, reported
 from kinject.reporting.stats import paired_bootstrap, seeds_interval, seeds_paired, two_level_replicates
 from kinject.settings import load_config
 from kinject.training.seeds import extra_seeds, run_seeds, tag, untag
@@ -124,7 +124,7 @@ def test_the_table_shows_the_mean_over_seeds_with_its_count_of_seeds():
     assert table["FT"] == pytest.approx(ft["correct"].mean())
     assert table["FT n_seeds"] == 3 and table["Base n_seeds"] == table["RAG n_seeds"] == 1
     assert table["FT low"] < table["FT"] < table["FT high"]
-    assert "3 seeds" in _markdown(pd.DataFrame([table]))
+    assert "3 seeds" in markdown_table(pd.DataFrame([table]))
 
 
 def test_the_two_level_bootstrap_has_the_closed_form_variance_of_resampling_seeds_and_clusters():

@@ -179,10 +179,11 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
     return table.reset_index()
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    """The table with each accuracy as ``0.897 [0.80, 0.95]``, ``deff 1.40`` after it where its design effect
-    is not 1 and ``3 seeds`` where it is a mean over training seeds (its interval, design-effect and seed columns
-    folded in)."""
+def markdown_table(df: pd.DataFrame) -> str:
+    """A table in markdown: a value with an interval (columns ``<c> low``, ``<c> high``) as ``0.897 [0.80, 0.95]``,
+    ``deff 1.40`` after it where its design effect (``<c> design_effect``) is not 1 and ``3 seeds`` where it is a mean
+    over training seeds (``<c> n_seeds``), those columns folded in; other floats to 3 decimals, missing values
+    empty. The result tables' and the retrieval diagnostics' (kinject.reporting.retrieval)."""
     shown = [c for c in df.columns if not c.endswith((" low", " high", " design_effect", " n_seeds"))]
 
     def fmt(row, column: str) -> str:
@@ -245,10 +246,10 @@ def write_tables(score_paths, groups: dict, out_dir, scores_csv, best_k_csv, *, 
                 "on the other; `a/b`: the K each half chose). `n seeds`: the mean over n training seeds, its interval a "
                 "two-level bootstrap of seeds and question clusters. See docs/statistics.md. "
                 + precision_line(scores[(scores["group"] == group) & (scores["shots"] == shots)])
-                + retrievers_line(table.columns) + "\n\n" + _markdown(table))
+                + retrievers_line(table.columns) + "\n\n" + markdown_table(table))
         oracle = group_table(oracle_rows, oracle_choices, group, shots, seed)
         text += ("\n## Oracle K (the paper's: the best K on the very questions reported; optimistic)\n\n"
-                 + _markdown(oracle))
+                 + markdown_table(oracle))
         write_text(f"{stem}.md", text)
     write_csv(scores_csv, scores)
     write_csv(best_k_csv, pd.concat([choices, oracle_choices], ignore_index=True))

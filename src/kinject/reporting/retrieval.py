@@ -26,6 +26,7 @@ from kinject.io import read_parquet, write_csv, write_parquet, write_text
 from kinject.qa.question_file import read_questions
 from kinject.reporting.clusters import with_clusters
 from kinject.reporting.records import _cell_of, score_records
+from kinject.reporting.report import markdown_table
 from kinject.reporting.stats import clustered_interval
 
 log = logging.getLogger(__name__)
@@ -91,29 +92,17 @@ def split_row(records: pd.DataFrame, ranks: pd.DataFrame, k: int, records_file="
             "miss_share_of_errors": counts["missed_wrong"] / wrong if wrong else float("nan")}
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    def fmt(value) -> str:
-        if pd.isna(value):
-            return ""
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
 def recall_markdown(table: pd.DataFrame) -> str:
-    shown = table.assign(**{"recall [95% CI]": [
-        "" if pd.isna(r.recall) else f"{r.recall:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
-        + (f" deff {r.design_effect:.2f}" if pd.notna(r.design_effect) and abs(r.design_effect - 1) > 5e-3 else "")
-        for r in table.itertuples()]})
-    shown = shown[["task", "retriever", "k", "recall [95% CI]", "n_found", "n_questions", "n_without_source",
-                   "n_clusters"]]
+    recall = "recall [95% CI]"  # shown as 0.912 [0.80, 0.96] deff 1.35 (markdown_table folds its interval in)
+    shown = table.rename(columns={"recall": recall, "ci_low": f"{recall} low", "ci_high": f"{recall} high",
+                                  "design_effect": f"{recall} design_effect"})
+    shown = shown[["task", "retriever", "k", recall, f"{recall} low", f"{recall} high", f"{recall} design_effect",
+                   "n_found", "n_questions", "n_without_source", "n_clusters"]]
     return ("# Retrieval: recall@K of each question's source chunk\n\n"
             "The share of questions whose source chunk (the chunk a generated question was written from) is "
             "among the retriever's top K: how often the model was shown the answer at all. 95% interval: Wilson, "
             "widened by the design effect (deff) where questions share a source chunk. n_without_source: "
-            "questions with no source chunk (MMLU, tables), left out. See docs/retrieval.md.\n\n" + _md_table(shown))
+            "questions with no source chunk (MMLU, tables), left out. See docs/retrieval.md.\n\n" + markdown_table(shown))
 
 
 def split_markdown(table: pd.DataFrame) -> str:
@@ -121,7 +110,7 @@ def split_markdown(table: pd.DataFrame) -> str:
             "Per RAG cell (each retriever's RAG and FT+RAG) and the questions with a source chunk: source retrieved within K or "
             "not x answered right or wrong. retrieved_wrong: reading errors (the answer was in the prompt); "
             "missed_wrong: retrieval misses. miss_share_of_errors: the wrong answers that are retrieval misses. "
-            "See docs/retrieval.md.\n\n" + _md_table(table))
+            "See docs/retrieval.md.\n\n" + markdown_table(table))
 
 
 def write_retrieval_tables(questions: dict, retrieved: dict, clusters: dict, score_paths, ks, out: dict) -> str:
