@@ -4,7 +4,7 @@ No LLM is involved: it plays the part GPT-4 plays in the paper, and is what answ
 cache is built (``python -m kinject.demo.build_cache``).
 
 It reads the fictional world's fact registry (``world.json``, written by ``kinject.demo.world``) and
-answers the pipeline's three LLM requests from it: multiple-choice questions about a chunk, the choice
+answers the pipeline's LLM requests from it: multiple-choice questions about a chunk, the choice
 of the most specific questions, and paraphrases of a chunk. Everything is a pure function of its
 arguments (seeds included), so the cache it writes is reproducible.
 """
@@ -160,3 +160,29 @@ def author_paraphrases(world: World, chunk_text: str, n: int, seed: int) -> list
             text = text[:start] + pick + text[stop:]
         out.append(text)
     return out
+
+
+def author_entities(world: World, chunk_text: str) -> dict:
+    """Synthetic CPT's entity call (kinject.qa.entigraph): the subjects and objects of the chunk's facts, in text order,
+    each once, and a one-sentence summary naming the articles."""
+    facts = facts_in(world, chunk_text)
+    names = list(dict.fromkeys(name for f in facts for name in (f.subject, f.object)))
+    titles = list(dict.fromkeys(f.title for f in facts))
+    summary = f"An account of {', '.join(titles)}." if titles else "An account with no known facts."
+    return {"summary": summary, "entities": names}
+
+
+def author_relation(world: World, chunk_text: str, entities: list[str], seed: int) -> str:
+    """Synthetic CPT's relation call: a passage stating every fact of the chunk that involves one of ``entities``
+    (those involving two or more first), each in one of its paraphrase renderings (never a question's wording: see
+    kinject.demo.wording), picked by the entities and the seed; joined as one passage."""
+    wanted = set(entities)
+    involved = [f for f in facts_in(world, chunk_text) if {f.subject, f.object} & wanted]
+    involved.sort(key=lambda f: -len({f.subject, f.object} & wanted))
+    key = "|".join(entities)
+    sentences = []
+    for fact in involved:
+        pool = fact.paraphrases or (fact.sentence,)
+        pick = pool[(zlib.crc32(f"{fact.id}|{key}".encode()) + seed) % len(pool)]
+        sentences.append(pick[0].upper() + pick[1:])
+    return " ".join(sentences)

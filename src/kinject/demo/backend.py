@@ -14,7 +14,14 @@ import json
 import re
 from functools import partial
 
-from kinject.demo.author import author_paraphrases, author_questions, author_selection, load_world
+from kinject.demo.author import (
+    author_entities,
+    author_paraphrases,
+    author_questions,
+    author_relation,
+    author_selection,
+    load_world,
+)
 
 
 def _between(text: str, start: str, end: str | None = None) -> str:
@@ -36,6 +43,12 @@ def answer(world, request: dict) -> tuple[str, None]:
         n = int(re.search(r"Give (\d+) different paraphrases", prompt)[1])
         text = _between(prompt, "Input paragraph:\n", "\n\nBelow are some examples")
         reply = {"paraphrases": author_paraphrases(world, text, n=n, seed=seed)}
+    elif prompt.startswith("You are a knowledge analyst. Read the document"):
+        reply = author_entities(world, _between(prompt, "\n\nDocument:\n"))
+    elif prompt.startswith("You are a knowledge analyst. Below is a document"):
+        listing = re.search(r"entities that it mentions: (.*)\.\nWrite a passage", prompt, re.S)[1]
+        names = [name.strip().strip('"') for name in listing.split('"; "')]
+        reply = {"text": author_relation(world, _between(prompt, "\n\nDocument:\n"), names, seed)}
     else:
         raise ValueError(f"the demo author does not know this prompt: {prompt[:60]!r}")
     text = json.dumps(reply, ensure_ascii=False)

@@ -7,7 +7,8 @@ config/demo_author.yaml (``llm.mode: live``, ``llm.backend: demo_author``), so e
 kinject.demo.author, offline, and recorded. The old cache is removed first: no stale entry survives.
 Run it after changing the demo world, the chunking settings, a prompt or an ``llm`` request setting
 (model, temperature, json_mode: each changes the cache keys). demo_author.yaml adds both tasks' validation
-sets, so the cache also serves make demo-extended's searches and the test suite's.
+sets, so the cache also serves make demo-extended's searches and the test suite's, and current events' synthetic CPT
+corpus (its entity and relation calls).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-LLM_RULES = ["generate_questions", "select_questions", "paraphrase_chunks", "validation_paraphrases"]
+LLM_RULES = ["generate_questions", "select_questions", "paraphrase_chunks", "validation_paraphrases",
+             "synthetic_entities", "synthetic_texts"]
 
 
 def main() -> None:
@@ -37,6 +39,8 @@ def main() -> None:
             targets.append(f"results/{name}/paraphrases/generated.parquet")
         if "validation" in task:
             targets.append(f"results/{name}/validation/paraphrases.parquet")
+        if "synthetic" in task.get("finetune_methods", []):  # synthetic CPT's entities and relation texts
+            targets.append(f"results/{name}/synthetic/texts.parquet")
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/demo.yaml",
            "config/demo_author.yaml", "--forcerun", *LLM_RULES, "--", *targets]
     subprocess.run(cmd, cwd=ROOT, check=True)

@@ -37,7 +37,7 @@ from kinject.qa.replies import UNKEYED, request_key
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = {"question": 160, "selection": 40, "paraphrase": 2.0, "chars_per_token": 3.0,
-                      "overhead": 120, "default": 1024}
+                      "overhead": 120, "default": 1024, "entities": 400, "relation": 300}
 
 
 def questions_max_tokens(bound: dict, n: int) -> int:
@@ -48,6 +48,16 @@ def questions_max_tokens(bound: dict, n: int) -> int:
 def selection_max_tokens(bound: dict) -> int:
     """The reply bound of a selection call (a short list of indices)."""
     return bound["selection"] + bound["overhead"]
+
+
+def entities_max_tokens(bound: dict) -> int:
+    """The reply bound of an entity call (synthetic CPT, kinject.qa.entigraph): a summary and a list of names."""
+    return bound["entities"] + bound["overhead"]
+
+
+def relation_max_tokens(bound: dict) -> int:
+    """The reply bound of a relation call: one passage of a few sentences."""
+    return bound["relation"] + bound["overhead"]
 
 
 def paraphrase_max_tokens(bound: dict, chars: float, n: int) -> int:
@@ -298,7 +308,8 @@ REPLY_SETTINGS = ("model", "temperature", "json_mode", "invalid_retries", "cache
 # The llm.max_tokens keys that bound each kind of call (a rule's params hold only its own, so a change of the
 # question bound does not re-run the paraphrases).
 BOUND_KEYS = {"questions": ("question", "overhead"), "selection": ("selection", "overhead"),
-              "paraphrases": ("paraphrase", "chars_per_token", "overhead")}
+              "paraphrases": ("paraphrase", "chars_per_token", "overhead"),
+              "entities": ("entities", "overhead"), "relations": ("relation", "overhead")}
 
 
 def reply_settings(llm: dict, calls: str | None = None) -> dict:

@@ -75,3 +75,34 @@ def select_messages(questions: list[dict], keep: int) -> list[dict]:
 
 def paraphrase_messages(text: str, n: int) -> list[dict]:
     return user(PARAPHRASE.format(n=n, text=text))
+
+
+# Synthetic continued pre-training (EntiGraph: Yang et al., ICLR 2025, "Synthetic continued pretraining", section 2.2),
+# its two steps in this project's wording: the salient entities of a document, then for a pair (or triple) of them a
+# text about how they relate in the document. kinject.qa.entigraph sends them; docs/training_arms.md lists them.
+ENTITIES = """You are a knowledge analyst. Read the document below and list its salient entities: every person, place,
+organisation, object, event, date, number and concept that the document says something about.
+Name each entity the way the document names it, in full, and list each one once.
+Return a JSON object with two keys: "summary" (two sentences on what the document is about) and "entities" (a list of
+strings).
+
+Document:
+{text}"""
+
+RELATION = """You are a knowledge analyst. Below is a document and {n} entities that it mentions: {listing}.
+Write a passage of a few sentences that explains how these entities relate to each other in the document. Use only
+what the document says; state every fact about them with the entities named in full, and do not refer to "the
+document", "the text" or "the article".
+Return a JSON object with one key, "text": the passage.
+
+Document:
+{text}"""
+
+
+def entities_messages(text: str) -> list[dict]:
+    return user(ENTITIES.format(text=text))
+
+
+def relation_messages(text: str, entities: list[str]) -> list[dict]:
+    listing = "; ".join(f'"{e}"' for e in entities)
+    return user(RELATION.format(n=len(entities), listing=listing, text=text))
