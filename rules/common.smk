@@ -468,8 +468,9 @@ def seeded_settings(settings, k):
 
 
 def paraphrase_set_input(pattern):
-    """A training input whose {k} is the paraphrase set: an extra seed's run (k: 10_s7) reads set 10's."""
-    return lambda wc: res(pattern.format(task=wc.task, k=training_seeds.untag(wc.k)[0]))
+    """A training input whose {k} is the paraphrase set: an extra seed's run (k: 10_s7) reads set 10's; a {model} in
+    it is the run's (synthetic CPT's sets are the model's own)."""
+    return lambda wc: res(pattern.format(task=wc.task, model=wc.model, k=training_seeds.untag(wc.k)[0]))
 
 
 def work_dir_of(path):

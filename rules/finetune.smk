@@ -145,7 +145,7 @@ for method in (m for m in METHODS.values() if not m.matches):
         method.rule("hparam_trial")
       input:
         base=base_model_input,
-        train=res(method.train_file(0)),
+        train=res(method.train_file(method.search_set(config))),
         validation=res(VALIDATION_PARAPHRASES),
       output:
         trial=res(method.hparams("lr{lr}.json")),
@@ -183,14 +183,15 @@ for method in (m for m in METHODS.values() if not m.matches):
       script:
         "../scripts/choose_hparams.py"
 
-    # Paraphrase set 0 of a task with a search: the trials trained on it, so the chosen trial's model at the
-    # chosen epoch is the fine-tuned model (the one validated is the one evaluated; nothing is retrained).
+    # Paraphrase set 0 of a task with a search (a method's search_set: synthetic CPT's smallest budget): the trials
+    # trained on it, so the chosen trial's model at the chosen epoch is the fine-tuned model (the one validated is the
+    # one evaluated; nothing is retrained).
     rule:
       name:
         method.rule("validated")
       wildcard_constraints:
         task=tasks_regex(lambda t: "validation" in t),
-        k="0",
+        k=str(method.search_set(config)),
       input:
         chosen=res(method.chosen),
         trials=trials(method),

@@ -159,6 +159,13 @@ EXTENDED_JOBS = {
     "evaluate_qasftrag_bm25": 1, "evaluate_qasftrag_hybrid": 1, "evaluate_qasftrag_oracle": 1,
     "evaluate_pitrag_bm25": 2, "evaluate_pitrag_hybrid": 2, "evaluate_pitrag_oracle": 2,  # as evaluate_pitrag
     "evaluate_pitmixrag_bm25": 2, "evaluate_pitmixrag_hybrid": 2, "evaluate_pitmixrag_oracle": 2,
+    # synthetic CPT on current_events (synthetic.tokens [4000, 16000]): its entities and texts (2 LLM jobs), a data file
+    # per budget, its search (2 rates) on 4000 adopted as that budget's model, 16000 trained; each budget scored, the
+    # largest's +RAG with each retriever (dense, bm25, hybrid, oracle), each checkpoint on the control
+    "synthetic_entities": 1, "synthetic_texts": 1, "synthetic_set": 2, "hparam_trial_synthetic": 2,
+    "choose_hparams_synthetic": 1, "validated_model_synthetic": 1, "finetune_synthetic": 1,
+    "evaluate_syn": 2, "evaluate_synrag": 1, "evaluate_synrag_bm25": 1, "evaluate_synrag_hybrid": 1,
+    "evaluate_synrag_oracle": 1, "evaluate_controls_syn": 2,
     "forgetting": 1, "tables": 1, "retrieval_tables": 1, "figures": 1, "manifest": 1, "all": 1,
 }
 
@@ -216,8 +223,9 @@ def test_extended_demo_grid_dry_run_matches_hand_count():
     # 104 + 3 question_clusters + QA-SFT's 1 + 2 + 1 + 1 training and 1 + 1 + 1 evaluation jobs + the steps-matched
     # control's finetune_steps and evaluate_steps + the extra seeds' 6 trainings and 10 evaluations + PIT's and
     # PIT-mix's 3 + 2 x (2 + 1 + 1 + 2) data and training and 2 x (3 + 2 + 3) scoring jobs + the other retrievers'
-    # 65 jobs and retrieval_tables + their PIT+RAG and PIT-mix+RAG cells (2 x 3 retrievers x 2 sets)
-    assert sum(counts.values()) == 104 + 3 + 8 + 2 + 16 + 31 + 66 + 12
+    # 65 jobs and retrieval_tables + their PIT+RAG and PIT-mix+RAG cells (2 x 3 retrievers x 2 sets) + synthetic
+    # CPT's 2 LLM, 2 data, 2 + 1 + 1 + 1 training and 2 + 4 + 2 scoring jobs
+    assert sum(counts.values()) == 104 + 3 + 8 + 2 + 16 + 31 + 66 + 12 + 17
 
 
 def test_the_planners_dag_is_the_dry_runs():

@@ -186,6 +186,7 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
                        ("current_events", "qasftrag"),  # and QA-SFT's (tests/test_qa_sft.py), PIT's (test_pit.py)
                        ("current_events", "pit"), ("current_events", "pitrag"), ("current_events", "pitmix"),
                        ("current_events", "pitmixrag"),
+                       ("current_events", "syn"), ("current_events", "synrag"),  # synthetic CPT (test_synthetic.py)
                        ("current_events", "steps")}  # the steps-matched control of FT-par10 (finetune.steps_matched)
     counts = job_counts(dag_jobs(config))
     assert counts["hparam_trial_lora"] == 3 and counts["validated_adapter"] == 1 and counts["finetune_lora"] == 2
@@ -203,9 +204,9 @@ def test_the_extended_demo_grid_has_lora_beside_full_on_current_events_only():
     (lambda c: c["evaluation"]["controls"].update(more={"source": "mmlu_csv", "path": "m"}),
      "evaluation.controls.more.subject is required for source mmlu_csv"),
     (lambda c: c["finetune"].update(methods=["full", "qlora"]),
-     r"/bad.yaml: finetune.methods: 'qlora' is not a fine-tuning method \(registered: full, lora, qa_sft, pit, pit_mixed\)$"),
+     r"/bad.yaml: finetune.methods: 'qlora' is not a fine-tuning method \(registered: full, lora, qa_sft, pit, pit_mixed, synthetic\)$"),
     (lambda c: c["tasks"]["atlas"].update(finetune_methods=["ful"]),
-     r"tasks.atlas.finetune_methods: 'ful' is not a fine-tuning method \(registered: full, lora, qa_sft, pit, pit_mixed\)$"),
+     r"tasks.atlas.finetune_methods: 'ful' is not a fine-tuning method \(registered: full, lora, qa_sft, pit, pit_mixed, synthetic\)$"),
 ])
 def test_a_bad_lora_or_controls_config_is_one_line(tmp_path, edit, message):
     assert re.search(message, bad_extended_config(tmp_path, edit))

@@ -25,6 +25,7 @@ from kinject.training.models import build_tiny_model
 from kinject.training.qa_sft import IGNORE, answer_only_examples, read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
+BUDGETS = (1000, 3000)  # synthetic CPT's in the end-to-end run: tokens of the tiny Llama's tokenizer
 TEMPLATE = "Question: {question}\nAnswer: {answer}"
 TESTS = ["In which year did the Varro canal open to barges?", "Who was elected mayor of Ostra in the spring vote?"]
 # (chunk, candidate, question): c0's candidates 0 and 2 and c1's 0 were selected (c0-c0 and c1-c0 are the test set)
@@ -262,10 +263,14 @@ def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
     path = small_demo_config(workdir)
     config = yaml.safe_load((workdir / path).read_text())
     del config["tasks"]["atlas"]
-    config["tasks"]["current_events"].update(finetune_methods=["qa_sft", "pit", "pit_mixed"], paraphrase_sets=[0],
-                                             ft_rag_paraphrase_sets=[0])
+    config["tasks"]["current_events"].update(finetune_methods=["qa_sft", "pit", "pit_mixed", "synthetic"],
+                                             paraphrase_sets=[0], ft_rag_paraphrase_sets=[0])
     config["finetune"]["qa_sft"] = {"search_lr": config["finetune"]["search"]["lr"]}
     config["finetune"]["pit"] = config["finetune"]["pit_mixed"] = {"search_lr": config["finetune"]["search"]["lr"][-1:]}
+    # synthetic CPT (tests/test_synthetic.py has its parts): two budgets of the author's recorded entity-pair texts,
+    # a search of one rate on the smaller
+    config["finetune"]["synthetic"] = {"search_lr": config["finetune"]["search"]["lr"][-1:]}
+    config["synthetic"] = {"tokens": [BUDGETS[0], BUDGETS[1]]}
     # one extra candidate per chunk (qa_sft_extra): a call the recorded cache lacks, so the demo's offline author
     # answers misses (config/demo_author.yaml's live mode; every recorded reply is its own, so the rest is unchanged)
     config["finetune"]["qa_sft"]["qa_per_chunk"] = 1
@@ -309,3 +314,23 @@ def test_qa_sft_runs_end_to_end_on_the_tiny_llama(tmp_path):
                                                           "pitmixrag-p0_k1_0shot_options.json"}
     assert {"PIT", "PIT+RAG", "PIT-mix", "PIT-mix+RAG"} <= set(table.columns)
     assert {"PIT vs Base", "RAG vs PIT", "PIT+RAG vs RAG", "PIT-mix vs Base", "PIT-mix+RAG vs RAG"} <= compared
+    # synthetic CPT: the entities and texts, one set per budget (the chunks, then texts up to the budget in the tiny
+    # Llama's tokens), the search on the smaller budget adopted as its model, the larger trained at the chosen rate
+    texts = pd.read_parquet(news / "synthetic" / "texts.parquet")
+    assert texts["order"].tolist() == sorted(texts["order"]) and set(texts["size"]) == {2}
+    for budget in BUDGETS:
+        data = pd.read_parquet(news / "synthetic" / f"train_tiny-llama_k{budget}.parquet")
+        assert (data["source"] == "chunk").sum() == len(pd.read_parquet(news / "chunks.parquet"))
+        synthetic = data[data["source"] == "synthetic"]
+        assert synthetic["text"].tolist() == texts["text"].iloc[:len(synthetic)].tolist()  # a prefix of the corpus
+    assert len(list((workdir / "logs" / "hparam_trial_synthetic").glob("*.log"))) == 1
+    (run,) = (workdir / "logs" / "finetune_synthetic").glob("*.log")
+    assert run.name == f"tiny-llama_current_events_k{BUDGETS[1]}.log"
+    assert {p.name for p in scores.glob("syn*.json")} == {f"syn-p{BUDGETS[0]}_k0_0shot_options.json",
+                                                          f"syn-p{BUDGETS[1]}_k0_0shot_options.json",
+                                                          f"synrag-p{BUDGETS[1]}_k1_0shot_options.json"}
+    syn = [f"SynCPT-{b}tok" for b in BUDGETS]
+    assert {*syn, f"{syn[1]}+RAG"} <= set(table.columns)
+    assert {f"{syn[0]} vs Base", f"RAG vs {syn[1]}", f"{syn[1]}+RAG vs RAG"} <= compared  # no FT in this run
+    trend = pd.read_csv(workdir / "results" / "tables" / "paraphrase_trend.csv").set_index("method")
+    assert trend.loc["syn", "sets"] == f"{BUDGETS[0]} {BUDGETS[1]}" and "per 1,000 tok" in trend.loc["syn", "note"]

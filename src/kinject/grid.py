@@ -74,7 +74,7 @@ def method_sets(config: dict, task: dict, m: Method, rag: bool = False) -> list[
     if rag and not m.rag:
         return []
     listed = m.listed_sets(config)
-    return [p for p in m.trained_sets(task, rag=rag) if listed is None or p in listed]
+    return [p for p in m.trained_sets(config, task, rag=rag) if listed is None or p in listed]
 
 
 def method_runs(config: dict, name: str, m: Method, rag: bool = False) -> list[str]:

@@ -41,6 +41,10 @@ QA_SFT_COUNTS = "results/{task}/qa_sft/counts.json"  # pairs in, removed by text
 QA_SFT_EXTRA = "results/{task}/qa_sft/extra.parquet"  # finetune.qa_sft.qa_per_chunk more candidates per chunk
 QA_SFT_CANDIDATES = "results/{task}/qa_sft/candidates.parquet"  # the candidates and those extra ones
 PIT_TRAIN = "results/{task}/pit/train_k{k}.parquet"  # PIT's data of set k: QA-SFT's pairs, then set k's texts
+SYNTHETIC_ENTITIES = "results/{task}/synthetic/entities.parquet"  # synthetic CPT: each chunk's entities (EntiGraph)
+SYNTHETIC_TEXTS = "results/{task}/synthetic/texts.parquet"  # the LLM's texts on pairs and triples of them
+# synthetic CPT's data of budget k: the chunks and k tokens (the model's tokenizer) of those texts
+SYNTHETIC_SET = "results/{task}/synthetic/train_{model}_k{k}.parquet"
 INDEX = "results/{task}/index/{file}"  # a retriever's index ({file}: kinject.evaluation.retrievers)
 RETRIEVED = "results/{task}/retrieval/retrieved.parquet"  # the top-K chunks of every question (dense, the RAG cells')
 RETRIEVED_BY = "results/{task}/retrieval/{retriever}/retrieved.parquet"  # another retriever's (bm25, hybrid)

@@ -177,7 +177,8 @@ class Planner:
         # checkpoint (Snakemake then deletes the trials' models: temp); make_plan counts that checkpoint
         job.kept_bytes = 0 if trial else final
         if trial:
-            job.adopted_bytes = final if 0 in method.trained_sets(task_cfg) else 0
+            searched_set = method.search_set(self.config)  # the search's trial model becomes that set's model
+            job.adopted_bytes = final if searched_set in method.trained_sets(self.config, task_cfg) else 0
         # the Trainer writes the next checkpoint before deleting the previous one (save_total_limit=1);
         # a trial's epoch models stay in its work directory until it ends
         job.work_bytes = 2 * TRAINER_CHECKPOINT * saved + (epochs * final if trial else 0)

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import math
 
-from kinject.grid import trains_on_pairs
+from kinject.grid import ft_methods, trains_on_pairs
 from kinject.planning.corpus import Corpus, missing
 from kinject.qa import prompts
-from kinject.qa.llm import DEFAULT_MAX_TOKENS, paraphrase_max_tokens, questions_max_tokens, selection_max_tokens
+from kinject.qa.llm import (
+    DEFAULT_MAX_TOKENS,
+    entities_max_tokens,
+    paraphrase_max_tokens,
+    questions_max_tokens,
+    relation_max_tokens,
+    selection_max_tokens,
+)
 from kinject.training.qa_sft import extra_per_chunk
 
 
@@ -20,7 +27,9 @@ def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
     """Calls, prompt and reply tokens of each LLM rule, following the code's call structure: per chunk one
     question call and one selection call (kinject.qa.sets), one more question call where QA-SFT's pairs ask
     finetune.qa_sft.qa_per_chunk extra ones (rule qa_sft_extra), ceil(count / per_call) paraphrase calls
-    (kinject.qa.paraphrases), one call per validation chunk. A prompt is its template's characters /
+    (kinject.qa.paraphrases), one call per validation chunk; where a task trains synthetic CPT, one entity call and
+    synthetic.pairs_per_chunk + triples_per_chunk relation calls (at most: a chunk with few entities has fewer
+    combinations) per chunk (kinject.qa.entigraph), their replies plan.llm_reply_tokens.entities and .relation. A prompt is its template's characters /
     plan.chars_per_token plus the chunk's tokens; a paraphrase is about as long as its chunk; a question
     reply and a selection reply are plan.llm_reply_tokens.
 
@@ -56,6 +65,14 @@ def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
                             template_tokens(prompts.paraphrase_messages("", per_call), cpt), True, 0,
                             count / len(sizes),
                             lambda chars, sizes=sizes: sum(paraphrase_max_tokens(bound, chars, n) for n in sizes)))
+        if "synthetic" in ft_methods(config, cfg):  # synthetic CPT's corpus (kinject.qa.entigraph)
+            syn = config["synthetic"]
+            planned.append(("synthetic_entities", 1, template_tokens(prompts.entities_messages(""), cpt), True,
+                            reply["entities"], 0, lambda chars: entities_max_tokens(bound)))
+            combos = syn["pairs_per_chunk"] + syn["triples_per_chunk"]  # at most: a chunk may have fewer
+            listing = template_tokens(prompts.relation_messages("", ["entity"] * 3), cpt)
+            planned.append(("synthetic_texts", combos, listing, True, reply["relation"], 0,
+                            lambda chars, n=combos: n * relation_max_tokens(bound)))
         if "validation" in cfg:
             val = cfg["validation"]
             planned.append(("validation_paraphrases", 1, template_tokens(prompts.paraphrase_messages("", val["paraphrases"]),
@@ -82,3 +99,17 @@ def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
             r[f"{prefix}usd"] = None if price is None or r["calls"] is None else \
                 (r[f"{prefix}input_tokens"] * price["input"] + r[f"{prefix}output_tokens"] * price["output"]) / 1e6
     return rows
+
+
+def synthetic_warnings(config: dict, rows: list[dict]) -> list[str]:
+    """A synthetic budget larger than the planned relation texts are expected to hold (their calls x
+    plan.llm_reply_tokens.relation): rule synthetic_set would stop on it, after the LLM bill."""
+    from kinject.training.synthetic import budgets
+
+    out = []
+    for r in rows:
+        if r["rule"] == "synthetic_texts" and r["output_tokens"] is not None and max(budgets(config)) > r["output_tokens"]:
+            out.append(f"synthetic_texts {r['task']}: the largest budget of synthetic.tokens, {max(budgets(config))}, "
+                       f"is more than the ~{r['output_tokens']:,.0f} tokens its {r['calls']} relation texts are expected "
+                       f"to hold: lower it, or raise synthetic.pairs_per_chunk / triples_per_chunk")
+    return out

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kinject.planning.dag import job_counts
 from kinject.planning.jobs import RESOURCE_KEY, TRAINING_RULES, Job, Planner, job_resources, processes
-from kinject.planning.llm_cost import llm_usage
+from kinject.planning.llm_cost import llm_usage, synthetic_warnings
 from kinject.planning.memory import GB, MIB
 from kinject.planning.power import power_rows
 
@@ -114,6 +114,7 @@ def make_plan(config: dict, root: Path | str = ".", dag: list[dict] | None = Non
                                "total_gb": largest.peak_bytes / GB, "longest_prompt": largest.prompt_tokens,
                                "fits": largest.peak_bytes <= plan["gpu_memory_gb"] * GB if largest.gpus else None})
     llm = llm_usage(config, planner.corpora)
+    warnings += synthetic_warnings(config, llm)
     model = config["llm"]["model"]
     price = plan.get("llm_prices", {}).get(model)
     if price is None and llm:

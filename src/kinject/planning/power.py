@@ -47,6 +47,8 @@ def family(contrast: str) -> str:
     """A contrast with its paraphrase sets left out: "FT-par10+RAG vs RAG" -> "FT-par+RAG vs RAG", a control's
     too: "FT-par10 vs FT-steps10" -> "FT-par vs FT-steps"."""
     controls = "".join(f"|{re.escape(m.label)}" for m in METHODS.values() if m.matches)
+    units = "|".join(re.escape(m.unit) for m in METHODS.values() if m.unit)
+    contrast = re.sub(rf"-\d+(?:{units})\b", "", contrast) if units else contrast  # SynCPT-20000tok: SynCPT
     return re.sub(rf"(-par{controls})\d+", r"\1", contrast)
 
 

@@ -39,7 +39,7 @@ from kinject.reporting.stats import (
     seeds_paired,
     setting_seed,
 )
-from kinject.training.methods import METHODS
+from kinject.training.methods import METHODS, by_prefix
 
 SETTING = ["group", "model", "task", "format", "shots"]
 COLUMNS = SETTING + ["contrast", "a", "b", "n", "n_clusters", "n_seeds", "accuracy_a", "accuracy_b", "delta", "delta_low",
@@ -59,6 +59,10 @@ def contrasts(columns) -> list[tuple[str, str]]:
         pairs += [(c, name) for c in pars]
     for name in labels[1:]:
         pairs += [(c.replace(labels[0], name, 1), c) for c in sorted(have) if c.startswith(labels[0]) and "+" not in c]
+    for m in (m for m in METHODS.values() if m.unit):  # a method of amounts (SynCPT-20000tok): vs FT, Base; RAG vs it
+        amounts = sorted((c for c in have if c.startswith(f"{m.label}-") and c.endswith(m.unit) and "+" not in c),
+                         key=lambda c: int(c.removeprefix(f"{m.label}-").removesuffix(m.unit)))
+        pairs += [pair for c in amounts for pair in ((c, labels[0]), (c, "Base"), ("RAG", c))]
     for control in (m for m in METHODS.values() if m.matches):  # the steps-matched control of set k (FT-steps{k})
         method = METHODS[control.matches]
         sets = sorted(int(c.removeprefix(control.label)) for c in have if c.removeprefix(control.label).isdigit())
@@ -172,14 +176,20 @@ def paraphrase_trends(records: pd.DataFrame) -> pd.DataFrame:
     for control in (m for m in METHODS.values() if m.matches):  # a control's series starts at its method's set 0:
         start = ft[(ft["method"] == METHODS[control.matches].prefix) & (ft["paraphrase_set"] == 0)]  # the same data
         ft = pd.concat([ft, start.assign(method=control.prefix)], ignore_index=True)  # and steps: that very model
+    for m in (m for m in METHODS.values() if m.unit):  # a curve of amounts starts at none: full's set 0 (the chunks)
+        start = ft[(ft["method"] == METHODS["full"].prefix) & (ft["paraphrase_set"] == 0)]
+        ft = pd.concat([ft, start.assign(method=m.prefix)], ignore_index=True)
     out = []
     for key, g in ft.groupby(keys, sort=True):
         sets = sorted(int(p) for p in g["paraphrase_set"].unique())
         if len(sets) < 2:
             continue
         acc = g.groupby("paraphrase_set")["correct"].mean()
+        per = by_prefix(key[-1]).trend_per  # synthetic CPT's slope: per 1,000 tokens of its budgets
+        trend = paraphrase_trend(g.assign(paraphrase_set=g["paraphrase_set"].astype(int) / per))
+        if per != 1 and trend["note"].startswith("logit"):
+            trend["note"] += f"; per {per:,} {by_prefix(key[-1]).unit}" + (", from FT's set 0" if sets[0] == 0 else "")
         out.append({**dict(zip(keys, key, strict=True)), "sets": " ".join(map(str, sets)),
-                    "accuracy_first": float(acc.loc[sets[0]]), "accuracy_last": float(acc.loc[sets[-1]]),
-                    **paraphrase_trend(g.assign(paraphrase_set=g["paraphrase_set"].astype(int)))})
+                    "accuracy_first": float(acc.loc[sets[0]]), "accuracy_last": float(acc.loc[sets[-1]]), **trend})
     return pd.DataFrame(out, columns=keys + ["sets", "accuracy_first", "accuracy_last", "n_sets", "n_questions",
                                                 "n_clusters", "slope", "slope_low", "slope_high", "p_value", "note"])

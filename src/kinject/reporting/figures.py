@@ -9,7 +9,7 @@ import pandas as pd
 
 from kinject.io import atomic_path, write_csv
 from kinject.reporting.columns import FINETUNED, NAMES, RETRIEVAL, column_label
-from kinject.training.methods import METHODS
+from kinject.training.methods import METHODS, by_prefix
 
 # a run's loss: results/finetune/{model}/{task}/{method's folder}k{k}/train_loss.csv
 FOLDERS = "|".join(re.escape(m.folder) for m in METHODS.values() if m.folder)
@@ -72,7 +72,8 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     if "extra_seed" in scores.columns:  # the run seed's models: one point per cell (the tables average the seeds)
         scores = scores[~scores["extra_seed"].astype(bool)]
     trends = pd.read_csv(trend_csv) if trend_csv is not None else None
-    ft = scores[scores["method"].isin(list(FINETUNED)) & (scores["k"] == 0)]
+    on_sets = [prefix for prefix in FINETUNED if not by_prefix(prefix).unit]  # not a curve of token budgets
+    ft = scores[scores["method"].isin(on_sets) & (scores["k"] == 0)]
     setting = ["model", "task", "format", "shots", "method"]
     ft = ft[ft.groupby(setting)["paraphrase_set"].transform("nunique") > 1]
     write_csv(out["paraphrases_csv"], ft[setting + ["paraphrase_set", "accuracy", "n_questions", "ci_low", "ci_high"]])

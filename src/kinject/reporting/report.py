@@ -24,20 +24,28 @@ from kinject.training.methods import METHODS, by_prefix
 log = logging.getLogger(__name__)
 
 SETTING = ["group", "model", "task", "format", "shots"]
+UNITS = {m.label: m.unit for m in METHODS.values() if m.unit}  # a method of amounts' columns: {label}-{p}{unit}
 ORACLE = "oracle"
 CROSS_FIT = "cross-fit"
 
 
 def _method_column(label: str, column: str) -> bool:
-    """Whether a column is a method's fine-tuned one, {label} or {label}-par{p} (a label may hold a hyphen: QA-SFT)."""
-    return re.fullmatch(re.escape(label) + r"(-par\d+)?", column) is not None
+    """Whether a column is a method's fine-tuned one, {label} or {label}-par{p} (a label may hold a hyphen: QA-SFT);
+    a method of amounts' {label}-{p}{unit} (SynCPT-4000tok)."""
+    unit = UNITS.get(label)
+    return re.fullmatch(re.escape(label) + (rf"-\d+{re.escape(unit)}" if unit else r"(-par\d+)?"), column) is not None
+
+
+def _in_set_order(columns) -> list[str]:
+    """Columns in the order of their sets: FT, FT-par2, FT-par10 (and FT-par2+RAG before FT-par10+RAG)."""
+    return sorted(columns, key=lambda c: (int(m[1]) if (m := re.search(r"-(?:par)?(\d+)\D*$", c)) else -1, c))
 
 
 def _tuned_columns(columns, method) -> list[str]:
     """A method's fine-tuned columns ({label}, {label}-par{p}), each control's of it (kinject.training.methods:
     matches; FT-steps{p}) right after the column of the set it matches."""
     out = []
-    for c in sorted(c for c in columns if _method_column(method.label, c)):
+    for c in _in_set_order(c for c in columns if _method_column(method.label, c)):
         out.append(c)
         p = c.removeprefix(f"{method.label}-par") if c != method.label else None
         out += [m.column(p) for m in METHODS.values() if m.matches == method.name and p and m.column(p) in columns]
@@ -147,8 +155,10 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
     sub = rows[(rows["group"] == group) & (rows["shots"] == shots)]
     # FT on the original chunks (set 0, the paper's FT-reg) and every set that also has an FT+RAG column (the
     # paper's FT-par), per fine-tuning method; the whole sweep over paraphrase sets is a figure. A control's
-    # (FT-steps{k}) beside its method's FT-par{k}
+    # (FT-steps{k}) beside its method's FT-par{k}; a method of amounts' every budget (synthetic CPT's curve)
     for tuned, with_rag in FINETUNED.items():
+        if by_prefix(tuned).unit:
+            continue
         shown = by_prefix(tuned).matches
         with_rag = FINETUNED[METHODS[shown].prefix] if shown else with_rag
         ft_sets = set(sub.loc[sub["method"] == with_rag, "paraphrase_set"].dropna()) | {0}
@@ -160,7 +170,7 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
         columns={"ci_low": "low", "ci_high": "high"})
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
     tuned = [_tuned_columns(table.columns, m) for m in METHODS.values() if not m.matches]
-    with_rag = [sorted({c for c in table.columns if c.endswith("+RAG") and _method_column(name, c[:-len("+RAG")])})
+    with_rag = [_in_set_order({c for c in table.columns if c.endswith("+RAG") and _method_column(name, c[:-len("+RAG")])})
                 for name in NAMES.values()]
     order = ["Base"] + sum(tuned, []) + ["RAG"] + sum(with_rag, [])
     columns = [c for c in order if c in table.columns]

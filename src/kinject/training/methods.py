@@ -21,7 +21,7 @@ from functools import partial
 from kinject.errors import KinjectError
 from kinject.paths import CONTROL_SCORE, FINETUNE_RUN, HPARAMS_FILE, PARAPHRASE_SET
 from kinject.registry import Registry
-from kinject.training import lora, matched, pit, qa_sft
+from kinject.training import lora, matched, pit, qa_sft, synthetic
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,16 @@ class Method:
     wrap: Callable | None = None  # (model, spec, *, gradient_checkpointing) -> model
     saved_weight: Callable[[str], bool] | None = None
     # what it trains on: its training rules' `train` input (a path pattern with wildcard task, and k where it trains
-    # each paraphrase set) and which paraphrase sets of a task it trains (None: the task's paraphrase_sets, and
-    # ft_rag_paraphrase_sets for its +RAG cells; else these for both)
+    # each paraphrase set; model where it is the model's own) and which sets of a task it trains (None: the task's
+    # paraphrase_sets, and ft_rag_paraphrase_sets for its +RAG cells; else (config, task, rag) -> its sets)
     train: str = PARAPHRASE_SET
-    sets: Callable[[dict], list] | None = None
+    sets: Callable[[dict, dict, bool], list] | None = None
+    # the set its search trains on, whose trial's model is that set's (rule validated): 0, or (config) -> the set
+    search_set: Callable[[dict], int] = lambda config: 0
+    # its sets are not paraphrase sets but amounts in this unit (synthetic CPT's "tok": k tokens of synthetic text):
+    # its columns are {label}-{k}{unit}, and its trend is per ``trend_per`` of them, from FT's set 0 (none of them)
+    unit: str | None = None
+    trend_per: int = 1
     # a method trained on its own examples, not packed text: the training process's flag (--{data_option}, put on
     # its command line by ``options``), how it reads its `train` file (path -> rows) and makes examples of them, of
     # equal length unless its ``batching`` pads ((tokenizer, rows, block_size) -> [{input_ids, attention_mask, labels}])
@@ -85,10 +91,10 @@ class Method:
         """Its training rules' `train` input for paraphrase set k (a search trial's: set 0)."""
         return self.train.replace("{k}", str(k))
 
-    def trained_sets(self, task: dict, rag: bool = False) -> list[int]:
-        """The paraphrase sets of a task it trains (``rag``: whose model is also RAG's generator)."""
+    def trained_sets(self, config: dict, task: dict, rag: bool = False) -> list[int]:
+        """The sets of a task it trains (``rag``: whose model is also RAG's generator)."""
         if self.sets:
-            return list(self.sets(task))
+            return list(self.sets(config, task, rag))
         return ft_rag_sets(task) if rag else sorted(task["paraphrase_sets"])
 
     @property
@@ -140,7 +146,10 @@ class Method:
         return f"{self.prefix}{'rag' if rag else ''}-p{p}"
 
     def column(self, p) -> str:
-        """Its table column of paraphrase set p: {label} (set 0), {label}-par{p}; a control's {label}{p} (FT-steps4)."""
+        """Its table column of paraphrase set p: {label} (set 0), {label}-par{p}; a control's {label}{p} (FT-steps4);
+        a method whose sets are amounts, {label}-{p}{unit} (SynCPT-20000tok)."""
+        if self.unit:
+            return f"{self.label}-{int(p)}{self.unit}"
         if int(p) == 0:
             return self.label
         return f"{self.label}{int(p)}" if self.matches else f"{self.label}-par{int(p)}"
@@ -239,6 +248,17 @@ register(Method(
     data_option=pit.OPTIONS["pit_mixed"], read=pit.read_rows, examples=pit.examples,
     batching=partial(pit.batching, True), check=partial(pit.check, "pit_mixed"), tokens=pit.training_tokens,
     qa_pairs=True))
+
+
+# Synthetic CPT (kinject.training.synthetic): the chunks and k tokens of EntiGraph-style synthetic text, k a budget of
+# synthetic.tokens; its data rule synthetic_set counts the tokens with the model's own tokenizer
+register(Method(
+    name="synthetic", label="SynCPT", prefix="syn", whole_model=True, folder="synthetic/", suffix="_synthetic",
+    lr=lambda config: config["finetune"]["synthetic"]["lr"],
+    search_lrs=lambda config: list(config["finetune"]["synthetic"].get("search_lr", [])),
+    search_key="finetune.synthetic.search_lr", options=lambda config: {}, train=synthetic.TRAIN, sets=synthetic.sets,
+    search_set=synthetic.search_set, unit=synthetic.UNIT, trend_per=1000, check=synthetic.check,
+    tokens=synthetic.training_tokens))
 
 
 register(Method(

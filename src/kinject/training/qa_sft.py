@@ -47,7 +47,7 @@ def options(config: dict) -> dict:
     return {OPTION: True}
 
 
-def sets(task: dict) -> list[int]:
+def sets(config: dict, task: dict, rag: bool = False) -> list[int]:
     """The one model a task trains: set 0, the QA pairs."""
     return [0]
 
