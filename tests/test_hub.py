@@ -467,6 +467,45 @@ def test_the_demo_config_manifest_lists_every_local_source(monkeypatch):
     assert manifest["config"]["files"][0]["path"] == "config/demo.yaml"
 
 
+def test_a_local_reranker_and_embedder_folder_are_recorded_only_where_a_job_reads_them(tmp_path, monkeypatch):
+    """Issue 35: retrieval.rerank.model given as a local folder is in local_models (its file count and the sha256
+    over its sorted name and file-sha256 lines, as a local base model's) when rerank is listed and RAG runs; not
+    when rerank is not listed or no K > 0; a hub id is the download's record, not a local folder's. A local
+    embedder folder likewise, where RAG runs."""
+    from kinject.provenance.manifest import build_manifest, retrieval_folders
+
+    monkeypatch.chdir(tmp_path)
+    files = {"config.json": b'{"model_type": "bert"}', "model.safetensors": b"weights", "sub/vocab.txt": b"a\nb\n"}
+    for folder in ("reranker", "embedder"):
+        for name, data in files.items():
+            (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / name).write_bytes(data)
+    (tmp_path / "reranker" / ".snakemake_timestamp").write_text("")  # Snakemake's mark: not content
+    content = sha256("".join(f"{name}\0{sha256(data)}\n" for name, data in sorted(files.items())).encode())
+
+    config = load_config(REPO / "config" / "demo.yaml")
+    config["retrieval"].update(retrievers=["dense", "rerank"], rerank={**config["retrieval"].get("rerank", {}),
+                                                                       "model": "reranker"})
+    revisions = [f"{t}/no-such-revisions.json" for t in config["tasks"]]
+    manifest = build_manifest(config, configfiles=[], hub=[], revisions=revisions)
+    assert manifest["local_models"]["reranker"] == {"files": 3, "sha256": content}
+
+    config["embedder"] = {"name": "local", "pretrained": "embedder"}
+    assert retrieval_folders(config) == ["embedder", "reranker"]
+    assert build_manifest(config, configfiles=[], hub=[], revisions=revisions)["local_models"]["embedder"] == {
+        "files": 3, "sha256": content}
+    (tmp_path / "reranker" / "model.safetensors").write_bytes(b"other weights")  # another model: another hash
+    assert build_manifest(config, configfiles=[], hub=[], revisions=revisions)["local_models"]["reranker"][
+        "sha256"] != content
+    config["retrieval"]["retrievers"] = ["dense", "bm25"]
+    assert retrieval_folders(config) == ["embedder"]  # rerank not listed: its folder is read by no job
+    config["retrieval"].update(retrievers=["dense", "rerank"], k=[0])
+    assert retrieval_folders(config) == []  # no RAG: neither is read
+    config["retrieval"].update(k=[0, 1], rerank={**config["retrieval"]["rerank"], "model": "cross-encoder/ms-marco"})
+    config["embedder"] = {"name": "e", "pretrained": "sentence-transformers/all-MiniLM-L6-v2"}
+    assert retrieval_folders(config) == []  # hub ids: recorded by their downloads' <folder>.json under hub
+
+
 def test_two_runs_checking_the_lock_at_once_keep_each_others_file_hashes(tmp_path, monkeypatch):
     """Two workflow runs on one results folder both write the hash cache when their Snakefile is parsed (before
     Snakemake's own lock): each process's records survive the other's writes, and the cache stays JSON."""

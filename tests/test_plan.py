@@ -461,6 +461,11 @@ def test_command_prints_the_tables_and_json(tmp_path, capsys):
     assert "FSDP full shard" in out and "WARNINGS" not in out
     line = next(row for row in out.splitlines() if row.split()[:2] == ["finetune", "llama2-7b"])
     assert re.search(r"\s34\.0\s+yes\s+current_events k1$", line), line
+    power = {" ".join(row.split()[1:4]): row for row in out.splitlines() if row.startswith("  current_events ")
+             and " vs " in row}
+    assert re.search(r"\s910\s+455\s+1\s", power["FT vs Base"]), power["FT vs Base"]  # seeds: one
+    assert re.search(r"\s910\s+455\s+-\s", power["RAG vs Base"]), power["RAG vs Base"]  # none trained
+    assert "plan.seed_sd 0.05" in out
     main(["plan", str(ROOT / "config.yaml"), "--root", str(root), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert data["rules"]["finetune"]["jobs"] == 30 and data["rules"]["hparam_trial"]["gpus"] == 4
@@ -567,3 +572,60 @@ def test_training_seeds_multiply_the_seeded_runs_jobs_and_gpu_hours(tmp_path):
     assert plan["rules"]["hparam_trial"]["jobs"] == 90  # the search is not repeated per seed
     # each extra seed's model is scored as the run seed's (FT, K = 0): one shot count x 2 formats, per model
     assert plan["rules"]["evaluate_ft"]["jobs"] == paper_plan(tmp_path)["rules"]["evaluate_ft"]["jobs"] + 3 * 2 * 2 * 2
+
+
+def test_training_seeds_add_their_variance_to_the_mdd_worked_by_hand():
+    """100 questions, plan.seed_sd 0.05, a comparison of two trained columns over 3 seeds: the difference's
+    variance on NormalIndPower's arcsine scale is 2/n + 4 t sigma^2 / S = 2/100 + 4 * 2 * 0.0025 / 3 = 0.026667,
+    i.e. 2/75: the questions-only formula at n_e = 75 units. h = (z_.975 + z_.8) * sqrt(2/75) = 2.80158 * 0.16330
+    = 0.45750; the MDD around 0.5 is sin(pi/4 + h/2)^2 - 0.5 = sin(h) / 2 = 0.2209 (0.1930 for the questions alone).
+    One trained side, one seed: 2/100 + 4 * 0.0025 = 0.03, n_e = 66.67. sigma = 0: the questions-only MDD."""
+    from scipy.stats import norm
+    from statsmodels.stats.power import NormalIndPower
+
+    from kinject.planning.power import effective_n, mdd
+
+    assert effective_n(100, 0.05, seeds=3, trained=2) == pytest.approx(75.0)
+    assert effective_n(100, 0.05, seeds=1, trained=1) == pytest.approx(200 / 3)
+    assert effective_n(100, 0.0, seeds=1, trained=2) == 100 and effective_n(100, 0.05, seeds=3, trained=0) == 100
+    h = (norm.ppf(0.975) + norm.ppf(0.8)) * math.sqrt(2 / 100 + 4 * 2 * 0.05 ** 2 / 3)
+    assert h == pytest.approx(0.45750, abs=1e-5)
+    assert mdd(effective_n(100, 0.05, 3, 2), 0.05) == pytest.approx(math.sin(h) / 2, rel=1e-4)
+    assert mdd(effective_n(100, 0.05, 3, 2), 0.05) == pytest.approx(0.2209, abs=5e-4)
+    assert mdd(100, 0.05) == pytest.approx(0.1930, abs=5e-4)
+    # statsmodels' own power of the two-sample test at that effect and n_e: 80%
+    assert NormalIndPower().power(effect_size=h, nobs1=75, alpha=0.05) == pytest.approx(0.80, abs=1e-3)
+
+
+def test_power_rows_count_each_comparisons_training_seeds():
+    """The extended demo trains current events' FT (set 0), FT-par10 and FT-steps10 under 3 seeds: FT vs Base and
+    FT-par10 vs FT are averaged over 3 seeds (1 and 2 trained sides), FT-par2 vs FT over 1 (paired on the run's
+    seed: set 2 has one), FT+RAG (bm25) vs FT+RAG over 1 (another retriever's cells: the run seed's model only),
+    RAG vs Base over none; each MDD is the closed form with t sigma^2 / S added, the untrained ones the
+    questions-only figure."""
+    from scipy.stats import norm
+
+    from kinject.planning.power import BH_Q, mdd, power_rows
+
+    config = load_config(ROOT / "config" / "demo.yaml", ROOT / "config" / "demo_extended.yaml")
+    config["plan"]["seed_sd"] = 0.07
+    rows, _ = power_rows(config, {t: {"questions": 68} for t in config["tasks"]})
+    ce = {}
+    for r in rows:
+        if r["task"] == "current_events":
+            ce.setdefault(r["family"], {})[r["seeds"]] = r
+    assert set(ce["FT-par vs FT"]) == {1, 3} and ce["FT-par vs FT"][3]["comparisons"] == 1
+    assert set(ce["FT vs Base"]) == {3} and set(ce["RAG vs Base"]) == {None}
+    assert set(ce["FT+RAG (bm25) vs FT+RAG"]) == {1} and set(ce["LoRA vs Base"]) == {1}
+    z = norm.ppf(1 - BH_Q / 2) + norm.ppf(0.8)
+
+    def closed_form(t, s):
+        return math.sin(z * math.sqrt(2 / 68 + 4 * t * 0.07 ** 2 / s)) / 2
+
+    for family, seeds, trained in (("FT-par vs FT", 3, 2), ("FT-par vs FT", 1, 2), ("FT vs Base", 3, 1),
+                                   ("LoRA vs Base", 1, 1), ("RAG vs Base", None, 0)):
+        row = ce[family][seeds]
+        assert row["trained_sides"] == trained
+        assert row["mdd_lenient"] == pytest.approx(closed_form(trained, seeds or 1), rel=1e-4), (family, seeds)
+    assert ce["RAG vs Base"][None]["mdd_questions"] == pytest.approx(mdd(68, ce["RAG vs Base"][None]["alpha"]))
+    assert ce["FT-par vs FT"][3]["mdd_questions"] < ce["FT-par vs FT"][1]["mdd_questions"]  # more seeds, less

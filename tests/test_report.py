@@ -176,6 +176,38 @@ def test_write_tables_and_figures(paths, tmp_path):
     assert [epoch_boundaries(g) for _, g in runs.groupby("paraphrase_set")] == [[4, 8], [2]]
 
 
+def test_the_k_figure_draws_every_retrievers_cells_labelled_as_the_tables_columns(paths, tmp_path):
+    """Issue 35: BM25's RAG and FT+RAG cells and the oracle's beside dense's in accuracy vs K, each labelled as
+    its table column (RAG (bm25), FT+RAG (bm25), Oracle), from K = 0 (the Base, the FT cell) as the tables'
+    candidates; the oracle's one point at K = 1 (the source chunk); the paraphrase sweep unchanged."""
+    other = [score(tmp_path, "m", "anat", "rag-bm25", k, 0, right) for k, right in [(1, 12), (2, 14), (3, 13)]]
+    other += [score(tmp_path, "m", "anat", "ftrag-bm25-p0", k, 0, 9 + k) for k in (1, 2, 3)]
+    other += [score(tmp_path, "m", "news", "rag-oracle", 1, 0, 19)]
+    out, fig = tmp_path / "tables", {}
+    write_tables(paths + other, TASKS, out, out / "scores.csv", out / "best_k.csv", seed=SEED)
+    for name in ("paraphrases_png", "paraphrases_csv", "loss_png", "loss_csv", "k_png", "k_csv"):
+        fig[name] = tmp_path / "fig" / f"{name}.{name.split('_')[1]}"
+    loss = tmp_path / "finetune" / "m" / "news" / "k0" / "train_loss.csv"
+    loss.parent.mkdir(parents=True)
+    pd.DataFrame({"step": [1, 2], "epoch": [0.5, 1.0], "loss": [2.0, 1.0], "learning_rate": 1e-3}).to_csv(
+        loss, index=False)
+    write_figures(out / "scores.csv", [loss], fig)
+    curve = pd.read_csv(fig["k_csv"])
+    series = {(task, column): g.sort_values("k") for (task, column), g in curve.groupby(["task", "column"])}
+    assert set(series) == {("anat", "RAG"), ("anat", "FT+RAG"), ("anat", "RAG (bm25)"), ("anat", "FT+RAG (bm25)"),
+                           ("news", "RAG"), ("news", "FT+RAG"), ("news", "FT-par2+RAG"), ("news", "Oracle")}
+    bm25 = series[("anat", "RAG (bm25)")]
+    assert bm25["k"].tolist() == [0, 1, 2, 3] and bm25["accuracy"].tolist() == [0.30, 0.60, 0.70, 0.65]  # K 0: Base
+    ft_bm25 = series[("anat", "FT+RAG (bm25)")]
+    assert ft_bm25["k"].tolist() == [0, 1, 2, 3] and ft_bm25["accuracy"].tolist() == [0.35, 0.50, 0.55, 0.60]  # FT
+    oracle = series[("news", "Oracle")]
+    assert (oracle["method"].tolist(), oracle["k"].tolist(), oracle["accuracy"].tolist()) == (["rag-oracle"], [1],
+                                                                                               [0.95])
+    assert series[("anat", "RAG")]["accuracy"].tolist() == [0.30, 0.5, 1.0, 0.55]  # dense's, as before
+    sweep = pd.read_csv(fig["paraphrases_csv"])  # the paraphrase axis: FT's sets only, no retrieval cell
+    assert sweep["paraphrase_set"].tolist() == [0, 1, 2] and set(sweep["method"]) == {"ft"}
+
+
 def test_bad_score_file(tmp_path):
     path = score(tmp_path, "m", "anat", "base", 0, 0, 3)
     path.write_text(json.dumps({"accuracy": 1.5}))

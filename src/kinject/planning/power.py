@@ -14,8 +14,24 @@ of a paired difference of proportions is the unpaired one less twice the covaria
 
 Questions that share a source (two generated questions per chunk) are not independent: the MDD is given for
 the questions as independent units and for the clusters as the units (every question of a chunk answered
-alike: the design effect at its largest), the truth lying between. Training seeds (finetune.seeds) add variance
-this figure does not count: a mean over seeds is tested against both variances (docs/statistics.md).
+alike: the design effect at its largest), the truth lying between.
+
+Training adds variance of its own: a fine-tuned cell trained under another seed answers differently. A
+comparison with a trained side is a difference of methods only if that variance is counted, as the tables'
+two-level bootstrap counts it where a column has several seeds (finetune.seeds; docs/statistics.md). Assumed
+here: a trained cell's accuracy is its method's plus a seed effect of standard deviation ``plan.seed_sd``
+(sigma), the same for every trained cell, independent between the two sides of a comparison (a shared seed's
+correlation would only shrink the difference's variance: an upper bound again); a comparison paired over S
+seeds (kinject.reporting.comparisons.seed_pairs: the seeds its columns both have, or every seed of the trained
+one against an untrained one) averages S seed effects per trained side, the questions' variance staying that of
+one run (the seeds answer the same questions). So the difference's variance is the questions' plus
+t sigma^2 / S, t the trained sides (0: RAG vs Base; 1: FT vs Base; 2: FT-par vs FT). On NormalIndPower's
+arcsine scale around 0.5 (d 2 asin(sqrt(p)) / dp = 2 there) that is its formula at the effective number of
+units n_e = 1 / (1/n + 2 t sigma^2 / S) per cell (:func:`effective_n`), n the questions or the clusters:
+sigma = 0 gives the questions-only figure, and with S = 1 a single run's seed effect is counted whole (the
+comparisons' McNemar test, which cannot see it, is then about the two trained models, not their methods).
+Its default, 0.05, is the one pair of runs measured so far (docs/plan.md: the extended demo's FT-par10, 5 of 68
+questions apart, d/sqrt(2)): rough and, for larger models and question sets, pessimistic.
 
 Where the paper reports a difference for a family (``resources/paper_effects.yaml``: its Table 2, current
 events), a task with generated questions (the paper's current-events design) is compared with the smallest of
@@ -33,9 +49,10 @@ import yaml
 from kinject.grid import cells
 from kinject.qa.sources import QUESTION_SOURCES
 from kinject.reporting.columns import column_label
-from kinject.reporting.comparisons import contrasts
+from kinject.reporting.comparisons import contrasts, seed_pairs
 from kinject.reporting.stats import LEVEL
 from kinject.training.methods import METHODS
+from kinject.training.seeds import untag
 
 POWER = 0.80
 BH_Q = round(1 - LEVEL, 10)  # the comparisons table's Benjamini-Hochberg level
@@ -62,17 +79,31 @@ def mdd(n: float, alpha: float, power: float = POWER) -> float:
     return math.sin(math.asin(math.sqrt(BASELINE)) + h / 2) ** 2 - BASELINE
 
 
-def comparison_families(config: dict) -> dict[tuple[str, str], int]:
-    """(task, family) -> the number of comparison rows of that family the grid will have (every model, shots
-    and format of the task), from the grid's cells and the comparisons' own contrasts."""
-    columns: dict[tuple, set] = {}
-    for c in (c for c in cells(config) if c.seed is None):  # an extra training seed's cells: the same comparisons
+def effective_n(n: float, seed_sd: float, seeds: int, trained: int) -> float:
+    """The units per cell at which NormalIndPower's variance is a comparison's with its training seeds counted:
+    1 / (1/n + 2 t sigma^2 / S) for ``trained`` (t) sides averaged over ``seeds`` (S), each seed effect of
+    standard deviation ``seed_sd`` (sigma) in accuracy (the module's docstring); ``n`` itself where t or sigma
+    is 0."""
+    return 1 / (1 / n + 2 * trained * seed_sd ** 2 / seeds)
+
+
+def comparison_families(config: dict) -> dict[tuple[str, str, int, int], int]:
+    """(task, family, S, t) -> the number of comparison rows of that family the grid will have (every model, shots
+    and format of the task), from the grid's cells and the comparisons' own contrasts; S: the seed pairs each row
+    is paired within (kinject.reporting.comparisons.seed_pairs), t: its trained sides (0, 1 or 2)."""
+    columns: dict[tuple, dict[str, set]] = {}
+    for c in cells(config):
         stem, _, p = c.method.partition("-p")
-        columns.setdefault((c.model, c.task, c.shots, c.format), set()).add(column_label(stem, p or 0))
-    out: dict[tuple[str, str], int] = {}
+        p, extra = untag(p) if p else (0, None)
+        seed = extra if extra is not None else config["seed"] if c.finetuned else None  # None: untrained
+        setting = columns.setdefault((c.model, c.task, c.shots, c.format), {})
+        setting.setdefault(column_label(stem, p), set()).add(seed)
+    out: dict[tuple[str, str, int, int], int] = {}
     for (_, task, _, _), have in columns.items():
         for a, b in contrasts(have):
-            key = (task, family(f"{a} vs {b}"))
+            a_seeds, b_seeds = sorted(have[a], key=str), sorted(have[b], key=str)
+            trained = (a_seeds != [None]) + (b_seeds != [None])
+            key = (task, family(f"{a} vs {b}"), len(seed_pairs(a_seeds, b_seeds)), trained)
             out[key] = out.get(key, 0) + 1
     return out
 
@@ -84,29 +115,37 @@ def paper_effects(path: Path = PAPER_EFFECTS) -> dict[str, float]:
 
 
 def power_rows(config: dict, corpora: dict) -> tuple[list[dict], list[str]]:
-    """One row per (task, family): its comparisons, questions, clusters, the level, both MDDs and the paper's
+    """One row per (task, family, seeds): its comparisons, questions, clusters, the seed pairs (None where no side
+    is trained), the level, the MDDs (each with the training seeds' variance at ``plan.seed_sd``) and the paper's
     smallest effect where it applies; and the warnings. ``corpora``: task -> kinject.planning.corpus.Corpus."""
     families = comparison_families(config)
     m = sum(families.values())
     alpha = BH_Q / m if m else BH_Q
     effects = paper_effects()
+    seed_sd = config["plan"]["seed_sd"]
     rows, warnings = [], []
-    for (task, name), count in families.items():
+    for (task, name, seeds, trained), count in families.items():
         spec = config["tasks"][task]["questions"]
         source = QUESTION_SOURCES[spec["source"]]
         n = corpora[task]["questions"] if task in corpora else None
         clusters = None if n is None else max(1, math.ceil(n / source.cluster_size(spec)))
         paper = effects.get(name) if source.paper_effects else None
+
+        def at(units, level):
+            return None if units is None else mdd(effective_n(units, seed_sd, seeds, trained), level)
+
         row = {"task": task, "family": name, "comparisons": count, "questions": n, "clusters": clusters,
-               "alpha": alpha, "mdd_lenient": None if n is None else mdd(n, BH_Q),
-               "mdd_questions": None if n is None else mdd(n, alpha),
-               "mdd_clusters": None if clusters is None else mdd(clusters, alpha), "paper_effect": paper}
+               "seeds": seeds if trained else None, "trained_sides": trained, "seed_sd": seed_sd, "alpha": alpha,
+               "mdd_lenient": at(n, BH_Q), "mdd_questions": at(n, alpha), "mdd_clusters": at(clusters, alpha),
+               "paper_effect": paper}
         rows.append(row)
         if paper is not None and n is not None and row["mdd_clusters"] > paper:
             how = (f"cannot detect it even at level {BH_Q:g} with independent questions ({row['mdd_lenient']:.3f})"
                    if row["mdd_lenient"] > paper else "may not detect it")
+            runs = (f" and {seeds} training seed{'s' if seeds > 1 else ''} (plan.seed_sd {seed_sd:g})" if trained
+                    else "")
             warnings.append(f"{task}: {name}: the paper's smallest difference is {paper:.3f}; {n} questions "
-                            f"({clusters} clusters) detect {row['mdd_questions']:.3f} (independent) to "
+                            f"({clusters} clusters){runs} detect {row['mdd_questions']:.3f} (independent) to "
                             f"{row['mdd_clusters']:.3f} (clustered) at 80% power and level {alpha:.2g} (BH's first "
                             f"step over {m} comparisons): {how}")
     return rows, warnings

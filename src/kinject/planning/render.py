@@ -113,14 +113,18 @@ def format_plan(plan: dict, source: str = "") -> str:
     out.append("Power: the smallest accuracy difference each comparison family detects, 80% power, two-sided "
                "(docs/statistics.md)")
     rows = [[r["task"], r["family"], r["comparisons"], fmt(r["questions"], ".0f"), fmt(r["clusters"], ".0f"),
-             fmt(r["mdd_lenient"], ".3f"), fmt(r["alpha"], ".2g"), fmt(r["mdd_questions"], ".3f"),
-             fmt(r["mdd_clusters"], ".3f"), "-" if r["paper_effect"] is None else fmt(r["paper_effect"], ".3f")]
-            for r in plan["power"]]
-    out += table(["task", "family", "comparisons", "questions", "clusters", "MDD at q", "q/m", "MDD at q/m",
+             "-" if r["seeds"] is None else r["seeds"], fmt(r["mdd_lenient"], ".3f"), fmt(r["alpha"], ".2g"),
+             fmt(r["mdd_questions"], ".3f"), fmt(r["mdd_clusters"], ".3f"),
+             "-" if r["paper_effect"] is None else fmt(r["paper_effect"], ".3f")] for r in plan["power"]]
+    out += table(["task", "family", "comparisons", "questions", "clusters", "seeds", "MDD at q", "q/m", "MDD at q/m",
                   "clustered", "paper"], rows, left=2)
+    seed_sd = plan["power"][0]["seed_sd"] if plan["power"] else None
     out += ["  q = 0.05, the comparisons' BH level; q/m: BH's first step over the grid's m comparisons; MDD: questions "
             "as independent units; clustered: a cluster (a chunk's questions) as the unit; paper: its smallest "
-            "difference of the family (resources/paper_effects.yaml)"]
+            "difference of the family (resources/paper_effects.yaml)",
+            "  seeds: the training seeds a comparison is averaged over (- where neither side is trained); each "
+            f"trained side adds a seed effect of SD plan.seed_sd {fmt(seed_sd, 'g')} / sqrt(seeds) to every MDD (0: "
+            "the questions only)"]
     out += [f"  UNDERPOWERED {w}" for w in plan["power_warnings"]] + [""]
     disk = plan["disk"]
     out += ["Disk", f"  fine-tuned checkpoints ({tr['save_dtype']}): {fmt(disk['checkpoints_gb'], '.0f')} GB; "

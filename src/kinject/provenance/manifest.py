@@ -2,7 +2,8 @@
 
 Pages (title, page id, revision id, timestamp: the fetch's revisions.json), hub artifacts (repo, revision asked,
 commit resolved, file sha256s: the download rules' <folder>.json), local files and dumps (path, size, sha256),
-local model folders, the LLM cache's content hash, the config files that built it, the job environment's
+local model folders (base models, and the embedder and the reranker where a job reads them), the LLM cache's
+content hash, the config files that built it, the job environment's
 package versions and the precision (kinject.precision: the config's, and what it resolves to on the host that
 writes the manifest; each score file and checkpoint records what its own job ran in). No timestamp of its own:
 the same sources give the same bytes. `kinject lock` turns it into the lock (kinject.provenance.lock); `snakemake
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 import sys
@@ -26,7 +28,7 @@ from kinject.provenance.lock import file_record, local_sources
 
 def folder_record(folder) -> dict:
     """{files: {name: sha256}, sha256}: one content hash over the sorted (name, sha256) pairs."""
-    files = folder_hashes(folder)
+    files = folder_hashes(os.path.expanduser(folder))
     digest = hashlib.sha256("".join(f"{name}\0{sha}\n" for name, sha in files.items()).encode()).hexdigest()
     return {"files": len(files), "sha256": digest}
 
@@ -49,9 +51,25 @@ def precision_record(requested: str) -> dict:
     return {"requested": requested, "on_this_host": here.record}
 
 
+def retrieval_folders(config: dict) -> list[str]:
+    """The retrieval models given as local folders that some job reads: the embedder's (embedder.pretrained not a
+    hub id, nor a package) where RAG runs, the cross-encoder's (retrieval.rerank.model not a hub id) where the
+    rerank retriever is listed and RAG runs. A hub id's folder is recorded with the hub's (its <folder>.json)."""
+    from kinject.grid import extra_retrievers, rag_ks
+
+    if not rag_ks(config):
+        return []
+    embedder = config["embedder"].get("pretrained")
+    folders = [embedder] if "package" not in config["embedder"] and embedder and not is_hub_id(embedder) else []
+    if any(r.reranks for r in extra_retrievers(config)) and not is_hub_id(config["retrieval"]["rerank"]["model"]):
+        folders.append(config["retrieval"]["rerank"]["model"])
+    return folders
+
+
 def build_manifest(config: dict, *, configfiles: list[str], hub: list[str], revisions: list[str]) -> dict:
     local_models = {m["pretrained"]: folder_record(m["pretrained"]) for m in config["models"].values()
                     if "pretrained" in m and not is_hub_id(m["pretrained"])}
+    local_models.update({folder: folder_record(folder) for folder in retrieval_folders(config)})
     from kinject.training.models import gguf_path
 
     for model in config["models"].values():  # a GGUF file shipped in a package (its version: environment)

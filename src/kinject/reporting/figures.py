@@ -8,7 +8,7 @@ import re
 import pandas as pd
 
 from kinject.io import atomic_path, write_csv
-from kinject.reporting.columns import FINETUNED, NAMES, RETRIEVAL, column_label
+from kinject.reporting.columns import FINETUNED, NAMES, column_label, retrieval_of
 from kinject.training.methods import METHODS, by_prefix
 
 # a run's loss: results/finetune/{model}/{task}/{method's folder}k{k}/train_loss.csv
@@ -61,7 +61,8 @@ def _trend_label(trends: pd.DataFrame, at: dict) -> str:
 
 def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     """(a) accuracy vs paraphrase set with 95% error bars (ci_low, ci_high) and the trend estimate, (b) training loss
-    vs step, one panel per run, each with its own epoch boundaries, (c) accuracy vs K with error bars."""
+    vs step, one panel per run, each with its own epoch boundaries, (c) accuracy vs K with error bars, a series per
+    retrieval cell of every retriever, labelled as the tables' columns (RAG, FT-par10+RAG, RAG (bm25), Oracle)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,18 +114,20 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     _save_figure(fig, out["loss_png"])
     plt.close(fig)
 
+    from kinject.reporting.report import with_k0  # (report imports this module)
+
     keys = ["model", "task", "format", "shots", "method", "paraphrase_set"]
-    rag = scores[scores["method"].isin(RETRIEVAL)]
-    anchors = pd.concat([scores[scores["method"] == "base"].assign(method="rag")]  # K = 0: no retrieval
-                        + [scores[scores["method"] == tuned].assign(method=with_rag) for tuned, with_rag in FINETUNED.items()])
-    curve = pd.concat([anchors.merge(rag[keys].drop_duplicates(), on=keys), rag]).sort_values(keys + ["k"])
-    write_csv(out["k_csv"], curve[keys + ["k", "accuracy", "n_questions", "ci_low", "ci_high"]])
+    # every retriever's RAG and FT+RAG cells (rag, ftrag, rag-bm25, ftrag-bm25, rag-oracle), each from K = 0 (no
+    # retrieval: the Base or FT cell) as the tables' candidates; the oracle's one point at K = 1
+    curve = with_k0(scores[retrieval_of(scores["method"])], scores, keys).sort_values(keys + ["k"])
+    curve = curve.assign(column=[column_label(m, p) for m, p in zip(curve["method"], curve["paraphrase_set"])])
+    write_csv(out["k_csv"], curve[keys + ["column", "k", "accuracy", "n_questions", "ci_low", "ci_high"]])
     fig, ax = plt.subplots(figsize=(7, 4))
     series = list(curve.groupby(keys, dropna=False))
     for i, (key, g) in enumerate(series):  # each series nudged sideways so the error bars do not hide each other
-        model, task, fmt, shots, method, p = key
+        model, task, fmt, shots, _, _ = key
         ax.errorbar(g["k"] + _dodge(i, len(series)), g["accuracy"], yerr=_error_bars(g), marker=".", capsize=2,
-                    label=f"{model}/{task}/{fmt}/{shots}-shot/{column_label(method, p)}")
+                    label=f"{model}/{task}/{fmt}/{shots}-shot/{g['column'].iloc[0]}")
     ax.set(xlabel="retrieved chunks K", ylabel="accuracy (95% interval)", title="Accuracy vs K")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=5)
