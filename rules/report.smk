@@ -59,6 +59,8 @@ rule figures:
     output:
         paraphrases_png=report(res(FIGURE.format(name="paraphrases_vs_accuracy.png")), caption="../report/paraphrases_vs_accuracy.rst", category="Figures"),
         paraphrases_csv=res(FIGURE.format(name="paraphrases_vs_accuracy.csv")),
+        synthetic_png=report(res(FIGURE.format(name="synthetic_tokens_vs_accuracy.png")), caption="../report/synthetic_tokens_vs_accuracy.rst", category="Figures"),
+        synthetic_csv=res(FIGURE.format(name="synthetic_tokens_vs_accuracy.csv")),
         loss_png=report(res(FIGURE.format(name="train_loss.png")), caption="../report/train_loss.rst", category="Figures"),
         loss_csv=res(FIGURE.format(name="train_loss.csv")),
         k_png=report(res(FIGURE.format(name="accuracy_vs_k.png")), caption="../report/accuracy_vs_k.rst", category="Figures"),

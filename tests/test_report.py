@@ -162,7 +162,8 @@ def test_write_tables_and_figures(paths, tmp_path):
                       "learning_rate": 1e-3}).to_csv(loss, index=False)
         losses.append(loss)
     fig = {name: tmp_path / "fig" / name for name in
-           ["paraphrases_png", "paraphrases_csv", "loss_png", "loss_csv", "k_png", "k_csv"]}
+           ["paraphrases_png", "paraphrases_csv", "synthetic_png", "synthetic_csv", "loss_png", "loss_csv", "k_png",
+            "k_csv"]}
     fig = {k: v.with_suffix("." + k.split("_")[1]) for k, v in fig.items()}
     write_figures(out / "scores.csv", losses, fig, trend_csv=out / "trend.csv")
     sweep = pd.read_csv(fig["paraphrases_csv"])
@@ -183,9 +184,11 @@ def test_the_k_figure_draws_every_retrievers_cells_labelled_as_the_tables_column
     other = [score(tmp_path, "m", "anat", "rag-bm25", k, 0, right) for k, right in [(1, 12), (2, 14), (3, 13)]]
     other += [score(tmp_path, "m", "anat", "ftrag-bm25-p0", k, 0, 9 + k) for k in (1, 2, 3)]
     other += [score(tmp_path, "m", "news", "rag-oracle", 1, 0, 19)]
+    other += [score(tmp_path, "m", "news", f"syn-p{budget}", 0, 0, right) for budget, right in [(4000, 11), (16000, 13)]]
     out, fig = tmp_path / "tables", {}
     write_tables(paths + other, TASKS, out, out / "scores.csv", out / "best_k.csv", seed=SEED)
-    for name in ("paraphrases_png", "paraphrases_csv", "loss_png", "loss_csv", "k_png", "k_csv"):
+    for name in ("paraphrases_png", "paraphrases_csv", "synthetic_png", "synthetic_csv", "loss_png", "loss_csv",
+                 "k_png", "k_csv"):
         fig[name] = tmp_path / "fig" / f"{name}.{name.split('_')[1]}"
     loss = tmp_path / "finetune" / "m" / "news" / "k0" / "train_loss.csv"
     loss.parent.mkdir(parents=True)
@@ -204,8 +207,15 @@ def test_the_k_figure_draws_every_retrievers_cells_labelled_as_the_tables_column
     assert (oracle["method"].tolist(), oracle["k"].tolist(), oracle["accuracy"].tolist()) == (["rag-oracle"], [1],
                                                                                                [0.95])
     assert series[("anat", "RAG")]["accuracy"].tolist() == [0.30, 0.5, 1.0, 0.55]  # dense's, as before
-    sweep = pd.read_csv(fig["paraphrases_csv"])  # the paraphrase axis: FT's sets only, no retrieval cell
+    sweep = pd.read_csv(fig["paraphrases_csv"])  # the paraphrase axis: FT's sets only, no retrieval cell or budget
     assert sweep["paraphrase_set"].tolist() == [0, 1, 2] and set(sweep["method"]) == {"ft"}
+    # synthetic CPT's budgets on their own axis, from FT's set 0 (the chunks alone) of the same setting
+    synthetic = pd.read_csv(fig["synthetic_csv"])
+    ft0 = sweep[sweep["paraphrase_set"] == 0]["accuracy"].item()
+    assert synthetic["tokens"].tolist() == [0, 4000, 16000] and set(synthetic["task"]) == {"news"}
+    assert synthetic["column"].tolist() == ["FT", "SynCPT-4000tok", "SynCPT-16000tok"]
+    assert synthetic["accuracy"].tolist() == [ft0, 0.55, 0.65]
+    assert fig["synthetic_png"].stat().st_size > 1000
 
 
 def test_bad_score_file(tmp_path):

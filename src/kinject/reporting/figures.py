@@ -93,6 +93,8 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     _save_figure(fig, out["paraphrases_png"])
     plt.close(fig)
 
+    _synthetic_figure(plt, scores, out)
+
     losses = read_losses(loss_paths)
     write_csv(out["loss_csv"], losses)
     runs = list(losses.groupby(["model", "task", "method", "paraphrase_set"]))
@@ -133,7 +135,42 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     ax.legend(fontsize=5)
     _save_figure(fig, out["k_png"])
     plt.close(fig)
-    return "accuracy vs paraphrase set, training loss per run, accuracy vs K"
+    return "accuracy vs paraphrase set, accuracy vs synthetic tokens, training loss per run, accuracy vs K"
+
+
+def synthetic_curve(scores: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy against synthetic tokens: each method of amounts' cells (synthetic CPT's budgets, K = 0) and, as its 0,
+    FT's set 0 of the same setting (the chunks alone), where the setting has both."""
+    setting = ["model", "task", "format", "shots"]
+    out = []
+    for prefix in (p for p in FINETUNED if by_prefix(p).unit):
+        tuned = scores[(scores["method"] == prefix) & (scores["k"] == 0)]
+        start = scores[(scores["method"] == METHODS["full"].prefix) & (scores["paraphrase_set"] == 0)
+                       & (scores["k"] == 0)].merge(tuned[setting].drop_duplicates(), on=setting)
+        out += [start.assign(method=prefix, column="FT"),
+                tuned.assign(column=[column_label(prefix, p) for p in tuned["paraphrase_set"]])]
+    columns = setting + ["method", "column", "tokens", "accuracy", "n_questions", "ci_low", "ci_high"]
+    if not out:
+        return pd.DataFrame(columns=columns)
+    curve = pd.concat(out, ignore_index=True).assign(tokens=lambda d: d["paraphrase_set"].astype(int))
+    return curve.sort_values(setting + ["method", "tokens"])[columns].reset_index(drop=True)
+
+
+def _synthetic_figure(plt, scores: pd.DataFrame, out: dict) -> None:
+    curve = synthetic_curve(scores)
+    write_csv(out["synthetic_csv"], curve)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (model, task, fmt, shots, method), g in curve.groupby(["model", "task", "format", "shots", "method"]):
+        ax.errorbar(g["tokens"], g["accuracy"], yerr=_error_bars(g), marker="o", capsize=3,
+                    label=f"{model} / {task} {NAMES[method]} ({fmt}, {shots}-shot, n={g['n_questions'].iloc[0]})")
+    ax.set(xlabel="synthetic tokens in the training data (0: FT, the chunks alone)",
+           ylabel="accuracy (95% interval)", title="Synthetic continued pre-training: accuracy vs synthetic tokens")
+    if len(curve):
+        ax.legend(fontsize=6)
+    else:
+        ax.text(0.5, 0.5, "no synthetic CPT cells in this grid", ha="center", va="center", transform=ax.transAxes)
+    _save_figure(fig, out["synthetic_png"])
+    plt.close(fig)
 
 
 def epoch_boundaries(run: pd.DataFrame) -> list:
