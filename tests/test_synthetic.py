@@ -198,6 +198,11 @@ def test_the_plan_prices_the_calls_and_budgets_hand_worked_for_the_paper_grid(tm
     # 150-token text) against twice the chunks
     ratio = (chunks * (tokens + 2) + 500_000 * (1 + 2 / 150)) / (2 * chunks * (tokens + 2))
     assert syn["compute_gpu_hours"] / ft["compute_gpu_hours"] == pytest.approx(ratio, rel=1e-9)
+    trial = jobs[("hparam_trial_synthetic", "mistral-7b current_events")]  # on the smallest budget, 100,000
+    full_trial = jobs[("hparam_trial", "mistral-7b current_events")]  # on set 0, the chunks: the same validation
+    validation = trial["compute_gpu_hours"] - ft["compute_gpu_hours"] * (chunks * (tokens + 2) + 100_000 * (
+        1 + 2 / 150)) / (2 * chunks * (tokens + 2))
+    assert full_trial["compute_gpu_hours"] - ft["compute_gpu_hours"] / 2 == pytest.approx(validation, rel=1e-9)
     assert not [w for w in plan["warnings"] if w.startswith("synthetic_texts")]  # 455 x 12 x 150 = 819,000
     config["synthetic"]["tokens"] = [1_000_000, 2_000_000]
     config["synthetic"]["pairs_per_chunk"] = 2

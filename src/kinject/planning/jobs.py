@@ -138,11 +138,12 @@ class Planner:
     def training_job(self, rule: str, at: dict, count: int) -> Job:
         """A search's trial (its learning rate aside: ``count`` trials) or a fine-tuning run of paraphrase set k (an
         extra training seed's run, k tagged 10_s7: kinject.training.seeds, is set k's run again)."""
-        model, task, k = at["model"], at["task"], untag(at.get("k", 0))[0]
+        method = TRAINING_RULES[rule]
+        # a search's trial trains its method's search set (set 0; synthetic CPT's smallest budget)
+        model, task, k = at["model"], at["task"], untag(at.get("k", method.search_set(self.config)))[0]
         res = job_resources(self.config, rule)
         n = processes(res)
         ft, plan = self.config["finetune"], self.plan
-        method = TRAINING_RULES[rule]
         job = Job(rule, f"{model} {task} k{at.get('k', 0)}" if rule.startswith("finetune") else f"{model} {task}", model,
                   count=count, gpus=res.get("gpu", 0))
         shape = self.shape(model, job)
