@@ -171,6 +171,7 @@ CONFIG_EDITS = [
     ("llm.mode", "live", []),
     ("llm.max_quarantined_fraction", 0.5, []),  # when a stage stops, not what it writes
     ("paraphrases.per_call", 2, ["paraphrase_chunks"]),
+    ("synthetic.pairs_per_chunk", 3, []),  # read only where a task trains synthetic CPT; the tiny demo has none
     ("paraphrases.allow_incomplete", True,
      [f"results/current_events/paraphrases/paraphrases_k{k}.parquet" for k in CE_SETS if k]),
     ("finetune.search.max_epochs", 2, ["hparam_trial"]),
