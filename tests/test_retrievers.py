@@ -1,6 +1,7 @@
 """The bm25 and hybrid retrievers (kinject.evaluation.lexical, fusion) and the retrieval diagnostics
 (kinject.reporting.retrieval): hand-worked cases and the libraries' own answers."""
 
+import json
 from pathlib import Path
 
 import bm25s
@@ -155,12 +156,20 @@ def test_retrieval_tables_from_files(tmp_path):
                  ).to_parquet(score.with_suffix(".parquet"))
     out = {k: tmp_path / name for k, name in [("ranks", "r.parquet"), ("recall_csv", "r.csv"), ("recall_md", "r.md"),
                                               ("split_csv", "s.csv"), ("split_md", "s.md")]}
-    write_retrieval_tables({"t": questions}, {("t", "dense"): dense}, {"t": clusters}, [score], [1, 2], out)
+    # an FT+RAG cell under the run's seed and under an extra training seed (kinject.training.seeds: tagged _s7)
+    seeded = []
+    for name, right in (("ftrag-p0_k1_0shot_options", [True] * 5), ("ftrag-p0_s7_k1_0shot_options", [False] * 5)):
+        seeded.append(score.with_name(name + ".json"))
+        seeded[-1].write_text(json.dumps({"accuracy": sum(right) / 5}))
+        pd.DataFrame({"question_id": ["q1", "q2", "q3", "q4", "m1"], "correct": right}).to_parquet(
+            seeded[-1].with_suffix(".parquet"))
+    write_retrieval_tables({"t": questions}, {("t", "dense"): dense}, {"t": clusters}, [score, *seeded], [1, 2], out)
     recall = pd.read_csv(out["recall_csv"])
     assert recall[["retriever", "k", "n_found", "n_questions", "n_without_source", "n_clusters"]].values.tolist() == \
         [["dense", 1, 2, 4, 1, 3], ["dense", 2, 3, 4, 1, 3]]
     split = pd.read_csv(out["split_csv"])
-    assert split[["method", "k", "retrieved_right", "missed_wrong"]].values.tolist() == [["rag", 1, 2, 2]]
+    rows = split[["method", "seed", "k", "retrieved_right", "missed_wrong"]].astype(object).where(split.notna(), None)
+    assert rows.values.tolist() == [["ftrag", None, 1, 2, 0], ["ftrag", 7, 1, 0, 2], ["rag", None, 1, 2, 2]]
     assert "| t | dense | 1 | 0.500 [" in out["recall_md"].read_text()
 
 

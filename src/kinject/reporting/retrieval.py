@@ -110,7 +110,8 @@ def split_markdown(table: pd.DataFrame) -> str:
             "Per RAG cell (each retriever's RAG and FT+RAG) and the questions with a source chunk: source retrieved within K or "
             "not x answered right or wrong. retrieved_wrong: reading errors (the answer was in the prompt); "
             "missed_wrong: retrieval misses. miss_share_of_errors: the wrong answers that are retrieval misses. "
-            "See docs/retrieval.md.\n\n" + markdown_table(table))
+            "seed: an extra training seed's model (blank: the run's seed). See docs/retrieval.md.\n\n"
+            + markdown_table(table))
 
 
 def write_retrieval_tables(questions: dict, retrieved: dict, clusters: dict, score_paths, ks, out: dict) -> str:
@@ -146,11 +147,14 @@ def write_retrieval_tables(questions: dict, retrieved: dict, clusters: dict, sco
         if task_ranks.empty:
             continue  # a task without sourced questions (MMLU): no split
         split.append({**cell, "retriever": retriever, **split_row(score_records(path), task_ranks, cell["k"], path)})
-    split = pd.DataFrame(split, columns=["model", "task", "format", "method", "retriever", "paraphrase_set", "k", "shots",
-                                         "n_questions", *SPLIT, "accuracy_retrieved", "accuracy_missed",
+    # seed: an extra training seed's model (kinject.training.seeds); blank, the run's seed (or no training)
+    split = pd.DataFrame(split, columns=["model", "task", "format", "method", "retriever", "paraphrase_set", "seed", "k",
+                                         "shots", "n_questions", *SPLIT, "accuracy_retrieved", "accuracy_missed",
                                          "miss_share_of_errors"])
     split["paraphrase_set"] = split["paraphrase_set"].astype("Int64")
-    split = split.sort_values(["model", "task", "format", "shots", "method", "paraphrase_set", "k"]).reset_index(drop=True)
+    split["seed"] = split["seed"].astype("Int64")
+    split = split.sort_values(["model", "task", "format", "shots", "method", "paraphrase_set", "seed", "k"],
+                              na_position="first").reset_index(drop=True)
     write_parquet(out["ranks"], ranks)
     write_csv(out["recall_csv"], recall, float_format="%.4f")
     write_text(out["recall_md"], recall_markdown(recall))
