@@ -37,3 +37,19 @@ def column_label(method: str, p) -> str:
     tuned = method.removesuffix("rag")
     name = by_prefix(tuned).column(p)
     return name if method == tuned else f"{name}+RAG"
+
+
+def with_k0(retrieval: pd.DataFrame, records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The retrieval records with K = 0 among each setting's candidates, as the paper's K ranges 0..5: no
+    retrieval, RAG's K = 0 being the Base cell and FT+RAG's the FT cell of the same model (its records relabelled),
+    for every retrieval setting that has records at K > 0 (none is made for a model without FT+RAG cells); so for
+    every other retriever's (rag-bm25, ftrag-bm25), but the oracle's (its K = 1 is the source as the context)."""
+    sources = {}  # every retrieval method's K = 0 cell: rag's, rag-bm25's the Base; ftrag's, ftrag-bm25's the FT
+    for method in retrieval["method"].unique():
+        stem, retriever = cell_retriever(method)
+        if not RETRIEVERS[retriever].oracle:  # the oracle's context is the source itself: its K = 1 as scored
+            sources[method] = "base" if stem == "rag" else stem.removesuffix("rag")
+    anchors = pd.concat([records.iloc[:0]] + [records[records["method"] == source].assign(method=method)
+                                              for method, source in sources.items()], ignore_index=True)
+    anchors = anchors[anchors["k"] == 0].merge(retrieval[keys].drop_duplicates(), on=keys)  # NA keys match NA
+    return pd.concat([anchors, retrieval], ignore_index=True) if len(anchors) else retrieval

@@ -8,7 +8,7 @@ import re
 import pandas as pd
 
 from kinject.io import atomic_path, write_csv
-from kinject.reporting.columns import FINETUNED, NAMES, column_label, retrieval_of
+from kinject.reporting.columns import FINETUNED, NAMES, column_label, retrieval_of, with_k0
 from kinject.training.methods import METHODS, by_prefix
 
 # a run's loss: results/finetune/{model}/{task}/{method's folder}k{k}/train_loss.csv
@@ -115,8 +115,6 @@ def write_figures(scores_csv, loss_paths, out: dict, trend_csv=None) -> str:
     fig.tight_layout()
     _save_figure(fig, out["loss_png"])
     plt.close(fig)
-
-    from kinject.reporting.report import with_k0  # (report imports this module)
 
     keys = ["model", "task", "format", "shots", "method", "paraphrase_set"]
     # every retriever's RAG and FT+RAG cells (rag, ftrag, rag-bm25, ftrag-bm25, rag-oracle), each from K = 0 (no

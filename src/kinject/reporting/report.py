@@ -12,10 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from kinject.errors import KinjectError
-from kinject.evaluation.retrievers import RETRIEVERS, cell_retriever
 from kinject.io import write_csv, write_parquet, write_text
 from kinject.reporting.clusters import clusters_of
-from kinject.reporting.columns import FINETUNED, NAMES, RETRIEVAL, column_label, retrieval_of  # noqa: F401 (theirs)
+from kinject.reporting.columns import FINETUNED, NAMES, RETRIEVAL, column_label, retrieval_of, with_k0  # noqa: F401 (theirs)
 from kinject.reporting.figures import write_figures  # noqa: F401 (scripts/figures.py imports it from here)
 from kinject.reporting.records import read_results
 from kinject.reporting.stats import best_of, clustered_interval, cross_fit, seeds_interval, setting_seed
@@ -50,22 +49,6 @@ def _tuned_columns(columns, method) -> list[str]:
         p = c.removeprefix(f"{method.label}-par") if c != method.label else None
         out += [m.column(p) for m in METHODS.values() if m.matches == method.name and p and m.column(p) in columns]
     return out
-
-
-def with_k0(retrieval: pd.DataFrame, records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The retrieval records with K = 0 among each setting's candidates, as the paper's K ranges 0..5: no
-    retrieval, RAG's K = 0 being the Base cell and FT+RAG's the FT cell of the same model (its records relabelled),
-    for every retrieval setting that has records at K > 0 (none is made for a model without FT+RAG cells); so for
-    every other retriever's (rag-bm25, ftrag-bm25), but the oracle's (its K = 1 is the source as the context)."""
-    sources = {}  # every retrieval method's K = 0 cell: rag's, rag-bm25's the Base; ftrag's, ftrag-bm25's the FT
-    for method in retrieval["method"].unique():
-        stem, retriever = cell_retriever(method)
-        if not RETRIEVERS[retriever].oracle:  # the oracle's context is the source itself: its K = 1 as scored
-            sources[method] = "base" if stem == "rag" else stem.removesuffix("rag")
-    anchors = pd.concat([records.iloc[:0]] + [records[records["method"] == source].assign(method=method)
-                                              for method, source in sources.items()], ignore_index=True)
-    anchors = anchors[anchors["k"] == 0].merge(retrieval[keys].drop_duplicates(), on=keys)  # NA keys match NA
-    return pd.concat([anchors, retrieval], ignore_index=True) if len(anchors) else retrieval
 
 
 def choose_k(records: pd.DataFrame, seed: int, selection: str = CROSS_FIT) -> tuple[pd.DataFrame, pd.DataFrame]:
