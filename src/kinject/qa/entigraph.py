@@ -66,7 +66,7 @@ def entities(chunks_path, out, quarantine, client: LLMClient, *, seed: int) -> s
     chunks = read_parquet(chunks_path, columns=["chunk_id", "text"])
     calls = [Call(prompts.entities_messages(text), seed, valid_entities, entities_max_tokens(client.max_tokens))
              for text in chunks["text"]]
-    client.ensure_can_call([client.request(c.messages, c.seed, max_tokens=c.max_tokens) for c in calls])
+    client.ensure_can_ask(calls)
     rows = [{"chunk_id": chunk_id, "entity": name}
             for chunk_id, names in zip(chunks["chunk_id"], client.map_json(calls, "entities")) for name in names or []]
     client.log_spend()
@@ -126,7 +126,7 @@ def relation_texts(chunks_path, entities_path, out, quarantine, client: LLMClien
         raise KinjectError(entities_path, "no chunk has two entities: nothing to write synthetic texts about")
     calls = [Call(prompts.relation_messages(p["text"], p["entities"]), seed, valid_text,
                   relation_max_tokens(client.max_tokens)) for p in planned]
-    client.ensure_can_call([client.request(c.messages, c.seed, max_tokens=c.max_tokens) for c in calls])
+    client.ensure_can_ask(calls)
     texts = client.map_json(calls, "relation texts")
     client.log_spend()
     client.write_quarantine(quarantine)

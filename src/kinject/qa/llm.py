@@ -231,6 +231,10 @@ class LLMClient:
                                f"response cache and no API key is set (export {self.api_key_env}, "
                                f"or set llm.base_url for a local OpenAI-compatible server)")
 
+    def ensure_can_ask(self, calls: list[Call]) -> None:
+        """:meth:`ensure_can_call` for the first request of each of a stage's calls (what ``map_json`` asks first)."""
+        self.ensure_can_call([self.request(c.messages, c.seed, max_tokens=c.max_tokens) for c in calls])
+
     def _replay_miss(self, what: str) -> str:
         return (f"{what} not in the response cache and llm.mode is replay, which never calls the LLM "
                 f"(model {self.model!r}); rebuild the cache, or set llm.mode: live to ask the endpoint")

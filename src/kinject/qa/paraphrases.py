@@ -64,7 +64,7 @@ def generate(chunks: pd.DataFrame, client: LLMClient, *, count: int, per_call: i
     planned = _plan(chunks, count, per_call, seed)
     calls = [Call(m, s, valid_paraphrases(n), client.paraphrase_max_tokens(text, n))
              for _, _, s, m, text, n in planned]
-    client.ensure_can_call([client.request(c.messages, c.seed, max_tokens=c.max_tokens) for c in calls])
+    client.ensure_can_ask(calls)
     rows = []
     for (chunk_id, first, *_), texts in zip(planned, client.map_json(calls, "paraphrases")):
         for j, text in enumerate(texts or []):

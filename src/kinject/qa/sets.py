@@ -164,7 +164,7 @@ def generate_questions(chunks_path, out, quarantine, client: LLMClient, *, per_c
     jobs = [(c.chunk_id, prompts.questions_messages(c.text, per_chunk)) for c in chunks.itertuples()]
     bound = client.questions_max_tokens(per_chunk)
     calls = [Call(m, seed, valid_questions(per_chunk), bound) for _, m in jobs]
-    client.ensure_can_call([client.request(c.messages, seed, max_tokens=bound) for c in calls])
+    client.ensure_can_ask(calls)
     rows = []
     for (chunk_id, _), qs in zip(jobs, client.map_json(calls, "generate_questions")):
         rows += [{"chunk_id": chunk_id, "candidate": i, **q} for i, q in enumerate(qs or [])]
@@ -189,7 +189,7 @@ def select_questions(candidates_path, out, quarantine, client: LLMClient, *, kee
     bound = client.selection_max_tokens()
     asked = [g for g in groups if len(g[1]) > keep]  # a chunk with no more than `keep` candidates keeps them all
     calls = [Call(m, seed, valid_selection(len(listing), keep), bound) for _, listing, m in asked]
-    client.ensure_can_call([client.request(c.messages, seed, max_tokens=bound) for c in calls])
+    client.ensure_can_ask(calls)
     picks = dict(zip((g[0] for g in asked), client.map_json(calls, "select_questions")))
     rows = []
     for chunk_id, listing, messages in groups:
