@@ -29,9 +29,9 @@ def llm_usage(config: dict, corpora: dict[str, Corpus]) -> list[dict]:
     finetune.qa_sft.qa_per_chunk extra ones (rule qa_sft_extra), ceil(count / per_call) paraphrase calls
     (kinject.qa.paraphrases), one call per validation chunk; where a task trains synthetic CPT, one entity call and
     synthetic.pairs_per_chunk + triples_per_chunk relation calls (at most: a chunk with few entities has fewer
-    combinations) per chunk (kinject.qa.entigraph), their replies plan.llm_reply_tokens.entities and .relation. A prompt is its template's characters /
-    plan.chars_per_token plus the chunk's tokens; a paraphrase is about as long as its chunk; a question
-    reply and a selection reply are plan.llm_reply_tokens.
+    combinations) per chunk (kinject.qa.entigraph). A prompt is its template's characters / plan.chars_per_token
+    plus the chunk's tokens; a paraphrase is about as long as its chunk; a question reply, a selection reply, an
+    entity reply and a relation text are plan.llm_reply_tokens.
 
     The worst case is what the requests' max_tokens allow (the bounds kinject.qa.llm computes from llm.max_tokens):
     every reply as long as its bound, every call asked 1 + llm.invalid_retries times."""
@@ -106,10 +106,11 @@ def synthetic_warnings(config: dict, rows: list[dict]) -> list[str]:
     plan.llm_reply_tokens.relation): rule synthetic_set would stop on it, after the LLM bill."""
     from kinject.training.synthetic import budgets
 
+    largest = max(budgets(config), default=0)
     out = []
     for r in rows:
-        if r["rule"] == "synthetic_texts" and r["output_tokens"] is not None and max(budgets(config)) > r["output_tokens"]:
-            out.append(f"synthetic_texts {r['task']}: the largest budget of synthetic.tokens, {max(budgets(config))}, "
+        if r["rule"] == "synthetic_texts" and r["output_tokens"] is not None and largest > r["output_tokens"]:
+            out.append(f"synthetic_texts {r['task']}: the largest budget of synthetic.tokens, {largest}, "
                        f"is more than the ~{r['output_tokens']:,.0f} tokens its {r['calls']} relation texts are expected "
                        f"to hold: lower it, or raise synthetic.pairs_per_chunk / triples_per_chunk")
     return out

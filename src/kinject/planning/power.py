@@ -30,8 +30,9 @@ arcsine scale around 0.5 (d 2 asin(sqrt(p)) / dp = 2 there) that is its formula 
 units n_e = 1 / (1/n + 2 t sigma^2 / S) per cell (:func:`effective_n`), n the questions or the clusters:
 sigma = 0 gives the questions-only figure, and with S = 1 a single run's seed effect is counted whole (the
 comparisons' McNemar test, which cannot see it, is then about the two trained models, not their methods).
-Its default, 0.05, is the one pair of runs measured so far (docs/plan.md: the extended demo's FT-par10, 5 of 68
-questions apart, d/sqrt(2)): rough and, for larger models and question sets, pessimistic.
+Its default, 0.05, is the extended demo's measured spread across three training seeds (docs/plan.md: FT .031,
+FT-par10 .075, FT-steps10 .042, pooled .053; SmolLM2-135M on 68 questions): for larger models and question sets,
+pessimistic.
 
 Where the paper reports a difference for a family (``resources/paper_effects.yaml``: its Table 2, current
 events), a task with generated questions (the paper's current-events design) is compared with the smallest of

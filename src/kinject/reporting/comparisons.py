@@ -173,11 +173,10 @@ def paraphrase_trends(records: pd.DataFrame) -> pd.DataFrame:
     if "extra_seed" in records.columns:  # the run seed's models: every set has one (kinject.training.seeds)
         records = records[~records["extra_seed"].astype(bool)]
     ft = records[records["method"].isin([m.prefix for m in METHODS.values()]) & (records["k"] == 0)]
-    for control in (m for m in METHODS.values() if m.matches):  # a control's series starts at its method's set 0:
-        start = ft[(ft["method"] == METHODS[control.matches].prefix) & (ft["paraphrase_set"] == 0)]  # the same data
-        ft = pd.concat([ft, start.assign(method=control.prefix)], ignore_index=True)  # and steps: that very model
-    for m in (m for m in METHODS.values() if m.unit):  # a curve of amounts starts at none: full's set 0 (the chunks)
-        start = ft[(ft["method"] == METHODS["full"].prefix) & (ft["paraphrase_set"] == 0)]
+    # a control's series starts at its method's set 0 (the same data and steps: that very model), a curve of amounts'
+    # (synthetic CPT's budgets) at full's set 0 (none of the amount: the chunks alone)
+    for m in (m for m in METHODS.values() if m.matches or m.unit):
+        start = ft[(ft["method"] == METHODS[m.matches or "full"].prefix) & (ft["paraphrase_set"] == 0)]
         ft = pd.concat([ft, start.assign(method=m.prefix)], ignore_index=True)
     out = []
     for key, g in ft.groupby(keys, sort=True):
