@@ -63,7 +63,7 @@ demo-extended: venv
 # Both tiers in a shuffled order (pytest-random-order; the seed is printed: --random-order-seed=N replays it), on
 # TEST_WORKERS processes (pytest-xdist; each test file's tests on one worker, docs/tests.md; TEST_WORKERS=0: one process)
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -ra --random-order --durations=15 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST := $(BIN)/python -m pytest -ra --random-order --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: venv $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf $(LLAMA_SERVER)
 	$(PYTEST)

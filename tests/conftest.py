@@ -32,13 +32,10 @@ _START = time.monotonic()
 
 
 def pytest_configure(config):
-    # registered here too, so that `-p no:xdist` (one process) still accepts the marks below under --strict-markers
-    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist runs the tests of one group on one worker")
     if hasattr(config, "workerinput"):  # a pytest-xdist worker
         config.pluginmanager.register(WorkerSchedule(), "kinject-worker-schedule")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     slow = pytest.mark.slow
     for item in items:
@@ -46,42 +43,35 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(slow)
         if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
-        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
 
 
-# Parallel runs (pytest-xdist; `make test` and `make check` run `-n 2 --dist loadgroup`): each group's tests run on
-# one worker, in the shuffled order. A group is a test file, so a module fixture (corpus_run, ...) is made once,
-# except that every test on the SLURM cluster is one group, so one cluster is started. Session fixtures that run
-# the pipeline are built once per session whichever worker asks first (`built_once`).
-def worker_group(item) -> str:
-    if "slurm_cluster" in getattr(item, "fixturenames", ()):
-        return "slurm_cluster"
-    return item.nodeid.split("::", 1)[0]
-
-
-def schedule_rank(group: list) -> int:
-    """Where a group is queued for the workers: the SLURM group first (the longest: the cluster, then the demo's
-    run and its two SLURM runs), then slow files that need no demo run (while the first worker builds it), then
-    those that read the demo run, then the fast files; shuffled within each rank."""
-    names = set().union(*(getattr(item, "fixturenames", ()) for item in group))
+# Parallel runs (pytest-xdist; `make test` and `make check` run `-n 2 --dist loadfile`): a test file's tests run on
+# one worker, in the shuffled order, so a module fixture (corpus_run, ...) is made once, and the tests on the SLURM
+# cluster, all in tests/test_slurm.py, start one cluster. Session fixtures that run the pipeline are built once per
+# session, by whichever worker asks first (`built_once`).
+def schedule_rank(tests: list) -> int:
+    """Where a test file is queued for the workers: the one on the SLURM cluster first (the longest: the cluster, the
+    demo's run and its two SLURM runs), then slow files that need no demo run (while the first worker builds it),
+    then those that read the demo run, then the fast files; shuffled within each rank."""
+    names = set().union(*(getattr(item, "fixturenames", ()) for item in tests))
     if "slurm_cluster" in names:
         return 0
-    if any(item.get_closest_marker("slow") is not None for item in group):
+    if any(item.get_closest_marker("slow") is not None for item in tests):
         return 2 if "demo_run" in names else 1
     return 3
 
 
 class WorkerSchedule:
-    """A pytest-xdist worker's collection, its groups in schedule_rank's order (the controller queues the groups in
-    the order their first tests come; every worker sorts alike, so their collections agree)."""
+    """A pytest-xdist worker's collection, its files in schedule_rank's order (the controller queues the files in the
+    order their first tests come; every worker sorts alike, so their collections agree)."""
 
     @pytest.hookimpl(trylast=True)  # after the shuffle (pytest-random-order)
     def pytest_collection_modifyitems(self, items):
-        groups = {}
+        files = {}
         for item in items:
-            groups.setdefault(worker_group(item), []).append(item)
-        rank = {name: schedule_rank(group) for name, group in groups.items()}
-        items.sort(key=lambda item: rank[worker_group(item)])
+            files.setdefault(item.path, []).append(item)
+        rank = {path: schedule_rank(tests) for path, tests in files.items()}
+        items.sort(key=lambda item: rank[item.path])
 
 
 @pytest.hookimpl(wrapper=True)
