@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # rules' shell commands (accelerate launch) and the tests find the venv's tools first
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo demo-extended test check venv llama-vocab llama-server gpu-wheels gpu-check
+.PHONY: demo demo-extended test check venv llama-vocab llama-server llama-server-wheel gpu-wheels gpu-check
 
 venv: $(VENV)/.installed
 
@@ -52,6 +52,18 @@ $(LLAMA_SERVER): | $(VENV)/.installed
 	$(BIN)/pip install --quiet --quiet -c constraints.txt "llama-cpp-python[server]==$(LLAMA_CPP_PYTHON)"
 	touch $@
 
+# That wheel alone, built into pip's wheel cache by a throwaway venv of its own, so that it needs no .venv: .ci/run
+# builds it beside `make venv` (compiling against mostly downloading), and `make llama-server` then installs it from
+# the cache. Where the cache holds it already this takes seconds.
+LLAMA_WHEEL_BUILD := $(VENV)-llama-wheel
+llama-server-wheel:
+	rm -rf $(LLAMA_WHEEL_BUILD)
+	$(PYTHON) -m venv $(LLAMA_WHEEL_BUILD)
+	$(LLAMA_WHEEL_BUILD)/bin/pip install --quiet --quiet --upgrade pip
+	$(LLAMA_WHEEL_BUILD)/bin/pip wheel --quiet --quiet --no-deps -w $(LLAMA_WHEEL_BUILD)/wheels \
+		"llama-cpp-python==$(LLAMA_CPP_PYTHON)"
+	rm -rf $(LLAMA_WHEEL_BUILD)
+
 demo: venv
 	$(BIN)/snakemake all --cores 2 --configfile config/demo.yaml
 
@@ -61,9 +73,13 @@ demo-extended: venv
 	$(BIN)/snakemake all --cores 2 --configfile config/demo.yaml config/demo_extended.yaml
 
 # Both tiers in a shuffled order (pytest-random-order; the seed is printed: --random-order-seed=N replays it), on
-# TEST_WORKERS processes (pytest-xdist; each test file's tests on one worker, docs/tests.md; TEST_WORKERS=0: one process)
+# TEST_WORKERS processes (pytest-xdist: each test file's tests on one worker, docs/tests.md; 0: in this process)
+# OMP_WAIT_POLICY=PASSIVE: an OpenMP thread that waits sleeps instead of spinning. Two workers' torch processes share
+# the two cores, and a spinning thread holds the core its straggling sibling needs: a tiny-Llama training step with 2
+# threads beside one busy process took 0.90 s spinning, 0.27 s passive (0.15 s alone; bench/results.md)
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -ra --random-order --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+PYTEST := OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -ra --random-order --durations=15 -n $(TEST_WORKERS) \
+	--dist loadfile --no-loadscope-reorder
 
 test: venv $(LLAMA_VOCAB_DIR)/ggml-vocab-llama-spm.gguf $(LLAMA_SERVER)
 	$(PYTEST)
