@@ -74,10 +74,10 @@ demo-extended: venv
 
 # Both tiers in a shuffled order (pytest-random-order; the seed is printed: --random-order-seed=N replays it), on
 # TEST_WORKERS processes (pytest-xdist: each test file's tests on one worker, docs/tests.md; 0: in this process)
-# OMP_WAIT_POLICY=PASSIVE: an OpenMP thread that waits sleeps instead of spinning. Two workers' torch processes share
-# the two cores, and a spinning thread holds the core its straggling sibling needs: a tiny-Llama training step with 2
+# OMP_WAIT_POLICY=PASSIVE: an OpenMP thread that waits sleeps instead of spinning. The workers' torch processes share
+# the cores, and a spinning thread holds the core its straggling sibling needs: a tiny-Llama training step with 2
 # threads beside one busy process took 0.90 s spinning, 0.27 s passive (0.15 s alone; bench/results.md)
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 PYTEST := OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -ra --random-order --durations=15 -n $(TEST_WORKERS) \
 	--dist loadfile --no-loadscope-reorder
 

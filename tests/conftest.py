@@ -45,14 +45,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
 
 
-# Parallel runs (pytest-xdist; `make test` and `make check` run `-n 2 --dist loadfile`): a test file's tests run on
-# one worker, in the shuffled order, so a module fixture (corpus_run, ...) is made once, and the tests on the SLURM
-# cluster, all in tests/test_slurm.py, start one cluster. Session fixtures that run the pipeline are built once per
-# session, by whichever worker asks first (`built_once`).
+# Parallel runs (pytest-xdist; `make test` and `make check` run `-n 3 --dist loadfile`): a test file's tests run on
+# one worker, in the shuffled order, so a module fixture (corpus_run, ...) is made once. A worker that reaches a test
+# on the SLURM cluster starts one of its own (slurm_cluster is per session, so per worker). Session fixtures that
+# run the pipeline are built once per session, by whichever worker asks first (`built_once`).
 def schedule_rank(tests: list) -> int:
-    """Where a test file is queued for the workers: the one on the SLURM cluster first (the longest: the cluster, the
-    demo's run and its two SLURM runs), then slow files that need no demo run (while the first worker builds it),
-    then those that read the demo run, then the fast files; shuffled within each rank."""
+    """Where a test file is queued for the workers: those on the SLURM cluster first (the longest: the demo's run,
+    then SLURM's time limit and a fine-tune's resume, or the demo's slice made again), then slow files that need no
+    demo run (while the first worker builds it), then those that read the demo run, then the fast files; shuffled
+    within each rank."""
     names = set().union(*(getattr(item, "fixturenames", ()) for item in tests))
     if "slurm_cluster" in names:
         return 0
