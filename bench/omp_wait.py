@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from precision import cpu_flags  # noqa: E402
+from precision import cpu_flags, write_table  # noqa: E402
 
 STEP = r"""
 import json, sys, time
@@ -74,14 +74,10 @@ def main(argv=None) -> None:
         for policy in (None, "PASSIVE"):
             rows.append((busy, policy or "default (spin, then sleep)", measure(policy, busy, args.steps)))
             print(rows[-1], flush=True)
-    lines = [f"CPU: {cpu_flags()}; {os.cpu_count()} cores; tiny Llama, 2 torch threads, one AdamW step on 16 x 128 "
-             f"tokens in bf16 autocast (median of {args.steps})", "",
-             "| busy processes beside it | OMP_WAIT_POLICY | s per step |", "|---|---|---|"]
-    lines += [f"| {busy} | {policy} | {seconds:.3f} |" for busy, policy, seconds in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    write_table(f"CPU: {cpu_flags()}; {os.cpu_count()} cores; tiny Llama, 2 torch threads, one AdamW step on 16 x 128 "
+                f"tokens in bf16 autocast (median of {args.steps})",
+                ["busy processes beside it", "OMP_WAIT_POLICY", "s per step"],
+                [(busy, policy, f"{seconds:.3f}") for busy, policy, seconds in rows], args.out)
 
 
 if __name__ == "__main__":

@@ -104,15 +104,20 @@ def main(argv=None) -> None:
                 rate, step = f"{tokens / r['step_s']:.1f}", f"{r['step_s']:.1f}"
             rows.append((where, r.get("capability", ""), precision, step, rate))
             print(rows[-1], flush=True)
-    lines = [f"CPU: {cpu_flags()}; 2 torch threads; SmolLM2-135M, one AdamW step on 8 x 256 tokens "
-             f"(median of {args.steps} after a warm-up); load average at the end "
-             f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())}", "",
-             "| CPU | torch kernels | precision | s per step | tokens/s |", "|---|---|---|---|---|"]
-    lines += [f"| {w} | {c} | {p} | {s} | {t} |" for w, c, p, s, t in rows]
+    write_table(f"CPU: {cpu_flags()}; 2 torch threads; SmolLM2-135M, one AdamW step on 8 x 256 tokens "
+                f"(median of {args.steps} after a warm-up); load average at the end "
+                f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())}",
+                ["CPU", "torch kernels", "precision", "s per step", "tokens/s"], rows, args.out)
+
+
+def write_table(caption: str, columns: list[str], rows: list[tuple], out: Path | None) -> None:
+    """``caption`` and a markdown table of ``rows``, printed, and written to ``out`` where given."""
+    lines = [caption, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
-        args.out.write_text(text)
+    if out:
+        out.write_text(text)
 
 
 if __name__ == "__main__":
