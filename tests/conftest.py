@@ -10,6 +10,8 @@ Budget: every test has a timeout (pytest-timeout: pyproject.toml's for the fast 
 slow one, where a session fixture's pipeline run counts towards the first test that uses it), and the session
 has KINJECT_SESSION_BUDGET_S: once it is spent the remaining tests fail at setup, and no test may run past it.
 Summary: every run ends with the seconds each test file took (pytest_terminal_summary), what the budget is spent on.
+Workers: under pytest-xdist (`make test`: -n 3 --dist loadfile) each file runs on one worker, the files queued by
+schedule_rank, and the pipeline-running session fixtures are built once per session (built_once).
 """
 
 import math
