@@ -1,7 +1,7 @@
 """Training steps of the test suite's tiny Llama with 2 torch threads, alone and beside busy processes, with OpenMP's
 default waiting (spin, then sleep) and with OMP_WAIT_POLICY=PASSIVE (sleep at once), side by side in one run. Why
-`make test` and `make check` set PASSIVE: their two pytest-xdist workers share the two cores, and a thread that spins
-at a barrier holds the core its straggling sibling needs. Issue #36.
+`make test` and `make check` set PASSIVE: their pytest-xdist workers (three) share the two cores, and a thread that
+spins at a barrier holds the core its straggling sibling needs. Issue #36.
 
     .venv/bin/python bench/omp_wait.py [--steps 20] [--out FILE]
 
@@ -52,7 +52,9 @@ print(json.dumps(sorted(times)[len(times) // 2]))
 def measure(policy: str | None, busy: int, steps: int) -> float:
     """Seconds per step (median) of one fresh process under `policy` (None: OpenMP's default), beside `busy` busy
     processes."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": policy} if policy else {})
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
     loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     try:
         out = subprocess.run([sys.executable, "-c", STEP, str(steps)], env=env, capture_output=True, text=True,

@@ -176,19 +176,21 @@ def ensure_installed() -> None:
     """Install slurm-wlm and munge with apt-get unless their programs are all on the path; one install at a time on
     the machine (INSTALL_LOCK): two pytest-xdist workers that each start a cluster would otherwise race for dpkg's
     lock, and the second would fail."""
-    if all(which(name) for name in REQUIRED):
+    def missing() -> list[str]:
+        return [name for name in REQUIRED if not which(name)]
+
+    if not missing():
         return
     if not which("apt-get"):
         raise SlurmUnavailable("slurm-wlm/munge are not installed and there is no apt-get to install them")
     with open(INSTALL_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not all(which(name) for name in REQUIRED):  # not installed by the other worker meanwhile
+        if missing():  # not installed by the other worker meanwhile
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             run_checked(["apt-get", "update"], env=env)
             run_checked(["apt-get", "install", "-y", "--no-install-recommends", "slurm-wlm", "munge"], env=env)
-    missing = [name for name in REQUIRED if not which(name)]
-    if missing:
-        raise SlurmUnavailable(f"still missing after installing slurm-wlm and munge: {missing}")
+    if still := missing():
+        raise SlurmUnavailable(f"still missing after installing slurm-wlm and munge: {still}")
 
 
 def start_daemon(stack: ExitStack, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -15,6 +15,8 @@ import yaml
 from conftest import REPO, copy_checkout, run_snakemake
 from loopback import Handler, serve
 
+from kinject.qa import prompts
+
 pytestmark = pytest.mark.slow  # each runs the demo's LLM rules (or the cache build) in a fresh copy
 CACHE = "resources/demo/llm_cache"
 # the demo's four LLM rules: generate_questions, select_questions, paraphrase_chunks, validation_paraphrases
@@ -71,7 +73,8 @@ def test_demo_llm_rules_replay_with_a_key_set_and_call_nothing(tmp_path, endpoin
     # every request of the five jobs was a cached reply, and every cache entry was one of them, but synthetic CPT's
     # (its entity and relation calls: make demo-extended's, which the demo does not make)
     entries = [json.loads(path.read_text()) for path in (workdir / CACHE).rglob("*.json")]
-    synthetic = [e for e in entries if e["request"]["messages"][-1]["content"].startswith("You are a knowledge analyst")]
+    opening = os.path.commonprefix([prompts.ENTITIES, prompts.RELATION])  # both prompts' first words
+    synthetic = [e for e in entries if e["request"]["messages"][-1]["content"].startswith(opening)]
     assert len(synthetic) == 35 + 350  # current events' chunks, and 10 entity pairs of each
     assert sum(cached for _, cached in spend) == len(entries) - len(synthetic)
 
