@@ -12,13 +12,14 @@ from transformers import AutoTokenizer, Trainer
 
 from kinject.grid import cells, control_scores, finetuned_checkpoints
 from kinject.io import write_parquet
+from kinject.planning.power import family
 from kinject.reporting.comparisons import comparisons, paraphrase_trends
 from kinject.reporting.report import group_table, reported
 from kinject.settings import load_config
 from kinject.training import finetune
 from kinject.training.checkpoints import TRAINING_FILE
 from kinject.training.matched import cycle_blocks, optimizer_steps
-from kinject.training.methods import METHODS
+from kinject.training.methods import METHODS, by_column
 from kinject.training.models import build_tiny_model
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
@@ -153,3 +154,22 @@ def test_the_control_is_a_registered_method_that_reuses_fulls_search():
     assert (steps.label, steps.prefix, steps.matches, steps.rag) == ("FT-steps", "steps", "full", False)
     assert steps.chosen == full.chosen and steps.column(4) == "FT-steps4" and full.column(4) == "FT-par4"
     assert steps.loss == "results/finetune/{model}/{task}/steps/k{k}/train_loss.csv"
+
+
+def test_a_column_names_one_method_and_set_and_parses_back():
+    # Method.set_of is Method.column's inverse for every registered method, and no other method claims the column
+    # (labels share openings: FT, FT-steps; PIT, PIT-mix; QA-SFT holds a hyphen)
+    for m in METHODS.values():
+        for p in ([4000, 16000] if m.unit else [0, 2, 10]):
+            column = m.column(p)
+            assert m.set_of(column) == p, column
+            assert by_column(column) == (m, p), column
+            assert [o.name for o in METHODS.values() if o.set_of(column) is not None] == [m.name], column
+    for other in ("Base", "RAG", "FT-par4+RAG", "RAG (bm25)", "FT-par", "FT-steps-par4", "SynCPT-4000"):
+        assert by_column(other) is None, other
+    assert METHODS["full"].sets_in({"FT-par10", "FT", "FT-par2+RAG", "FT-steps4", "FT-par2"}) == [0, 2, 10]
+    assert family("FT-par10+RAG vs RAG") == "FT-par+RAG vs RAG"
+    assert family("FT-par10 vs FT-steps10") == "FT-par vs FT-steps"
+    assert family("SynCPT-16000tok vs FT") == "SynCPT vs FT"
+    assert family("RAG (bm25) vs RAG") == "RAG (bm25) vs RAG"
+    assert family("QA-SFT-par2+RAG vs QA-SFT") == "QA-SFT-par+RAG vs QA-SFT"

@@ -42,7 +42,6 @@ the paper's three models' differences: a warning where the grid cannot detect it
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import yaml
@@ -52,7 +51,7 @@ from kinject.qa.sources import QUESTION_SOURCES
 from kinject.reporting.columns import column_label
 from kinject.reporting.comparisons import contrasts, seed_pairs
 from kinject.reporting.stats import LEVEL
-from kinject.training.methods import METHODS
+from kinject.training.methods import by_column
 from kinject.training.seeds import untag
 
 POWER = 0.80
@@ -63,11 +62,13 @@ PAPER_EFFECTS = Path(__file__).resolve().parents[3] / "resources" / "paper_effec
 
 def family(contrast: str) -> str:
     """A contrast with its paraphrase sets left out: "FT-par10+RAG vs RAG" -> "FT-par+RAG vs RAG", a control's
-    too: "FT-par10 vs FT-steps10" -> "FT-par vs FT-steps"."""
-    controls = "".join(f"|{re.escape(m.label)}" for m in METHODS.values() if m.matches)
-    units = "|".join(re.escape(m.unit) for m in METHODS.values() if m.unit)
-    contrast = re.sub(rf"-\d+(?:{units})\b", "", contrast) if units else contrast  # SynCPT-20000tok: SynCPT
-    return re.sub(rf"(-par{controls})\d+", r"\1", contrast)
+    too: "FT-par10 vs FT-steps10" -> "FT-par vs FT-steps", an amount's: "SynCPT-20000tok vs FT" -> "SynCPT vs FT"
+    (kinject.training.methods.Method.family)."""
+    def name(column: str) -> str:
+        found = by_column(column)
+        return found[0].family(column) if found else column
+
+    return " vs ".join("+".join(name(c) for c in side.split("+")) for side in contrast.split(" vs "))
 
 
 def mdd(n: float, alpha: float, power: float = POWER) -> float:

@@ -53,19 +53,16 @@ def contrasts(columns) -> list[tuple[str, str]]:
     labels = [m.label for m in METHODS.values() if not m.matches]
     pairs = [("RAG", "Base")] + [pair for name in labels for pair in ((name, "Base"), ("RAG", name))]
     pairs += [(c, "RAG") for c in sorted(have) if c.endswith("+RAG")]
-    for name in labels:
-        pars = sorted((c for c in have if c.startswith(f"{name}-par") and "+" not in c),
-                      key=lambda c: int(c.removeprefix(f"{name}-par")))
-        pairs += [(c, name) for c in pars]
+    for m in (m for m in METHODS.values() if not m.matches and not m.unit):
+        pairs += [(m.column(p), m.label) for p in m.sets_in(have) if p]
     for name in labels[1:]:
         pairs += [(c.replace(labels[0], name, 1), c) for c in sorted(have) if c.startswith(labels[0]) and "+" not in c]
     for m in (m for m in METHODS.values() if m.unit):  # a method of amounts (SynCPT-20000tok): vs FT, Base; RAG vs it
-        amounts = sorted((c for c in have if c.startswith(f"{m.label}-") and c.endswith(m.unit) and "+" not in c),
-                         key=lambda c: int(c.removeprefix(f"{m.label}-").removesuffix(m.unit)))
+        amounts = [m.column(p) for p in m.sets_in(have)]
         pairs += [pair for c in amounts for pair in ((c, labels[0]), (c, "Base"), ("RAG", c))]
     for control in (m for m in METHODS.values() if m.matches):  # the steps-matched control of set k (FT-steps{k})
         method = METHODS[control.matches]
-        sets = sorted(int(c.removeprefix(control.label)) for c in have if c.removeprefix(control.label).isdigit())
+        sets = [p for p in control.sets_in(have) if p]
         pairs += [pair for p in sets
                   for pair in ((method.column(p), control.column(p)), (control.column(p), method.label))]
     pairs += retriever_contrasts(have)

@@ -6,7 +6,6 @@ kinject.reporting.figures'."""
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,35 +17,27 @@ from kinject.reporting.columns import FINETUNED, NAMES, RETRIEVAL, column_label,
 from kinject.reporting.figures import write_figures  # noqa: F401 (scripts/figures.py imports it from here)
 from kinject.reporting.records import read_results
 from kinject.reporting.stats import best_of, clustered_interval, cross_fit, seeds_interval, setting_seed
-from kinject.training.methods import METHODS, by_prefix
+from kinject.training.methods import METHODS, by_column, by_prefix
 
 log = logging.getLogger(__name__)
 
 SETTING = ["group", "model", "task", "format", "shots"]
-UNITS = {m.label: m.unit for m in METHODS.values() if m.unit}  # a method of amounts' columns: {label}-{p}{unit}
 ORACLE = "oracle"
 CROSS_FIT = "cross-fit"
 
 
-def _method_column(label: str, column: str) -> bool:
-    """Whether a column is a method's fine-tuned one, {label} or {label}-par{p} (a label may hold a hyphen: QA-SFT);
-    a method of amounts' {label}-{p}{unit} (SynCPT-4000tok)."""
-    unit = UNITS.get(label)
-    return re.fullmatch(re.escape(label) + (rf"-\d+{re.escape(unit)}" if unit else r"(-par\d+)?"), column) is not None
-
-
 def _in_set_order(columns) -> list[str]:
-    """Columns in the order of their sets: FT, FT-par2, FT-par10 (and FT-par2+RAG before FT-par10+RAG)."""
-    return sorted(columns, key=lambda c: (int(m[1]) if (m := re.search(r"-(?:par)?(\d+)\D*$", c)) else -1, c))
+    """A method's columns in the order of their sets: FT, FT-par2, FT-par10 (and FT-par2+RAG before FT-par10+RAG)."""
+    return sorted(columns, key=lambda c: (found[1] if (found := by_column(c.split("+")[0])) else -1, c))
 
 
 def _tuned_columns(columns, method) -> list[str]:
     """A method's fine-tuned columns ({label}, {label}-par{p}), each control's of it (kinject.training.methods:
     matches; FT-steps{p}) right after the column of the set it matches."""
     out = []
-    for c in _in_set_order(c for c in columns if _method_column(method.label, c)):
+    for c in _in_set_order(c for c in columns if method.set_of(c) is not None):
         out.append(c)
-        p = c.removeprefix(f"{method.label}-par") if c != method.label else None
+        p = method.set_of(c)
         out += [m.column(p) for m in METHODS.values() if m.matches == method.name and p and m.column(p) in columns]
     return out
 
@@ -153,8 +144,8 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
         columns={"ci_low": "low", "ci_high": "high"})
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
     tuned = [_tuned_columns(table.columns, m) for m in METHODS.values() if not m.matches]
-    with_rag = [_in_set_order({c for c in table.columns if c.endswith("+RAG") and _method_column(name, c[:-len("+RAG")])})
-                for name in NAMES.values()]
+    with_rag = [_in_set_order({c for c in table.columns if c.endswith("+RAG") and m.set_of(c.removesuffix("+RAG")) is not None})
+                for m in METHODS.values() if not m.matches]
     order = ["Base"] + sum(tuned, []) + ["RAG"] + sum(with_rag, [])
     columns = [c for c in order if c in table.columns]
     columns += sorted(c for c in table.columns if c not in columns)  # other retrievers' and the oracle's

@@ -14,6 +14,7 @@ learning rate and epochs (its search's; none of its own) for as many optimizer s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -154,6 +155,27 @@ class Method:
             return self.label
         return f"{self.label}{int(p)}" if self.matches else f"{self.label}-par{int(p)}"
 
+    def set_of(self, column: str) -> int | None:
+        """The inverse of :meth:`column`: the set (or amount) p whose column ``column`` is, None when it is not one of
+        this method's (a label may hold a hyphen: QA-SFT-par10 is QA-SFT's, not FT's)."""
+        if self.unit:
+            pattern = rf"-(\d+){re.escape(self.unit)}"
+        else:
+            pattern = r"(\d+)?" if self.matches else r"(?:-par(\d+))?"
+        m = re.fullmatch(re.escape(self.label) + pattern, column)
+        return None if m is None else int(m[1] or 0)
+
+    def sets_in(self, columns) -> list[int]:
+        """The sets (or amounts) whose columns are among ``columns``, in order."""
+        return sorted(p for p in map(self.set_of, columns) if p is not None)
+
+    def family(self, column: str) -> str:
+        """Its column with the set left out, naming the family of contrasts it belongs to: FT-par10 -> FT-par,
+        FT-steps10 -> FT-steps, SynCPT-20000tok -> SynCPT; set 0's column (FT) stays."""
+        if self.unit or self.matches or not self.set_of(column):
+            return self.label
+        return f"{self.label}-par"
+
 
 def ft_rag_sets(task: dict) -> list[int]:
     """Paraphrase sets whose fine-tuned model is also RAG's generator (default: the largest set)."""
@@ -182,6 +204,12 @@ def method(name: str, key: str = "finetune.methods", source: str = "config") -> 
 def by_prefix(prefix: str) -> Method:
     """The method whose cells are {prefix}-p{p}."""
     return next(m for m in METHODS.values() if m.prefix == prefix)
+
+
+def by_column(column: str) -> tuple[Method, int] | None:
+    """(method, set) of a fine-tuned table column without +RAG (:meth:`Method.column`'s inverse); None for another
+    column (Base, RAG, RAG (bm25))."""
+    return next(((m, p) for m in METHODS.values() if (p := m.set_of(column)) is not None), None)
 
 
 def adapter_methods() -> list[Method]:
