@@ -39,7 +39,10 @@ rule index_chunks:
         "../scripts/index_chunks.py"
 
 
+# priority: a few seconds' job that every RAG scoring job waits on, run as soon as it can; on 2 cores the
+# scheduler otherwise ran a one-thread evaluation beside an idle core while this two-thread job waited
 rule retrieve:
+    priority: 1
     input:
         index=res(INDEX.format(task="{task}", file=RETRIEVER.index)),
         chunks=res(CHUNKS),
