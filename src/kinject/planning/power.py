@@ -66,7 +66,7 @@ def family(contrast: str) -> str:
     (kinject.training.methods.Method.family)."""
     def name(column: str) -> str:
         found = by_column(column)
-        return found[0].family(column) if found else column
+        return found[0].family(found[1]) if found else column
 
     return " vs ".join("+".join(name(c) for c in side.split("+")) for side in contrast.split(" vs "))
 

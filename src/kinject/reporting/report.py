@@ -17,7 +17,7 @@ from kinject.reporting.columns import FINETUNED, NAMES, RETRIEVAL, column_label,
 from kinject.reporting.figures import write_figures  # noqa: F401 (scripts/figures.py imports it from here)
 from kinject.reporting.records import read_results
 from kinject.reporting.stats import best_of, clustered_interval, cross_fit, seeds_interval, setting_seed
-from kinject.training.methods import METHODS, by_column, by_prefix
+from kinject.training.methods import METHODS, by_prefix
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +26,12 @@ ORACLE = "oracle"
 CROSS_FIT = "cross-fit"
 
 
-def _in_set_order(columns) -> list[str]:
-    """A method's columns in the order of their sets: FT, FT-par2, FT-par10 (and FT-par2+RAG before FT-par10+RAG)."""
-    return sorted(columns, key=lambda c: (found[1] if (found := by_column(c.split("+")[0])) else -1, c))
-
-
 def _tuned_columns(columns, method) -> list[str]:
     """A method's fine-tuned columns ({label}, {label}-par{p}), each control's of it (kinject.training.methods:
     matches; FT-steps{p}) right after the column of the set it matches."""
     out = []
-    for c in _in_set_order(c for c in columns if method.set_of(c) is not None):
-        out.append(c)
-        p = method.set_of(c)
+    for p in method.sets_in(columns):
+        out.append(method.column(p))
         out += [m.column(p) for m in METHODS.values() if m.matches == method.name and p and m.column(p) in columns]
     return out
 
@@ -144,8 +138,8 @@ def group_table(rows: pd.DataFrame, choices: pd.DataFrame, group: str, shots: in
         columns={"ci_low": "low", "ci_high": "high"})
     table = cells.pivot_table(index=index, columns="column", values="accuracy", sort=False)
     tuned = [_tuned_columns(table.columns, m) for m in METHODS.values() if not m.matches]
-    with_rag = [_in_set_order({c for c in table.columns if c.endswith("+RAG") and m.set_of(c.removesuffix("+RAG")) is not None})
-                for m in METHODS.values() if not m.matches]
+    rag_of = [c.removesuffix("+RAG") for c in table.columns if c.endswith("+RAG")]  # FT-par2+RAG: FT-par2
+    with_rag = [[f"{m.column(p)}+RAG" for p in m.sets_in(rag_of)] for m in METHODS.values() if not m.matches]
     order = ["Base"] + sum(tuned, []) + ["RAG"] + sum(with_rag, [])
     columns = [c for c in order if c in table.columns]
     columns += sorted(c for c in table.columns if c not in columns)  # other retrievers' and the oracle's

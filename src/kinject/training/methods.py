@@ -169,10 +169,10 @@ class Method:
         """The sets (or amounts) whose columns are among ``columns``, in order."""
         return sorted(p for p in map(self.set_of, columns) if p is not None)
 
-    def family(self, column: str) -> str:
-        """Its column with the set left out, naming the family of contrasts it belongs to: FT-par10 -> FT-par,
-        FT-steps10 -> FT-steps, SynCPT-20000tok -> SynCPT; set 0's column (FT) stays."""
-        if self.unit or self.matches or not self.set_of(column):
+    def family(self, p) -> str:
+        """Its column of set p with the set left out, naming the family of contrasts it belongs to: FT-par10 ->
+        FT-par, FT-steps10 -> FT-steps, SynCPT-20000tok -> SynCPT; set 0's column (FT) stays."""
+        if self.unit or self.matches or not int(p):
             return self.label
         return f"{self.label}-par"
 
