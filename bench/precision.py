@@ -76,25 +76,25 @@ def measure(model: str, precision: str, restricted: bool, steps: int, timeout: f
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", STEP, json.dumps(args)], env=env, stdout=subprocess.PIPE,
                             text=True, start_new_session=True)
-    lines = []
     try:
         out, _ = proc.communicate(timeout=timeout)
-        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        stopped = False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         out, _ = proc.communicate()  # what it printed before it was stopped
-        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        done = {key: value for line in lines for key, value in line.items()}
-        ran = time.perf_counter() - started
-        if "step_s" in done:  # the steps it finished (the last one printed)
-            return {"step_s": done["step_s"], "partial": "steps unfinished"}
-        if "warmup_s" in done:  # the warm-up is a whole step, timed
-            return {"step_s": done["warmup_s"], "partial": "warm-up only"}
-        # the first step had not finished: it ran for at least the time after the model loaded
-        return {"unfinished_after_s": ran - done.get("loaded_s", 0.0)}
-    final = lines[-1]
-    return {"capability": final["capability"], "step_s": sorted(final["times"])[len(final["times"]) // 2]}
-
+        stopped = True
+    ran = time.perf_counter() - started
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    if not stopped:
+        final = lines[-1]
+        return {"capability": final["capability"], "step_s": sorted(final["times"])[len(final["times"]) // 2]}
+    done = {key: value for line in lines for key, value in line.items()}
+    if "step_s" in done:  # the steps it finished (the last one printed)
+        return {"step_s": done["step_s"], "partial": "steps unfinished"}
+    if "warmup_s" in done:  # the warm-up is a whole step, timed
+        return {"step_s": done["warmup_s"], "partial": "warm-up only"}
+    # the first step had not finished: it ran for at least the time after the model loaded
+    return {"unfinished_after_s": ran - done.get("loaded_s", 0.0)}
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
