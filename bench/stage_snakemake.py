@@ -21,7 +21,7 @@ def edit_expectation(config: dict, task: str, p: int) -> dict[str, int]:
     counts set p's steps, and every control's where p is 0, the set it trains on), the evaluation jobs of those
     models (kinject.grid.evaluation_jobs), the retrieval diagnostics where one of them retrieves, and the report:
     tables, figures and the manifest (rebuilt whenever a result changes)."""
-    from kinject.grid import evaluation_jobs, method_runs, task_methods
+    from kinject.grid import evaluation_jobs, method_runs, retriever_rule, task_methods, task_retrievers
     from kinject.paths import PARAPHRASE_SET
     from kinject.training.seeds import untag
 
@@ -30,10 +30,14 @@ def edit_expectation(config: dict, task: str, p: int) -> dict[str, int]:
         if m.train == PARAPHRASE_SET or m.matches:
             stale[m] = {run for run in method_runs(config, task, m) if untag(run)[0] == p or (m.matches and p == 0)}
     counts = {m.rule("finetune"): len(runs) * len(config["models"]) for m, runs in stale.items()}
+    scored = {}  # each evaluation rule of a stale method (every retriever's FT+RAG too) -> the stale runs
+    for m, runs in stale.items():
+        rag = m.rule("evaluate_rag")
+        for rule in (m.rule("evaluate"), rag, *(retriever_rule(rag, r.name)
+                                                for r in task_retrievers(config, config["tasks"][task]))):
+            scored[rule] = runs
     for rule, jobs in evaluation_jobs(config).items():
-        runs = next((runs for m, runs in stale.items() if rule == m.rule("evaluate") or rule == m.rule("evaluate_rag")
-                     or rule.startswith(m.rule("evaluate_rag") + "_")), set())
-        counts[rule] = sum(1 for job in jobs if job["task"] == task and job.get("p") in runs)
+        counts[rule] = sum(1 for job in jobs if job["task"] == task and job.get("p") in scored.get(rule, ()))
     counts = {rule: n for rule, n in counts.items() if n}
     diagnostics = {"retrieval_tables": 1} if any("rag" in rule for rule in counts) else {}
     return {**counts, **diagnostics, "tables": 1, "figures": 1, "manifest": 1, "all": 1}
